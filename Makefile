@@ -1,0 +1,46 @@
+# Two commands for a newcomer: `make run` and `make test`.  Both bootstrap first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: bootstrap system venv extensions images run test test-fast test-pure bench clean
+
+bootstrap: system venv extensions images
+
+system:
+	@scripts/ensure-system-packages
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-dev.txt setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+extensions: venv
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	$(PY) setup.py -q build_ext --inplace
+
+images:
+	@if [ -f unikernels/Makefile ]; then $(MAKE) -s -C unikernels; fi
+
+run: bootstrap
+	$(VENV)/bin/gateway -g "daemon off;"
+
+# The whole suite with the Cython modules, then again on the pure-Python twins
+# (everything but the QEMU and benchmark-style tests, which do not touch them).
+test: bootstrap
+	$(PY) -m pytest $(PYTEST_ARGS) tests
+	GATEWAY_NO_EXTENSIONS=1 $(PY) -m pytest $(PYTEST_ARGS) -m "not qemu" tests
+
+test-fast: bootstrap
+	$(PY) -m pytest -x -q -m "not qemu and not nginx" $(PYTEST_ARGS) tests
+
+bench: bootstrap
+	$(PY) -m bench
+
+clean:
+	rm -rf build _fastpath/*.c _fastpath/*.so *.egg-info
+	@if [ -f unikernels/Makefile ]; then $(MAKE) -s -C unikernels clean; fi

@@ -1,0 +1,72 @@
+"""The per-request state shared by the server, the proxy, variables and logs."""
+
+from __future__ import annotations
+
+
+class Request:
+    """One parsed client request plus what happened to it so far.
+
+    Header names arrive as ``(lower_name, name, value)`` byte triples from the
+    head parser; ``header()`` looks them up by lowercase name.
+    """
+
+    __slots__ = (
+        "method", "request_uri", "uri", "args", "version", "headers",
+        "host", "scheme", "remote_addr", "remote_port", "server_addr", "server_port",
+        "server", "server_name", "location", "start_time", "request_length",
+        "connection_id", "connection_requests",
+        # filled while answering
+        "status", "body_bytes_sent", "bytes_sent", "proxy_host",
+        "upstream_addr", "upstream_status", "upstream_response_time",
+        "upstream_connect_time", "upstream_header_time", "_header_map",
+    )
+
+    def __init__(self, method, request_uri, uri, args, version, headers):
+        self.method = method                  # str, e.g. "GET"
+        self.request_uri = request_uri        # str, the target as received
+        self.uri = uri                        # str, decoded and normalised path ($uri)
+        self.args = args                      # str, query string without "?" ("" if none)
+        self.version = version                # 10 or 11
+        self.headers = headers                # list of (lower_name, name, value) bytes
+        self.host = ""
+        self.scheme = "http"
+        self.remote_addr = ""
+        self.remote_port = 0
+        self.server_addr = ""
+        self.server_port = 0
+        self.server = None                    # config.model.Server
+        self.server_name = ""
+        self.location = None                  # config.model.Location
+        self.start_time = 0.0
+        self.request_length = 0
+        self.connection_id = 0
+        self.connection_requests = 0
+        self.status = 0
+        self.body_bytes_sent = 0
+        self.bytes_sent = 0
+        self.proxy_host = ""
+        self.upstream_addr = ""
+        self.upstream_status = ""
+        self.upstream_response_time = ""
+        self.upstream_connect_time = ""
+        self.upstream_header_time = ""
+        self._header_map = None
+
+    def header(self, lower_name: str) -> str | None:
+        """The value of a request header (repeated ones joined as nginx does)."""
+        if self._header_map is None:
+            found = {}
+            for lower, _name, value in self.headers:
+                key = lower.decode("latin-1")
+                text = value.decode("latin-1")
+                if key in found:
+                    sep = "; " if key == "cookie" else ", "
+                    found[key] = found[key] + sep + text
+                else:
+                    found[key] = text
+            self._header_map = found
+        return self._header_map.get(lower_name)
+
+    @property
+    def protocol(self) -> str:
+        return "HTTP/1.1" if self.version == 11 else "HTTP/1.0"

@@ -1,0 +1,37 @@
+"""Build the gateway package and its Cython hot-path modules (one Extension per .pyx)."""
+
+import glob
+import os
+
+from setuptools import Extension, find_packages, setup
+
+try:
+    from Cython.Build import cythonize
+except ImportError:  # the pure-Python twins still work
+    cythonize = None
+
+
+def fastpath_extensions():
+    if cythonize is None or os.environ.get("GATEWAY_NO_EXTENSIONS") == "1":
+        return []
+    modules = [
+        Extension(f"_fastpath.{os.path.basename(path)[:-4]}", [path],
+                  extra_compile_args=["-O2"])
+        for path in sorted(glob.glob("_fastpath/*.pyx"))
+    ]
+    return cythonize(modules, language_level=3, compiler_directives={
+        "boundscheck": False, "wraparound": False, "cdivision": True})
+
+
+setup(
+    name="gateway",
+    version="0.1.0",
+    description="An nginx-like reverse proxy on uvloop that also dispatches to QEMU unikernel workers",
+    packages=find_packages(include=["gateway", "gateway.*", "_fastpath", "bench"]),
+    package_data={"_fastpath": ["*.pyx", "*.pxd", "*.pyi"], "gateway": ["default/*"]},
+    ext_modules=fastpath_extensions(),
+    python_requires=">=3.11",
+    install_requires=["uvloop>=0.19", "aiohttp>=3.9", "mmh3>=4", "orjson>=3.9"],
+    extras_require={"test": ["pytest>=8", "pytest-asyncio>=0.23", "Cython>=3.0"]},
+    entry_points={"console_scripts": ["gateway = gateway.cli:main"]},
+)
