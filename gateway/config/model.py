@@ -190,7 +190,9 @@ class Upstream:
     servers: list[UpstreamServer]
     balance: Balance = field(default_factory=Balance)
     keepalive: int = 0                    # idle connections cached per worker
-    keepalive_timeout: float = 60.0
+    # Shorter than nginx's 60 s on purpose: idle connections must be dropped by us
+    # before a backend with a short idle timeout (gunicorn 2 s, Node 5 s) drops them.
+    keepalive_timeout: float = 4.0
     keepalive_requests: int = 1000
     health_check: HealthCheck | None = None
     implicit: bool = False                # made from a proxy_pass host:port

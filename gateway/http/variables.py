@@ -1,0 +1,187 @@
+"""nginx-style ``$variables``: compiled once at config load, rendered per request."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+
+from gateway import __version__
+from gateway.errors import ConfigError
+
+_NAME = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
+
+
+def _host(r):
+    return r.host or r.server_name
+
+
+def _arg(name):
+    prefix = name + "="
+
+    def get(r):
+        # nginx compares argument names case-insensitively and returns the raw value.
+        for part in r.args.split("&"):
+            if part[:len(prefix)].lower() == prefix:
+                return part[len(prefix):]
+            if part.lower() == name:
+                return ""
+        return ""
+    return get
+
+
+def _http(name):
+    lower = name.replace("_", "-")
+
+    def get(r):
+        return r.header(lower) or ""
+    return get
+
+
+def _cookie(name):
+    def get(r):
+        raw = r.header("cookie") or ""
+        for part in raw.split(";"):
+            key, _, value = part.strip().partition("=")
+            if key == name:
+                return value
+        return ""
+    return get
+
+
+def _forwarded_for(r):
+    previous = r.header("x-forwarded-for")
+    return f"{previous}, {r.remote_addr}" if previous else r.remote_addr
+
+
+class _Clock:
+    """Formats times once per second, as nginx caches its time strings."""
+
+    def __init__(self):
+        self._second = -1
+        self._local = self._iso = ""
+
+    def _refresh(self):
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            tm = time.localtime(now)
+            self._local = time.strftime("%d/%b/%Y:%H:%M:%S %z", tm)
+            self._iso = time.strftime("%Y-%m-%dT%H:%M:%S", tm) + _iso_zone(tm)
+
+    def local(self, _r):
+        self._refresh()
+        return self._local
+
+    def iso8601(self, _r):
+        self._refresh()
+        return self._iso
+
+
+def _iso_zone(tm):
+    zone = time.strftime("%z", tm)
+    return zone[:3] + ":" + zone[3:]
+
+
+_clock = _Clock()
+_hostname = socket.gethostname()
+
+# Request-independent and request-dependent variables by name.
+_SIMPLE = {
+    "host": _host,
+    "request_uri": lambda r: r.request_uri,
+    "uri": lambda r: r.uri,
+    "document_uri": lambda r: r.uri,
+    "args": lambda r: r.args,
+    "query_string": lambda r: r.args,
+    "is_args": lambda r: "?" if r.args else "",
+    "remote_addr": lambda r: r.remote_addr,
+    "remote_port": lambda r: str(r.remote_port),
+    "server_addr": lambda r: r.server_addr,
+    "server_port": lambda r: str(r.server_port),
+    "server_name": lambda r: r.server_name,
+    "server_protocol": lambda r: r.protocol,
+    "scheme": lambda r: r.scheme,
+    "request_method": lambda r: r.method,
+    "request": lambda r: f"{r.method} {r.request_uri} {r.protocol}",
+    "request_length": lambda r: str(r.request_length),
+    "content_length": lambda r: r.header("content-length") or "",
+    "content_type": lambda r: r.header("content-type") or "",
+    "proxy_add_x_forwarded_for": _forwarded_for,
+    "proxy_host": lambda r: r.proxy_host,
+    "status": lambda r: str(r.status).zfill(3),
+    "body_bytes_sent": lambda r: str(r.body_bytes_sent),
+    "bytes_sent": lambda r: str(r.bytes_sent),
+    "request_time": lambda r: f"{max(time.time() - r.start_time, 0.0):.3f}",
+    "msec": lambda r: f"{time.time():.3f}",
+    "time_local": _clock.local,
+    "time_iso8601": _clock.iso8601,
+    "upstream_addr": lambda r: r.upstream_addr,
+    "upstream_status": lambda r: r.upstream_status,
+    "upstream_response_time": lambda r: r.upstream_response_time,
+    "upstream_connect_time": lambda r: r.upstream_connect_time,
+    "upstream_header_time": lambda r: r.upstream_header_time,
+    "connection": lambda r: str(r.connection_id),
+    "connection_requests": lambda r: str(r.connection_requests),
+    "pid": lambda r: str(os.getpid()),
+    "hostname": lambda r: _hostname,
+    "nginx_version": lambda r: __version__,
+    "gateway_version": lambda r: __version__,
+}
+
+_PREFIXED = (("arg_", _arg), ("http_", _http), ("cookie_", _cookie))
+
+
+def variable_getter(name: str):
+    """The function that reads variable ``name`` from a request, or None if unknown."""
+    getter = _SIMPLE.get(name)
+    if getter is not None:
+        return getter
+    for prefix, make in _PREFIXED:
+        if name.startswith(prefix) and len(name) > len(prefix):
+            suffix = name[len(prefix):]
+            return make(suffix.lower() if prefix != "cookie_" else suffix)
+    if name.isdigit():
+        return lambda r: ""   # regex captures: not supported yet, empty as an unmatched capture
+    return None
+
+
+class Template:
+    """A string with ``$variables``; ``render(request)`` fills them in."""
+
+    __slots__ = ("text", "parts", "static")
+
+    def __init__(self, text: str, parts: list):
+        self.text = text
+        self.parts = parts
+        self.static = all(isinstance(p, str) for p in parts)
+
+    def render(self, request) -> str:
+        if self.static:
+            return self.text
+        return "".join(p if isinstance(p, str) else p(request) for p in self.parts)
+
+    def __repr__(self):
+        return f"Template({self.text!r})"
+
+
+def compile_template(text: str, file: str | None = None, line: int | None = None) -> Template:
+    """Compile ``text``; an unknown variable is a ConfigError in nginx's wording."""
+    parts: list = []
+    pos = 0
+    for match in _NAME.finditer(text):
+        if match.start() > pos:
+            parts.append(text[pos:match.start()])
+        name = match.group(1) or match.group(2)
+        getter = variable_getter(name)
+        if getter is None:
+            raise ConfigError(f'unknown "{name}" variable', file, line)
+        parts.append(getter)
+        pos = match.end()
+    if pos < len(text):
+        parts.append(text[pos:])
+    if all(isinstance(p, str) for p in parts):
+        return Template(text, [text])
+    return Template(text, parts)
+
