@@ -1,0 +1,728 @@
+"""Build the typed ``Config`` from the directive tree, applying nginx's merge rules."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+
+from gateway.config import values
+from gateway.config.model import (
+    AccessLog, AddHeader, Balance, Config, ErrorLog, HealthCheck, Http, Listen, Location,
+    LocationSettings, ProxyPass, Return, Server, UnikernelPass, UnikernelPool, Upstream,
+    UpstreamServer)
+from gateway.config.parser import Directive, ParsedConfig
+from gateway.errors import ConfigError
+
+COMBINED = ('$remote_addr - $remote_user [$time_local] "$request" $status '
+            '$body_bytes_sent "$http_referer" "$http_user_agent"')
+NEXT_UPSTREAM = {"error", "timeout", "invalid_header", "http_500", "http_502", "http_503",
+                 "http_504", "http_403", "http_404", "http_429", "non_idempotent", "off"}
+LOG_LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
+LISTEN_UNSUPPORTED = {"ssl", "http2", "quic", "proxy_protocol", "spdy", "accept_filter",
+                      "setfib"}
+LISTEN_IGNORED = {"bind", "deferred", "fastopen", "rcvbuf", "sndbuf", "so_keepalive"}
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+# Settings a nested level never inherits (content handlers and per-location paths).
+NOT_INHERITED = {"proxy_pass", "unikernel_pass", "alias", "try_files", "return_"}
+SERVER_FIELDS = ("client_header_timeout", "client_header_buffer_size",
+                 "large_client_header_buffers")
+
+
+def _compile(text: str, file: str, line: int) -> None:
+    """Check a template's variables now, so that a typo fails at load."""
+    try:
+        from gateway.http.variables import compile_template
+    except ImportError:      # the variables module belongs to another part of the tree
+        return
+    compile_template(text, file, line)
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    """All addresses of ``host``, IPv4 first; [] when it does not resolve."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return []
+    v4 = [i[4][0] for i in infos if i[0] == socket.AF_INET]
+    v6 = [i[4][0] for i in infos if i[0] == socket.AF_INET6]
+    return list(dict.fromkeys(v4 + v6))
+
+
+def _split_host_port(text: str) -> tuple[str, str | None]:
+    """``"[::1]:80"`` -> ("::1", "80"); ``"host"`` -> ("host", None)."""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            return text, None
+        host, rest = text[1:end], text[end + 1:]
+        return host, rest[1:] if rest.startswith(":") else None
+    if ":" in text:
+        host, port = text.rsplit(":", 1)
+        return host, port
+    return text, None
+
+
+def _valid_port(port: str) -> int | None:
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return int(port)
+
+
+class Builder:
+    """Walks the tree once; one method per block kind."""
+
+    def __init__(self, parsed: ParsedConfig, file: str, prefix: str, root_prefix: str):
+        self.parsed = parsed
+        self.file = file
+        self.prefix = prefix
+        self.root_prefix = root_prefix
+        self.warnings: list[str] = []
+        self.pending_proxy: list[tuple[ProxyPass, str, str | None, str, int]] = []
+        self.pending_unikernel: list[tuple[UnikernelPass, str, int]] = []
+
+    # Helpers --------------------------------------------------------------
+
+    def _path(self, path: str, base: str | None = None) -> str:
+        if os.path.isabs(path) or path.startswith("$"):
+            return path
+        return os.path.normpath(os.path.join(base or self.prefix, path))
+
+    def _warn_ignored(self, d: Directive) -> bool:
+        if d.spec is not None and d.spec.ignored:
+            self.warnings.append(f'"{d.name}" directive is accepted but not acted on '
+                                 f'in {d.file}:{d.line}')
+            return True
+        return False
+
+    # Main -----------------------------------------------------------------
+
+    def build(self) -> Config:
+        """Produce the final Config."""
+        cfg = Config(file=self.file, prefix=self.prefix)
+        has_events = False
+        for d in self.parsed.tree:
+            if self._warn_ignored(d):
+                continue
+            a, f, ln = d.args, d.file, d.line
+            if d.name == "user":
+                cfg.user = (a[0], a[1] if len(a) > 1 else None)
+            elif d.name == "worker_processes":
+                if a[0] == "auto":
+                    cfg.worker_processes = os.cpu_count() or 1
+                elif a[0].isdigit() and int(a[0]) > 0:
+                    cfg.worker_processes = int(a[0])
+                else:
+                    raise ConfigError('"worker_processes" directive invalid value', f, ln)
+            elif d.name == "pid":
+                cfg.pid = self._path(a[0])
+            elif d.name == "daemon":
+                cfg.daemon = values.flag(a[0])
+            elif d.name == "master_process":
+                cfg.master_process = values.flag(a[0])
+            elif d.name == "error_log":
+                cfg.error_logs.append(self._error_log(d))
+            elif d.name == "events":
+                has_events = True
+                for e in d.block:
+                    if self._warn_ignored(e):
+                        continue
+                    if e.name == "worker_connections":
+                        cfg.worker_connections = values.number(e.name, e.args[0], e.file, e.line)
+            elif d.name == "http":
+                cfg.http = self._http(d)
+        if not has_events:
+            raise ConfigError('no "events" section in configuration')
+        cfg.warnings = self.warnings
+        cfg.text = "".join(f"# configuration file {path}:\n{text}"
+                           f"{'' if text.endswith(chr(10)) else chr(10)}\n"
+                           for path, text in self.parsed.files)
+        return cfg
+
+    def _error_log(self, d: Directive) -> ErrorLog:
+        path = d.args[0]
+        if path.startswith("syslog:") or path.startswith("memory:"):
+            raise ConfigError(f'error_log "{path}" is not supported by this gateway',
+                              d.file, d.line)
+        level = "error"
+        if len(d.args) > 1:
+            level = d.args[1]
+            if level not in LOG_LEVELS or len(d.args) > 2:
+                bad = level if level not in LOG_LEVELS else d.args[2]
+                raise ConfigError(f'invalid log level "{bad}"', d.file, d.line)
+        return ErrorLog("stderr" if path == "stderr" else self._path(path), level)
+
+    # http -----------------------------------------------------------------
+
+    def _http(self, d: Directive) -> Http:
+        http = Http(log_formats={"combined": COMBINED})
+        self.http = http
+        for e in d.block:
+            if e.name == "log_format":
+                name = e.args[0]
+                if name in http.log_formats:
+                    raise ConfigError(f'duplicate "log_format" name "{name}"', e.file, e.line)
+                fmt = "".join(e.args[1:])
+                if e.args[1].startswith("escape="):
+                    fmt = "".join(e.args[2:])
+                _compile(fmt, e.file, e.line)
+                http.log_formats[name] = fmt
+        own, server_own = self._settings(d.block, "http")
+        for e in d.block:
+            if e.name == "upstream":
+                self._upstream(e)
+            elif e.name == "unikernel":
+                self._unikernel(e)
+        for e in d.block:
+            if e.name == "server":
+                http.servers.append(self._server(e, own, server_own))
+        self._check_default_servers(http.servers)
+        self._resolve_proxy_passes()
+        self._resolve_unikernel_passes()
+        return http
+
+    # Settings shared by http, server and location ------------------------
+
+    def _settings(self, block: list[Directive], level: str) -> tuple[dict, dict]:
+        """Values set directly at this level: (LocationSettings fields, Server fields)."""
+        own: dict = {}
+        server_own: dict = {}
+        lists: dict[str, list] = {}
+        for d in block:
+            if self._warn_ignored(d):
+                continue
+            a, f, ln, n = d.args, d.file, d.line, d.name
+            if n == "root":
+                if "alias" in own:
+                    raise ConfigError('"root" directive is duplicate, "alias" directive was '
+                                      'specified earlier', f, ln)
+                own["root"] = self._path(a[0], self.root_prefix)
+            elif n == "alias":
+                if "root" in own:
+                    raise ConfigError('"alias" directive is duplicate, "root" directive was '
+                                      'specified earlier', f, ln)
+                own["alias"] = self._path(a[0], self.root_prefix)
+            elif n == "index":
+                lists.setdefault("index", []).extend(a)
+            elif n == "try_files":
+                own["try_files"] = list(a)
+            elif n == "return":
+                own["return_"] = self._return(d)
+            elif n == "add_header":
+                if len(a) == 3 and a[2] != "always":
+                    raise ConfigError(f'invalid parameter "{a[2]}"', f, ln)
+                _compile(a[1], f, ln)
+                lists.setdefault("add_headers", []).append(AddHeader(a[0], a[1], len(a) == 3))
+            elif n == "proxy_set_header":
+                _compile(a[1], f, ln)
+                lists.setdefault("proxy_set_headers", []).append((a[0], a[1]))
+            elif n == "access_log":
+                logs = lists.setdefault("access_logs", [])
+                if a[0] != "off":
+                    logs.append(self._access_log(d))
+            elif n == "types":
+                own["types"] = self._types(d)
+            elif n == "default_type":
+                own["default_type"] = a[0]
+            elif n in ("client_max_body_size",):
+                own[n] = values.size(n, a[0], f, ln)
+            elif n in ("client_body_timeout", "proxy_connect_timeout", "proxy_read_timeout",
+                       "proxy_send_timeout", "proxy_next_upstream_timeout"):
+                own[n] = values.time(n, a[0], f, ln)
+            elif n == "keepalive_timeout":
+                own[n] = values.time(n, a[0], f, ln)
+                if len(a) > 1:
+                    values.time(n, a[1], f, ln)
+            elif n in ("keepalive_requests", "proxy_next_upstream_tries"):
+                own[n] = values.number(n, a[0], f, ln)
+            elif n in ("proxy_buffering", "proxy_request_buffering", "proxy_pass_request_body",
+                       "etag"):
+                own[n] = values.flag(a[0])
+            elif n == "server_tokens":
+                if a[0] not in ("on", "off", "build"):
+                    raise ConfigError(f'invalid value "{a[0]}" in "server_tokens" directive, '
+                                      'it must be "on", "off" or "build"', f, ln)
+                own[n] = a[0] != "off"
+            elif n == "proxy_http_version":
+                if a[0] not in ("1.0", "1.1"):
+                    raise ConfigError(f'invalid value "{a[0]}"', f, ln)
+                own[n] = a[0]
+            elif n == "proxy_next_upstream":
+                for v in a:
+                    if v not in NEXT_UPSTREAM:
+                        raise ConfigError(f'invalid value "{v}"', f, ln)
+                own[n] = frozenset() if "off" in a else frozenset(a)
+            elif n == "proxy_pass":
+                own["proxy_pass"] = d
+            elif n == "unikernel_pass":
+                own["unikernel_pass"] = d
+            elif n == "error_log":
+                self._error_log(d)
+                self.warnings.append(f'"error_log" directive is accepted but not acted on '
+                                     f'in {f}:{ln}')
+            elif n == "client_header_timeout":
+                server_own[n] = values.time(n, a[0], f, ln)
+            elif n == "client_header_buffer_size":
+                server_own[n] = values.size(n, a[0], f, ln)
+            elif n == "large_client_header_buffers":
+                size = values.parse_size(a[1])
+                if not a[0].isdigit() or int(a[0]) == 0 or not size:
+                    raise ConfigError(f'"{n}" directive invalid value', f, ln)
+                server_own[n] = (int(a[0]), size)
+        if "proxy_pass" in own and "unikernel_pass" in own:
+            d = own["unikernel_pass"]
+            raise ConfigError('"unikernel_pass" directive is duplicate', d.file, d.line)
+        own.update(lists)
+        return own, server_own
+
+    def _return(self, d: Directive) -> Return:
+        a = d.args
+        if len(a) == 1 and not a[0].isdigit():
+            # "return URL" is a 302 when the argument is a URL (nginx checks these prefixes).
+            if a[0].startswith(("http://", "https://", "$scheme")):
+                _compile(a[0], d.file, d.line)
+                return Return(302, a[0])
+            raise ConfigError(f'invalid return code "{a[0]}"', d.file, d.line)
+        if not a[0].isdigit() or int(a[0]) > 999:
+            raise ConfigError(f'invalid return code "{a[0]}"', d.file, d.line)
+        text = a[1] if len(a) > 1 else None
+        if text is not None:
+            _compile(text, d.file, d.line)
+        return Return(int(a[0]), text)
+
+    def _access_log(self, d: Directive) -> AccessLog:
+        a = d.args
+        if a[0].startswith("syslog:"):
+            raise ConfigError(f'access_log "{a[0]}" is not supported by this gateway',
+                              d.file, d.line)
+        fmt_name = "combined"
+        rest = a[1:]
+        if rest and "=" not in rest[0] and rest[0] != "gzip":
+            fmt_name, rest = rest[0], rest[1:]
+        if fmt_name not in self.http.log_formats:
+            raise ConfigError(f'unknown log format "{fmt_name}"', d.file, d.line)
+        for param in rest:
+            if param.startswith("if="):
+                raise ConfigError('access_log parameter "if=" is not supported by this '
+                                  'gateway', d.file, d.line)
+            if not param.startswith(("buffer=", "flush=", "gzip")):
+                raise ConfigError(f'invalid parameter "{param}"', d.file, d.line)
+            self.warnings.append(f'access_log parameter "{param}" is accepted but not acted '
+                                 f'on in {d.file}:{d.line}')
+        return AccessLog(self._path(a[0]), self.http.log_formats[fmt_name])
+
+    def _types(self, d: Directive) -> dict[str, str]:
+        types: dict[str, str] = {}
+        for t in d.block:
+            for ext in t.args:
+                types[ext.lower()] = t.name
+        return types
+
+    @staticmethod
+    def _merge(parent: dict, own: dict, keep_return: bool = False) -> dict:
+        merged = {k: v for k, v in parent.items()
+                  if k not in NOT_INHERITED or (keep_return and k == "return_")}
+        merged.update(own)
+        return merged
+
+    def _location_settings(self, merged: dict, in_regex: bool, named: bool) -> LocationSettings:
+        kw = dict(merged)
+        if "root" not in kw:
+            kw["root"] = self._path("html", self.root_prefix)
+        pp = kw.pop("proxy_pass", None)
+        up = kw.pop("unikernel_pass", None)
+        headers = kw.pop("proxy_set_headers", [])
+        settings = LocationSettings(**kw)
+        # nginx sends the user's headers plus its defaults (Host, Connection) unless overridden.
+        user_names = {name.lower() for name, _ in headers}
+        settings.proxy_set_headers = list(headers) + [
+            h for h in LocationSettings().proxy_set_headers if h[0].lower() not in user_names]
+        if settings.return_ is None:
+            if pp is not None:
+                settings.proxy_pass = self._proxy_pass(pp, in_regex or named)
+            elif up is not None:
+                settings.unikernel_pass = self._unikernel_pass(up)
+        return settings
+
+    # server ---------------------------------------------------------------
+
+    def _server(self, d: Directive, http_own: dict, http_server_own: dict) -> Server:
+        own, server_own = self._settings(d.block, "server")
+        merged = self._merge(http_own, own)
+        listens: list[Listen] = []
+        names: list[str] = []
+        for e in d.block:
+            if e.name == "listen":
+                listens.extend(self._listen(e))
+            elif e.name == "server_name":
+                names.extend(n if n.startswith("~") else n.lower() for n in e.args)
+        if not listens:
+            port = 80 if os.geteuid() == 0 else 8000
+            listens = [Listen("0.0.0.0", port, file=d.file, line=d.line)]
+        # A server-level return runs in nginx's server rewrite phase, before any
+        # location is chosen: every location of the server therefore answers with it.
+        locations = self._locations(d.block, merged, None)
+        settings = self._location_settings(merged, False, False)
+        server = Server(listens=listens, server_names=names or [""], locations=locations,
+                        settings=settings, file=d.file, line=d.line)
+        for key, value in {**http_server_own, **server_own}.items():
+            setattr(server, key, value)
+        return server
+
+    def _listen(self, d: Directive) -> list[Listen]:
+        addr, f, ln = d.args[0], d.file, d.line
+        if addr.startswith("unix:"):
+            raise ConfigError(f'"listen" on a unix socket is not supported by this gateway',
+                              f, ln)
+        if addr.isdigit():
+            host, port_text = "*", addr
+        else:
+            host, port_text = _split_host_port(addr)
+            if port_text is None:
+                port_text = "80"
+        port = _valid_port(port_text)
+        if port is None:
+            raise ConfigError(f'invalid port in "{addr}" of the "listen" directive', f, ln)
+        opts = {"default_server": False, "reuseport": False, "backlog": 511, "ipv6only": True}
+        for p in d.args[1:]:
+            if p in ("default_server", "default"):
+                opts["default_server"] = True
+            elif p == "reuseport":
+                opts["reuseport"] = True
+            elif p.startswith("backlog="):
+                v = p[len("backlog="):]
+                if not v.lstrip("-").isdigit() or int(v) == 0:
+                    raise ConfigError(f'invalid backlog "{p}"', f, ln)
+                opts["backlog"] = int(v)
+            elif p in ("ipv6only=on", "ipv6only=off"):
+                opts["ipv6only"] = p == "ipv6only=on"
+            elif p in LISTEN_UNSUPPORTED:
+                raise ConfigError(f'"listen" parameter "{p}" is not supported by this gateway',
+                                  f, ln)
+            elif p.split("=", 1)[0] in LISTEN_IGNORED:
+                self.warnings.append(f'"listen" parameter "{p}" is accepted but not acted on '
+                                     f'in {f}:{ln}')
+            else:
+                raise ConfigError(f'invalid parameter "{p}"', f, ln)
+        if host == "*":
+            hosts = ["0.0.0.0"]
+        else:
+            try:
+                hosts = [str(ipaddress.ip_address(host))]
+            except ValueError:
+                hosts = _resolve(host, port)
+                if not hosts:
+                    raise ConfigError(f'host not found in "{addr}" of the "listen" directive',
+                                      f, ln) from None
+        return [Listen(h, port, file=f, line=ln, **opts) for h in hosts]
+
+    def _check_default_servers(self, servers: list[Server]) -> None:
+        seen: set[tuple[str, int]] = set()
+        for server in servers:
+            for listen in server.listens:
+                if not listen.default_server:
+                    continue
+                if listen.key in seen:
+                    host = f"[{listen.host}]" if ":" in listen.host else listen.host
+                    raise ConfigError(f"a duplicate default server for {host}:{listen.port}",
+                                      listen.file, listen.line)
+                seen.add(listen.key)
+
+    # location -------------------------------------------------------------
+
+    def _locations(self, block: list[Directive], parent_merged: dict,
+                   parent: Location | None, in_regex: bool = False) -> list[Location]:
+        out: list[Location] = []
+        for d in block:
+            if d.name != "location":
+                continue
+            modifier, pattern = self._location_name(d)
+            self._check_nesting(d, modifier, pattern, parent)
+            for other in out:
+                if self._same_location(other, modifier, pattern):
+                    raise ConfigError(f'duplicate location "{pattern}"', d.file, d.line)
+            own, _ = self._settings(d.block, "location")
+            keep_return = parent is None
+            merged = self._merge(parent_merged, own, keep_return=keep_return)
+            regex = None
+            if modifier in ("~", "~*"):
+                try:
+                    regex = re.compile(pattern, re.IGNORECASE if modifier == "~*" else 0)
+                except re.error as exc:
+                    raise ConfigError(f'invalid regular expression "{pattern}": {exc}',
+                                      d.file, d.line) from None
+            is_regex = in_regex or regex is not None
+            loc = Location(modifier, pattern, LocationSettings(), regex=regex,
+                           file=d.file, line=d.line)
+            loc.settings = self._location_settings(merged, regex is not None, modifier == "@")
+            loc.children = self._locations(d.block, merged, loc, is_regex)
+            out.append(loc)
+        return out
+
+    @staticmethod
+    def _location_name(d: Directive) -> tuple[str, str]:
+        a = d.args
+        if len(a) == 2:
+            if a[0] not in ("=", "~", "~*", "^~"):
+                raise ConfigError(f'invalid location modifier "{a[0]}"', d.file, d.line)
+            return a[0], a[1]
+        name = a[0]
+        for mod in ("=", "~*", "~", "^~"):
+            if name.startswith(mod) and (mod != "~" or not name.startswith("~*")):
+                return mod, name[len(mod):]
+        if name.startswith("@"):
+            return "@", name
+        return "", name
+
+    @staticmethod
+    def _check_nesting(d: Directive, modifier: str, pattern: str,
+                       parent: Location | None) -> None:
+        if parent is None:
+            return
+        f, ln = d.file, d.line
+        if parent.modifier == "=":
+            raise ConfigError(f'location "{pattern}" cannot be inside the exact location '
+                              f'"{parent.pattern}"', f, ln)
+        if parent.modifier == "@":
+            raise ConfigError(f'location "{pattern}" cannot be inside the named location '
+                              f'"{parent.pattern}"', f, ln)
+        if modifier == "@":
+            raise ConfigError(f'named location "{pattern}" can be on the server level only',
+                              f, ln)
+        if (parent.modifier in ("", "^~") and modifier in ("", "^~", "=")
+                and not pattern.startswith(parent.pattern)):
+            raise ConfigError(f'location "{pattern}" is outside location "{parent.pattern}"',
+                              f, ln)
+
+    @staticmethod
+    def _same_location(other: Location, modifier: str, pattern: str) -> bool:
+        if other.pattern != pattern:
+            return False
+        kinds = {"": "prefix", "^~": "prefix", "=": "exact", "@": "named"}
+        return kinds.get(other.modifier, "regex") == kinds.get(modifier, "regex") != "regex"
+
+    # proxy_pass -----------------------------------------------------------
+
+    def _proxy_pass(self, d: Directive, no_uri_allowed: bool) -> ProxyPass:
+        url, f, ln = d.args[0], d.file, d.line
+        lower = url.lower()
+        if lower.startswith("https://"):
+            raise ConfigError('"https" in proxy_pass is not supported by this gateway', f, ln)
+        if not lower.startswith("http://"):
+            raise ConfigError("invalid URL prefix", f, ln)
+        rest = url[len("http://"):]
+        if "$" in url:
+            _compile(url, f, ln)
+            authority = rest.split("/", 1)[0]
+            uri = rest[len(authority):] or None
+            return ProxyPass(url, "", uri, authority, has_variables=True)
+        if rest.startswith("unix:"):
+            raise ConfigError("proxy_pass to a unix socket is not supported by this gateway",
+                              f, ln)
+        slash = rest.find("/")
+        authority, uri = (rest, None) if slash < 0 else (rest[:slash], rest[slash:])
+        if uri is not None and no_uri_allowed:
+            raise ConfigError('"proxy_pass" cannot have URI part in location given by regular '
+                              'expression, or inside named location, or inside "if" statement, '
+                              'or inside "limit_except" block', f, ln)
+        host, port = _split_host_port(authority)
+        if not host:
+            raise ConfigError(f'no host in upstream "{authority}"', f, ln)
+        if port is not None and _valid_port(port) is None:
+            raise ConfigError(f'invalid port in upstream "{authority}"', f, ln)
+        pp = ProxyPass(url, "", uri, authority)
+        self.pending_proxy.append((pp, host, port, f, ln))
+        return pp
+
+    def _resolve_proxy_passes(self) -> None:
+        upstreams = self.http.upstreams
+        for pp, host, port, f, ln in self.pending_proxy:
+            named = upstreams.get(host)
+            if named is not None and not named.implicit:
+                if port is not None:
+                    raise ConfigError(f'upstream "{host}" may not have port {port}', f, ln)
+                pp.upstream = host
+                continue
+            portnum = int(port) if port is not None else 80
+            name = f"{host}:{portnum}"
+            if name not in upstreams:
+                addrs = _resolve(host, portnum)
+                if not addrs:
+                    raise ConfigError(f'host not found in upstream "{host}"', f, ln)
+                upstreams[name] = Upstream(
+                    name, [UpstreamServer(name, a, portnum) for a in addrs],
+                    implicit=True, file=f, line=ln)
+            pp.upstream = name
+
+    # upstream -------------------------------------------------------------
+
+    def _upstream(self, d: Directive) -> None:
+        name = d.args[0]
+        if name in self.http.upstreams:
+            raise ConfigError(f'duplicate upstream "{name}"', d.file, d.line)
+        up = Upstream(name, [], file=d.file, line=d.line)
+        method_set = False
+        backup_line = None
+        for e in d.block:
+            if self._warn_ignored(e):
+                continue
+            a, f, ln, n = e.args, e.file, e.line, e.name
+            if n == "server":
+                servers = self._upstream_server(e)
+                if servers and servers[0].backup and backup_line is None:
+                    backup_line = (f, ln)
+                up.servers.extend(servers)
+            elif n == "keepalive":
+                if not a[0].isdigit() or int(a[0]) == 0:
+                    raise ConfigError(f'invalid value "{a[0]}" in "keepalive" directive', f, ln)
+                up.keepalive = int(a[0])
+            elif n == "keepalive_timeout":
+                up.keepalive_timeout = values.time(n, a[0], f, ln)
+            elif n == "keepalive_requests":
+                up.keepalive_requests = values.number(n, a[0], f, ln)
+            elif n in ("least_conn", "ip_hash", "hash", "random", "least_time"):
+                if method_set:
+                    self.warnings.append(f"load balancing method redefined in {f}:{ln}")
+                method_set = True
+                up.balance = self._balance(e)
+            elif n == "health_check":
+                up.health_check = self._health_check(e)
+        if up.balance.method in ("hash", "ip_hash", "random") and backup_line:
+            raise ConfigError('balancing method does not support parameter "backup"',
+                              *backup_line)
+        if not up.servers:
+            raise ConfigError("no servers are inside upstream", d.file, d.line)
+        self.http.upstreams[name] = up
+
+    def _balance(self, e: Directive) -> Balance:
+        a, f, ln = e.args, e.file, e.line
+        if e.name in ("least_conn", "ip_hash"):
+            return Balance(e.name)
+        if e.name == "hash":
+            if len(a) == 2 and a[1] != "consistent":
+                raise ConfigError(f'invalid parameter "{a[1]}"', f, ln)
+            _compile(a[0], f, ln)
+            return Balance("hash", key=a[0], consistent=len(a) == 2)
+        if e.name == "random":
+            if not a:
+                return Balance("random")
+            if a[0] != "two":
+                raise ConfigError(f'invalid parameter "{a[0]}"', f, ln)
+            if len(a) == 2 and a[1] != "least_conn":
+                raise ConfigError(f'invalid parameter "{a[1]}"', f, ln)
+            return Balance("random", two=True)
+        # least_time header|last_byte [inflight]
+        if a[0] not in ("header", "last_byte") or (len(a) == 2 and a[1] != "inflight"):
+            bad = a[0] if a[0] not in ("header", "last_byte") else a[1]
+            raise ConfigError(f'invalid parameter "{bad}"', f, ln)
+        return Balance("least_time", least_time=a[0])
+
+    def _upstream_server(self, e: Directive) -> list[UpstreamServer]:
+        addr, f, ln = e.args[0], e.file, e.line
+        if addr.startswith("unix:"):
+            raise ConfigError("upstream servers on unix sockets are not supported by this "
+                              "gateway", f, ln)
+        opts: dict = {}
+        for p in e.args[1:]:
+            key, _, v = p.partition("=")
+            if key == "weight" and v.isdigit() and int(v) > 0:
+                opts["weight"] = int(v)
+            elif key == "max_fails" and v.isdigit():
+                opts["max_fails"] = int(v)
+            elif key == "max_conns" and v.isdigit():
+                opts["max_conns"] = int(v)
+            elif key == "fail_timeout" and values.parse_time(v) is not None:
+                opts["fail_timeout"] = values.parse_time(v)
+            elif p in ("backup", "down"):
+                opts[p] = True
+            else:
+                raise ConfigError(f'invalid parameter "{p}"', f, ln)
+        host, port_text = _split_host_port(addr)
+        if not host:
+            raise ConfigError(f'no host in upstream "{addr}"', f, ln)
+        port = 80 if port_text is None else _valid_port(port_text)
+        if port is None:
+            raise ConfigError(f'invalid port in upstream "{addr}"', f, ln)
+        addrs = _resolve(host, port)
+        if not addrs:
+            raise ConfigError(f'host not found in upstream "{addr}"', f, ln)
+        return [UpstreamServer(addr, a, port, **opts) for a in addrs]
+
+    def _health_check(self, e: Directive) -> HealthCheck:
+        hc = HealthCheck()
+        for p in e.args:
+            key, _, v = p.partition("=")
+            if key in ("interval", "timeout") and values.parse_time(v):
+                setattr(hc, key, values.parse_time(v))
+            elif key in ("fails", "passes") and v.isdigit() and int(v) > 0:
+                setattr(hc, key, int(v))
+            elif key == "uri" and v.startswith("/"):
+                hc.uri = v
+            else:
+                raise ConfigError(f'invalid parameter "{p}"', e.file, e.line)
+        return hc
+
+    # unikernel ------------------------------------------------------------
+
+    def _unikernel(self, d: Directive) -> None:
+        name = d.args[0]
+        if name in self.http.unikernels:
+            raise ConfigError(f'duplicate unikernel "{name}"', d.file, d.line)
+        pool = UnikernelPool(name, "", file=d.file, line=d.line)
+        for e in d.block:
+            a, f, ln, n = e.args, e.file, e.line, e.name
+            bad = ConfigError(f'invalid value "{a[-1]}" in "{n}" directive', f, ln)
+            if n == "image":
+                pool.image = self._path(a[0]) if "/" in a[0] else a[0]
+            elif n == "instances":
+                if not all(x.isdigit() for x in a) or int(a[0]) < 1 or int(a[-1]) < int(a[0]):
+                    raise bad
+                pool.min_instances, pool.max_instances = int(a[0]), int(a[-1])
+            elif n == "memory":
+                size = values.parse_size(a[0])
+                if not size or size < 1024 * 1024:
+                    raise bad
+                pool.memory_mb = size // (1024 * 1024)
+            elif n == "transport":
+                if a[0] not in ("auto", "tap", "socketpair"):
+                    raise bad
+                pool.transport = a[0]
+            elif n == "accel":
+                if a[0] not in ("auto", "kvm", "tcg"):
+                    raise bad
+                pool.accel = a[0]
+            elif n == "balance":
+                pool.balance = self._pool_balance(e)
+            elif n == "setting":
+                pool.settings[a[0]] = a[1]
+        if not pool.image:
+            raise ConfigError(f'no "image" is defined in unikernel "{name}"', d.file, d.line)
+        self.http.unikernels[name] = pool
+
+    def _pool_balance(self, e: Directive) -> Balance:
+        a, f, ln = e.args, e.file, e.line
+        if a[0] in ("round_robin", "least_conn") and len(a) == 1:
+            return Balance(a[0])
+        if a[0] == "hash" and len(a) >= 2:
+            if len(a) == 3 and a[2] != "consistent":
+                raise ConfigError(f'invalid parameter "{a[2]}"', f, ln)
+            _compile(a[1], f, ln)
+            return Balance("hash", key=a[1], consistent=len(a) == 3)
+        if a[0] == "hash":
+            raise ConfigError('invalid number of arguments in "balance" directive', f, ln)
+        raise ConfigError(f'invalid parameter "{a[0] if len(a) == 1 else a[1]}"', f, ln)
+
+    def _unikernel_pass(self, d: Directive) -> UnikernelPass:
+        payload = d.args[1] if len(d.args) > 1 else "uri"
+        if payload not in ("uri", "body", "args") and not (
+                payload.startswith("header:") and len(payload) > len("header:")):
+            raise ConfigError(f'invalid parameter "{payload}"', d.file, d.line)
+        up = UnikernelPass(d.args[0], payload)
+        self.pending_unikernel.append((up, d.file, d.line))
+        return up
+
+    def _resolve_unikernel_passes(self) -> None:
+        for up, f, ln in self.pending_unikernel:
+            if up.pool not in self.http.unikernels:
+                raise ConfigError(f'host not found in unikernel "{up.pool}"', f, ln)

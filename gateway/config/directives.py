@@ -1,0 +1,215 @@
+"""The directive table: where each directive may appear and how many arguments it takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.errors import ConfigError
+
+MAIN, EVENTS, HTTP, SERVER, LOCATION = "main", "events", "http", "server", "location"
+UPSTREAM, UNIKERNEL, TYPES, IF = "upstream", "unikernel", "types", "if"
+
+_HSL = (HTTP, SERVER, LOCATION)
+_HS = (HTTP, SERVER)
+_ANY = None                  # no upper bound on the argument count
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one directive is written in one set of contexts."""
+
+    contexts: tuple[str, ...]
+    min_args: int = 1
+    max_args: int | None = 1
+    block: str | None = None      # the context its block opens, None for a simple directive
+    flag: bool = False            # takes exactly "on" or "off"
+    unique: bool = True           # nginx says "is duplicate" on a second occurrence
+    ignored: bool = False         # accepted but not acted on: a warning is recorded
+
+
+def _s(contexts, lo=1, hi=1, **kw) -> Spec:
+    return Spec(tuple(contexts), lo, hi, **kw)
+
+
+def _flag(contexts, **kw) -> Spec:
+    return Spec(tuple(contexts), 1, 1, flag=True, **kw)
+
+
+def _ignored(contexts, lo=1, hi=_ANY) -> Spec:
+    return Spec(tuple(contexts), lo, hi, unique=False, ignored=True)
+
+
+TABLE: dict[str, list[Spec]] = {
+    # main
+    "user": [_s([MAIN], 1, 2)],
+    "worker_processes": [_s([MAIN])],
+    "pid": [_s([MAIN])],
+    "daemon": [_flag([MAIN])],
+    "master_process": [_flag([MAIN])],
+    "error_log": [_s([MAIN, *_HSL], 1, _ANY, unique=False)],
+    "events": [_s([MAIN], 0, 0, block=EVENTS)],
+    "http": [_s([MAIN], 0, 0, block=HTTP)],
+    "include": [_s([MAIN, EVENTS, *_HSL, UPSTREAM, UNIKERNEL, TYPES, IF], unique=False)],
+    # events
+    "worker_connections": [_s([EVENTS])],
+    # http
+    "server": [_s([HTTP], 0, 0, block=SERVER, unique=False),
+               _s([UPSTREAM], 1, _ANY, unique=False)],
+    "upstream": [_s([HTTP], block=UPSTREAM, unique=False)],
+    "unikernel": [_s([HTTP], block=UNIKERNEL, unique=False)],
+    "log_format": [_s([HTTP], 2, _ANY, unique=False)],
+    "types": [_s(_HSL, 0, 0, block=TYPES)],
+    "default_type": [_s(_HSL)],
+    # server
+    "listen": [_s([SERVER], 1, _ANY, unique=False)],
+    "server_name": [_s([SERVER], 1, _ANY, unique=False)],
+    "location": [_s([SERVER, LOCATION], 1, 2, block=LOCATION, unique=False)],
+    "client_header_timeout": [_s(_HS)],
+    "client_header_buffer_size": [_s(_HS)],
+    "large_client_header_buffers": [_s(_HS, 2, 2)],
+    # http, server, location
+    "root": [_s([*_HSL, IF])],
+    "alias": [_s([LOCATION])],
+    "index": [_s(_HSL, 1, _ANY, unique=False)],
+    "try_files": [_s([SERVER, LOCATION], 2, _ANY)],
+    "return": [_s([SERVER, LOCATION, IF], 1, 2, unique=False)],
+    "add_header": [_s([*_HSL, IF], 2, 3, unique=False)],
+    "client_max_body_size": [_s(_HSL)],
+    "client_body_timeout": [_s(_HSL)],
+    "keepalive_timeout": [_s(_HSL, 1, 2), _s([UPSTREAM])],
+    "keepalive_requests": [_s(_HSL), _s([UPSTREAM])],
+    "access_log": [_s([*_HSL, IF], 1, _ANY, unique=False)],
+    "server_tokens": [_s(_HSL)],
+    "etag": [_flag(_HSL)],
+    # proxy
+    "proxy_pass": [_s([LOCATION, IF])],
+    "proxy_set_header": [_s(_HSL, 2, 2, unique=False)],
+    "proxy_http_version": [_s(_HSL)],
+    "proxy_connect_timeout": [_s(_HSL)],
+    "proxy_read_timeout": [_s(_HSL)],
+    "proxy_send_timeout": [_s(_HSL)],
+    "proxy_buffering": [_flag(_HSL)],
+    "proxy_request_buffering": [_flag(_HSL)],
+    "proxy_next_upstream": [_s(_HSL, 1, _ANY)],
+    "proxy_next_upstream_tries": [_s(_HSL)],
+    "proxy_next_upstream_timeout": [_s(_HSL)],
+    "proxy_pass_request_body": [_flag(_HSL)],
+    # upstream
+    "keepalive": [_s([UPSTREAM])],
+    "least_conn": [_s([UPSTREAM], 0, 0, unique=False)],
+    "ip_hash": [_s([UPSTREAM], 0, 0, unique=False)],
+    "hash": [_s([UPSTREAM], 1, 2, unique=False)],
+    "random": [_s([UPSTREAM], 0, 2, unique=False)],
+    "least_time": [_s([UPSTREAM], 1, 2, unique=False)],
+    "health_check": [_s([UPSTREAM], 0, _ANY)],
+    # unikernel pools
+    "image": [_s([UNIKERNEL])],
+    "instances": [_s([UNIKERNEL], 1, 2)],
+    "memory": [_s([UNIKERNEL])],
+    "transport": [_s([UNIKERNEL])],
+    "accel": [_s([UNIKERNEL])],
+    "balance": [_s([UNIKERNEL], 1, 3)],
+    "setting": [_s([UNIKERNEL], 2, 2, unique=False)],
+    "unikernel_pass": [_s([LOCATION], 1, 2)],
+    # accepted but not acted on
+    "load_module": [_ignored([MAIN])],
+    "worker_rlimit_nofile": [_ignored([MAIN])],
+    "worker_cpu_affinity": [_ignored([MAIN])],
+    "worker_priority": [_ignored([MAIN])],
+    "worker_shutdown_timeout": [_ignored([MAIN])],
+    "pcre_jit": [_ignored([MAIN])],
+    "env": [_ignored([MAIN])],
+    "timer_resolution": [_ignored([MAIN])],
+    "multi_accept": [_ignored([EVENTS])],
+    "use": [_ignored([EVENTS])],
+    "accept_mutex": [_ignored([EVENTS])],
+    "accept_mutex_delay": [_ignored([EVENTS])],
+    "sendfile": [_ignored([*_HSL, IF])],
+    "sendfile_max_chunk": [_ignored(_HSL)],
+    "tcp_nopush": [_ignored(_HSL)],
+    "tcp_nodelay": [_ignored(_HSL)],
+    "types_hash_max_size": [_ignored(_HSL)],
+    "types_hash_bucket_size": [_ignored(_HSL)],
+    "server_names_hash_bucket_size": [_ignored([HTTP])],
+    "server_names_hash_max_size": [_ignored([HTTP])],
+    "variables_hash_bucket_size": [_ignored([HTTP])],
+    "variables_hash_max_size": [_ignored([HTTP])],
+    "server_name_in_redirect": [_ignored(_HSL)],
+    "port_in_redirect": [_ignored(_HSL)],
+    "absolute_redirect": [_ignored(_HSL)],
+    "open_file_cache": [_ignored(_HSL)],
+    "log_not_found": [_ignored(_HSL)],
+    "open_log_file_cache": [_ignored(_HSL)],
+    "charset": [_ignored([*_HSL, IF])],
+    "reset_timedout_connection": [_ignored(_HSL)],
+    "send_timeout": [_ignored(_HSL)],
+    "client_body_buffer_size": [_ignored(_HSL)],
+    "proxy_buffer_size": [_ignored(_HSL)],
+    "proxy_buffers": [_ignored(_HSL)],
+    "proxy_busy_buffers_size": [_ignored(_HSL)],
+    "proxy_redirect": [_ignored(_HSL)],
+    "proxy_intercept_errors": [_ignored(_HSL)],
+    "proxy_ignore_client_abort": [_ignored(_HSL)],
+    "zone": [_ignored([UPSTREAM])],
+    "ssl_protocols": [_ignored(_HS)],
+    "ssl_prefer_server_ciphers": [_ignored(_HS)],
+    "ssl_ciphers": [_ignored(_HS)],
+    "ssl_certificate": [_ignored(_HS)],
+    "ssl_certificate_key": [_ignored(_HS)],
+    "ssl_session_cache": [_ignored(_HS)],
+    "ssl_session_timeout": [_ignored(_HS)],
+    "ssl_session_tickets": [_ignored(_HS)],
+    "ssl_dhparam": [_ignored(_HS)],
+    "ssl_stapling": [_ignored(_HS)],
+    "ssl_stapling_verify": [_ignored(_HS)],
+    "ssl_trusted_certificate": [_ignored(_HS)],
+    "gzip": [_ignored([*_HSL, IF])],
+    "gzip_vary": [_ignored(_HSL)],
+    "gzip_proxied": [_ignored(_HSL)],
+    "gzip_comp_level": [_ignored(_HSL)],
+    "gzip_buffers": [_ignored(_HSL)],
+    "gzip_http_version": [_ignored(_HSL)],
+    "gzip_types": [_ignored(_HSL)],
+    "gzip_min_length": [_ignored(_HSL)],
+    "gzip_disable": [_ignored(_HSL)],
+}
+
+# nginx directives we know but cannot honour: refused with a clear message.
+UNSUPPORTED = {"if", "limit_except", "rewrite", "set", "map", "geo", "split_clients",
+               "ssl", "http2", "stream", "mail", "fastcgi_pass", "uwsgi_pass", "scgi_pass",
+               "grpc_pass", "memcached_pass", "proxy_cache", "proxy_cache_path", "auth_basic",
+               "limit_req", "limit_conn", "limit_req_zone", "limit_conn_zone", "sub_filter",
+               "error_page", "internal", "resolver", "satisfy", "allow", "deny"}
+
+
+def lookup(name: str, context: str, file: str, line: int) -> Spec:
+    """The Spec of ``name`` in ``context``, or ConfigError in nginx's wording."""
+    specs = TABLE.get(name)
+    if specs is None:
+        if name in UNSUPPORTED:
+            raise ConfigError(f'"{name}" directive is not supported by this gateway', file, line)
+        raise ConfigError(f'unknown directive "{name}"', file, line)
+    for spec in specs:
+        if context in spec.contexts:
+            return spec
+    raise ConfigError(f'"{name}" directive is not allowed here', file, line)
+
+
+def check(name: str, args: list[str], has_block: bool, context: str,
+          seen: set[str], file: str, line: int) -> Spec:
+    """Validate one directive occurrence as nginx's ngx_conf_handler does."""
+    spec = lookup(name, context, file, line)
+    if spec.block and not has_block:
+        raise ConfigError(f'directive "{name}" has no opening "{{"', file, line)
+    if not spec.block and has_block:
+        raise ConfigError(f'directive "{name}" is not terminated by ";"', file, line)
+    if len(args) < spec.min_args or (spec.max_args is not None and len(args) > spec.max_args):
+        raise ConfigError(f'invalid number of arguments in "{name}" directive', file, line)
+    if spec.flag and args[0] not in ("on", "off"):
+        raise ConfigError(f'invalid value "{args[0]}" in "{name}" directive, '
+                          'it must be "on" or "off"', file, line)
+    if spec.unique:
+        if name in seen:
+            raise ConfigError(f'"{name}" directive is duplicate', file, line)
+        seen.add(name)
+    return spec
