@@ -1,0 +1,45 @@
+"""The backend every proxy forwards to, started once per scenario and shared by all systems."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from bench import configs, procs
+from bench.systems import NGINX, REPO
+
+
+def start(kind: str, ports: list[int], workdir: str, cpus: str | None) -> tuple[procs.Proc, dict]:
+    """Start the backend on ports: nginx (fixed/static content) or the delayed Python server."""
+    os.makedirs(workdir, exist_ok=True)
+    os.chmod(workdir, 0o755)   # nginx workers run as an unprivileged user and read www/
+    if kind == "nginx":
+        root = os.path.join(workdir, "www")
+        os.makedirs(os.path.join(workdir, "temp"), exist_ok=True)
+        os.makedirs(root, exist_ok=True)
+        os.chmod(root, 0o755)
+        with open(os.path.join(root, configs.LARGE_NAME), "wb") as f:
+            f.write(bytes(range(256)) * (configs.LARGE_SIZE // 256))
+        os.chmod(os.path.join(root, configs.LARGE_NAME), 0o644)
+        text = configs.backend_nginx(ports, root)
+        conf = os.path.join(workdir, "backend.conf")
+        with open(conf, "w") as f:
+            f.write(text)
+        argv = [NGINX, "-p", workdir + "/", "-c", conf, "-g", "daemon off;"]
+        texts = {"backend.conf": text}
+    elif kind == "slow":
+        if len(ports) != 1:
+            raise ValueError("the delayed backend listens on one port")
+        argv = [sys.executable, "-m", "bench.slow_backend", "--port", str(ports[0]),
+                "--delay", "0.01"]
+        texts = {}
+    else:
+        raise ValueError(f"unknown backend {kind!r}")
+    proc = procs.start("backend", argv, cpus, workdir, cwd=REPO)
+    try:
+        for port in ports:
+            procs.wait_port(proc, port)
+    except procs.StartError:
+        procs.stop(proc)
+        raise
+    return proc, texts

@@ -1,0 +1,99 @@
+"""Config texts the harness generates: the backend nginx, the proxy (nginx and gateway) and HAProxy."""
+
+from __future__ import annotations
+
+SMALL_BODY = "hello, world\n"
+LARGE_NAME = "64k.bin"
+LARGE_SIZE = 64 * 1024
+
+# nginx keeps request bodies and buffered responses in these; the gateway has no such
+# directives, so they go into nginx's copy of the proxy config only.
+NGINX_TEMP_PATHS = """\
+    client_body_temp_path temp/body;
+    proxy_temp_path temp/proxy;
+    fastcgi_temp_path temp/fastcgi;
+    uwsgi_temp_path temp/uwsgi;
+    scgi_temp_path temp/scgi;
+"""
+
+
+def backend_nginx(ports: list[int], root: str) -> str:
+    """The backend: one nginx worker answering on every port with fixed and static content."""
+    listens = "".join(f"        listen 127.0.0.1:{port} backlog=4096;\n" for port in ports)
+    return f"""\
+worker_processes 1;
+pid backend.pid;
+error_log backend-error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+{NGINX_TEMP_PATHS}\
+    keepalive_requests 1000000;
+    server {{
+{listens}\
+        root {root};
+        location = /small {{ return 200 "{SMALL_BODY.strip()}\\n"; }}
+        location = /upload {{ client_max_body_size 0; return 200 "ok\\n"; }}
+        location / {{ }}
+    }}
+}}
+"""
+
+
+def proxy(port: int, upstreams: list[int], workers: str, nginx: bool) -> str:
+    """The proxy under test, in nginx's language: one text for nginx and the gateway.
+
+    ``nginx`` adds the temp-path directives only nginx knows.
+    """
+    servers = "".join(f"        server 127.0.0.1:{p};\n" for p in upstreams)
+    extra = NGINX_TEMP_PATHS if nginx else ""
+    return f"""\
+worker_processes {workers};
+pid proxy.pid;
+error_log error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+{extra}\
+    keepalive_requests 1000000;
+    client_max_body_size 0;
+    upstream b {{
+{servers}\
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://b;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+def haproxy(port: int, upstreams: list[int], threads: int) -> str:
+    """HAProxy as the same proxy: keep-alive both sides, idle upstream connections always reused."""
+    servers = "".join(f"    server s{i} 127.0.0.1:{p}\n" for i, p in enumerate(upstreams))
+    return f"""\
+global
+    nbthread {threads}
+    maxconn 8000
+
+defaults
+    mode http
+    maxconn 8000
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    http-reuse always
+
+frontend fe
+    bind 127.0.0.1:{port}
+    default_backend be
+
+backend be
+    balance roundrobin
+{servers}"""

@@ -1,0 +1,54 @@
+"""What the results were measured on: machine, CPU model and tool versions."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"unavailable ({exc})"
+    text = (done.stdout.strip() or done.stderr.strip()).splitlines()
+    return text[0] if text else ""
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _module_version(name: str) -> str:
+    try:
+        module = __import__(name)
+    except ImportError:
+        return "not installed"
+    return getattr(module, "__version__", "unknown")
+
+
+def describe() -> dict:
+    """Machine and versions, for the JSON and Markdown results."""
+    return {
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "cpu_model": _cpu_model(),
+        "kernel": platform.release(),
+        "versions": {
+            "nginx": _first_line(["/usr/sbin/nginx", "-v"]),
+            "haproxy": _first_line(["/usr/sbin/haproxy", "-v"]),
+            "wrk": _first_line(["wrk", "-v"]),
+            "python": sys.version.split()[0],
+            "uvloop": _module_version("uvloop"),
+            "aiohttp": _module_version("aiohttp"),
+        },
+    }

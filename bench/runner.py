@@ -1,0 +1,159 @@
+"""Run one scenario: start the backend and every system, then interleave wrk rounds over them."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import statistics
+import urllib.request
+from dataclasses import dataclass, field
+
+from bench import backends, procs, wrk
+from bench.scenarios import Scenario
+from bench.systems import SYSTEMS, Placement
+
+
+@dataclass
+class Settings:
+    """How long and how often to measure."""
+
+    duration: float
+    rounds: int
+    warmup: float
+
+
+@dataclass
+class SystemResult:
+    """One system in one scenario: per-round measurements and their medians."""
+
+    name: str
+    status: str = "ok"                      # "ok" or why it has no figures
+    command: str = ""
+    configs: dict = field(default_factory=dict)
+    rounds: list[dict] = field(default_factory=list)
+
+    def median(self, key: str) -> float | None:
+        """Median of one per-round figure, None without rounds."""
+        values = [r[key] for r in self.rounds if r.get(key) is not None]
+        return statistics.median(values) if values else None
+
+    def summary(self) -> dict:
+        """The figures the tables show."""
+        if not self.rounds:
+            return {}
+        return {
+            "rps": round(self.median("rps"), 1),
+            "p50_ms": round(self.median("p50_ms"), 3),
+            "p99_ms": round(self.median("p99_ms"), 3),
+            "cpu_us_per_req": _round(self.median("cpu_us_per_req")),
+            "non2xx": sum(r["non2xx"] for r in self.rounds),
+            "socket_errors": sum(r["socket_errors"] for r in self.rounds),
+            "requests": sum(r["requests"] for r in self.rounds),
+        }
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "status": self.status, "command": self.command,
+                "configs": self.configs, "rounds": self.rounds, "summary": self.summary()}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def sanity_check(port: int, scenario: Scenario) -> None:
+    """One GET through the proxy must answer 200 (and the expected body length)."""
+    url = f"http://127.0.0.1:{port}{scenario.load.path}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            body = resp.read()
+            status = resp.status
+    except OSError as exc:
+        raise procs.StartError(f"failed check: GET {scenario.load.path}: {exc}") from exc
+    if status != 200:
+        raise procs.StartError(f"failed check: GET {scenario.load.path} answered {status}")
+    if scenario.expect_length is not None and len(body) != scenario.expect_length:
+        raise procs.StartError(f"failed check: GET {scenario.load.path} gave {len(body)} bytes, "
+                               f"expected {scenario.expect_length}")
+
+
+def measure(proc: procs.Proc, argv: list[str], duration: float) -> dict:
+    """One wrk run against a system, with the system's CPU time around it."""
+    before = procs.cpu_seconds(proc.pid)
+    result = wrk.run(argv, duration)
+    after = procs.cpu_seconds(proc.pid)
+    row = result.to_dict()
+    row["cpu_s"] = round(after - before, 3)
+    row["cpu_us_per_req"] = (after - before) * 1e6 / result.requests if result.requests else None
+    return row
+
+
+def run(scenario: Scenario, names: list[str], settings: Settings, where: Placement,
+        workdir: str, log=print) -> dict:
+    """Run scenario for the named systems; returns its JSON-ready record."""
+    record = {"scenario": scenario.name, "title": scenario.title, "systems": [], "backend": {}}
+    reason = scenario.unavailable()
+    if reason:
+        record["unavailable"] = reason
+        log(f"[{scenario.name}] {reason}")
+        return record
+
+    ports = [procs.free_port() for _ in range(scenario.upstreams)]
+    backend, texts = backends.start(scenario.backend, ports, os.path.join(workdir, "backend"),
+                                    where.backend)
+    record["backend"] = {"kind": scenario.backend, "command": shlex.join(backend.argv),
+                         "configs": texts}
+    running: list[tuple[SystemResult, procs.Proc, int]] = []
+    try:
+        script = wrk.write_script(scenario.load, workdir)
+        for name in names:
+            result = SystemResult(name)
+            record["systems"].append(result)
+            port = procs.free_port()
+            try:
+                proc, result.configs = SYSTEMS[name].start(os.path.join(workdir, name), port,
+                                                           ports, where)
+                result.command = shlex.join(proc.argv)
+                running.append((result, proc, port))
+                sanity_check(port, scenario)
+            except procs.StartError as exc:
+                result.status = str(exc)
+                log(f"[{scenario.name}] {name}: {exc}")
+        for result, proc, port in list(running):
+            if result.status != "ok":
+                continue
+            if settings.warmup:
+                argv = wrk.command(scenario.load, port, settings.warmup, script, where.client)
+                try:
+                    wrk.run(argv, settings.warmup)
+                except (ValueError, OSError) as exc:
+                    result.status = f"failed warm-up: {exc}"
+        # Interleaved rounds (ABCDABCD): drift on a shared machine hits every system alike.
+        for round_no in range(settings.rounds):
+            for result, proc, port in running:
+                if result.status != "ok":
+                    continue
+                if proc.popen.poll() is not None:
+                    result.status = f"exited during the run: {proc.first_stderr_line()}"
+                    continue
+                argv = wrk.command(scenario.load, port, settings.duration, script, where.client)
+                record.setdefault("wrk_commands", {})[result.name] = shlex.join(argv)
+                try:
+                    row = measure(proc, argv, settings.duration)
+                except (ValueError, OSError) as exc:
+                    result.status = f"failed run: {exc}"
+                    continue
+                row["round"] = round_no + 1
+                result.rounds.append(row)
+                log(f"[{scenario.name}] round {round_no + 1} {result.name}: "
+                    f"{row['rps']:.0f} req/s, p99 {row['p99_ms']:.2f} ms, "
+                    f"{_fmt(row['cpu_us_per_req'])} us CPU/req")
+    finally:
+        for _, proc, _ in running:
+            procs.stop(proc)
+        procs.stop(backend)
+    record["systems"] = [r.to_dict() for r in record["systems"]]
+    return record
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"

@@ -1,0 +1,122 @@
+"""The benchmark harness: wrk output parsing, process handling, generated configs, a real run."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench import configs, procs, wrk
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+SUMMARY = ('BENCH-JSON {"requests": 1000, "duration_us": 2000000, "bytes": 5000, '
+           '"connect": 1, "read": 2, "write": 3, "status": 7, "timeout": 4, '
+           '"p50_us": 1500, "p90_us": 2500, "p99_us": 9000, "max_us": 12000}')
+
+
+def test_parse_reads_the_reporter_line():
+    result = wrk.parse("Running 2s test @ http://127.0.0.1:1/\n" + SUMMARY + "\n")
+    assert result.requests == 1000
+    assert result.rps == 500.0
+    assert (result.p50_ms, result.p99_ms) == (1.5, 9.0)
+    assert result.non2xx == 7
+    assert result.socket_errors == 1 + 2 + 3 + 4
+
+
+def test_parse_without_summary_is_a_clear_error():
+    with pytest.raises(ValueError, match="wrk printed no summary: unable to connect"):
+        wrk.parse("unable to connect to 127.0.0.1:1 Connection refused\n")
+
+
+def test_command_pins_and_carries_headers(tmp_path):
+    load = wrk.Load("/small", 10, headers=("Connection: close",), script="pipeline.lua")
+    script = wrk.write_script(load, str(tmp_path))
+    argv = wrk.command(load, 8080, 3, script, "1")
+    assert argv[:3] == ["taskset", "-c", "1"]
+    assert ["-H", "Connection: close"] == argv[argv.index("-H"):argv.index("-H") + 2]
+    assert argv[-1] == "http://127.0.0.1:8080/small"
+    text = open(script).read()
+    assert "request = function" in text and "BENCH-JSON" in text
+
+
+def test_failed_start_reports_first_error_line(tmp_path):
+    code = "import sys; sys.stderr.write('note: starting\\nerror: cannot bind\\n'); sys.exit(3)"
+    proc = procs.start("failing", [sys.executable, "-c", code], None, str(tmp_path))
+    try:
+        with pytest.raises(procs.StartError, match="^failed to start: error: cannot bind$"):
+            procs.wait_port(proc, procs.free_port(), timeout=10)
+    finally:
+        procs.stop(proc)
+
+
+def test_cpu_seconds_include_child_processes(tmp_path):
+    # The parent sleeps; only its child burns CPU, which must still be counted.
+    child = "sum(i * i for i in range(3_000_000)); print('done', flush=True); import time; time.sleep(60)"
+    parent = (f"import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', {child!r}]); "
+              "p.wait()")
+    proc = procs.start("tree", [sys.executable, "-c", parent], None, str(tmp_path))
+    try:
+        out = os.path.join(str(tmp_path), "tree.stdout")
+        for _ in range(600):
+            if proc.popen.poll() is not None or "done" in open(out).read():
+                break
+            subprocess.run(["sleep", "0.1"])
+        assert "done" in open(out).read()
+        assert len(procs.tree_pids(proc.pid)) == 2
+        assert procs.cpu_seconds(proc.pid) >= 0.05
+    finally:
+        procs.stop(proc)
+    assert proc.popen.poll() is not None
+
+
+@pytest.mark.nginx
+def test_generated_configs_are_valid_for_nginx_and_haproxy(tmp_path):
+    os.makedirs(tmp_path / "temp")
+    files = {
+        "backend.conf": configs.backend_nginx([procs.free_port(), procs.free_port()], str(tmp_path)),
+        "proxy.conf": configs.proxy(procs.free_port(), [procs.free_port()], "auto", nginx=True),
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        done = subprocess.run(["/usr/sbin/nginx", "-t", "-p", f"{tmp_path}/",
+                               "-c", str(tmp_path / name)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    (tmp_path / "haproxy.cfg").write_text(configs.haproxy(procs.free_port(), [procs.free_port()], 1))
+    done = subprocess.run(["/usr/sbin/haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_unknown_scenario_is_a_clear_error():
+    done = subprocess.run([sys.executable, "-m", "bench", "--scenario", "nope"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "error: unknown scenario 'nope' (see --list)" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.nginx
+@pytest.mark.slow
+def test_quick_run_against_nginx_writes_figures(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--scenario", "small", "--systems", "nginx",
+         "--duration", "1", "--rounds", "2", "--warmup", "1", "--out", str(tmp_path),
+         "--no-summary"],
+        cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [json_path] = list(tmp_path.glob("*-small-quick.json"))
+    run = json.loads(json_path.read_text())
+    [scenario] = run["scenarios"]
+    [nginx] = scenario["systems"]
+    assert nginx["status"] == "ok"
+    assert len(nginx["rounds"]) == 2
+    summary = nginx["summary"]
+    assert summary["requests"] > 0 and summary["rps"] > 0
+    assert summary["non2xx"] == 0 and summary["socket_errors"] == 0
+    assert summary["cpu_us_per_req"] > 0
+    assert "nginx -p" in nginx["command"] and "wrk -t1 -c64" in scenario["wrk_commands"]["nginx"]
+    assert run["machine"]["versions"]["nginx"].startswith("nginx version")
+    assert json_path.with_suffix(".png").stat().st_size > 0
+    assert "| nginx |" in json_path.with_suffix(".md").read_text()
