@@ -592,7 +592,8 @@ class Builder:
             raise ConfigError('balancing method does not support parameter "backup"',
                               *backup_line)
         if not up.servers:
-            raise ConfigError("no servers are inside upstream", d.file, d.line)
+            # nginx notices this when the block closes, so it names the "}" line.
+            raise ConfigError("no servers are inside upstream", d.file, d.end_line)
         self.http.upstreams[name] = up
 
     def _balance(self, e: Directive) -> Balance:

@@ -20,6 +20,7 @@ class Directive:
     file: str
     line: int
     block: list[Directive] | None = None
+    end_line: int | None = None   # line of the block's closing "}"
     spec: table.Spec | None = field(default=None, repr=False, compare=False)
 
 
@@ -47,6 +48,7 @@ class Parser:
     def __init__(self, conf_dir: str):
         self.conf_dir = conf_dir
         self.files: list[tuple[str, str]] = []
+        self.end_line = 0
 
     def parse_text(self, text: str, file: str, context: str, seen: set[str]) -> list[Directive]:
         """Parse a whole file's text in ``context``; it must end at end of file."""
@@ -80,6 +82,7 @@ class Parser:
             if tok.text == "}":
                 if words or top:
                     raise ConfigError('unexpected "}"', file, tok.line)
+                self.end_line = tok.line
                 return pos, out
             if not words:
                 raise ConfigError(f'unexpected "{tok.text}"', file, tok.line)
@@ -100,6 +103,7 @@ class Parser:
             node = Directive(name, args, file, line, spec=spec)
             if opens:
                 pos, node.block = self._block(tokens, pos, file, spec.block, set(), top=False)
+                node.end_line = self.end_line
             out.append(node)
 
     def _include(self, pattern: str, context: str, seen: set[str],
