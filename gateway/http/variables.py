@@ -98,6 +98,7 @@ _SIMPLE = {
     "is_args": lambda r: "?" if r.args else "",
     "remote_addr": lambda r: r.remote_addr,
     "remote_port": lambda r: str(r.remote_port),
+    "remote_user": lambda r: "",     # no auth_basic module: always empty, as nginx without it
     "server_addr": lambda r: r.server_addr,
     "server_port": lambda r: str(r.server_port),
     "server_name": lambda r: r.server_name,

@@ -1,0 +1,420 @@
+"""The client side of HTTP/1.1: one protocol object per accepted connection.
+
+Requests are read one at a time; pipelined requests wait in the buffer until
+the previous response is complete, so responses always go out in order.
+No task is created per request: handlers call back into this object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from gateway.observe.errorlog import log
+from gateway.errors import BadRequest, HttpError, PayloadTooLarge, RequestTimeout
+from gateway.http import parser
+from gateway.http.request import Request
+from gateway.http.responses import (
+    ADD_HEADER_CODES, CLOSING_ERRORS, error_page, server_and_date, status_line_cached)
+
+# Stop reading when this much pipelined input waits behind a response in progress.
+PIPELINE_LIMIT = 64 * 1024
+# An unread request body up to this size is read and dropped to keep the connection.
+DISCARD_LIMIT = 64 * 1024
+
+# Connection states.
+HEAD, BODY, WAIT, CLOSED = range(4)
+
+
+class ClientConnection(asyncio.Protocol):
+    """Reads requests, hands them to a handler, writes responses in order."""
+
+    __slots__ = (
+        "app", "listen_key", "transport", "buffer", "state", "deadline", "timeout_status",
+        "request", "handler", "body", "keep_alive", "requests_served", "id",
+        "remote_addr", "remote_port", "server_addr", "server_port", "reading_paused",
+        "writing_paused", "response_started", "closing_after_response", "discarding",
+        "in_read_loop",
+    )
+
+    def __init__(self, app, listen_key):
+        self.app = app
+        self.listen_key = listen_key
+        self.transport = None
+        self.buffer = b""
+        self.state = HEAD
+        self.deadline = 0.0
+        self.timeout_status = 0
+        self.request = None
+        self.handler = None          # the exchange answering the current request
+        self.body = None             # BodyReader of the current request
+        self.keep_alive = False
+        self.requests_served = 0
+        self.id = 0
+        self.reading_paused = False
+        self.writing_paused = False
+        self.response_started = False
+        self.closing_after_response = False
+        self.discarding = False
+        self.in_read_loop = False
+
+    # Protocol interface -------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.id = self.app.next_connection_id()
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername") or ("", 0)
+        local = transport.get_extra_info("sockname") or ("", 0)
+        self.remote_addr, self.remote_port = peer[0], peer[1]
+        self.server_addr, self.server_port = local[0], local[1]
+        self.app.connections.add(self)
+        server = self.app.default_server(self.listen_key)
+        self._arm(server.client_header_timeout, 408)
+
+    def data_received(self, data):
+        if self.state == CLOSED:
+            return
+        self.buffer = self.buffer + data if self.buffer else data
+        if self.state == HEAD:
+            self._read_requests()
+        elif self.state == BODY:
+            self._read_body()
+        elif len(self.buffer) > PIPELINE_LIMIT and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self):
+        if self.state == BODY and self.body is not None and not self.body.done:
+            if self.handler is not None:
+                self.handler.client_aborted()
+        elif self.state == HEAD:
+            self.close()
+        return False
+
+    def connection_lost(self, exc):
+        previous = self.state
+        self.state = CLOSED
+        self.app.connection_closed(self)
+        if previous != CLOSED and self.handler is not None:
+            self.handler.client_aborted()
+        self.handler = None
+
+    def pause_writing(self):
+        self.writing_paused = True
+        if self.handler is not None:
+            self.handler.client_write_paused()
+
+    def resume_writing(self):
+        self.writing_paused = False
+        if self.handler is not None:
+            self.handler.client_write_resumed()
+
+    # Reading requests ----------------------------------------------------
+
+    def _read_requests(self):
+        # Iterative, not recursive: a buffer of pipelined requests that are answered
+        # synchronously loops here instead of growing the stack.
+        if self.in_read_loop:
+            return
+        self.in_read_loop = True
+        try:
+            while self.state == HEAD and self.buffer:
+                server = self.app.default_server(self.listen_key)
+                number, size = server.large_client_header_buffers
+                try:
+                    head = parser.parse_request_head(self.buffer, size, size * number)
+                    if head is None:
+                        return
+                    self._start_request(head)
+                except HttpError as exc:
+                    self._reject(exc)
+                    return
+        finally:
+            self.in_read_loop = False
+
+    def _start_request(self, head):
+        method, target, version, headers, consumed = head
+        self.buffer = self.buffer[consumed:]
+        uri, args, request_uri = parser.split_target(target)
+        request = Request(method.decode("latin-1"), request_uri, uri, args, version, headers)
+        request.start_time = self.app.clock()
+        request.request_length = consumed
+        request.remote_addr = self.remote_addr
+        request.remote_port = self.remote_port
+        request.server_addr = self.server_addr
+        request.server_port = self.server_port
+        request.connection_id = self.id
+        self.requests_served += 1
+        request.connection_requests = self.requests_served
+        self.request = request
+        self.response_started = False
+        self.closing_after_response = False
+
+        host = request.header("host")
+        if version == 11 and host is None:
+            raise BadRequest('client sent HTTP/1.1 request without "Host" header')
+        if host is not None:
+            if "," in host:
+                raise BadRequest('client sent duplicate host header')
+            request.host = _host_name(host)
+        elif target[:1] != b"/" and b"://" in target[:16]:
+            request.host = _host_name(target.split(b"/", 3)[2].decode("latin-1"))
+        server = self.app.server_router.select(self.listen_key, request.host or None)
+        request.server = server
+        request.server_name = server.server_names[0] if server.server_names else ""
+        self.keep_alive = _wants_keep_alive(request)
+
+        kind, length = parser.request_body_framing(headers, version)
+        self.state = BODY if kind != "none" else WAIT
+        self.body = BodyReader(kind, length) if kind != "none" else None
+        self.deadline = 0.0
+        self.app.dispatch(self, request)
+        if self.state == BODY:
+            self._read_body()
+
+    def _read_body(self):
+        body = self.body
+        try:
+            used, pieces = body.consume(self.buffer)
+        except HttpError as exc:
+            self._reject(exc)
+            return
+        self.buffer = self.buffer[used:] if used < len(self.buffer) else b""
+        handler = self.handler
+        if pieces and handler is not None:
+            handler.client_body(pieces)
+        if body.done:
+            self.state = WAIT
+            self.deadline = 0.0
+            if handler is not None:
+                handler.client_body_end()
+            elif self.discarding:
+                self.discarding = False
+                self._next_request()
+        elif self.state == BODY:
+            self._arm(body.timeout, 408)
+
+    def set_body_limit(self, limit: int, timeout: float):
+        """Apply the location's client_max_body_size and client_body_timeout."""
+        body = self.body
+        if body is None:
+            return
+        body.timeout = timeout
+        body.limit = limit
+        if limit and body.kind == "length" and body.remaining > limit:
+            raise PayloadTooLarge(
+                f"client intended to send too large body: {body.remaining} bytes")
+        self._arm(timeout, 408)
+
+    def body_pending(self) -> bool:
+        return self.state == BODY
+
+    # Writing responses ---------------------------------------------------
+
+    def send_head(self, status: int, header_lines: bytes, add_headers=None, body_length=-1):
+        """Write a status line, our Server/Date, the given header lines and Connection."""
+        request = self.request
+        request.status = status
+        self.response_started = True
+        if self.closing_after_response or self.app.shutting_down or \
+                (self.state == BODY and not self._body_discardable()):
+            self.keep_alive = False
+        parts = [status_line_cached(status), server_and_date.lines(), header_lines]
+        if add_headers:
+            parts.append(self._render_add_headers(status, add_headers))
+        if request.version == 11:
+            parts.append(b"Connection: keep-alive\r\n\r\n" if self.keep_alive
+                         else b"Connection: close\r\n\r\n")
+        else:
+            parts.append(b"Connection: keep-alive\r\n\r\n" if self.keep_alive
+                         else b"Connection: close\r\n\r\n")
+        head = b"".join(parts)
+        request.bytes_sent += len(head)
+        self.transport.write(head)
+
+    def _render_add_headers(self, status, add_headers):
+        out = []
+        applies = status in ADD_HEADER_CODES
+        for name, template, always in add_headers:
+            if applies or always:
+                value = template.render(self.request)
+                if value:
+                    out.append(b"%s: %s\r\n" % (name, value.encode("latin-1", "replace")))
+        return b"".join(out)
+
+    def send_body(self, data):
+        self.request.body_bytes_sent += len(data)
+        self.request.bytes_sent += len(data)
+        self.transport.write(data)
+
+    def send_simple(self, status: int, body: bytes = b"", content_type: bytes | None = b"text/html",
+                    extra: bytes = b"", add_headers=None, head_only: bool = False):
+        """A complete response with an in-memory body."""
+        lines = []
+        if content_type is not None and (body or status >= 300):
+            lines.append(b"Content-Type: %s\r\n" % content_type)
+        if status not in (204, 304) and not 100 <= status < 200:
+            lines.append(b"Content-Length: %d\r\n" % len(body))
+        lines.append(extra)
+        self.send_head(status, b"".join(lines), add_headers)
+        if body and not head_only and self.request.method != "HEAD":
+            self.send_body(body)
+        self.finish_response()
+
+    def send_error(self, status: int, add_headers=None):
+        """nginx's error page for ``status``; closes after errors that leave input unread."""
+        if status in CLOSING_ERRORS:
+            self.closing_after_response = True
+        self.send_simple(status, error_page(status), b"text/html", b"", add_headers)
+
+    def _body_discardable(self) -> bool:
+        body = self.body
+        return body.kind == "length" and body.remaining <= DISCARD_LIMIT
+
+    def finish_response(self):
+        """The current response is complete: log it and go on with the next request."""
+        request = self.request
+        self.handler = None
+        if request is not None:
+            self.app.log_request(request)
+        if self.state == CLOSED:
+            return
+        if not self.keep_alive:
+            self.close()
+        elif self.state == BODY:
+            if self._body_discardable():
+                self.discarding = True    # _read_body goes on once the body is in
+            else:
+                self.close()
+        else:
+            self._next_request()
+
+    def _next_request(self):
+        request = self.request
+        self.request = None
+        self.body = None
+        self.state = HEAD
+        if self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
+        location_settings = request.location.settings if request.location is not None \
+            else request.server.settings
+        if self.requests_served >= location_settings.keepalive_requests:
+            self.close()
+            return
+        if self.buffer:
+            self._arm(request.server.client_header_timeout, 408)
+            self._read_requests()
+        else:
+            self._arm(location_settings.keepalive_timeout, 0)
+
+    def close(self):
+        if self.state != CLOSED:
+            self.state = CLOSED
+            self.transport.close()
+
+    # Errors and timeouts -------------------------------------------------
+
+    def _reject(self, exc: HttpError):
+        """Answer a request we cannot take, then close (the input is in an unknown state)."""
+        if self.request is None:
+            self.request = Request("", "", "", "", 10, [])
+            self.request.remote_addr = self.remote_addr
+            self.request.server = self.app.default_server(self.listen_key)
+            self.request.start_time = self.app.clock()
+        if self.response_started or self.state == CLOSED:
+            self.close()
+            return
+        if log.enabled("info"):
+            log.info(f"{exc.detail} while reading client request, client: {self.remote_addr}")
+        self.state = WAIT
+        self.keep_alive = False
+        handler, self.handler = self.handler, None
+        if handler is not None:
+            handler.cancel()
+        self.send_error(exc.status)
+
+    def _arm(self, timeout: float, status: int):
+        self.deadline = self.app.clock() + timeout if timeout > 0 else 0.0
+        self.timeout_status = status
+
+    def check_deadline(self, now: float):
+        """Called by the app's sweep: enforce header, body and keep-alive timeouts."""
+        handler = self.handler
+        if handler is not None:
+            handler.check_deadline(now)
+        if self.deadline == 0.0 or now < self.deadline or self.state == CLOSED:
+            return
+        self.deadline = 0.0
+        if self.timeout_status and (self.buffer or self.state == BODY or self.request is not None):
+            self._reject(RequestTimeout("client timed out"))
+        else:
+            self.close()
+
+    def shutdown(self, graceful: bool):
+        """Close now if idle (or if not graceful); otherwise after the current response."""
+        if not graceful or (self.state == HEAD and not self.buffer):
+            self.close()
+        else:
+            self.keep_alive = False
+
+
+class BodyReader:
+    """Takes a request body off the connection buffer: Content-Length or chunked."""
+
+    __slots__ = ("kind", "remaining", "decoder", "done", "limit", "timeout", "received")
+
+    def __init__(self, kind: str, length: int):
+        self.kind = kind
+        self.remaining = length
+        self.decoder = parser.ChunkedDecoder() if kind == "chunked" else None
+        self.done = kind == "length" and length == 0
+        self.limit = 0
+        self.timeout = 60.0
+        self.received = 0
+
+    def consume(self, data: bytes):
+        """Return (bytes used from data, list of body pieces)."""
+        if self.done or not data:
+            return 0, None
+        if self.kind == "length":
+            take = min(self.remaining, len(data))
+            self.remaining -= take
+            self.done = self.remaining == 0
+            self.received += take
+            return take, [data if take == len(data) else data[:take]]
+        used, pieces = self.decoder.feed(data, True)
+        self.done = self.decoder.done
+        for piece in pieces or ():
+            self.received += len(piece)
+        if self.limit and self.received > self.limit:
+            raise PayloadTooLarge(f"client intended to send too large chunked body: "
+                                  f"{self.received}+ bytes")
+        return used, pieces
+
+
+def _host_name(value: str) -> str:
+    """A Host header value as nginx stores $host: lowercase, no port, no trailing dot."""
+    host = value.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0:
+            raise BadRequest("client sent invalid host header")
+        return host[:end + 1]
+    host = host.split(":", 1)[0].rstrip(".")
+    if "/" in host or " " in host or "\\" in host:
+        raise BadRequest("client sent invalid host header")
+    return host
+
+
+def _wants_keep_alive(request: Request) -> bool:
+    value = request.header("connection")
+    if value is None:
+        return request.version == 11
+    tokens = value.lower()
+    if request.version == 11:
+        return "close" not in tokens
+    return "keep-alive" in tokens

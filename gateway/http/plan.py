@@ -1,0 +1,131 @@
+"""Per-location plans: everything about answering a request decided at config load."""
+
+from __future__ import annotations
+
+from gateway.config import model
+from gateway.http.variables import Template, compile_template
+
+# RFC 9110 section 7.6.1 hop-by-hop fields, plus the ones nginx never forwards.
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
+    b"transfer-encoding", b"upgrade", b"expect", b"content-length",
+})
+
+# nginx's proxy_hide_header defaults: replaced by our own or internal to nginx.
+HIDDEN_RESPONSE = frozenset({
+    b"date", b"server", b"x-pad", b"x-accel-expires", b"x-accel-redirect",
+    b"x-accel-limit-rate", b"x-accel-buffering", b"x-accel-charset",
+    b"connection", b"keep-alive", b"transfer-encoding", b"proxy-connection",
+    b"upgrade", b"trailer",
+})
+
+# Methods nginx does not retry once sent (proxy_next_upstream non_idempotent).
+NON_IDEMPOTENT = frozenset({"POST", "LOCK", "PATCH"})
+
+UPSTREAM_STATUS_CONDITIONS = {
+    500: "http_500", 502: "http_502", 503: "http_503", 504: "http_504",
+    403: "http_403", 404: "http_404", 429: "http_429",
+}
+
+
+class ProxyPlan:
+    """How one location proxies: upstream, rewritten request line and headers."""
+
+    __slots__ = (
+        "upstream", "proxy_host", "uri_replacement", "prefix_length", "http_version",
+        "set_headers", "dropped", "connect_timeout", "read_timeout", "send_timeout",
+        "next_upstream", "tries", "next_upstream_timeout", "keepalive", "pass_body",
+        "key_template", "has_variables",
+    )
+
+    def __init__(self, location: model.Location | None, settings: model.LocationSettings,
+                 upstream):
+        target = settings.proxy_pass
+        self.upstream = upstream
+        self.proxy_host = target.proxy_host
+        self.has_variables = target.has_variables
+        self.uri_replacement = target.uri
+        # A prefix location's matched part is replaced by the URI part (nginx).
+        if location is not None and location.modifier in ("", "^~", "="):
+            self.prefix_length = len(location.pattern)
+        else:
+            self.prefix_length = 0
+        self.http_version = b"HTTP/1.1" if settings.proxy_http_version == "1.1" else b"HTTP/1.0"
+        set_headers = []
+        dropped = set(HOP_BY_HOP)
+        connection_value = "close"
+        for name, value in settings.proxy_set_headers:
+            lower = name.lower().encode("latin-1")
+            dropped.add(lower)
+            if lower == b"connection":
+                connection_value = value
+            if value == "":
+                continue   # an empty value removes the header (nginx)
+            set_headers.append((name.encode("latin-1"), compile_template(value)))
+        self.set_headers = set_headers
+        self.dropped = frozenset(dropped)
+        self.connect_timeout = settings.proxy_connect_timeout
+        self.read_timeout = settings.proxy_read_timeout
+        self.send_timeout = settings.proxy_send_timeout
+        self.next_upstream = settings.proxy_next_upstream
+        self.tries = settings.proxy_next_upstream_tries
+        self.next_upstream_timeout = settings.proxy_next_upstream_timeout
+        self.pass_body = settings.proxy_pass_request_body
+        # Upstream keep-alive needs HTTP/1.1 and no "Connection: close" (nginx docs).
+        self.keepalive = (upstream.config.keepalive > 0 and self.http_version == b"HTTP/1.1"
+                          and connection_value.lower() != "close")
+        key = upstream.balancer.key_template
+        self.key_template = compile_template(key) if key else None
+
+    def upstream_uri(self, request) -> str:
+        """The request target sent upstream, per nginx's proxy_pass URI rules."""
+        if self.uri_replacement is None:
+            return request.request_uri
+        tail = request.uri[self.prefix_length:]
+        uri = escape_uri(self.uri_replacement + tail)
+        return uri + "?" + request.args if request.args else uri
+
+
+def escape_uri(uri: str) -> str:
+    """Re-escape a decoded path the way nginx's NGX_ESCAPE_URI does."""
+    if uri.isascii() and uri.isprintable() and " " not in uri and "#" not in uri \
+            and "?" not in uri and "%" not in uri:
+        return uri
+    out = []
+    for byte in uri.encode("latin-1", "surrogateescape"):
+        if byte <= 0x20 or byte >= 0x7f or byte in b'"#%?':
+            out.append(f"%{byte:02X}")
+        else:
+            out.append(chr(byte))
+    return "".join(out)
+
+
+class LocationPlan:
+    """What to do for requests that end in one location (or a server's fallback)."""
+
+    __slots__ = ("location", "settings", "kind", "return_code", "return_text",
+                 "proxy", "add_headers", "access_logs", "unikernel")
+
+    def __init__(self, location, settings: model.LocationSettings, upstreams, access_logs):
+        self.location = location
+        self.settings = settings
+        self.proxy = None
+        self.unikernel = None
+        self.return_code = 0
+        self.return_text: Template | None = None
+        if settings.return_ is not None:
+            self.kind = "return"
+            self.return_code = settings.return_.code
+            if settings.return_.text is not None:
+                self.return_text = compile_template(settings.return_.text)
+        elif settings.proxy_pass is not None:
+            self.kind = "proxy"
+            self.proxy = ProxyPlan(location, settings, upstreams[settings.proxy_pass.upstream])
+        elif settings.unikernel_pass is not None:
+            self.kind = "unikernel"
+            self.unikernel = settings.unikernel_pass
+        else:
+            self.kind = "static"
+        self.add_headers = [(h.name.encode("latin-1"), compile_template(h.value), h.always)
+                            for h in settings.add_headers]
+        self.access_logs = access_logs

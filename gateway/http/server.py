@@ -1,0 +1,368 @@
+"""One worker's HTTP application: listeners, routing, handlers, timers, logs."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+
+from gateway.errors import GatewayError, HttpError
+from gateway.http import static
+from gateway.http.connection import ClientConnection
+from gateway.http.mime import content_type
+from gateway.http.plan import LocationPlan
+from gateway.http.proxy import ProxyExchange
+from gateway.http.responses import error_page
+from gateway.http.upstream_connection import UpstreamRuntime
+from gateway.observe.accesslog import AccessLogs
+from gateway.observe.errorlog import log
+from gateway.routing.router import LocationRouter, ServerRouter
+from gateway.upstream import build_balancer, start_health_checks
+
+# How often timeouts are checked and logs flushed: the granularity of every timeout.
+SWEEP_INTERVAL = 0.25
+# nginx stops after 10 internal redirects ("rewrite or internal redirection cycle").
+MAX_INTERNAL_REDIRECTS = 10
+# Files up to this size are read and written in one go.
+SMALL_FILE = 256 * 1024
+FILE_CHUNK = 256 * 1024
+
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+
+
+class WorkerApp:
+    """Everything one worker process serves, built once from the config."""
+
+    def __init__(self, config, loop):
+        self.config = config
+        self.loop = loop
+        self.clock = loop.time
+        self.connections: set[ClientConnection] = set()
+        self.servers: list[asyncio.AbstractServer] = []
+        self.shutting_down = False
+        self._ids = itertools.count(1)
+        self._sweeper = None
+        self._closed = asyncio.Event()
+        self.access_logs = AccessLogs()
+        self.health = None
+        http = config.http
+        self.upstreams = {
+            name: UpstreamRuntime(upstream, build_balancer(upstream))
+            for name, upstream in (http.upstreams.items() if http else ())
+        }
+        servers = http.servers if http else []
+        self.server_router = ServerRouter(servers)
+        self._default_servers = {}
+        for server in servers:
+            server.router = LocationRouter(server.locations)
+            server.plan = self._plan(None, server.settings)
+            for location in _walk(server.locations):
+                location.plan = self._plan(location, location.settings)
+
+    def _plan(self, location, settings) -> LocationPlan:
+        logs = self.access_logs.resolve(settings.access_logs)
+        return LocationPlan(location, settings, self.upstreams, logs)
+
+    # Lifecycle (the interface the process model drives) -------------------
+
+    async def start(self, sockets):
+        """Serve on already bound, listening sockets: {listen key: [socket, ...]}."""
+        for key, socks in sockets.items():
+            for sock in socks:
+                server = await self.loop.create_server(
+                    lambda key=key: ClientConnection(self, key), sock=sock,
+                    backlog=_backlog(sock))
+                self.servers.append(server)
+        self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
+        balancers = [u.balancer for u in self.upstreams.values() if u.config.health_check]
+        if balancers:
+            self.health = start_health_checks(balancers, self.loop)
+
+    def shutdown(self, graceful: bool):
+        """Stop accepting; finish in-flight requests when graceful, else drop everything."""
+        if self.shutting_down and graceful:
+            return
+        self.shutting_down = True
+        for server in self.servers:
+            server.close()
+        if self.health is not None:
+            self.health.stop()
+            self.health = None
+        for conn in list(self.connections):
+            conn.shutdown(graceful)
+        self._check_closed()
+
+    async def wait_closed(self):
+        await self._closed.wait()
+
+    def reopen_logs(self):
+        self.access_logs.reopen()
+
+    def _check_closed(self):
+        if self.shutting_down and not self.connections:
+            for upstream in self.upstreams.values():
+                upstream.pool.close_all()
+            self.access_logs.close()
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+                self._sweeper = None
+            self._closed.set()
+
+    def _sweep(self):
+        now = self.clock()
+        for conn in list(self.connections):
+            conn.check_deadline(now)
+        for upstream in self.upstreams.values():
+            upstream.pool.expire(now)
+        self.access_logs.flush()
+        if self.shutting_down:
+            self._check_closed()
+        if not self._closed.is_set():
+            self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
+
+    # Per connection and request --------------------------------------------
+
+    def next_connection_id(self) -> int:
+        return next(self._ids)
+
+    def default_server(self, listen_key):
+        server = self._default_servers.get(listen_key)
+        if server is None:
+            server = self._default_servers[listen_key] = self.server_router.select(listen_key, None)
+        return server
+
+    def connection_closed(self, conn):
+        self.connections.discard(conn)
+        if self.shutting_down:
+            self._check_closed()
+
+    def log_request(self, request):
+        plan = request.location.plan if request.location is not None else \
+            (request.server.plan if request.server is not None else None)
+        if plan is None:
+            return
+        for file, fmt in plan.access_logs:
+            file.write(fmt.render(request))
+
+    def dispatch(self, conn: ClientConnection, request):
+        """Route a request whose head was read and start answering it."""
+        server = request.server
+        if server.plan.kind == "return":
+            plan = server.plan    # a server-level return runs before location matching
+        else:
+            location = server.router.match(request.uri)
+            request.location = location
+            plan = location.plan if location is not None else server.plan
+        settings = plan.settings
+        if settings.keepalive_timeout <= 0 or conn.requests_served >= settings.keepalive_requests:
+            conn.keep_alive = False
+        conn.set_body_limit(settings.client_max_body_size, settings.client_body_timeout)
+        try:
+            self._answer(conn, request, plan, 0)
+        except HttpError:
+            raise
+        except GatewayError as exc:
+            log.error(f"{exc}, client: {request.remote_addr}, request: "
+                      f'"{request.method} {request.request_uri}"')
+            conn.send_error(500)
+        except Exception as exc:   # a bug must cost one request, not the worker
+            log.alert(f"unexpected {type(exc).__name__}: {exc} while handling "
+                      f'"{request.method} {request.request_uri}"')
+            if not conn.response_started:
+                conn.send_error(500)
+            else:
+                conn.close()
+
+    def _answer(self, conn, request, plan, redirects):
+        kind = plan.kind
+        if kind == "proxy":
+            if conn.body_pending() and request.version == 11 and \
+                    (request.header("expect") or "").lower() == "100-continue":
+                conn.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            exchange = ProxyExchange(conn, request, plan, self)
+            conn.handler = exchange
+            exchange.start()
+        elif kind == "return":
+            self._answer_return(conn, request, plan)
+        elif kind == "static":
+            self._answer_static(conn, request, plan, redirects)
+        else:
+            log.error(f'"{kind}" handler is not available, request: "{request.request_uri}"')
+            conn.send_error(502, plan.add_headers)
+
+    def _answer_return(self, conn, request, plan):
+        code = plan.return_code
+        if code == 444:      # nginx's "close the connection without a response"
+            request.status = 444
+            conn.keep_alive = False
+            conn.close()
+            conn.finish_response()
+            return
+        text = plan.return_text.render(request) if plan.return_text is not None else None
+        if code in REDIRECT_CODES and text is not None:
+            location = self.absolute_url(request, text)
+            conn.send_simple(code, error_page(code), b"text/html",
+                             b"Location: %s\r\n" % location.encode("latin-1", "replace"),
+                             plan.add_headers)
+        elif text is not None:
+            settings = plan.settings
+            ctype = content_type(request.uri, settings.types, settings.default_type)
+            conn.send_simple(code, text.encode("utf-8"), ctype.encode("latin-1"), b"",
+                             plan.add_headers)
+        elif code >= 300:
+            conn.send_simple(code, error_page(code), b"text/html", b"", plan.add_headers)
+        else:
+            conn.send_simple(code, b"", None, b"", plan.add_headers)
+
+    def absolute_url(self, request, target: str) -> str:
+        """nginx's absolute_redirect: a relative redirect gets scheme, host and port."""
+        if not target.startswith("/"):
+            return target
+        host = request.host or request.server_name or request.server_addr
+        port = request.server_port
+        suffix = "" if port == 80 else f":{port}"
+        return f"{request.scheme}://{host}{suffix}{target}"
+
+    def _answer_static(self, conn, request, plan, redirects):
+        result = static.serve_static(request, plan.location or _ServerLocation(plan.settings))
+        if isinstance(result, static.InternalRedirect):
+            self._internal_redirect(conn, request, result.uri, redirects)
+        elif isinstance(result, static.ErrorStatus):
+            conn.send_error(result.status, plan.add_headers)
+        elif isinstance(result, static.BytesResponse):
+            self._send_static_bytes(conn, request, plan, result.status, result.headers, result.body)
+        else:
+            self._send_file(conn, request, plan, result)
+
+    def _internal_redirect(self, conn, request, uri, redirects):
+        if redirects >= MAX_INTERNAL_REDIRECTS:
+            log.error(f'rewrite or internal redirection cycle while internally redirecting to '
+                      f'"{uri}", client: {request.remote_addr}')
+            conn.send_error(500)
+            return
+        server = request.server
+        if uri.startswith("@"):
+            location = server.router.named(uri[1:])
+            if location is None:
+                log.error(f'named location "{uri}" not found')
+                conn.send_error(500)
+                return
+        else:
+            path, _, args = uri.partition("?")
+            request.uri = path
+            if args:
+                request.args = args
+            location = server.router.match(path)
+        request.location = location
+        plan = location.plan if location is not None else server.plan
+        self._answer(conn, request, plan, redirects + 1)
+
+    def _send_static_bytes(self, conn, request, plan, status, headers, body):
+        lines = b"".join(b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1"))
+                         for k, v in headers)
+        conn.send_head(status, lines, plan.add_headers)
+        if body and request.method != "HEAD":
+            conn.send_body(body)
+        conn.finish_response()
+
+    def _send_file(self, conn, request, plan, result):
+        lines = b"".join(b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1"))
+                         for k, v in result.headers)
+        if request.method == "HEAD" or result.length == 0:
+            conn.send_head(result.status, lines, plan.add_headers)
+            conn.finish_response()
+            return
+        try:
+            handle = open(result.path, "rb")
+        except OSError:
+            conn.send_error(404 if not os.path.exists(result.path) else 403, plan.add_headers)
+            return
+        conn.send_head(result.status, lines, plan.add_headers)
+        sender = FileSender(conn, handle, result.offset, result.length)
+        conn.handler = sender
+        sender.send()
+
+
+class FileSender:
+    """Streams a file range to the client, pausing while the client's buffer is full."""
+
+    __slots__ = ("conn", "handle", "remaining", "paused", "done")
+
+    def __init__(self, conn, handle, offset, length):
+        self.conn = conn
+        self.handle = handle
+        self.remaining = length
+        self.paused = False
+        self.done = False
+        if offset:
+            handle.seek(offset)
+
+    def send(self):
+        try:
+            while self.remaining > 0 and not self.paused and not self.done:
+                chunk = self.handle.read(min(self.remaining, FILE_CHUNK))
+                if not chunk:   # the file shrank under us: the length promised is wrong
+                    self._stop()
+                    self.conn.close()
+                    self.conn.finish_response()
+                    return
+                self.remaining -= len(chunk)
+                self.conn.send_body(chunk)
+        except OSError:
+            self._stop()
+            self.conn.close()
+            self.conn.finish_response()
+            return
+        if self.remaining == 0 and not self.done:
+            self._stop()
+            self.conn.finish_response()
+
+    def _stop(self):
+        self.done = True
+        self.handle.close()
+
+    def client_write_paused(self):
+        self.paused = True
+
+    def client_write_resumed(self):
+        self.paused = False
+        self.send()
+
+    def client_body(self, pieces):
+        pass    # a static request's body is read and dropped
+
+    def client_body_end(self):
+        pass
+
+    def client_aborted(self):
+        if not self.done:
+            self._stop()
+            self.conn.request.status = self.conn.request.status or 499
+            self.conn.finish_response()
+
+    def cancel(self):
+        if not self.done:
+            self._stop()
+
+    def check_deadline(self, now):
+        pass
+
+
+class _ServerLocation:
+    """Stands in for a location when a request matches none (server-level settings)."""
+
+    modifier = ""
+    pattern = "/"
+
+    def __init__(self, settings):
+        self.settings = settings
+
+
+def _walk(locations):
+    for location in locations:
+        yield location
+        yield from _walk(location.children)
+
+
+def _backlog(sock) -> int:
+    return getattr(sock, "gateway_backlog", 511)

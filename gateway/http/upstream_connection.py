@@ -1,0 +1,131 @@
+"""Connections to HTTP upstreams and the per-worker keep-alive cache of idle ones."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import OrderedDict
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One TCP connection to a peer; forwards events to the exchange using it."""
+
+    __slots__ = ("pool", "peer", "transport", "exchange", "reused", "requests",
+                 "idle_since", "closed")
+
+    def __init__(self, pool, peer):
+        self.pool = pool
+        self.peer = peer
+        self.transport = None
+        self.exchange = None
+        self.reused = False
+        self.requests = 0
+        self.idle_since = 0.0
+        self.closed = False
+
+    def connection_made(self, transport):
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data):
+        if self.exchange is not None:
+            self.exchange.upstream_data(data)
+        else:
+            self.close()   # an idle connection must stay silent
+
+    def eof_received(self):
+        if self.exchange is not None:
+            self.exchange.upstream_eof()
+        else:
+            self.close()
+        return False
+
+    def connection_lost(self, exc):
+        self.closed = True
+        exchange = self.exchange
+        self.exchange = None
+        if exchange is not None:
+            exchange.upstream_lost(exc)
+        else:
+            self.pool.forget(self)
+
+    def pause_writing(self):
+        if self.exchange is not None:
+            self.exchange.upstream_write_paused()
+
+    def resume_writing(self):
+        if self.exchange is not None:
+            self.exchange.upstream_write_resumed()
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self.exchange = None
+            self.pool.forget(self)
+            if self.transport is not None:
+                self.transport.close()
+
+
+class KeepalivePool:
+    """Idle connections of one upstream, at most ``size`` in all (nginx's LRU cache)."""
+
+    def __init__(self, size: int, timeout: float, max_requests: int):
+        self.size = size
+        self.timeout = timeout
+        self.max_requests = max_requests
+        self.idle: OrderedDict[UpstreamConnection, None] = OrderedDict()
+
+    def take(self, peer) -> UpstreamConnection | None:
+        """The most recently used idle connection to ``peer``, if any."""
+        for conn in reversed(self.idle):
+            if conn.peer is peer:
+                del self.idle[conn]
+                if conn.closed or conn.transport.is_closing():
+                    continue
+                conn.reused = True
+                return conn
+        return None
+
+    def put(self, conn: UpstreamConnection, now: float):
+        """Keep ``conn`` for reuse, evicting the least recently used beyond ``size``."""
+        conn.exchange = None
+        if (self.size <= 0 or conn.closed or conn.requests >= self.max_requests
+                or conn.transport.is_closing()):
+            conn.close()
+            return
+        conn.idle_since = now
+        self.idle[conn] = None
+        while len(self.idle) > self.size:
+            oldest, _ = self.idle.popitem(last=False)
+            oldest.close()
+
+    def forget(self, conn: UpstreamConnection):
+        self.idle.pop(conn, None)
+
+    def expire(self, now: float):
+        """Close connections idle for longer than the keep-alive timeout."""
+        limit = now - self.timeout
+        while self.idle:
+            conn = next(iter(self.idle))
+            if conn.idle_since > limit:
+                break
+            conn.close()
+
+    def close_all(self):
+        for conn in list(self.idle):
+            conn.close()
+        self.idle.clear()
+
+
+class UpstreamRuntime:
+    """One upstream block inside a worker: its balancer and its idle connections."""
+
+    __slots__ = ("config", "balancer", "pool")
+
+    def __init__(self, config, balancer):
+        self.config = config
+        self.balancer = balancer
+        self.pool = KeepalivePool(config.keepalive, config.keepalive_timeout,
+                                  config.keepalive_requests)
