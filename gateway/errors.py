@@ -128,3 +128,7 @@ class LaunchFailed(UnikernelError):
 
 class WorkerExited(UnikernelError):
     pass
+
+
+class MalformedFrame(UnikernelError):
+    """A frame from a unikernel link that breaks the wire protocol (unikernels/PROTOCOL.md)."""
