@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"Pinning: {run['placement']}")
     workdir = tempfile.mkdtemp(prefix="bench-")
+    os.chmod(workdir, 0o755)   # nginx workers run unprivileged and must reach their temp/ and www/
     try:
         for name in scenarios:
             print(f"== {name}: {SCENARIOS[name].title}")

@@ -36,6 +36,17 @@ def _module_version(name: str) -> str:
     return getattr(module, "__version__", "unknown")
 
 
+def _built_extensions() -> list[str]:
+    # Without them the gateway runs its pure-Python twins: say so next to the figures.
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folder = os.path.join(repo, "_fastpath")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return sorted(n.split(".")[0] for n in names if n.endswith(".so"))
+
+
 def describe() -> dict:
     """Machine and versions, for the JSON and Markdown results."""
     return {
@@ -43,6 +54,7 @@ def describe() -> dict:
         "usable_cores": len(os.sched_getaffinity(0)),
         "cpu_model": _cpu_model(),
         "kernel": platform.release(),
+        "gateway_extensions": _built_extensions(),
         "versions": {
             "nginx": _first_line(["/usr/sbin/nginx", "-v"]),
             "haproxy": _first_line(["/usr/sbin/haproxy", "-v"]),

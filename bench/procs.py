@@ -79,6 +79,14 @@ class Proc:
                 return line
         return lines[0] if lines else ""
 
+    def stderr_head(self, count: int = 5) -> list[str]:
+        """The first count non-empty stderr lines."""
+        try:
+            with open(self.stderr_path, errors="replace") as f:
+                return [line.rstrip() for line in f if line.strip()][:count]
+        except OSError:
+            return []
+
 
 def start(name: str, argv: list[str], cpus: str | None, workdir: str,
           env: dict | None = None, cwd: str | None = None) -> Proc:

@@ -42,6 +42,8 @@ def markdown(run: dict) -> str:
         f"- Versions: {v['nginx']}; {v['haproxy']}; {v['wrk']}; Python {v['python']}, "
         f"uvloop {v['uvloop']}, aiohttp {v['aiohttp']}",
         f"- Pinning: {run['placement']}",
+        "- Gateway Cython extensions built: "
+        + (", ".join(m.get("gateway_extensions", [])) or "none (pure-Python twins)"),
         f"- Each system: {run['settings']['rounds']} interleaved rounds of "
         f"{run['settings']['duration']:g} s after a {run['settings']['warmup']:g} s warm-up; "
         "figures are medians over rounds, errors are sums. CPU µs/req is the proxy's own "
@@ -128,6 +130,9 @@ def update_summary(run: dict, paths: dict[str, str], results_md: str) -> None:
     body = [SUMMARY_START, f"## Latest summary: {run['date']} ({run['set']})", "",
             f"Command: `{run['command']}`  ",
             f"Pinning: {run['placement']}  ",
+            "Gateway Cython extensions built: "
+            + (", ".join(run["machine"].get("gateway_extensions", [])) or "none (pure-Python twins)")
+            + "  ",
             f"Machine: {run['machine']['usable_cores']} cores, {run['machine']['cpu_model']}  ",
             "Full results: " + ", ".join(f"[{k}]({v})" for k, v in rel.items()), ""]
     for record in run["scenarios"]:

@@ -31,6 +31,7 @@ class SystemResult:
     command: str = ""
     configs: dict = field(default_factory=dict)
     rounds: list[dict] = field(default_factory=list)
+    stderr: list[str] = field(default_factory=list)   # first lines, e.g. the gateway's warnings
 
     def median(self, key: str) -> float | None:
         """Median of one per-round figure, None without rounds."""
@@ -43,8 +44,8 @@ class SystemResult:
             return {}
         return {
             "rps": round(self.median("rps"), 1),
-            "p50_ms": round(self.median("p50_ms"), 3),
-            "p99_ms": round(self.median("p99_ms"), 3),
+            "p50_ms": _round(self.median("p50_ms"), 3),
+            "p99_ms": _round(self.median("p99_ms"), 3),
             "cpu_us_per_req": _round(self.median("cpu_us_per_req")),
             "non2xx": sum(r["non2xx"] for r in self.rounds),
             "socket_errors": sum(r["socket_errors"] for r in self.rounds),
@@ -53,11 +54,11 @@ class SystemResult:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "status": self.status, "command": self.command,
-                "configs": self.configs, "rounds": self.rounds, "summary": self.summary()}
+                "configs": self.configs, "stderr": self.stderr, "rounds": self.rounds, "summary": self.summary()}
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
+def _round(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def sanity_check(port: int, scenario: Scenario) -> None:
@@ -143,13 +144,17 @@ def run(scenario: Scenario, names: list[str], settings: Settings, where: Placeme
                     result.status = f"failed run: {exc}"
                     continue
                 row["round"] = round_no + 1
+                if not scenario.latency:
+                    # wrk times a pipelined batch as one request: its percentiles are not latencies.
+                    row.update(p50_ms=None, p90_ms=None, p99_ms=None, max_ms=None)
                 result.rounds.append(row)
                 log(f"[{scenario.name}] round {round_no + 1} {result.name}: "
-                    f"{row['rps']:.0f} req/s, p99 {row['p99_ms']:.2f} ms, "
+                    f"{row['rps']:.0f} req/s, p99 {_fmt(row['p99_ms'])} ms, "
                     f"{_fmt(row['cpu_us_per_req'])} us CPU/req")
     finally:
-        for _, proc, _ in running:
+        for result, proc, _ in running:
             procs.stop(proc)
+            result.stderr = proc.stderr_head()
         procs.stop(backend)
     record["systems"] = [r.to_dict() for r in record["systems"]]
     return record
