@@ -23,7 +23,6 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-import random
 import stat as stat_module
 from dataclasses import dataclass, field
 
@@ -427,7 +426,8 @@ def _digits(text: str, allow_empty: bool) -> bool:
     return text.isascii() and text.isdigit() and int(text) <= _MAX_OFF_T
 
 
-_boundaries = itertools.count(random.randrange(10 ** 9))
+# nginx numbers boundaries 1, 2, ... per worker, printed as 20 digits.
+_boundaries = itertools.count(1)
 
 
 def _multipart(request, path, headers, ctype, ranges, size):
@@ -436,7 +436,7 @@ def _multipart(request, path, headers, ctype, ranges, size):
     if total > _MULTIPART_LIMIT:
         headers.append(("Accept-Ranges", "bytes"))
         return FileResponse(200, headers, path, 0, size)
-    boundary = f"{next(_boundaries) % 10 ** 10:010d}"
+    boundary = f"{next(_boundaries):020d}"
     lead = f"\r\n--{boundary}\r\nContent-Type: {ctype}\r\nContent-Range: bytes ".encode("latin-1")
     pieces = []
     try:
