@@ -1,0 +1,656 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""HTTP/1.x heads, body framing and chunked bodies in C loops.
+
+The specification is gateway/http/parser_py.py: every function here must
+return the same values and raise the same exception classes for every input.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdint cimport int64_t
+from libc.string cimport memchr, memcmp
+
+from gateway.errors import (BadRequest, HeadersTooLarge, InvalidUpstreamResponse,
+                            NotImplementedMethod, UriTooLong, VersionNotSupported)
+
+__all__ = [
+    "parse_request_head", "request_body_framing", "parse_response_head",
+    "response_body_framing", "ChunkedDecoder", "split_target",
+]
+
+# Character classes, filled once at import.
+cdef unsigned char TCHAR[256]       # RFC 9110 token characters
+cdef unsigned char TARGET[256]      # request-target bytes: VCHAR and obs-text
+cdef unsigned char FIELD[256]       # field-value bytes: HTAB, SP, VCHAR, obs-text
+cdef unsigned char HOST[256]        # reg-name bytes accepted in absolute-form
+cdef signed char HEXVAL[256]
+
+cdef void _init_tables():
+    cdef int c
+    for c in range(256):
+        TCHAR[c] = 0
+        TARGET[c] = 1 if (0x21 <= c <= 0x7e or c >= 0x80) else 0
+        FIELD[c] = 1 if (c == 9 or 0x20 <= c <= 0x7e or c >= 0x80) else 0
+        HOST[c] = 0
+        HEXVAL[c] = -1
+    for c in b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
+        TCHAR[c] = 1
+    for c in b"._~!$&'()*+,;=%-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
+        HOST[c] = 1
+    for c in range(10):
+        HEXVAL[48 + c] = c
+    for c in range(6):
+        HEXVAL[97 + c] = 10 + c
+        HEXVAL[65 + c] = 10 + c
+
+_init_tables()
+
+cdef int64_t INT64_MAX = 0x7fffffffffffffff
+cdef enum:
+    MAX_SIZE_LINE = 4096        # a chunk-size line with extensions
+    MAX_TRAILER = 8192          # the whole trailer section
+    MAX_SIZE_DIGITS = 16
+
+# Error codes, mapped to exceptions in _error() only.
+cdef enum:
+    E_REQUEST_LINE_LONG = 1
+    E_HEADER_LINE_LONG
+    E_HEAD_LARGE
+    E_REQUEST_LINE
+    E_VERSION_BAD
+    E_VERSION_UNSUPPORTED
+    E_ASTERISK
+    E_HEADER_LINE
+    E_UP_TOO_BIG
+    E_UP_STATUS
+    E_UP_HEADER
+
+
+cdef object _error(int code):
+    """The exception for one of the error codes above."""
+    if code == E_REQUEST_LINE_LONG:
+        return UriTooLong("request line too long")
+    if code == E_HEADER_LINE_LONG:
+        return HeadersTooLarge("header line too long")
+    if code == E_HEAD_LARGE:
+        return HeadersTooLarge("head too large")
+    if code == E_REQUEST_LINE:
+        return BadRequest("invalid request line")
+    if code == E_VERSION_BAD:
+        return BadRequest("invalid HTTP version")
+    if code == E_VERSION_UNSUPPORTED:
+        return VersionNotSupported("unsupported HTTP version")
+    if code == E_ASTERISK:
+        return BadRequest("asterisk-form target without OPTIONS")
+    if code == E_HEADER_LINE:
+        return BadRequest("invalid header line")
+    if code == E_UP_TOO_BIG:
+        return InvalidUpstreamResponse("upstream sent too big header")
+    if code == E_UP_STATUS:
+        return InvalidUpstreamResponse("upstream sent no valid HTTP/1.0 header")
+    return InvalidUpstreamResponse("upstream sent invalid header")
+
+
+# Methods that are common enough to hand out shared objects for.
+cdef bytes M_GET = b"GET"
+cdef bytes M_POST = b"POST"
+cdef bytes M_HEAD = b"HEAD"
+cdef bytes M_PUT = b"PUT"
+cdef bytes M_DELETE = b"DELETE"
+cdef bytes M_OPTIONS = b"OPTIONS"
+
+
+cdef inline Py_ssize_t _find_lf(const unsigned char* p, Py_ssize_t start, Py_ssize_t n):
+    cdef const void* hit
+    if start >= n:
+        return -1
+    hit = memchr(p + start, 10, <size_t>(n - start))
+    if hit == NULL:
+        return -1
+    return <const unsigned char*>hit - p
+
+
+cdef inline Py_ssize_t _line_end(const unsigned char* p, Py_ssize_t start, Py_ssize_t lf):
+    if lf > start and p[lf - 1] == 13:
+        return lf - 1
+    return lf
+
+
+cdef inline int _partial(const unsigned char* p, Py_ssize_t n, Py_ssize_t start,
+                         Py_ssize_t max_line, Py_ssize_t max_head, int too_long):
+    """0 if an unterminated line may still fit its limits, else the error code."""
+    cdef Py_ssize_t size = n - start
+    if size > 0 and p[n - 1] == 13:
+        size -= 1
+    if size > max_line:
+        return too_long
+    if n > max_head:
+        return E_HEAD_LARGE
+    return 0
+
+
+cdef bytes _method(const unsigned char* p, Py_ssize_t size):
+    if size == 3:
+        if memcmp(p, b"GET", 3) == 0:
+            return M_GET
+        if memcmp(p, b"PUT", 3) == 0:
+            return M_PUT
+    elif size == 4:
+        if memcmp(p, b"POST", 4) == 0:
+            return M_POST
+        if memcmp(p, b"HEAD", 4) == 0:
+            return M_HEAD
+    elif size == 6 and memcmp(p, b"DELETE", 6) == 0:
+        return M_DELETE
+    elif size == 7 and memcmp(p, b"OPTIONS", 7) == 0:
+        return M_OPTIONS
+    return PyBytes_FromStringAndSize(<const char*>p, size)
+
+
+cdef inline bint _is_ws(unsigned char c):
+    return c == 32 or c == 9
+
+
+cdef int _field(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end, list headers) except -1:
+    """Append one field line's (lower_name, name, value); 1 if the line is invalid."""
+    cdef Py_ssize_t i = pos, name_end, v_start, v_end, k
+    cdef bint upper = False
+    cdef unsigned char c
+    cdef char* out
+    while i < end and TCHAR[p[i]]:
+        if 65 <= p[i] <= 90:
+            upper = True
+        i += 1
+    if i == pos or i == end or p[i] != 58:      # ":" right after the name
+        return 1
+    name_end = i
+    i += 1
+    v_start = i
+    while i < end:
+        if not FIELD[p[i]]:
+            return 1
+        i += 1
+    v_end = end
+    while v_start < v_end and _is_ws(p[v_start]):
+        v_start += 1
+    while v_end > v_start and _is_ws(p[v_end - 1]):
+        v_end -= 1
+    name = PyBytes_FromStringAndSize(<const char*>p + pos, name_end - pos)
+    if upper:
+        lower = PyBytes_FromStringAndSize(NULL, name_end - pos)
+        out = PyBytes_AS_STRING(lower)
+        for k in range(name_end - pos):
+            c = p[pos + k]
+            out[k] = c + 32 if 65 <= c <= 90 else c
+    else:
+        lower = name
+    headers.append((lower, name,
+                    PyBytes_FromStringAndSize(<const char*>p + v_start, v_end - v_start)))
+    return 0
+
+
+def parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
+    """Parse a request head: None if incomplete, else (method, target, version, headers, consumed)."""
+    if type(buf) is not bytes:
+        buf = bytes(buf)
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(buf)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(buf)
+    cdef Py_ssize_t pos = 0, lf, end, i, m_end, t_start, t_end
+    cdef int code, version
+    while pos < n:
+        if p[pos] == 10:
+            pos += 1
+        elif p[pos] == 13 and pos + 1 < n and p[pos + 1] == 10:
+            pos += 2
+        else:
+            break
+
+    lf = _find_lf(p, pos, n)
+    if lf < 0:
+        code = _partial(p, n, pos, max_line, max_head, E_REQUEST_LINE_LONG)
+        if code:
+            raise _error(code)
+        return None
+    end = _line_end(p, pos, lf)
+    if end - pos > max_line:
+        raise _error(E_REQUEST_LINE_LONG)
+    if lf + 1 > max_head:
+        raise _error(E_HEAD_LARGE)
+
+    i = pos
+    while i < end and TCHAR[p[i]]:
+        i += 1
+    if i == pos or i == end or p[i] != 32:
+        raise _error(E_REQUEST_LINE)
+    m_end = i
+    while i < end and p[i] == 32:
+        i += 1
+    t_start = i
+    while i < end and TARGET[p[i]]:
+        i += 1
+    if i == t_start or i == end or p[i] != 32:
+        raise _error(E_REQUEST_LINE)
+    t_end = i
+    while i < end and p[i] == 32:
+        i += 1
+    if (end - i != 8 or memcmp(p + i, b"HTTP/", 5) != 0 or not (48 <= p[i + 5] <= 57)
+            or p[i + 6] != 46 or not (48 <= p[i + 7] <= 57)):
+        raise _error(E_REQUEST_LINE)
+    if p[i + 5] == 49 and (p[i + 7] == 48 or p[i + 7] == 49):
+        version = 10 if p[i + 7] == 48 else 11
+    elif p[i + 5] == 48:
+        raise _error(E_VERSION_BAD)
+    else:
+        raise _error(E_VERSION_UNSUPPORTED)
+    if (t_end - t_start == 1 and p[t_start] == 42
+            and not (m_end - pos == 7 and memcmp(p + pos, b"OPTIONS", 7) == 0)):
+        raise _error(E_ASTERISK)
+
+    method = _method(p + pos, m_end - pos)
+    target = PyBytes_FromStringAndSize(<const char*>p + t_start, t_end - t_start)
+    cdef list headers = []
+    pos = lf + 1
+    while True:
+        lf = _find_lf(p, pos, n)
+        if lf < 0:
+            code = _partial(p, n, pos, max_line, max_head, E_HEADER_LINE_LONG)
+            if code:
+                raise _error(code)
+            return None
+        end = _line_end(p, pos, lf)
+        if end - pos > max_line:
+            raise _error(E_HEADER_LINE_LONG)
+        if lf + 1 > max_head:
+            raise _error(E_HEAD_LARGE)
+        if end == pos:
+            return method, target, version, headers, lf + 1
+        if _field(p, pos, end, headers):
+            raise _error(E_HEADER_LINE)
+        pos = lf + 1
+
+
+def parse_response_head(buf, Py_ssize_t max_head):
+    """Parse a response head: None if incomplete, else (version, status, reason, headers, consumed)."""
+    if type(buf) is not bytes:
+        buf = bytes(buf)
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(buf)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(buf)
+    cdef Py_ssize_t pos, lf, end, i
+    cdef int version, status
+    lf = _find_lf(p, 0, n)
+    if lf < 0:
+        if n > max_head:
+            raise _error(E_UP_TOO_BIG)
+        return None
+    if lf + 1 > max_head:
+        raise _error(E_UP_TOO_BIG)
+    end = _line_end(p, 0, lf)
+    if (end < 12 or memcmp(p, b"HTTP/1.", 7) != 0 or not (p[7] == 48 or p[7] == 49)
+            or p[8] != 32 or not (49 <= p[9] <= 57) or not (48 <= p[10] <= 57)
+            or not (48 <= p[11] <= 57)):
+        raise _error(E_UP_STATUS)
+    if end > 12:
+        if p[12] != 32:
+            raise _error(E_UP_STATUS)
+        for i in range(13, end):
+            if not FIELD[p[i]]:
+                raise _error(E_UP_STATUS)
+        reason = PyBytes_FromStringAndSize(<const char*>p + 13, end - 13)
+    else:
+        reason = b""
+    version = 10 if p[7] == 48 else 11
+    status = (p[9] - 48) * 100 + (p[10] - 48) * 10 + (p[11] - 48)
+
+    cdef list headers = []
+    pos = lf + 1
+    while True:
+        lf = _find_lf(p, pos, n)
+        if lf < 0:
+            if n > max_head:
+                raise _error(E_UP_TOO_BIG)
+            return None
+        if lf + 1 > max_head:
+            raise _error(E_UP_TOO_BIG)
+        end = _line_end(p, pos, lf)
+        if end == pos:
+            return version, status, reason, headers, lf + 1
+        if _field(p, pos, end, headers):
+            raise _error(E_UP_HEADER)
+        pos = lf + 1
+
+
+cdef int64_t _content_length(bytes value, error) except -1:
+    """A Content-Length value (RFC 9110 8.6: 1*DIGIT, no lists)."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(value)
+    cdef int64_t length = 0
+    cdef int d
+    if n == 0:
+        raise error("invalid Content-Length")
+    for i in range(n):
+        d = p[i] - 48
+        if d < 0 or d > 9 or length > (INT64_MAX - d) // 10:
+            raise error("invalid Content-Length")
+        length = length * 10 + d
+    return length
+
+
+cdef tuple _framing_fields(list headers, error):
+    """The Content-Length value (None if absent) and the joined Transfer-Encoding (or None)."""
+    length = None
+    coding = None
+    for lower, _name, value in headers:
+        if len(<bytes>lower) == 14 and lower == b"content-length":
+            if length is not None:
+                raise error("duplicate Content-Length")
+            length = value
+        elif len(<bytes>lower) == 17 and lower == b"transfer-encoding":
+            coding = value if coding is None else coding + b"," + value
+    return length, coding
+
+
+cdef list _codings(bytes value):
+    return [c for c in (item.strip(b" \t").lower() for item in value.split(b",")) if c]
+
+
+def request_body_framing(headers, int version):
+    """How a request body is delimited: ("none"|"length"|"chunked", length)."""
+    length, coding = _framing_fields(headers, BadRequest)
+    if coding is not None:
+        if version == 10:
+            raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
+        if length is not None:      # RFC 9112 6.1
+            raise BadRequest("both Content-Length and Transfer-Encoding")
+        codings = _codings(coding)
+        for item in codings:
+            if item != b"chunked":
+                raise NotImplementedMethod("unknown transfer-coding")
+        if len(codings) != 1:
+            raise BadRequest("invalid Transfer-Encoding")
+        return "chunked", 0
+    if length is not None:
+        return "length", _content_length(length, BadRequest)
+    return "none", 0
+
+
+def response_body_framing(int status, headers, request_method):
+    """How a response body is delimited: ("none"|"length"|"chunked"|"close", length)."""
+    if (request_method == b"HEAD" or request_method == "HEAD" or status < 200
+            or status == 204 or status == 304):
+        return "none", 0
+    length, coding = _framing_fields(headers, InvalidUpstreamResponse)
+    if coding is not None:         # RFC 9112 6.3
+        codings = _codings(coding)
+        if codings and codings[len(codings) - 1] == b"chunked":
+            return "chunked", 0
+        return "close", 0
+    if length is not None:
+        return "length", _content_length(length, InvalidUpstreamResponse)
+    return "close", 0
+
+
+# Chunked decoder states, as in the twin.
+cdef enum:
+    S_SIZE = 0
+    S_SIZE_MORE
+    S_BWS
+    S_EXT
+    S_SIZE_LF
+    S_DATA
+    S_DATA_CR
+    S_DATA_LF
+    S_TRAILER
+    S_TRAILER_LINE
+    S_TRAILER_LF
+    S_END_LF
+    S_DONE
+
+
+cdef class ChunkedDecoder:
+    """Incremental RFC 9112 7.1 chunked-body delimiter and (optionally) decoder."""
+
+    cdef int state
+    cdef int64_t remaining
+    cdef Py_ssize_t line_len
+    cdef int digits
+    cdef Py_ssize_t trailer_len
+
+    def __init__(self):
+        self.state = S_SIZE
+        self.remaining = 0
+        self.line_len = 0
+        self.digits = 0
+        self.trailer_len = 0
+
+    @property
+    def done(self):
+        """True once the last chunk and the trailer section are consumed."""
+        return self.state == S_DONE
+
+    def feed(self, data, bint collect=False):
+        """Consume the body bytes at the start of data: (count, payload pieces or None)."""
+        if type(data) is not bytes:
+            data = bytes(data)
+        cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+        cdef Py_ssize_t i = 0, take
+        cdef int state = self.state
+        cdef unsigned char c
+        cdef int d
+        pieces = [] if collect else None
+        try:
+            while i < n and state != S_DONE:
+                if state == S_DATA:
+                    take = n - i
+                    if self.remaining < take:
+                        take = <Py_ssize_t>self.remaining
+                    if collect:
+                        pieces.append(PyBytes_FromStringAndSize(<const char*>p + i, take))
+                    i += take
+                    self.remaining -= take
+                    if self.remaining == 0:
+                        state = S_DATA_CR
+                    continue
+                c = p[i]
+                i += 1
+                if state <= S_EXT:
+                    self.line_len += 1
+                    if self.line_len > MAX_SIZE_LINE:
+                        raise BadRequest("chunk size line too long")
+                    if state == S_SIZE or state == S_SIZE_MORE:
+                        d = HEXVAL[c]
+                        if d >= 0:
+                            self.digits += 1
+                            if self.digits > MAX_SIZE_DIGITS or self.remaining > (INT64_MAX >> 4):
+                                raise BadRequest("chunk size too large")
+                            self.remaining = (self.remaining << 4) | d
+                            state = S_SIZE_MORE
+                            continue
+                        if state == S_SIZE:
+                            raise BadRequest("invalid chunk size")
+                    elif state == S_EXT:
+                        if c == 13:
+                            state = S_SIZE_LF
+                        elif not FIELD[c]:
+                            raise BadRequest("invalid chunk extension")
+                        continue
+                    if c == 32 or c == 9:
+                        state = S_BWS
+                    elif c == 59:
+                        state = S_EXT
+                    elif c == 13:
+                        state = S_SIZE_LF
+                    else:
+                        raise BadRequest("invalid chunk size")
+                elif state == S_SIZE_LF:
+                    if c != 10:
+                        raise BadRequest("invalid chunk size line")
+                    state = S_DATA if self.remaining else S_TRAILER
+                elif state == S_DATA_CR:
+                    if c != 13:
+                        raise BadRequest("missing CRLF after chunk data")
+                    state = S_DATA_LF
+                elif state == S_DATA_LF:
+                    if c != 10:
+                        raise BadRequest("missing CRLF after chunk data")
+                    state = S_SIZE
+                    self.line_len = 0
+                    self.digits = 0
+                else:
+                    self.trailer_len += 1
+                    if self.trailer_len > MAX_TRAILER:
+                        raise BadRequest("chunked trailer too large")
+                    if state == S_TRAILER or state == S_TRAILER_LINE:
+                        if c == 13:
+                            state = S_END_LF if state == S_TRAILER else S_TRAILER_LF
+                        elif c == 10:
+                            raise BadRequest("invalid chunked trailer")
+                        else:
+                            state = S_TRAILER_LINE
+                    elif c != 10:
+                        raise BadRequest("invalid chunked trailer")
+                    else:
+                        state = S_TRAILER if state == S_TRAILER_LF else S_DONE
+        finally:
+            self.state = state
+        return i, pieces
+
+
+cdef Py_ssize_t _absolute_path(const unsigned char* p, Py_ssize_t n) except -1:
+    """Where the path (or query) of an absolute-form target starts, as the twin's regex."""
+    cdef Py_ssize_t i, start
+    cdef unsigned char c
+    if n == 0 or not ((65 <= p[0] <= 90) or (97 <= p[0] <= 122)):
+        raise BadRequest("invalid request target")
+    i = 1
+    while i < n:
+        c = p[i]
+        if (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122) or c == 43 or c == 46 or c == 45:
+            i += 1
+        else:
+            break
+    if n - i < 3 or memcmp(p + i, b"://", 3) != 0:
+        raise BadRequest("invalid request target")
+    i += 3
+    start = i
+    if i < n and p[i] == 91:        # "[" IPv6 literal
+        i += 1
+        while i < n and (HEXVAL[p[i]] >= 0 or p[i] == 58 or p[i] == 46):
+            i += 1
+        if i == start + 1 or i == n or p[i] != 93:
+            raise BadRequest("invalid request target")
+        i += 1
+    else:
+        while i < n and HOST[p[i]]:
+            i += 1
+        if i == start:
+            raise BadRequest("invalid request target")
+    if i < n and p[i] == 58:
+        i += 1
+        while i < n and 48 <= p[i] <= 57:
+            i += 1
+    if i < n and p[i] != 47 and p[i] != 63:
+        raise BadRequest("invalid request target")
+    return i
+
+
+cdef inline void _pop_segment(unsigned char* u, Py_ssize_t* ulen) except *:
+    cdef Py_ssize_t j = ulen[0] - 4
+    while j >= 0 and u[j] != 47:
+        j -= 1
+    if j < 0:
+        raise BadRequest("URI climbs above the root")
+    ulen[0] = j + 1
+
+
+cdef inline str _decode(const unsigned char* p, Py_ssize_t n):
+    return PyUnicode_DecodeUTF8(<const char*>p, n, "surrogateescape")
+
+
+def split_target(target):
+    """Split a request target into ($uri decoded and normalised, $args, $request_uri)."""
+    if type(target) is not bytes:
+        target = bytes(target)
+    cdef const unsigned char* t = <const unsigned char*>PyBytes_AS_STRING(target)
+    cdef Py_ssize_t tn = PyBytes_GET_SIZE(target)
+    cdef Py_ssize_t start, i, n, ulen = 0, a_start = 0, a_end = 0, k
+    cdef const unsigned char* path
+    cdef unsigned char* u
+    cdef unsigned char ch
+    cdef int state = 0, hi, lo
+    cdef bytes owned
+    if tn == 1 and t[0] == 42:
+        return "*", "", "*"
+    if tn > 0 and t[0] == 47:
+        path = t
+        n = tn
+    else:
+        start = _absolute_path(t, tn)
+        if start < tn and t[start] == 47:
+            path = t + start
+            n = tn - start
+        else:
+            # Empty path: "/" then the query, if any (RFC 9110 4.2.3).
+            owned = b"/" + target[start:]
+            path = <const unsigned char*>PyBytes_AS_STRING(owned)
+            n = PyBytes_GET_SIZE(owned)
+
+    u = <unsigned char*>PyMem_Malloc(n + 1)
+    if u == NULL:
+        raise MemoryError()
+    try:
+        i = 0
+        while i < n:
+            ch = path[i]
+            i += 1
+            if ch == 37:
+                hi = HEXVAL[path[i]] if i < n else -1
+                lo = HEXVAL[path[i + 1]] if i + 1 < n else -1
+                if hi < 0 or lo < 0:
+                    raise BadRequest("invalid %-escape in URI")
+                i += 2
+                ch = (hi << 4) | lo
+                if ch == 0:
+                    raise BadRequest("%00 in URI")
+                if ch == 37 or ch == 35 or ch == 63:
+                    u[ulen] = ch
+                    ulen += 1
+                    state = 0
+                    continue
+            elif ch == 63 or ch == 35:
+                if ch == 63:
+                    a_start = i
+                    a_end = i
+                    while a_end < n and path[a_end] != 35:
+                        a_end += 1
+                break
+            if ch == 47:
+                if state == 1:
+                    continue
+                if state == 2:
+                    ulen -= 1
+                elif state == 3:
+                    _pop_segment(u, &ulen)
+                    state = 1
+                    continue
+                else:
+                    u[ulen] = ch
+                    ulen += 1
+                state = 1
+            elif ch == 46 and (state == 1 or state == 2):
+                u[ulen] = ch
+                ulen += 1
+                state += 1
+            else:
+                u[ulen] = ch
+                ulen += 1
+                state = 0
+        if state == 2:
+            ulen -= 1
+        elif state == 3:
+            _pop_segment(u, &ulen)
+        return (_decode(u, ulen), _decode(path + a_start, a_end - a_start),
+                _decode(path, n))
+    finally:
+        PyMem_Free(u)

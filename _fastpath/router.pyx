@@ -1,0 +1,229 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Location and virtual-server selection as nginx does it, as extension types.
+
+The specification is gateway/routing/router_py.py: results must be identical.
+"""
+
+from gateway.routing.router_py import compile_regex
+
+__all__ = ["LocationRouter", "ServerRouter"]
+
+
+cdef class _Level:
+    """The locations directly inside one block, arranged for lookup."""
+
+    cdef dict exact
+    cdef dict prefixes
+    cdef Py_ssize_t[64] lengths     # distinct prefix lengths, longest first
+    cdef Py_ssize_t nlengths
+    cdef tuple long_lengths         # used instead when there are more than 64
+    cdef list regexes               # [(search, location, level)]
+    cdef dict children              # id(location) -> _Level
+
+    def __init__(self, list locations):
+        cdef Py_ssize_t k
+        self.exact = {}
+        self.prefixes = {}
+        self.regexes = []
+        self.children = {}
+        for loc in locations:
+            modifier = loc.modifier
+            if modifier == "=":
+                self.exact.setdefault(loc.pattern, loc)
+            elif modifier == "" or modifier == "^~":
+                self.prefixes.setdefault(loc.pattern, loc)
+        for loc in locations:
+            if loc.modifier != "@":
+                self.children[id(loc)] = _Level(loc.children)
+        for loc in locations:
+            if loc.modifier == "~" or loc.modifier == "~*":
+                regex = loc.regex or compile_regex(loc.pattern, loc.modifier == "~*")
+                self.regexes.append((regex.search, loc, self.children[id(loc)]))
+        ordered = sorted({len(p) for p in self.prefixes}, reverse=True)
+        self.nlengths = len(ordered)
+        self.long_lengths = tuple(ordered)
+        if self.nlengths <= 64:
+            for k in range(self.nlengths):
+                self.lengths[k] = ordered[k]
+
+    cdef object longest_prefix(self, str uri):
+        cdef Py_ssize_t k, length, size = len(uri)
+        if self.nlengths <= 64:
+            for k in range(self.nlengths):
+                length = self.lengths[k]
+                if length <= size:
+                    found = self.prefixes.get(uri[:length])
+                    if found is not None:
+                        return found
+            return None
+        for length in self.long_lengths:
+            if length <= size:
+                found = self.prefixes.get(uri[:length])
+                if found is not None:
+                    return found
+        return None
+
+    cdef bint find(self, str uri, list out) except -1:
+        """Put the location found at this level into out[0]; True means stop looking."""
+        cdef _Level sub
+        cdef bint noregex = False
+        loc = self.exact.get(uri)
+        if loc is not None:
+            out[0] = loc
+            return True
+        found = self.longest_prefix(uri)
+        if found is not None:
+            out[0] = found
+            noregex = found.modifier == "^~"
+            sub = self.children[id(found)]
+            if sub.find(uri, out):
+                return True
+        if not noregex:
+            for search, rloc, sub in self.regexes:
+                if search(uri) is not None:
+                    out[0] = rloc
+                    sub.find(uri, out)
+                    return True
+        return False
+
+
+cdef class LocationRouter:
+    """Finds the location for a URI with ngx_http_core_find_location's algorithm."""
+
+    cdef _Level top
+    cdef dict _named
+
+    def __init__(self, locations):
+        self.top = _Level(list(locations))
+        self._named = {loc.pattern.lstrip("@"): loc for loc in locations if loc.modifier == "@"}
+
+    def named(self, str name):
+        """The ``location @name`` block, or None."""
+        return self._named.get(name.lstrip("@"))
+
+    def match(self, str uri):
+        """The location that handles uri, or None when no location matches."""
+        cdef list out = [None]
+        self.top.find(uri, out)
+        return out[0]
+
+
+cpdef str normalize_host(host):
+    """A Host value as server names are compared: lower case, no port, no trailing dot."""
+    cdef str h
+    cdef Py_ssize_t end
+    if not host:
+        return ""
+    h = host.lower()
+    if h[0] == "[":
+        end = h.find("]")
+        if end >= 0:
+            h = h[:end + 1]
+    else:
+        end = h.find(":")
+        if end >= 0:
+            h = h[:end]
+    if h.endswith("."):
+        h = h[:len(h) - 1]
+    return h
+
+
+cdef class _Names:
+    """The server names of the servers sharing one listening socket."""
+
+    cdef list servers
+    cdef dict exact, head_bare, head, tail
+    cdef list regexes
+    cdef object default
+
+    def __init__(self):
+        self.servers = []
+        self.exact = {}
+        self.head_bare = {}
+        self.head = {}
+        self.tail = {}
+        self.regexes = []
+        self.default = None
+
+    cdef add(self, server):
+        for name in server.server_names:
+            if name.startswith("~"):
+                self.regexes.append((compile_regex(name[1:], True).search, server))
+                continue
+            name = name.lower()
+            if name.startswith("*."):
+                self.head.setdefault(name[1:], server)
+            elif name.startswith("."):
+                self.head.setdefault(name, server)
+                self.head_bare.setdefault(name[1:], server)
+            elif name.endswith(".*"):
+                self.tail.setdefault(name[:len(name) - 1], server)
+            else:
+                self.exact.setdefault(name, server)
+
+    cdef object find(self, str host):
+        cdef Py_ssize_t dot, size = len(host)
+        server = self.exact.get(host)
+        if server is not None:
+            return server
+        if size == 0:
+            return None
+        if self.head:
+            server = self.head_bare.get(host)
+            if server is not None:
+                return server
+            dot = host.find(".", 1)
+            while dot > 0:
+                server = self.head.get(host[dot:])
+                if server is not None:
+                    return server
+                dot = host.find(".", dot + 1)
+        if self.tail:
+            dot = host.rfind(".", 0, size - 1)
+            while dot >= 0:
+                server = self.tail.get(host[:dot + 1])
+                if server is not None:
+                    return server
+                dot = host.rfind(".", 0, dot)
+        for search, server in self.regexes:
+            if search(host) is not None:
+                return server
+        return None
+
+
+cdef class ServerRouter:
+    """Chooses the virtual server for a connection's socket and Host, as nginx does."""
+
+    cdef dict _keys
+
+    def __init__(self, servers):
+        cdef _Names names
+        self._keys = {}
+        defaults = {}
+        for server in servers:
+            for listen in server.listens:
+                if listen.default_server:
+                    defaults.setdefault(listen.key, server)
+        for server in servers:
+            for listen in server.listens:
+                key = listen.key
+                names = self._keys.get(key)
+                if names is None:
+                    names = _Names()
+                    names.default = defaults.get(key, server)
+                    self._keys[key] = names
+                if not any(s is server for s in names.servers):
+                    names.servers.append(server)
+                    names.add(server)
+
+    def listen_keys(self):
+        """Every (host, port) socket the servers listen on, in config order."""
+        return list(self._keys)
+
+    def select(self, listen_key, host):
+        """The server for a request on listen_key with this Host (None for no Host)."""
+        cdef _Names names = self._keys.get(listen_key)
+        if names is None:
+            raise KeyError(f"no server listens on {listen_key[0]}:{listen_key[1]}")
+        server = names.find(normalize_host(host))
+        return names.default if server is None else server

@@ -1,0 +1,200 @@
+"""Location and virtual-server selection as nginx does it: the pure-Python specification.
+
+``_fastpath/router.pyx`` must agree with this module on every input
+(tests/routing/ runs both).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["LocationRouter", "ServerRouter", "compile_regex", "normalize_host"]
+
+_PCRE_NAMED_GROUP = re.compile(r"\(\?<(?=[A-Za-z_])")
+
+
+def compile_regex(pattern: str, caseless: bool) -> re.Pattern:
+    """Compile a PCRE-style pattern from the config with Python's re."""
+    # PCRE writes named groups (?<name>...); Python 3.11 wants (?P<name>...).
+    pattern = _PCRE_NAMED_GROUP.sub("(?P<", pattern)
+    return re.compile(pattern, re.IGNORECASE if caseless else 0)
+
+
+class _Level:
+    """The locations directly inside one block, arranged for lookup."""
+
+    __slots__ = ("exact", "prefixes", "lengths", "regexes")
+
+    def __init__(self, locations, levels):
+        self.exact = {}
+        self.prefixes = {}
+        self.regexes = []
+        for loc in locations:
+            if loc.modifier == "=":
+                self.exact.setdefault(loc.pattern, loc)
+            elif loc.modifier in ("", "^~"):
+                self.prefixes.setdefault(loc.pattern, loc)
+            elif loc.modifier in ("~", "~*"):
+                regex = loc.regex or compile_regex(loc.pattern, loc.modifier == "~*")
+                self.regexes.append((regex, loc))
+        # Longest first: the first hit is nginx's longest matching prefix.
+        self.lengths = sorted({len(p) for p in self.prefixes}, reverse=True)
+        for loc in locations:
+            if loc.modifier != "@":
+                levels[id(loc)] = _Level(loc.children, levels)
+
+
+class LocationRouter:
+    """Finds the location for a URI with ngx_http_core_find_location's algorithm."""
+
+    def __init__(self, locations):
+        self._levels = {}
+        self._top = _Level(locations, self._levels)
+        self._named = {loc.pattern.lstrip("@"): loc for loc in locations if loc.modifier == "@"}
+
+    def named(self, name: str):
+        """The ``location @name`` block, or None."""
+        return self._named.get(name.lstrip("@"))
+
+    def match(self, uri: str):
+        """The location that handles uri, or None when no location matches."""
+        return self._find(self._top, uri)[1]
+
+    def _find(self, level, uri):
+        """(final, location) for one nesting level; final means stop looking."""
+        loc = level.exact.get(uri)
+        if loc is not None:
+            return True, loc
+        result = None
+        noregex = False
+        size = len(uri)
+        for length in level.lengths:
+            if length <= size:
+                result = level.prefixes.get(uri[:length])
+                if result is not None:
+                    break
+        if result is not None:
+            noregex = result.modifier == "^~"
+            final, deeper = self._find(self._levels[id(result)], uri)
+            if deeper is not None:
+                result = deeper
+            if final:
+                return True, result
+        # A nested "^~" only suppresses the regexes of its own parent level,
+        # as in nginx, where each recursion keeps its own noregex flag.
+        if not noregex:
+            for regex, rloc in level.regexes:
+                if regex.search(uri) is not None:
+                    deeper = self._find(self._levels[id(rloc)], uri)[1]
+                    return True, rloc if deeper is None else deeper
+        return False, result
+
+
+def normalize_host(host):
+    """A Host value as server names are compared: lower case, no port, no trailing dot."""
+    if not host:
+        return ""
+    host = host.lower()
+    if host[0] == "[":
+        end = host.find("]")
+        if end >= 0:
+            host = host[:end + 1]
+    else:
+        colon = host.find(":")
+        if colon >= 0:
+            host = host[:colon]
+    if host.endswith("."):
+        host = host[:-1]
+    return host
+
+
+class _Names:
+    """The server names of the servers sharing one listening socket."""
+
+    __slots__ = ("servers", "exact", "head_bare", "head", "tail", "regexes", "default")
+
+    def __init__(self):
+        self.servers = []
+        self.exact = {}
+        self.head_bare = {}     # ".example.com" also matches example.com itself
+        self.head = {}          # ".example.com" for "*.example.com" and ".example.com"
+        self.tail = {}          # "www.example." for "www.example.*"
+        self.regexes = []
+        self.default = None
+
+    def add(self, server):
+        for name in server.server_names:
+            if name.startswith("~"):
+                self.regexes.append((compile_regex(name[1:], True), server))
+                continue
+            name = name.lower()
+            if name.startswith("*."):
+                self.head.setdefault(name[1:], server)
+            elif name.startswith("."):
+                self.head.setdefault(name, server)
+                self.head_bare.setdefault(name[1:], server)
+            elif name.endswith(".*"):
+                self.tail.setdefault(name[:-1], server)
+            else:
+                self.exact.setdefault(name, server)
+
+    def find(self, host):
+        server = self.exact.get(host)
+        if server is not None:
+            return server
+        if not host:
+            return None
+        if self.head:
+            server = self.head_bare.get(host)
+            if server is not None:
+                return server
+            dot = host.find(".", 1)
+            while dot > 0:
+                server = self.head.get(host[dot:])
+                if server is not None:
+                    return server
+                dot = host.find(".", dot + 1)
+        if self.tail:
+            dot = host.rfind(".", 0, len(host) - 1)
+            while dot >= 0:
+                server = self.tail.get(host[:dot + 1])
+                if server is not None:
+                    return server
+                dot = host.rfind(".", 0, dot)
+        for regex, server in self.regexes:
+            if regex.search(host) is not None:
+                return server
+        return None
+
+
+class ServerRouter:
+    """Chooses the virtual server for a connection's socket and Host, as nginx does."""
+
+    def __init__(self, servers):
+        self._keys = {}
+        defaults = {}
+        for server in servers:
+            for listen in server.listens:
+                if listen.default_server:
+                    defaults.setdefault(listen.key, server)
+        for server in servers:
+            for listen in server.listens:
+                names = self._keys.get(listen.key)
+                if names is None:
+                    names = self._keys[listen.key] = _Names()
+                    names.default = defaults.get(listen.key, server)
+                if not any(s is server for s in names.servers):
+                    names.servers.append(server)
+                    names.add(server)
+
+    def listen_keys(self):
+        """Every (host, port) socket the servers listen on, in config order."""
+        return list(self._keys)
+
+    def select(self, listen_key, host):
+        """The server for a request on listen_key with this Host (None for no Host)."""
+        names = self._keys.get(listen_key)
+        if names is None:
+            raise KeyError(f"no server listens on {listen_key[0]}:{listen_key[1]}")
+        server = names.find(normalize_host(host))
+        return names.default if server is None else server
