@@ -48,6 +48,8 @@ def make_site(base) -> str:
     os.mkfifo(os.path.join(root, "pipe"))
     os.mkdir(os.path.join(root, "idxdir"))     # index.html here is a directory
     os.mkdir(os.path.join(root, "idxdir", "index.html"))
+    for name in ("sp ace", "q?mark", "caf\u00e9", "50%"):
+        os.mkdir(os.path.join(root, name))
     # Same timestamps everywhere, so both servers see fixed dates.
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
@@ -181,7 +183,6 @@ def test_directory_without_slash_redirects_absolute(site):
 
 
 def test_redirect_escapes_the_uri(site):
-    os.mkdir(os.path.join(site, "sp ace"))
     result = serve_static(request("/sp%20ace"), loc(root=site))
     assert result == ErrorStatus(301, [("Location", "http://localhost/sp%20ace/")])
 
@@ -510,17 +511,20 @@ def answer(locations, req):
     raise AssertionError("redirect cycle")
 
 
-@pytest.fixture(scope="module")
-def nginx_site(tmp_path_factory):
-    """A real nginx (as root, like our tests) serving a fresh copy of the site."""
-    base = tmp_path_factory.mktemp("nginx-static")
-    root = make_site(base)
-    locations = nginx_locations(root)
-    port = free_port()
-    blocks = "\n        ".join(text for text, _ in locations)
-    types = " ".join(f"{mime} {ext};" for ext, mime in TYPES.items())
-    conf = f"""
-user root root;
+class Nginx:
+    """A real nginx serving ``root`` with ``locations``; workers run as ``user``."""
+
+    def __init__(self, base, root, locations, user="root root"):
+        self.base, self.root, self.locations, self.user = base, root, locations, user
+        self.port = free_port()
+        self.proc = None
+
+    def config(self) -> str:
+        base = self.base
+        blocks = "\n        ".join(text for text, _ in self.locations)
+        types = " ".join(f"{mime} {ext};" for ext, mime in TYPES.items())
+        return f"""
+user {self.user};
 worker_processes 1;
 pid {base}/nginx.pid;
 error_log {base}/error.log;
@@ -535,43 +539,67 @@ http {{
     types {{ {types} }}
     default_type {DEFAULT_TYPE};
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{self.port};
         server_name localhost;
-        root {root};
+        root {self.root};
         {blocks}
     }}
 }}
 """
-    (base / "nginx.conf").write_text(conf)
-    proc = subprocess.Popen([NGINX, "-p", str(base), "-c", str(base / "nginx.conf"),
-                             "-g", "daemon off;"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    try:
+
+    def start(self):
+        conf = os.path.join(self.base, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(self.config())
+        self.proc = subprocess.Popen([NGINX, "-p", str(self.base), "-c", conf,
+                                      "-g", "daemon off;"], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
         while True:
-            if proc.poll() is not None:
-                raise RuntimeError("nginx exited: " + proc.stderr.read().decode())
+            if self.proc.poll() is not None:
+                raise RuntimeError("nginx exited: " + self.proc.stderr.read().decode())
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
             except OSError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
-        yield port, locations
-    finally:
-        proc.send_signal(signal.SIGTERM)
+
+    def stop(self):
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=10)
+            self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stderr.close()
 
 
-def fetch(port: int, method: str, target: str, headers=()):
-    """One HTTP/1.1 exchange on a raw socket: (status, {lower name: value}, body)."""
-    lines = [f"{method} {target} HTTP/1.1", f"Host: localhost:{port}", "Connection: close"]
+@pytest.fixture(scope="module")
+def nginx_site(tmp_path_factory):
+    """A real nginx (as root, like our tests) serving a fresh copy of the site."""
+    base = tmp_path_factory.mktemp("nginx-static")
+    root = make_site(base)
+    server = Nginx(str(base), root, nginx_locations(root))
+    try:
+        server.start()
+        yield server.port, server.locations
+    finally:
+        server.stop()
+
+
+def fetch(port: int, method: str, target: str, headers=(), http10=False):
+    """One exchange on a raw socket: (status, {lower name: value}, body).
+
+    HTTP/1.1 with a Host header, or HTTP/1.0 without one.
+    """
+    if http10:
+        lines = [f"{method} {target} HTTP/1.0"]
+    else:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: localhost:{port}", "Connection: close"]
     lines += [f"{name}: {value}" for name, value in headers]
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
@@ -617,6 +645,12 @@ SIDE_BY_SIDE = [
     ("GET", "/docs?x=1&y=2", ()),
     ("HEAD", "/docs", ()),
     ("GET", "/docs/", ()),
+    ("GET", "/sp%20ace", ()),
+    ("GET", "/q%3Fmark?a=b", ()),
+    ("GET", "/caf%C3%A9", ()),
+    ("GET", "/50%25", ()),
+    ("GET", "/%2E%68idden", ()),
+    ("GET", "/docs/%69ndex.html", ()),
     ("GET", "/noindex/", ()),
     ("GET", "/nodir/", ()),
     ("GET", "/idxdir/", ()),
@@ -752,3 +786,30 @@ def test_same_answer_as_nginx(nginx_site, case):
             continue
         assert mine.get(name) == theirs.get(name), name
     assert our_body == body
+
+
+@pytest.mark.nginx
+def test_redirect_without_host_uses_the_local_address(nginx_site):
+    port, locations = nginx_site
+    status, theirs, _ = fetch(port, "GET", "/docs", http10=True)
+    req = request("/docs", host="", port=port)
+    req.version = 10
+    ours = answer(locations, req)
+    assert (ours.status, dict(ours.headers)["Location"]) == (status, theirs["location"])
+
+
+@pytest.mark.nginx
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to nobody")
+def test_permissions_as_nginx_worker(open_site, tmp_path):
+    """nginx's worker as nobody and our code as nobody answer the same."""
+    location = loc("/", root=open_site)
+    server = Nginx(str(tmp_path), open_site,
+                   [("location / { index index.html; }", location)], user="nobody nogroup")
+    try:
+        server.start()
+        for target in ("/.hidden", "/noindex/readme.txt", "/noindex/", "/locked/",
+                       "/locked", "/alpha.txt", "/docs/guide.txt"):
+            status, _, _ = fetch(server.port, "GET", target)
+            assert _serve_as_nobody(target, location).status == status, target
+    finally:
+        server.stop()
