@@ -62,20 +62,27 @@ class Worker:
         return self.exchange(frames, rid, timeout)
 
     def exchange(self, frames, rid, timeout=30.0):
-        """Send frames (whatever they are) and wait for the reply to rid; reads while it writes."""
+        """Send frames (whatever they are) and wait for the reply to rid."""
+        self.send_frames(frames, timeout)
+        return self.reply(rid, timeout)
+
+    def send_frames(self, frames, timeout=30.0):
+        """Send frames in order, reading replies meanwhile so neither direction can stall the other."""
         deadline = time.monotonic() + timeout
         frames = list(frames)
         i = 0
         while i < len(frames):
-            wanted = [self.link] if i < len(frames) else []
-            readable, writable, _ = select.select([self.link], wanted, [], max(0.0, deadline - time.monotonic()))
+            readable, writable, _ = select.select([self.link], [self.link], [], max(0.0, deadline - time.monotonic()))
             if readable:
                 self._drain()
             while writable and i < len(frames) and self.link.send(frames[i]):
                 i += 1
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out sending request {rid}")
-        msg = self._wait_for(rid, max(0.0, deadline - time.monotonic()))
+                raise AssertionError(f"timed out sending; console: {self.console()!r}")
+
+    def reply(self, rid, timeout=30.0):
+        """Wait for the reply to rid."""
+        msg = self._wait_for(rid, timeout)
         if msg is None:
             raise AssertionError(f"no reply to request {rid}; console: {self.console()!r}")
         return msg

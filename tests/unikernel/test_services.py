@@ -9,6 +9,7 @@ import struct
 
 import pytest
 
+from gateway.unikernel import wire
 from gateway.unikernel.wire import FRAG_MAX, MAX_PAYLOAD, Op, Status
 
 pytestmark = pytest.mark.qemu
@@ -35,15 +36,11 @@ def test_echo_unknown_op(boot):
 
 def test_echo_many_in_flight(boot):
     worker = boot("echo")
-    payloads = {worker.ids.next(): random.Random(i).randbytes(i * 97) for i in range(32)}
-    from gateway.unikernel import wire
-    frames = [f for rid, p in payloads.items()
-              for f in wire.encode(worker.guest_mac, worker.link.mac, rid, Op.ECHO, p)]
-    last = list(payloads)[-1]
-    worker.exchange(frames, last)
+    payloads = {worker.ids.next(): random.Random(i).randbytes(i * 397) for i in range(32)}
+    worker.send_frames(f for rid, p in payloads.items()
+                       for f in wire.encode(worker.guest_mac, worker.link.mac, rid, Op.ECHO, p))
     for rid, p in payloads.items():
-        msg = worker.exchange([], rid) if rid != last else None
-        assert msg is None or msg.payload == p
+        assert worker.reply(rid).payload == p
 
 
 def _put(ttl, key, value):
