@@ -21,6 +21,8 @@ _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
 _SO_ATTACH_FILTER = 26
+_SO_RCVBUFFORCE = 33
+RECEIVE_BUFFER = 8 << 20
 
 
 class SocketpairLink:
@@ -86,6 +88,7 @@ class TapLink:
             self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE))
             self.sock.bind((name, ETHERTYPE))
             self._filter_destination()
+            self._grow_receive_buffer()
             self.sock.setblocking(False)
         except OSError as exc:
             self.close()
@@ -113,6 +116,14 @@ class TapLink:
         buf = ctypes.create_string_buffer(code)
         fprog = struct.pack("HL", len(prog), ctypes.addressof(buf))
         self.sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+
+    def _grow_receive_buffer(self):
+        # Unlike a socketpair, a packet socket drops what overflows its buffer: a 1 MiB reply is ~710
+        # frames arriving faster than one Python loop iteration may read them.
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, RECEIVE_BUFFER)
+        except OSError:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
     def netdev_args(self, netdev_id="n0"):
         """The -netdev value for QEMU (the tap fd must be in pass_fds)."""

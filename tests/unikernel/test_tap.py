@@ -34,7 +34,7 @@ def test_echo_over_a_tap(boot):
     with open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6") as fh:
         assert fh.read().strip() == "1"
     assert worker.request(Op.ECHO, b"through the tap").payload == b"through the tap"
-    payload = random.Random(1).randbytes(256 * 1024)
+    payload = random.Random(1).randbytes(1 << 20)
     assert worker.request(Op.ECHO, payload).payload == payload
     assert worker.request(Op.PING).payload == b"echo 1"
 
