@@ -7,6 +7,7 @@ import os
 from gateway.config.builder import Builder
 from gateway.config.model import Config
 from gateway.config.parser import parse
+from gateway.errors import ConfigError
 
 DEFAULT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "default")
@@ -27,5 +28,8 @@ def load_config(path: str | None, prefix: str, globals_text: str | None = None) 
     else:
         path = os.path.join(prefix, path) if not os.path.isabs(path) else path
         root_prefix = prefix
-    parsed = parse(path, globals_text)
-    return Builder(parsed, path, prefix, root_prefix).build()
+    try:
+        parsed = parse(path, globals_text)
+        return Builder(parsed, path, prefix, root_prefix).build()
+    except RecursionError:
+        raise ConfigError(f"blocks nested too deeply in {path}") from None

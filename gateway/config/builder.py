@@ -50,18 +50,25 @@ def _resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(v4 + v6))
 
 
-def _split_host_port(text: str) -> tuple[str, str | None]:
-    """``"[::1]:80"`` -> ("::1", "80"); ``"host"`` -> ("host", None)."""
+def _split_host_port(text: str) -> tuple[str | None, str | None]:
+    """``"[::1]:80"`` -> ("::1", "80"); ``"host"`` -> ("host", None); bad brackets -> None host."""
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
-            return text, None
+            return None, None
         host, rest = text[1:end], text[end + 1:]
-        return host, rest[1:] if rest.startswith(":") else None
+        if rest and not rest.startswith(":"):
+            return None, None
+        return host, rest[1:] if rest else None
     if ":" in text:
         host, port = text.rsplit(":", 1)
         return host, port
     return text, None
+
+
+def _show(key: tuple[str, int]) -> str:
+    host, port = key
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _valid_port(port: str) -> int | None:
@@ -81,6 +88,7 @@ class Builder:
         self.warnings: list[str] = []
         self.pending_proxy: list[tuple[ProxyPass, str, str | None, str, int]] = []
         self.pending_unikernel: list[tuple[UnikernelPass, str, int]] = []
+        self.listens_with_options: set[int] = set()
 
     # Helpers --------------------------------------------------------------
 
@@ -177,7 +185,7 @@ class Builder:
         for e in d.block:
             if e.name == "server":
                 http.servers.append(self._server(e, own, server_own))
-        self._check_default_servers(http.servers)
+        self._check_listens(http.servers)
         self._resolve_proxy_passes()
         self._resolve_unikernel_passes()
         return http
@@ -375,17 +383,23 @@ class Builder:
         if addr.startswith("unix:"):
             raise ConfigError(f'"listen" on a unix socket is not supported by this gateway',
                               f, ln)
+        if not addr:
+            raise ConfigError('no host in "" of the "listen" directive', f, ln)
         if addr.isdigit():
             host, port_text = "*", addr
         else:
             host, port_text = _split_host_port(addr)
+            if host is None:
+                raise ConfigError(f'invalid host in "{addr}" of the "listen" directive', f, ln)
             if port_text is None:
                 port_text = "80"
         port = _valid_port(port_text)
         if port is None:
             raise ConfigError(f'invalid port in "{addr}" of the "listen" directive', f, ln)
         opts = {"default_server": False, "reuseport": False, "backlog": 511, "ipv6only": True}
+        socket_opts = False
         for p in d.args[1:]:
+            socket_opts = socket_opts or p == "reuseport" or p.startswith(("backlog=", "ipv6only="))
             if p in ("default_server", "default"):
                 opts["default_server"] = True
             elif p == "reuseport":
@@ -415,19 +429,38 @@ class Builder:
                 if not hosts:
                     raise ConfigError(f'host not found in "{addr}" of the "listen" directive',
                                       f, ln) from None
-        return [Listen(h, port, file=f, line=ln, **opts) for h in hosts]
+        listens = [Listen(h, port, file=f, line=ln, **opts) for h in hosts]
+        if socket_opts:
+            self.listens_with_options.update(id(x) for x in listens)
+        return listens
 
-    def _check_default_servers(self, servers: list[Server]) -> None:
-        seen: set[tuple[str, int]] = set()
+    def _check_listens(self, servers: list[Server]) -> None:
+        """nginx's per-socket rules; socket options are copied to every server on it."""
+        defaults: set[tuple[str, int]] = set()
+        with_options: dict[tuple[str, int], Listen] = {}
+        for server in servers:
+            own: set[tuple[str, int]] = set()
+            for listen in server.listens:
+                where = _show(listen.key)
+                if listen.key in own:
+                    raise ConfigError(f"a duplicate listen {where}", listen.file, listen.line)
+                own.add(listen.key)
+                if listen.default_server:
+                    if listen.key in defaults:
+                        raise ConfigError(f"a duplicate default server for {where}",
+                                          listen.file, listen.line)
+                    defaults.add(listen.key)
+                if id(listen) in self.listens_with_options:
+                    if listen.key in with_options:
+                        raise ConfigError(f"duplicate listen options for {where}",
+                                          listen.file, listen.line)
+                    with_options[listen.key] = listen
         for server in servers:
             for listen in server.listens:
-                if not listen.default_server:
-                    continue
-                if listen.key in seen:
-                    host = f"[{listen.host}]" if ":" in listen.host else listen.host
-                    raise ConfigError(f"a duplicate default server for {host}:{listen.port}",
-                                      listen.file, listen.line)
-                seen.add(listen.key)
+                src = with_options.get(listen.key)
+                if src is not None:
+                    listen.reuseport, listen.backlog = src.reuseport, src.backlog
+                    listen.ipv6only = src.ipv6only
 
     # location -------------------------------------------------------------
 
@@ -527,6 +560,8 @@ class Builder:
                               'expression, or inside named location, or inside "if" statement, '
                               'or inside "limit_except" block', f, ln)
         host, port = _split_host_port(authority)
+        if host is None:
+            raise ConfigError(f'invalid host in upstream "{authority}"', f, ln)
         if not host:
             raise ConfigError(f'no host in upstream "{authority}"', f, ln)
         if port is not None and _valid_port(port) is None:
@@ -640,6 +675,8 @@ class Builder:
             else:
                 raise ConfigError(f'invalid parameter "{p}"', f, ln)
         host, port_text = _split_host_port(addr)
+        if host is None:
+            raise ConfigError(f'invalid host in upstream "{addr}"', f, ln)
         if not host:
             raise ConfigError(f'no host in upstream "{addr}"', f, ln)
         port = 80 if port_text is None else _valid_port(port_text)

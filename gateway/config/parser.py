@@ -35,7 +35,7 @@ class ParsedConfig:
 def read_text(path: str, file: str | None = None, line: int | None = None) -> str:
     """Read a config file, wrapping OS errors in nginx's open() wording."""
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        with open(path, encoding="utf-8", errors="replace") as fh:
             return fh.read()
     except OSError as exc:
         raise ConfigError(f'open() "{path}" failed ({exc.errno}: {exc.strerror})',
@@ -45,10 +45,15 @@ def read_text(path: str, file: str | None = None, line: int | None = None) -> st
 class Parser:
     """Parses one main file (and what it includes) against the directive table."""
 
+    # nginx has no limit and fails when it runs out of file descriptors; a
+    # file that includes itself should get a clear answer instead.
+    MAX_INCLUDE_DEPTH = 32
+
     def __init__(self, conf_dir: str):
         self.conf_dir = conf_dir
         self.files: list[tuple[str, str]] = []
         self.end_line = 0
+        self.depth = 0
 
     def parse_text(self, text: str, file: str, context: str, seen: set[str]) -> list[Directive]:
         """Parse a whole file's text in ``context``; it must end at end of file."""
@@ -114,9 +119,14 @@ class Parser:
             paths = sorted(p for p in glob.glob(path) if not os.path.isdir(p))
         else:
             paths = [path]
+        if self.depth >= self.MAX_INCLUDE_DEPTH:
+            raise ConfigError(f'includes nested too deeply (more than {self.MAX_INCLUDE_DEPTH}) '
+                              f'at "{pattern}"', file, line)
         out: list[Directive] = []
+        self.depth += 1
         for p in paths:
             out.extend(self.parse_file(p, context, seen, file, line))
+        self.depth -= 1
         return out
 
 

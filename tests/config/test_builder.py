@@ -140,6 +140,20 @@ def test_listen_unsupported_options(conf, param):
                        f'in {conf.root}/main.conf:6')
 
 
+def test_socket_options_shared_by_every_server_on_the_socket(conf):
+    cfg = conf.load("http { server { listen 127.0.0.1:1 reuseport backlog=9; }"
+                    " server { listen 127.0.0.1:1; } server { listen 127.0.0.1:2; } }\n")
+    b, c = server(cfg, 1).listens[0], server(cfg, 2).listens[0]
+    assert (b.reuseport, b.backlog) == (True, 9)
+    assert (c.reuseport, c.backlog) == (False, 511)
+
+
+def test_deep_nesting_is_an_error_not_a_traceback(conf):
+    deep = "location / { " * 3000 + "}" * 3000
+    message = conf.error(f"http {{ server {{ {deep} }} }}\n")
+    assert message == f"blocks nested too deeply in {conf.root}/main.conf"
+
+
 def test_listen_default_depends_on_user(conf):
     cfg = conf.load("http { server { } }\n")
     (listen,) = server(cfg).listens

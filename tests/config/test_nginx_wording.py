@@ -105,6 +105,16 @@ CASES = [
     ("worker_connections_main", "worker_connections 5;\n"),
     ("daemon_flag", "daemon maybe;\n"),
     ("user_args", "user a b c;\n"),
+    ("listen_invalid_host", "http {\n server {\n  listen [::1]x;\n }\n}\n"),
+    ("listen_open_bracket", "http {\n server {\n  listen [::1;\n }\n}\n"),
+    ("listen_no_host", 'http {\n server {\n  listen "";\n }\n}\n'),
+    ("duplicate_listen", "http {\n server {\n  listen 127.0.0.1:1;\n  listen 127.0.0.1:1;\n }\n}\n"),
+    ("duplicate_listen_options",
+     "http {\n server {\n  listen 127.0.0.1:1 reuseport;\n }\n"
+     " server {\n  listen 127.0.0.1:1 backlog=5;\n }\n}\n"),
+    ("upstream_invalid_host", "http {\n upstream u {\n  server [::1]x;\n }\n}\n"),
+    ("proxy_invalid_host",
+     "http {\n server {\n  location / {\n   proxy_pass http://[::1]x;\n  }\n }\n}\n"),
     ("quote_eof", 'http {\n "ab'),
     ("quote_then_char", 'http {\n default_type "a"b;\n}\n'),
 ]
@@ -180,3 +190,30 @@ def test_globals_unknown_like_nginx(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(str(conf), str(tmp_path), globals_text="bogus 1;")
     assert str(info.value) == expected
+
+
+# Valid configs: nginx accepts them, and so do we.
+VALID = [
+    "http {\n include {tmp}/nothing/*.conf;\n}\n",
+    "http {\n server {\n  listen 127.0.0.1:1;\n }\n server {\n  listen 127.0.0.1:1 reuseport;\n }\n}\n",
+    "http {\n upstream u {\n  server 127.0.0.1:1 weight=2 max_fails=0 fail_timeout=5s;\n"
+    "  least_conn;\n  keepalive 8;\n }\n server {\n  listen 127.0.0.1:1;\n"
+    "  location = /x {\n   return 200 \"a\\n\";\n  }\n  location ~* \\.png$ {\n"
+    "   proxy_pass http://u;\n  }\n  location /a/ {\n   location /a/b/ {\n"
+    "    proxy_pass http://127.0.0.1:2/c/;\n   }\n  }\n }\n}\n",
+    "http {\n log_format f '$remote_addr' \"$status\";\n access_log {tmp}/a.log f;\n"
+    " server {\n  listen 127.0.0.1:1;\n  return 301 https://$host$request_uri;\n }\n}\n",
+    "user www-data;\nworker_processes auto;\nhttp {\n sendfile on;\n gzip on;\n}\n",
+]
+
+
+@pytest.mark.parametrize("body", VALID)
+def test_valid_for_both(tmp_path, body):
+    header = f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+    conf = tmp_path / "main.conf"
+    conf.write_text(header + body.replace("{tmp}", str(tmp_path)))
+    proc = subprocess.run([NGINX, "-t", "-q", "-p", f"{tmp_path}/", "-c", str(conf)],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    cfg = load_config(str(conf), str(tmp_path))
+    assert cfg.http is not None

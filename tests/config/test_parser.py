@@ -114,3 +114,20 @@ def test_types_block_holds_mime_lines(conf):
     types = parse(path).tree[1].block[0]
     assert [(t.name, t.args) for t in types.block] == [("text/html", ["html", "htm"]),
                                                        ("image/png", ["png"])]
+
+
+def test_include_of_itself_is_refused(conf):
+    path = conf.write("m.conf", "events {}\nhttp {\n include inc.conf;\n}\n")
+    inc = conf.write("inc.conf", "include inc.conf;\n")
+    with pytest.raises(ConfigError) as info:
+        parse(path)
+    assert str(info.value) == (f'includes nested too deeply (more than 32) at "inc.conf" '
+                               f'in {inc}:1')
+
+
+def test_undecodable_bytes_are_replaced(conf):
+    path = conf.root / "m.conf"
+    path.write_bytes(b"events {}\n\xff;\n")
+    with pytest.raises(ConfigError) as info:
+        parse(str(path))
+    assert str(info.value) == f'unknown directive "\ufffd" in {path}:2'
