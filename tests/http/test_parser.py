@@ -461,3 +461,58 @@ def test_selector_exports_one_implementation():
     else:
         import _fastpath.httpparse as fast
         assert parser.parse_request_head is fast.parse_request_head
+
+
+# Side by side with nginx ------------------------------------------------------
+
+NGINX_CONF = """pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    default_type text/plain;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ return 200 "$uri|$args|$request_uri"; }}
+    }}
+}}
+"""
+
+NGINX_TARGETS = [
+    b"/", b"/a/b?x=1&y=%20", b"//a///b//", b"/a/./b/.", b"/a/b/../c", b"/a/b/..", b"/a/..",
+    b"/a/...", b"/a/..b/.c", b"/a%2Fb", b"/a/%2e%2E/b", b"/a%2F..%2Fb", b"/%3F%23%25",
+    b"/a%3fb?c%3fd", b"/caf%C3%A9", b"/x#frag", b"/x?a#frag", b"/x/..?a", b"/x/.#f", b"/?",
+    b"/a+b", b"/..", b"/../a", b"/a/../..", b"/%2e%2e", b"/a%", b"/a%zz", b"/a%00b", b"/a%FF",
+    b"/a/.%2e/b", b"/a/%2e./b", b"/a/.%2e", b"/.a/..b/...", b"/a;b=c/d",
+    b"http://example.com/a/../b?q", b"http://example.com:8080", b"http://example.com?x=1",
+]
+
+
+def nginx_answer(port, target):
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1]), data.partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.nginx
+def test_split_target_matches_nginx(parser, start_nginx, tmp_path):
+    from tests.support.processes import free_port
+    port = free_port()
+    nginx = start_nginx(NGINX_CONF.format(dir=tmp_path, port=port), port)
+    for target in NGINX_TARGETS:
+        status, body = nginx_answer(nginx.port, target)
+        try:
+            uri, args, request_uri = parser.split_target(target)
+        except BadRequest:
+            assert status == 400, target
+            continue
+        assert status == 200, target
+        nginx_uri, nginx_args, nginx_request_uri = body.split(b"|")
+        assert uri.encode("utf-8", "surrogateescape") == nginx_uri, target
+        assert args.encode("utf-8", "surrogateescape") == nginx_args, target
+        if target.startswith(b"/"):
+            assert request_uri.encode("utf-8", "surrogateescape") == nginx_request_uri, target
