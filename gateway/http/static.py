@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from gateway.errors import ConfigError
 from gateway.http.mime import content_type
+from gateway.http.variables import compile_template
 
 # Results --------------------------------------------------------------------
 
@@ -112,7 +113,6 @@ def _render(text: str, request) -> str:
         return text
     template = _templates.get(text)
     if template is None:
-        from gateway.http.variables import compile_template
         template = _templates[text] = compile_template(text)
     return template.render(request)
 
@@ -130,7 +130,9 @@ def _base(request, settings) -> str:
     """The directory a URI (or try_files name) is appended to: alias or root."""
     if settings.alias is not None:
         return _render(settings.alias, request)
-    return _render(settings.root, request)
+    root = settings.root
+    # nginx drops a trailing slash of "root" (never of "alias": see index).
+    return _render(root[:-1] if root.endswith("/") else root, request)
 
 
 def _map(request, location, settings, uri: str) -> str:
@@ -165,7 +167,7 @@ def _try_files(request, location, settings, uri: str):
                 return ErrorStatus(int(code) if code.isdigit() else 500)
             if rendered.startswith("@"):
                 return InternalRedirect(rendered)
-            path, sep, args = rendered.partition("?")
+            _, sep, args = rendered.partition("?")
             # Without "?" nginx empties $args for the new URI.
             return InternalRedirect(rendered, args if sep else "")
 
@@ -461,8 +463,24 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
+# Files' mtimes repeat from request to request, and so do the dates clients
+# send back: both conversions are cached (bounded, cleared when full).
+_formatted: dict[int, str] = {}
+_parsed: dict[str, int | None] = {}
+_CACHE_SIZE = 4096
+
+
 def http_date(seconds: int) -> str:
     """``seconds`` since the epoch as an RFC 1123 date ("Sun, 06 Nov 1994 08:49:37 GMT")."""
+    text = _formatted.get(seconds)
+    if text is None:
+        if len(_formatted) >= _CACHE_SIZE:
+            _formatted.clear()
+        text = _formatted[seconds] = _format_date(seconds)
+    return text
+
+
+def _format_date(seconds: int) -> str:
     days, rest = divmod(seconds, 86400)
     year, month, day = _civil(days)
     return (f"{_DAYS[(days + 3) % 7]}, {day:02d} {_MONTHS[month - 1]} {year:04d} "
@@ -486,7 +504,19 @@ _MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def parse_http_date(text: str) -> int | None:
-    """Seconds since the epoch of an HTTP date, or None; as lenient as ``ngx_parse_http_time``.
+    """Seconds since the epoch of an HTTP date, or None; as lenient as ``ngx_parse_http_time``."""
+    try:
+        return _parsed[text]
+    except KeyError:
+        pass
+    if len(_parsed) >= _CACHE_SIZE:
+        _parsed.clear()
+    value = _parsed[text] = _parse_date(text)
+    return value
+
+
+def _parse_date(text: str) -> int | None:
+    """The parser behind ``parse_http_date``.
 
     Accepts "Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT"
     and "Sun Nov  6 08:49:37 1994"; the weekday and anything after the time

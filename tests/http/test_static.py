@@ -651,6 +651,7 @@ SIDE_BY_SIDE = [
     ("GET", "/50%25", ()),
     ("GET", "/%2E%68idden", ()),
     ("GET", "/docs/%69ndex.html", ()),
+    ("GET", "/alpha%00.txt", ()),
     ("GET", "/noindex/", ()),
     ("GET", "/nodir/", ()),
     ("GET", "/idxdir/", ()),
@@ -813,3 +814,8 @@ def test_permissions_as_nginx_worker(open_site, tmp_path):
             assert _serve_as_nobody(target, location).status == status, target
     finally:
         server.stop()
+
+
+def test_root_trailing_slash_is_dropped(site):
+    result = serve_static(request("/alpha.txt"), loc(root=site + "/"))
+    assert result.path == os.path.join(site, "alpha.txt")
