@@ -15,11 +15,21 @@ from gateway.config.model import Balance, Upstream, UpstreamServer
 NGINX = "/usr/sbin/nginx"
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback TCP port that was free a moment ago and not handed out before."""
+    # The kernel may give the same ephemeral port to two successive bind(0)
+    # calls once the first socket is closed; two backends on one port would
+    # share a listener in nginx.
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 @dataclass
@@ -142,6 +152,14 @@ http {{
             self.process.kill()
             self.process.wait()
 
+    def error_log(self) -> str:
+        """The tail of nginx's error log, for assertion messages."""
+        try:
+            with open(os.path.join(self.prefix, "error.log")) as handle:
+                return handle.read()[-3000:]
+        except OSError:
+            return ""
+
     def client(self, pool: str, source: str | None = None) -> http.client.HTTPConnection:
         """A keep-alive client connection to the proxy in front of ``pool``."""
         port = self.pools[pool].port
@@ -155,6 +173,14 @@ def ask(conn: http.client.HTTPConnection, path: str = "/", headers: dict | None 
     response = conn.getresponse()
     body = response.read().decode()
     return body if response.status == 200 else f"<{response.status}>"
+
+
+def assert_same(theirs: list[str], ours: list[str], nginx: Nginx) -> None:
+    """Equal sequences, or a message naming the first difference and nginx's error log."""
+    if ours != theirs:
+        first = next(i for i, (a, b) in enumerate(zip(theirs + [None], ours + [None])) if a != b)
+        raise AssertionError(f"request {first}: nginx chose {theirs[first:first + 5]}, "
+                             f"we chose {ours[first:first + 5]}\nerror.log:\n{nginx.error_log()}")
 
 
 def simulate(balancer, key, dead: set[str], names: dict[str, str]) -> str:

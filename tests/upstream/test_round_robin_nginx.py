@@ -5,7 +5,7 @@ import pytest
 from gateway.config.model import Balance
 from gateway.upstream import build_balancer
 
-from .nginx_harness import Backend, Pool, ask, simulate
+from .nginx_harness import Backend, Pool, ask, assert_same, simulate
 
 pytestmark = pytest.mark.nginx
 
@@ -23,6 +23,7 @@ def sequences(run_nginx, pool, requests=REQUESTS, key=None):
     balancer = build_balancer(pool.model())
     dead = {b.name for b in pool.backends if b.dead}
     ours = [simulate(balancer, key, dead, pool.names_by_address()) for _ in range(requests)]
+    assert_same(theirs, ours, nginx)
     return theirs, ours
 
 
@@ -30,7 +31,6 @@ def sequences(run_nginx, pool, requests=REQUESTS, key=None):
 def test_weighted_round_robin(run_nginx, weights):
     pool = Pool("rr", "", [Backend(f"s{i}", weight=w) for i, w in enumerate(weights)])
     theirs, ours = sequences(run_nginx, pool)
-    assert ours == theirs
     # Smooth: 5/1/1 interleaves the light servers instead of bunching the heavy one.
     if weights == (5, 1, 1):
         assert theirs[:7] == ["s0", "s0", "s1", "s0", "s2", "s0", "s0"]
@@ -40,7 +40,6 @@ def test_down_server_is_skipped(run_nginx):
     pool = Pool("rr", "", [Backend("a", weight=3), Backend("b", weight=2, down=True),
                            Backend("c", weight=1)])
     theirs, ours = sequences(run_nginx, pool)
-    assert ours == theirs
     assert "b" not in theirs
 
 
@@ -49,7 +48,6 @@ def test_backup_serves_when_primaries_fail(run_nginx):
                            Backend("b", dead=True, fail_timeout=60),
                            Backend("c", weight=2, backup=True), Backend("d", backup=True)])
     theirs, ours = sequences(run_nginx, pool)
-    assert ours == theirs
     assert set(theirs) == {"c", "d"}
 
 
@@ -57,7 +55,6 @@ def test_backup_idle_while_a_primary_lives(run_nginx):
     pool = Pool("rr", "", [Backend("a", weight=2), Backend("b", dead=True, fail_timeout=60),
                            Backend("c", backup=True)])
     theirs, ours = sequences(run_nginx, pool)
-    assert ours == theirs
     assert set(theirs) == {"a"}
 
 
@@ -67,7 +64,6 @@ def test_failures_lower_effective_weight_until_max_fails(run_nginx):
                                                            fail_timeout=60, dead=True),
                            Backend("c", weight=2)])
     theirs, ours = sequences(run_nginx, pool)
-    assert ours == theirs
 
 
 def test_single_server_is_never_marked_failed(run_nginx):
@@ -86,4 +82,3 @@ def test_least_conn_sequential_matches_round_robin_ties(run_nginx):
                                      Backend("c", weight=2, dead=True, fail_timeout=60)],
                 balance=Balance(method="least_conn"))
     theirs, ours = sequences(run_nginx, pool)
-    assert ours == theirs
