@@ -324,7 +324,12 @@ class Builder:
         types: dict[str, str] = {}
         for t in d.block:
             for ext in t.args:
-                types[ext.lower()] = t.name
+                ext = ext.lower()
+                if ext in types and types[ext] != t.name:
+                    self.warnings.append(f'duplicate extension "{ext}", content type: "{t.name}", '
+                                         f'previous content type: "{types[ext]}" in '
+                                         f'{t.file}:{t.line}')
+                types[ext] = t.name
         return types
 
     @staticmethod
@@ -438,10 +443,17 @@ class Builder:
         """nginx's per-socket rules; socket options are copied to every server on it."""
         defaults: set[tuple[str, int]] = set()
         with_options: dict[tuple[str, int], Listen] = {}
+        names: set[tuple[tuple[str, int], str]] = set()
         for server in servers:
             own: set[tuple[str, int]] = set()
             for listen in server.listens:
                 where = _show(listen.key)
+                for name in server.server_names:
+                    # nginx keeps the first server for a name and ignores the others.
+                    if (listen.key, name) in names and listen.key not in own:
+                        self.warnings.append(f'conflicting server name "{name}" on {where}, '
+                                             'ignored')
+                    names.add((listen.key, name))
                 if listen.key in own:
                     raise ConfigError(f"a duplicate listen {where}", listen.file, listen.line)
                 own.add(listen.key)
@@ -523,8 +535,8 @@ class Builder:
         if modifier == "@":
             raise ConfigError(f'named location "{pattern}" can be on the server level only',
                               f, ln)
-        if (parent.modifier in ("", "^~") and modifier in ("", "^~", "=")
-                and not pattern.startswith(parent.pattern)):
+        # nginx compares the raw text even when the parent is a regex.
+        if modifier in ("", "^~", "=") and not pattern.startswith(parent.pattern):
             raise ConfigError(f'location "{pattern}" is outside location "{parent.pattern}"',
                               f, ln)
 
@@ -532,8 +544,10 @@ class Builder:
     def _same_location(other: Location, modifier: str, pattern: str) -> bool:
         if other.pattern != pattern:
             return False
-        kinds = {"": "prefix", "^~": "prefix", "=": "exact", "@": "named"}
-        return kinds.get(other.modifier, "regex") == kinds.get(modifier, "regex") != "regex"
+        # nginx lets regexes and named locations repeat; prefix and exact ones may not.
+        kinds = {"": "prefix", "^~": "prefix", "=": "exact"}
+        kind = kinds.get(modifier, "other")
+        return kinds.get(other.modifier, "other") == kind != "other"
 
     # proxy_pass -----------------------------------------------------------
 

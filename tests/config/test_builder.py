@@ -386,17 +386,17 @@ def test_location_modifiers_and_regexes(conf):
 
 def test_nested_locations_allowed(conf):
     cfg = conf.load("http { server { location /a/ { location /a/b/ { location = /a/b/c { } }"
-                    " location ~ \\.x$ { location /anything { } } } } }\n")
+                    " location ~ \\.x$ { location ~ y { } } location /a/ { } } } }\n")
     a = server(cfg).locations[0]
-    assert [c.pattern for c in a.children] == ["/a/b/", r"\.x$"]
+    assert [c.pattern for c in a.children] == ["/a/b/", r"\.x$", "/a/"]
     assert a.children[0].children[0].modifier == "="
-    assert a.children[1].children[0].pattern == "/anything"
+    assert a.children[1].children[0].pattern == "y"
 
 
 def test_same_name_exact_and_prefix_are_not_duplicates(conf):
     cfg = conf.load("http { server { location = /x { } location /x { } location ~ /x { }"
-                    " location ~ /x { } } }\n")
-    assert len(server(cfg).locations) == 4
+                    " location ~ /x { } location @n { } location @n { } } }\n")
+    assert len(server(cfg).locations) == 6
 
 
 def test_bad_regex(conf):
@@ -602,3 +602,13 @@ def test_embedded_default(tmp_path):
     health = [l for l in srv.locations if l.pattern == "/health"][0]
     assert health.modifier == "=" and health.settings.return_ == Return(200, "ok\n")
     assert cfg.warnings == [] and cfg.text.startswith("# configuration file ")
+
+
+def test_nginx_load_warnings(conf):
+    cfg = conf.load("http {\n types {\n  text/html html;\n  text/plain html;\n }\n"
+                    " server {\n  listen 127.0.0.1:1;\n  server_name a;\n }\n"
+                    " server {\n  listen 127.0.0.1:1;\n  server_name a b;\n }\n}\n")
+    assert cfg.warnings == [
+        'duplicate extension "html", content type: "text/plain", previous content type: '
+        f'"text/html" in {conf.root}/main.conf:7',
+        'conflicting server name "a" on 127.0.0.1:1, ignored']

@@ -54,6 +54,17 @@ CASES = [
      "http {\n server {\n  location /x {\n  }\n  location /x {\n  }\n }\n}\n"),
     ("outside_location",
      "http {\n server {\n  location /a {\n   location /b {\n   }\n  }\n }\n}\n"),
+    ("outside_regex",
+     "http {\n server {\n  location ~ a {\n   location /b {\n   }\n  }\n }\n}\n"),
+    ("exact_outside",
+     "http {\n server {\n  location /a {\n   location = /b {\n   }\n  }\n }\n}\n"),
+    ("duplicate_prefix_kinds",
+     "http {\n server {\n  location /a {\n  }\n  location ^~ /a {\n  }\n }\n}\n"),
+    ("duplicate_exact",
+     "http {\n server {\n  location = /a {\n  }\n  location = /a {\n  }\n }\n}\n"),
+    ("uri_in_regex_child",
+     "http {\n server {\n  location /a {\n   location ~ b {\n"
+     "    proxy_pass http://127.0.0.1/x;\n   }\n  }\n }\n}\n"),
     ("inside_exact",
      "http {\n server {\n  location = /a {\n   location /a/b {\n   }\n  }\n }\n}\n"),
     ("inside_named",
@@ -203,6 +214,9 @@ VALID = [
     "    proxy_pass http://127.0.0.1:2/c/;\n   }\n  }\n }\n}\n",
     "http {\n log_format f '$remote_addr' \"$status\";\n access_log {tmp}/a.log f;\n"
     " server {\n  listen 127.0.0.1:1;\n  return 301 https://$host$request_uri;\n }\n}\n",
+    "http {\n server {\n  location @a {\n  }\n  location @a {\n  }\n"
+    "  location ~ /x {\n  }\n  location ~ /x {\n  }\n  location ^~ /a {\n   location /a {\n"
+    "   }\n  }\n }\n}\n",
     "user www-data;\nworker_processes auto;\nhttp {\n sendfile on;\n gzip on;\n}\n",
 ]
 
