@@ -251,7 +251,7 @@ def _file(request, location, settings, uri: str):
 
     mode = st.st_mode
     if stat_module.S_ISDIR(mode):
-        return ErrorStatus(301, [("Location", _directory_location(request, settings, uri))])
+        return ErrorStatus(301, [("Location", _directory_location(request, uri))])
     if not stat_module.S_ISREG(mode):
         return ErrorStatus(404)
     if request.method == "POST":
@@ -293,7 +293,7 @@ def _file(request, location, settings, uri: str):
     return _multipart(request, path, headers, ctype, ranges, size)
 
 
-def _directory_location(request, settings, uri: str) -> str:
+def _directory_location(request, uri: str) -> str:
     """The absolute Location nginx sends for a directory URI without its slash."""
     target = _escape_uri(uri) + "/"
     if request.args:
