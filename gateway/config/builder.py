@@ -71,6 +71,13 @@ def _show(key: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _dump(path: str, text: str) -> str:
+    """One file in ``-T`` form, as nginx prints it."""
+    if not text.endswith("\n"):
+        text += "\n"
+    return f"# configuration file {path}:\n{text}\n"
+
+
 def _valid_port(port: str) -> int | None:
     if not port.isdigit() or not 0 < int(port) < 65536:
         return None
@@ -143,9 +150,7 @@ class Builder:
         if not has_events:
             raise ConfigError('no "events" section in configuration')
         cfg.warnings = self.warnings
-        cfg.text = "".join(f"# configuration file {path}:\n{text}"
-                           f"{'' if text.endswith(chr(10)) else chr(10)}\n"
-                           for path, text in self.parsed.files)
+        cfg.text = "".join(_dump(path, text) for path, text in self.parsed.files)
         return cfg
 
     def _error_log(self, d: Directive) -> ErrorLog:
@@ -176,7 +181,7 @@ class Builder:
                     fmt = "".join(e.args[2:])
                 _compile(fmt, e.file, e.line)
                 http.log_formats[name] = fmt
-        own, server_own = self._settings(d.block, "http")
+        own, server_own = self._settings(d.block)
         for e in d.block:
             if e.name == "upstream":
                 self._upstream(e)
@@ -192,7 +197,7 @@ class Builder:
 
     # Settings shared by http, server and location ------------------------
 
-    def _settings(self, block: list[Directive], level: str) -> tuple[dict, dict]:
+    def _settings(self, block: list[Directive]) -> tuple[dict, dict]:
         """Values set directly at this level: (LocationSettings fields, Server fields)."""
         own: dict = {}
         server_own: dict = {}
@@ -339,7 +344,8 @@ class Builder:
         merged.update(own)
         return merged
 
-    def _location_settings(self, merged: dict, in_regex: bool, named: bool) -> LocationSettings:
+    def _location_settings(self, merged: dict, uri_forbidden: bool) -> LocationSettings:
+        """Final settings of one level; ``uri_forbidden`` for regex and named locations."""
         kw = dict(merged)
         if "root" not in kw:
             kw["root"] = self._path("html", self.root_prefix)
@@ -353,7 +359,7 @@ class Builder:
             h for h in LocationSettings().proxy_set_headers if h[0].lower() not in user_names]
         if settings.return_ is None:
             if pp is not None:
-                settings.proxy_pass = self._proxy_pass(pp, in_regex or named)
+                settings.proxy_pass = self._proxy_pass(pp, uri_forbidden)
             elif up is not None:
                 settings.unikernel_pass = self._unikernel_pass(up)
         return settings
@@ -361,7 +367,7 @@ class Builder:
     # server ---------------------------------------------------------------
 
     def _server(self, d: Directive, http_own: dict, http_server_own: dict) -> Server:
-        own, server_own = self._settings(d.block, "server")
+        own, server_own = self._settings(d.block)
         merged = self._merge(http_own, own)
         listens: list[Listen] = []
         names: list[str] = []
@@ -376,7 +382,7 @@ class Builder:
         # A server-level return runs in nginx's server rewrite phase, before any
         # location is chosen: every location of the server therefore answers with it.
         locations = self._locations(d.block, merged, None)
-        settings = self._location_settings(merged, False, False)
+        settings = self._location_settings(merged, False)
         server = Server(listens=listens, server_names=names or [""], locations=locations,
                         settings=settings, file=d.file, line=d.line)
         for key, value in {**http_server_own, **server_own}.items():
@@ -487,7 +493,7 @@ class Builder:
             for other in out:
                 if self._same_location(other, modifier, pattern):
                     raise ConfigError(f'duplicate location "{pattern}"', d.file, d.line)
-            own, _ = self._settings(d.block, "location")
+            own, _ = self._settings(d.block)
             keep_return = parent is None
             merged = self._merge(parent_merged, own, keep_return=keep_return)
             regex = None
@@ -500,7 +506,7 @@ class Builder:
             is_regex = in_regex or regex is not None
             loc = Location(modifier, pattern, LocationSettings(), regex=regex,
                            file=d.file, line=d.line)
-            loc.settings = self._location_settings(merged, regex is not None, modifier == "@")
+            loc.settings = self._location_settings(merged, regex is not None or modifier == "@")
             loc.children = self._locations(d.block, merged, loc, is_regex)
             out.append(loc)
         return out

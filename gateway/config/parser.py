@@ -59,8 +59,7 @@ class Parser:
         """Parse a whole file's text in ``context``; it must end at end of file."""
         self.files.append((file, text))
         tokens = tokenize(text, file)
-        pos, out = self._block(tokens, 0, file, context, seen, top=True)
-        return out
+        return self._block(tokens, 0, file, context, seen, top=True)[1]
 
     def parse_file(self, path: str, context: str, seen: set[str],
                    file: str | None = None, line: int | None = None) -> list[Directive]:
@@ -98,7 +97,7 @@ class Parser:
             if context == table.TYPES and name != "include":
                 # A types block holds "mime/type ext ext ..." lines, not directives.
                 if opens:
-                    raise ConfigError(f'unexpected "{{"', file, tok.line)
+                    raise ConfigError('unexpected "{"', file, tok.line)
                 out.append(Directive(name, args, file, line))
                 continue
             spec = table.check(name, args, opens, context, seen, file, line)
