@@ -15,6 +15,8 @@ FRAME_MAX = 1514
 FRAG_MAX = FRAME_MAX - ETH_LEN - HEADER_LEN   # 1476 payload bytes per frame
 MAX_PAYLOAD = 1 << 20
 _ETHERTYPE_BYTES = ETHERTYPE.to_bytes(2, "big")
+_MIN_FRAME = ETH_LEN + HEADER_LEN
+_unpack = HEADER.unpack_from
 
 
 class Op(enum.IntEnum):
@@ -153,9 +155,13 @@ class Reassembler:
 
     def feed(self, frame):
         """Take one raw frame; return a Message when it completes one, else None; MalformedFrame if bad."""
+        # Fast path for the common case, a whole message in one well-formed frame: same checks as decode().
+        if len(frame) >= _MIN_FRAME and frame[12:14] == _ETHERTYPE_BYTES:
+            version, op, flags, req_id, total, off, flen, status, now = _unpack(frame, ETH_LEN)
+            if version == VERSION and off == 0 and flen == total and total <= FRAG_MAX \
+                    and _MIN_FRAME + flen <= len(frame):
+                return Message(frame[6:12], req_id, op, status, flags, now, frame[_MIN_FRAME:_MIN_FRAME + flen])
         frag = decode(frame)
-        if frag.frag_off == 0 and len(frag.data) == frag.total_len:
-            return Message(frag.src, frag.req_id, frag.op, frag.status, frag.flags, frag.now, frag.data)
         key = (frag.src, frag.req_id)
         part = self._pending.get(key)
         if part is None:

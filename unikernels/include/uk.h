@@ -49,6 +49,7 @@ void uk_lapic_eoi(void);
 int uk_net_init(void);
 extern u8 uk_mac[6];
 int uk_net_pending(void);
+void uk_net_arm(void);
 void uk_net_poll(void);
 u8 *uk_net_tx_begin(void);          /* a frame buffer of UK_FRAME_MAX bytes */
 void uk_net_tx_commit(u32 len);

@@ -40,6 +40,7 @@ void uk_main(u32 magic, const struct mb_info *mbi)
         uk_net_poll();
         /* sti takes effect after the next instruction, so no interrupt slips between the check and hlt. */
         __asm__ volatile("cli");
+        uk_net_arm();
         if (uk_net_pending())
             __asm__ volatile("sti");
         else

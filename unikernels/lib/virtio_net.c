@@ -161,9 +161,18 @@ int uk_net_pending(void)
     return rxq.used->idx != rxq.last_used;
 }
 
+/* Called with interrupts off just before halting: ask for an RX interrupt again. */
+void uk_net_arm(void)
+{
+    rxq.avail->flags = 0;
+    __sync_synchronize();   /* the device must see the flag before we look at used->idx */
+}
+
 void uk_net_poll(void)
 {
     u32 n = 0;
+    /* While frames keep coming we poll the ring: no interrupt per frame (as NAPI does). */
+    rxq.avail->flags = AVAIL_F_NO_INTERRUPT;
     while (rxq.used->idx != rxq.last_used) {
         uk_barrier();
         volatile struct used_elem *e = &rxq.used->ring[rxq.last_used % QSIZE];
