@@ -10,7 +10,8 @@ from bench.systems import NGINX, REPO
 
 
 def start(kind: str, ports: list[int], workdir: str, cpus: str | None) -> tuple[procs.Proc, dict]:
-    """Start the backend on ports: nginx (fixed/static content) or the delayed Python server."""
+    """Start the backend on ports: nginx (fixed/static content) or the Python server
+    (``slow``: fixed answer after 10 ms; ``echo``: the URI echoed at once)."""
     os.makedirs(workdir, exist_ok=True)
     os.chmod(workdir, 0o755)   # nginx workers run as an unprivileged user and read www/
     if kind == "nginx":
@@ -27,11 +28,11 @@ def start(kind: str, ports: list[int], workdir: str, cpus: str | None) -> tuple[
             f.write(text)
         argv = [NGINX, "-p", workdir + "/", "-c", conf, "-g", "daemon off;"]
         texts = {"backend.conf": text}
-    elif kind == "slow":
+    elif kind in ("slow", "echo"):
         if len(ports) != 1:
-            raise ValueError("the delayed backend listens on one port")
-        argv = [sys.executable, "-m", "bench.slow_backend", "--port", str(ports[0]),
-                "--delay", "0.01"]
+            raise ValueError("the Python backend listens on one port")
+        argv = [sys.executable, "-m", "bench.slow_backend", "--port", str(ports[0])]
+        argv += ["--delay", "0.01"] if kind == "slow" else ["--delay", "0", "--echo-uri"]
         texts = {}
     else:
         raise ValueError(f"unknown backend {kind!r}")

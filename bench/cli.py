@@ -78,7 +78,7 @@ def list_all() -> None:
     """Print the scenarios and systems."""
     print("Scenarios:")
     for s in SCENARIOS.values():
-        note = f"  [{s.unavailable()}]" if s.unikernel else ""
+        note = "  [unikernel: probed when run]" if s.unikernel else ""
         print(f"  {s.name:15} {s.title}{note}")
     print("Systems:")
     for s in SYSTEMS.values():

@@ -40,13 +40,22 @@ http {{
 """
 
 
-def proxy(port: int, upstreams: list[int], workers: str, nginx: bool) -> str:
+def proxy(port: int, upstreams: list[int], workers: str, nginx: bool,
+          unikernel: tuple[str, str] | None = None) -> str:
     """The proxy under test, in nginx's language: one text for nginx and the gateway.
 
-    ``nginx`` adds the temp-path directives only nginx knows.
+    ``nginx`` adds the temp-path directives only nginx knows; ``unikernel`` (service name,
+    image path) routes every request with the gateway's ``unikernel_pass`` instead.
     """
     servers = "".join(f"        server 127.0.0.1:{p};\n" for p in upstreams)
     extra = NGINX_TEMP_PATHS if nginx else ""
+    route = """proxy_pass http://b;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";"""
+    if unikernel:
+        name, image = unikernel
+        extra += f"    unikernel {name} {{ image {image}; }}\n"
+        route = f"unikernel_pass {name};"
     return f"""\
 worker_processes {workers};
 pid proxy.pid;
@@ -65,9 +74,7 @@ http {{
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         location / {{
-            proxy_pass http://b;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            {route}
         }}
     }}
 }}

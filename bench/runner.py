@@ -77,6 +77,15 @@ def sanity_check(port: int, scenario: Scenario) -> None:
                                f"expected {scenario.expect_length}")
 
 
+def systems_for(scenario: Scenario, names: list[str]) -> list[str]:
+    """The systems a scenario runs: gateway-unikernel only (and always, with a gateway) in
+    unikernel scenarios, where the others proxy to a backend doing the same job."""
+    names = [n for n in names if not SYSTEMS[n].unikernel]
+    if scenario.unikernel and any(SYSTEMS[n].kind == "gateway" for n in names):
+        names.append("gateway-unikernel")
+    return names
+
+
 def measure(proc: procs.Proc, argv: list[str], duration: float) -> dict:
     """One wrk run against a system, with the system's CPU time around it."""
     before = procs.cpu_seconds(proc.pid)
@@ -98,6 +107,7 @@ def run(scenario: Scenario, names: list[str], settings: Settings, where: Placeme
         log(f"[{scenario.name}] {reason}")
         return record
 
+    names = systems_for(scenario, names)
     ports = [procs.free_port() for _ in range(scenario.upstreams)]
     backend, texts = backends.start(scenario.backend, ports, os.path.join(workdir, "backend"),
                                     where.backend)
@@ -112,7 +122,7 @@ def run(scenario: Scenario, names: list[str], settings: Settings, where: Placeme
             port = procs.free_port()
             try:
                 proc, result.configs = SYSTEMS[name].start(os.path.join(workdir, name), port,
-                                                           ports, where)
+                                                           ports, where, scenario.unikernel)
                 result.command = shlex.join(proc.argv)
                 running.append((result, proc, port))
                 sanity_check(port, scenario)

@@ -13,6 +13,11 @@ NGINX = "/usr/sbin/nginx"
 HAPROXY = "/usr/sbin/haproxy"
 
 
+def image_path(service: str) -> str:
+    """Where ``make -C unikernels`` puts a service's image."""
+    return os.path.join(REPO, "unikernels", "build", f"{service}.elf")
+
+
 @dataclass
 class Placement:
     """Which CPUs each role runs on (taskset lists); None means unpinned."""
@@ -48,17 +53,21 @@ class System:
     name: str
     kind: str                 # nginx, gateway, haproxy, aiohttp
     workers: str = "1"        # "1" or "auto"
+    unikernel: bool = False   # routes with unikernel_pass (only in the unikernel scenarios)
 
     def cpus(self, where: Placement) -> str | None:
         return where.proxy_multi if self.workers == "auto" else where.proxy
 
-    def prepare(self, workdir: str, port: int, upstreams: list[int]) -> tuple[list[str], dict]:
+    def prepare(self, workdir: str, port: int, upstreams: list[int],
+                service: str | None = None) -> tuple[list[str], dict]:
         """Write the system's config into workdir; return its argv and {file name: text}."""
         os.makedirs(workdir, exist_ok=True)
         os.chmod(workdir, 0o755)   # nginx workers run as an unprivileged user
         if self.kind in ("nginx", "gateway"):
             name = f"{self.kind}.conf"
-            text = configs.proxy(port, upstreams, self.workers, nginx=self.kind == "nginx")
+            route = (service, image_path(service)) if self.unikernel and service else None
+            text = configs.proxy(port, upstreams, self.workers, nginx=self.kind == "nginx",
+                                 unikernel=route)
             if self.kind == "nginx":
                 os.makedirs(os.path.join(workdir, "temp"), exist_ok=True)
                 argv = [NGINX, "-p", workdir + "/", "-c", os.path.join(workdir, name),
@@ -82,10 +91,10 @@ class System:
             f.write(text)
         return argv, {name: text}
 
-    def start(self, workdir: str, port: int, upstreams: list[int],
-              where: Placement) -> tuple[procs.Proc, dict]:
+    def start(self, workdir: str, port: int, upstreams: list[int], where: Placement,
+              service: str | None = None) -> tuple[procs.Proc, dict]:
         """Start the system on port; StartError with its first stderr line when it fails."""
-        argv, texts = self.prepare(workdir, port, upstreams)
+        argv, texts = self.prepare(workdir, port, upstreams, service)
         proc = procs.start(self.name, argv, self.cpus(where), workdir, cwd=REPO)
         try:
             procs.wait_port(proc, port)
@@ -103,5 +112,6 @@ SYSTEMS = {s.name: s for s in [
     System("gateway-auto", "gateway", "auto"),
     System("nginx-auto", "nginx", "auto"),
     System("haproxy-auto", "haproxy", "auto"),
+    System("gateway-unikernel", "gateway", unikernel=True),
 ]}
-DEFAULT_SYSTEMS = ["nginx", "haproxy", "aiohttp", "gateway", "gateway-auto"]
+DEFAULT_SYSTEMS = ["nginx", "haproxy", "aiohttp", "gateway", "gateway-auto", "nginx-auto"]

@@ -120,3 +120,32 @@ def test_quick_run_against_nginx_writes_figures(tmp_path):
     assert run["machine"]["versions"]["nginx"].startswith("nginx version")
     assert json_path.with_suffix(".png").stat().st_size > 0
     assert "| nginx |" in json_path.with_suffix(".md").read_text()
+
+
+def test_unikernel_systems_join_only_unikernel_scenarios():
+    from bench.runner import systems_for
+    from bench.scenarios import SCENARIOS
+    names = ["nginx", "gateway", "gateway-unikernel"]
+    assert systems_for(SCENARIOS["small"], names) == ["nginx", "gateway"]
+    assert systems_for(SCENARIOS["uk-echo"], names) == ["nginx", "gateway", "gateway-unikernel"]
+    assert systems_for(SCENARIOS["uk-echo"], ["nginx"]) == ["nginx"]
+
+
+def test_unikernel_probe_without_image_says_not_available():
+    from bench.scenarios import UNIKERNEL_MISSING, Scenario, unikernel_pass_ready
+    assert unikernel_pass_ready("no-such-service") is False
+    scenario = Scenario("uk-x", "x", wrk.Load("/"), unikernel="no-such-service")
+    assert scenario.unavailable() == UNIKERNEL_MISSING
+
+
+def test_echo_backend_answers_with_the_uri(tmp_path):
+    import urllib.request
+    from bench import backends
+    port = procs.free_port()
+    proc, _ = backends.start("echo", [port], str(tmp_path), None)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/echo/abc?x=1", timeout=10) as resp:
+            assert resp.status == 200
+            assert resp.read() == b"/echo/abc?x=1"
+    finally:
+        procs.stop(proc)
