@@ -72,9 +72,7 @@ def _show(key: tuple[str, int]) -> str:
 
 
 def _dump(path: str, text: str) -> str:
-    """One file in ``-T`` form, as nginx prints it."""
-    if not text.endswith("\n"):
-        text += "\n"
+    """One file in ``-T`` form, as nginx prints it (one newline added, even without a last one)."""
     return f"# configuration file {path}:\n{text}\n"
 
 

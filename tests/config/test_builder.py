@@ -102,7 +102,7 @@ def test_text_dump_lists_every_file(conf):
     path = conf.write("m.conf", "events {}\nhttp { include inc.conf; }\n")
     cfg = load_config(path, str(conf.root))
     assert cfg.text == (f"# configuration file {path}:\nevents {{}}\nhttp {{ include inc.conf; }}\n\n"
-                        f"# configuration file {inc}:\nserver {{ listen 127.0.0.1:9; }}\n\n")
+                        f"# configuration file {inc}:\nserver {{ listen 127.0.0.1:9; }}\n")
 
 
 # Server, listen, server_name -------------------------------------------------

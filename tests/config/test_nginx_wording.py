@@ -231,3 +231,17 @@ def test_valid_for_both(tmp_path, body):
     assert proc.returncode == 0, proc.stderr
     cfg = load_config(str(conf), str(tmp_path))
     assert cfg.http is not None
+
+
+def test_dump_equals_nginx_T(tmp_path):
+    (tmp_path / "sites").mkdir()
+    (tmp_path / "sites" / "b.conf").write_text("server {\n listen 127.0.0.1:2;\n}")
+    (tmp_path / "sites" / "a.conf").write_text("server { listen 127.0.0.1:1; }\n\n")
+    (tmp_path / "types.conf").write_text("types { text/html html; }\n")
+    conf = tmp_path / "main.conf"
+    conf.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+                    "http {\n include types.conf;\n include sites/*.conf;\n}\n")
+    proc = subprocess.run([NGINX, "-T", "-q", "-p", f"{tmp_path}/", "-c", str(conf)],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert load_config(str(conf), str(tmp_path)).text == proc.stdout
