@@ -38,9 +38,17 @@ def block_master_signals() -> None:
 
 
 def reset_in_child() -> None:
-    """Undo the master's signal setup in a forked worker: default handlers, nothing blocked."""
+    """Default handlers in a forked worker; the signals stay blocked until ``unblock()``.
+
+    A QUIT arriving before the worker's event loop handles it must wait, not kill the
+    worker with the default action.
+    """
     for signo in MASTER_SIGNALS:
         signal.signal(signo, signal.SIG_DFL)
+
+
+def unblock() -> None:
+    """Let the master's signals through (the worker's loop now handles them)."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, MASTER_SIGNALS)
 
 

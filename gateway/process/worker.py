@@ -12,6 +12,7 @@ import traceback
 from gateway.config.model import Config
 from gateway.errors import GatewayError
 from gateway.observe.errorlog import log
+from gateway.process import signals
 
 # Exit status that tells the master not to respawn (nginx uses 2 the same way).
 EXIT_FATAL = 2
@@ -64,6 +65,7 @@ class Worker:
         self.loop.add_signal_handler(signal.SIGQUIT, self.stop, True)
         self.loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
         self.loop.add_signal_handler(signal.SIGHUP, lambda: None)   # only the master reloads
+        signals.unblock()
         self.app = app_class()(self.config, self.loop)
         await self.app.start(sockets)
         self.ready = True
