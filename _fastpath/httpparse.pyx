@@ -101,6 +101,33 @@ cdef bytes M_DELETE = b"DELETE"
 cdef bytes M_OPTIONS = b"OPTIONS"
 
 
+# Field names common enough to hand out shared (lower_name, name) pairs for,
+# grouped by length: most heads then cost one bytes object per field.
+_COMMON_NAMES = (
+    "Host", "User-Agent", "Accept", "Accept-Language", "Accept-Encoding", "Accept-Charset",
+    "Connection", "Cookie", "Referer", "Content-Length", "Content-Type", "Transfer-Encoding",
+    "Upgrade-Insecure-Requests", "Cache-Control", "Pragma", "Origin", "Authorization",
+    "X-Forwarded-For", "X-Forwarded-Proto", "X-Real-IP", "X-Request-ID", "Sec-Fetch-Dest",
+    "Sec-Fetch-Mode", "Sec-Fetch-Site", "Sec-Fetch-User", "If-None-Match", "If-Modified-Since",
+    "Range", "TE", "DNT", "Upgrade", "Expect", "Priority", "Date", "Server", "Location", "ETag",
+    "Last-Modified", "Expires", "Vary", "Keep-Alive", "Set-Cookie", "Content-Encoding",
+    "Accept-Ranges", "Age", "Sec-CH-UA", "Sec-CH-UA-Mobile", "Sec-CH-UA-Platform",
+)
+
+
+def _common_by_length():
+    table = [[] for _ in range(32)]
+    for text in _COMMON_NAMES:
+        name = text.encode()
+        lower = name.lower()
+        table[len(name)].append((name, lower))
+        table[len(name)].append((lower, lower))
+    return tuple(tuple(pairs) for pairs in table)
+
+
+cdef tuple COMMON = _common_by_length()
+
+
 cdef inline Py_ssize_t _find_lf(const unsigned char* p, Py_ssize_t start, Py_ssize_t n):
     cdef const void* hit
     if start >= n:
@@ -176,6 +203,14 @@ cdef int _field(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end, list hea
         v_start += 1
     while v_end > v_start and _is_ws(p[v_end - 1]):
         v_end -= 1
+    if name_end - pos < 32:
+        for pair in <tuple>COMMON[name_end - pos]:
+            name = (<tuple>pair)[0]
+            if memcmp(PyBytes_AS_STRING(name), p + pos, name_end - pos) == 0:
+                headers.append((
+                    (<tuple>pair)[1], name,
+                    PyBytes_FromStringAndSize(<const char*>p + v_start, v_end - v_start)))
+                return 0
     name = PyBytes_FromStringAndSize(<const char*>p + pos, name_end - pos)
     if upper:
         lower = PyBytes_FromStringAndSize(NULL, name_end - pos)
@@ -341,11 +376,11 @@ cdef tuple _framing_fields(list headers, error):
     length = None
     coding = None
     for lower, _name, value in headers:
-        if len(<bytes>lower) == 14 and lower == b"content-length":
+        if lower == b"content-length":
             if length is not None:
                 raise error("duplicate Content-Length")
             length = value
-        elif len(<bytes>lower) == 17 and lower == b"transfer-encoding":
+        elif lower == b"transfer-encoding":
             coding = value if coding is None else coding + b"," + value
     return length, coding
 

@@ -377,6 +377,11 @@ def split_target(target: bytes):
                 raise BadRequest("invalid request target")
             path = b"/" + path        # empty path means "/" (RFC 9110 4.2.3)
 
+    if b"%" not in path and b"/." not in path and b"//" not in path and b"#" not in path:
+        # Nothing to decode or resolve: the common case, answered without the loop.
+        uri, _, args = path.partition(b"?")
+        return _decode(uri), _decode(args), _decode(path)
+
     # nginx's ngx_http_parse_complex_uri: decode %XX, merge slashes, resolve
     # "." and ".."; a decoded "/" or "." takes part, a decoded "%", "#" or "?"
     # is kept literally; "?" starts the args and "#" ends the URI.

@@ -453,14 +453,44 @@ def test_targets_agree(both_parsers):
 
 # The selector ---------------------------------------------------------------
 
-def test_selector_exports_one_implementation():
-    from gateway.http import parser, parser_py
-    expected = parser_py.parse_request_head if parser.IMPLEMENTATION == "python" else None
-    if expected is not None:
-        assert parser.parse_request_head is expected
-    else:
-        import _fastpath.httpparse as fast
-        assert parser.parse_request_head is fast.parse_request_head
+def implementation_in_subprocess(env_value):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ)
+    env.pop("GATEWAY_NO_EXTENSIONS", None)
+    if env_value is not None:
+        env["GATEWAY_NO_EXTENSIONS"] = env_value
+    code = ("import warnings; warnings.simplefilter('error');"
+            "from gateway.http import parser; from gateway.routing import router;"
+            "print(parser.IMPLEMENTATION, router.IMPLEMENTATION,"
+            " parser.parse_request_head.__module__, router.LocationRouter.__module__)")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=60, cwd=str(__import__("pathlib").Path(__file__).parents[2]))
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_selector_prefers_the_extensions():
+    assert implementation_in_subprocess(None) == [
+        "cython", "cython", "_fastpath.httpparse", "_fastpath.router"]
+
+
+def test_selector_honours_no_extensions():
+    assert implementation_in_subprocess("1") == [
+        "python", "python", "gateway.http.parser_py", "gateway.routing.router_py"]
+
+
+def test_selector_warns_once_when_not_built(monkeypatch):
+    from gateway import _select
+    monkeypatch.delenv("GATEWAY_NO_EXTENSIONS", raising=False)
+    monkeypatch.setattr(_select, "_warned", False)
+    with pytest.warns(RuntimeWarning, match="make extensions"):
+        assert _select.load_fast("no_such_module") is None
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _select.load_fast("no_such_module") is None
 
 
 # Side by side with nginx ------------------------------------------------------
