@@ -128,11 +128,22 @@ class RoundRobin:
         best = None
         total = 0
         tried = attempt.tried
+        # Peer.excluded() and _weigh() inlined: this loop runs for every request.
         for peer in attempt.peers:
-            if tried >> peer.index & 1 or peer.excluded(now):
+            if tried >> peer.index & 1 or peer.down or not peer.healthy:
                 continue
-            total += peer.effective_weight
-            best = self._weigh(peer, best)
+            if (peer.max_fails and peer.fails >= peer.max_fails
+                    and now - peer.checked <= peer.fail_timeout):
+                continue
+            if peer.max_conns and peer.conns >= peer.max_conns:
+                continue
+            weight = peer.effective_weight
+            peer.current_weight += weight
+            total += weight
+            if weight < peer.weight:
+                peer.effective_weight = weight + 1
+            if best is None or peer.current_weight > best.current_weight:
+                best = peer
         if best is None:
             return None
         best.current_weight -= total
