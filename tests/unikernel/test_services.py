@@ -57,6 +57,9 @@ def test_kv_get_put_delete(boot):
     big = random.Random(5).randbytes(300_000)
     assert kv.request(Op.KV_PUT, _put(0, b"big", big)).status == Status.OK
     assert kv.request(Op.KV_GET, b"big").payload == big
+    largest = random.Random(6).randbytes(MAX_PAYLOAD - 6 - 4)
+    assert kv.request(Op.KV_PUT, _put(0, b"huge", largest)).status == Status.OK
+    assert kv.request(Op.KV_GET, b"huge").payload == largest
     assert kv.request(Op.KV_DELETE, b"k1").status == Status.OK
     assert kv.request(Op.KV_DELETE, b"k1").status == Status.NOT_FOUND
     assert kv.request(Op.KV_GET, b"k1").status == Status.NOT_FOUND
@@ -130,7 +133,7 @@ def _b64(data):
 def jwt(claims, key=KEY, header=None):
     """A JWT HS256 token made with Python's hmac/hashlib: the independent implementation."""
     head = _b64(json.dumps(header or {"alg": "HS256", "typ": "JWT"}).encode())
-    body = _b64(json.dumps(claims).encode())
+    body = _b64(claims if isinstance(claims, bytes) else json.dumps(claims).encode())
     sig = hmac.new(key, head + b"." + body, hashlib.sha256).digest()
     return head + b"." + body + b"." + _b64(sig)
 
@@ -153,6 +156,12 @@ def test_auth_vectors(boot):
     assert auth.request(Op.AUTH_VERIFY, none_alg, now=now).status == Status.UNAUTHORIZED
     for garbage in (b"", b"abc", b"a.b", b"a.b.c.d", b"..", b"\xff.\xfe.\xfd", jwt(claims)[:-3]):
         assert auth.request(Op.AUTH_VERIFY, garbage, now=now).status == Status.UNAUTHORIZED, garbage
+    # Claims written by hand: exponent notation is refused, odd spacing and nesting are fine.
+    assert auth.request(Op.AUTH_VERIFY, jwt(b'{"exp": 1.7e9}'), now=now).status == Status.UNAUTHORIZED
+    assert auth.request(Op.AUTH_VERIFY, jwt(b'{"exp":"soon"}'), now=now).status == Status.UNAUTHORIZED
+    odd = b' { "a" : [1, {"exp": 1}], "s": "\\"exp\\": 1", "exp" : %d } ' % (now + 1)
+    assert auth.request(Op.AUTH_VERIFY, jwt(odd), now=now).status == Status.OK
+    assert auth.request(Op.AUTH_VERIFY, jwt(odd), now=now + 1).status == Status.EXPIRED
     big_claims = {"sub": "bob", "pad": "x" * 4000, "exp": now + 5}
     assert auth.request(Op.AUTH_VERIFY, jwt(big_claims), now=now).status == Status.OK
 

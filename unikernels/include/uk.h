@@ -26,11 +26,12 @@ void uk_console_init(void);
 void uk_puts(const char *s);
 void uk_printf(const char *fmt, ...);
 
-/* lib/mem.c: power-of-two size classes on top of a bump heap */
+/* lib/mem.c: size classes on top of a bump heap */
 void uk_mem_init(usize start, usize end);
 void *uk_alloc(usize n);
 void uk_free(void *p);
 usize uk_alloc_size(const void *p);
+usize uk_alloc_block(usize n);     /* the block uk_alloc(n) would take; 0 if too big */
 usize uk_mem_free_bytes(void);
 
 /* lib/cmdline.c: "image key=value ..." from the multiboot command line */

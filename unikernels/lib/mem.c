@@ -1,12 +1,14 @@
-/* mem.c: power-of-two size classes carved from a bump heap; freed blocks go back to their class. */
+/* mem.c: size classes carved from a bump heap; a freed block goes back to its class's free list.
+   Powers of two up to 64 KiB, then 64 KiB steps, so a 1 MiB reassembly buffer does not take 2 MiB. */
 #include "uk.h"
 
-#define MIN_SHIFT 4
-#define MAX_SHIFT 22                /* 4 MiB: the largest block anyone asks for */
-#define HDR 8                       /* keeps 8-byte alignment of the block body */
+#define SMALL_CLASSES 13            /* 16 B .. 64 KiB */
+#define BIG_STEP 65536u
+#define NCLASSES (SMALL_CLASSES + 64)   /* then 128 KiB .. 4 MiB + 64 KiB */
+#define HDR 8                       /* the class number; keeps the body 8-byte aligned */
 
 static usize heap_next, heap_end;
-static void *free_list[MAX_SHIFT + 1];
+static void *free_list[NCLASSES];
 static usize free_bytes;
 
 void uk_mem_init(usize start, usize end)
@@ -15,23 +17,40 @@ void uk_mem_init(usize start, usize end)
     heap_end = end;
 }
 
+static usize class_size(u32 c)
+{
+    return c < SMALL_CLASSES ? (usize)16 << c : (usize)(c - SMALL_CLASSES + 2) * BIG_STEP;
+}
+
 static u32 class_of(usize n)
 {
-    u32 s = MIN_SHIFT;
-    while (s <= MAX_SHIFT && ((usize)1 << s) < n + HDR)
-        s++;
-    return s;
+    if (n > (4u << 20))
+        return NCLASSES;
+    n += HDR;
+    if (n <= BIG_STEP) {
+        u32 c = 0;
+        while (((usize)16 << c) < n)
+            c++;
+        return c;
+    }
+    return SMALL_CLASSES + (n + BIG_STEP - 1) / BIG_STEP - 2;
+}
+
+usize uk_alloc_block(usize n)
+{
+    u32 c = class_of(n);
+    return c < NCLASSES ? class_size(c) : 0;
 }
 
 void *uk_alloc(usize n)
 {
-    u32 s = class_of(n);
-    if (s > MAX_SHIFT)
+    u32 c = class_of(n);
+    if (c >= NCLASSES)
         return UK_NULL;
-    u8 *b = free_list[s];
-    usize size = (usize)1 << s;
+    u8 *b = free_list[c];
+    usize size = class_size(c);
     if (b) {
-        free_list[s] = *(void **)(b + HDR);
+        free_list[c] = *(void **)(b + HDR);
         free_bytes -= size;
     } else {
         if (heap_end - heap_next < size)
@@ -39,7 +58,7 @@ void *uk_alloc(usize n)
         b = (u8 *)heap_next;
         heap_next += size;
     }
-    *(u32 *)b = s;
+    *(u32 *)b = c;
     return b + HDR;
 }
 
@@ -48,15 +67,15 @@ void uk_free(void *p)
     if (!p)
         return;
     u8 *b = (u8 *)p - HDR;
-    u32 s = *(u32 *)b;
-    *(void **)p = free_list[s];
-    free_list[s] = b;
-    free_bytes += (usize)1 << s;
+    u32 c = *(u32 *)b;
+    *(void **)p = free_list[c];
+    free_list[c] = b;
+    free_bytes += class_size(c);
 }
 
 usize uk_alloc_size(const void *p)
 {
-    return (usize)1 << *(const u32 *)((const u8 *)p - HDR);
+    return class_size(*(const u32 *)((const u8 *)p - HDR));
 }
 
 usize uk_mem_free_bytes(void)

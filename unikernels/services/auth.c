@@ -137,6 +137,11 @@ static int number(const u8 *p, const u8 *end, u64 *out)
         return -1;
     for (; p < end && *p >= '0' && *p <= '9'; p++)
         v = v > 0xffffffffffull ? v : v * 10 + (u64)(*p - '0');
+    if (p < end && *p == '.')
+        for (p++; p < end && *p >= '0' && *p <= '9'; p++)
+            ;
+    if (p < end && (*p == 'e' || *p == 'E'))
+        return -1;              /* exponent notation: refuse rather than misread */
     *out = neg ? 0 : v;
     return 0;
 }

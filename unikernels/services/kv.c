@@ -98,10 +98,8 @@ static void put(const struct uk_request *req)
     if (*pp)
         remove(pp);
     /* The cap counts whole allocator blocks, the memory an entry really holds. */
-    u32 block = 16;
-    while (block < size + 8)
-        block <<= 1;
-    if (block > cap) {
+    u32 block = uk_alloc_block(size);
+    if (!block || block > cap) {
         uk_reply(req, UK_TOO_LARGE, UK_NULL, 0);
         return;
     }

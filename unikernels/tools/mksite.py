@@ -28,6 +28,8 @@ def main(root, out):
         ext = os.path.splitext(path)[1]
         ctype = TYPES.get(ext) or mimetypes.guess_type(path)[0] or "application/octet-stream"
         etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+        if len(ctype) > 255 or len(path.encode()) > 1024 or '"' in path or "\\" in path:
+            sys.exit(f"mksite: cannot serve {path!r} (path or type too long, or quote in name)")
         lines.append(f'    {{ "{path}", "{ctype}", {c_str(etag)}, f{i}, {len(data)} }},')
     lines.append("};")
     lines.append(f"const u32 site_nfiles = {len(files)};")
