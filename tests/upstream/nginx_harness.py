@@ -43,14 +43,19 @@ class Backend:
     backup: bool = False
     down: bool = False
     dead: bool = False        # nothing listens: connections are refused
+    host_name: str = "127.0.0.1"   # as written in the upstream block; must resolve to 127.0.0.1
     port: int = field(default_factory=free_port)
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def written(self) -> str:
+        return f"{self.host_name}:{self.port}"
+
     def server_line(self) -> str:
-        words = [f"server {self.address}", f"weight={self.weight}",
+        words = [f"server {self.written}", f"weight={self.weight}",
                  f"max_fails={self.max_fails}", f"fail_timeout={self.fail_timeout}s"]
         if self.backup:
             words.append("backup")
@@ -59,7 +64,7 @@ class Backend:
         return " ".join(words) + ";"
 
     def model(self) -> UpstreamServer:
-        return UpstreamServer(name=self.address, host="127.0.0.1", port=self.port,
+        return UpstreamServer(name=self.written, host="127.0.0.1", port=self.port,
                               weight=self.weight, max_fails=self.max_fails,
                               fail_timeout=float(self.fail_timeout), backup=self.backup,
                               down=self.down)
@@ -88,7 +93,7 @@ class Pool:
                         balance=self.balance)
 
     def names_by_address(self) -> dict[str, str]:
-        return {backend.address: backend.name for backend in self.backends}
+        return {backend.written: backend.name for backend in self.backends}
 
 
 class Nginx:

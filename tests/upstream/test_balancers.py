@@ -7,7 +7,7 @@ import pytest
 from gateway.errors import ConfigError
 from gateway.upstream import BALANCERS, build_balancer
 
-from .helpers import Clock, pick, sequence, upstream
+from .helpers import pick, sequence, upstream
 
 
 def test_registry_uses_directive_names():

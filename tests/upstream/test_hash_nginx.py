@@ -84,6 +84,22 @@ def test_ip_hash_by_client_address(run_nginx):
     assert len(set(theirs)) == 4
 
 
+def test_consistent_points_come_from_the_name_as_written(run_nginx):
+    # Same addresses, different spellings: nginx hashes the server's text, not its address.
+    written = [Backend("a", host_name="localhost"), Backend("b", weight=2),
+               Backend("c", host_name="localhost"), Backend("d", host_name="127.1")]
+    pool = Pool("w", "hash $request_uri consistent", written,
+                balance=Balance(method="hash", key="$request_uri", consistent=True))
+    nginx = run_nginx([pool])
+    paths = [f"/{key}" for key in random_keys(3)]
+    theirs, _ours = compare(nginx, pool, [(path, path, {}) for path in paths])
+    resolved = Pool("w", "", [Backend(b.name, weight=b.weight, port=b.port) for b in written],
+                    balance=pool.balance)
+    by_address = build_balancer(resolved.model())
+    names = resolved.names_by_address()
+    assert [simulate(by_address, path, set(), names) for path in paths] != theirs
+
+
 def test_empty_hash_key_falls_back_to_round_robin(run_nginx):
     pool = Pool("h", "hash $http_x_key", backends(),
                 balance=Balance(method="hash", key="$http_x_key"))
