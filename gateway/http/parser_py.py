@@ -14,8 +14,11 @@ module follows the RFC's stricter reading, except where noted:
 * field values may not hold control characters other than HTAB (nginx only
   refuses NUL); obs-fold, whitespace before the colon and invalid names are
   a 400 (nginx silently drops invalid header names by default).
-* HTTP/0.9 (no version) and HTTP/0.x are a 400, other versions besides 1.0
-  and 1.1 a 505 (nginx serves 1.x with x > 1 as 1.1).
+* HTTP/0.9 (no version; nginx still answers it) and HTTP/0.x are a 400,
+  other versions besides 1.0 and 1.1 a 505 (nginx serves 1.x, x > 1, as 1.1).
+* a header line or head over the limits is RFC 6585's 431 (nginx: 400
+  "Request Header Or Cookie Too Large"); a long request line is a 414 in both.
+* tests/http/test_parser.py checks each of these against a running nginx.
 """
 
 from __future__ import annotations
