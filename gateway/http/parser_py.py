@@ -62,6 +62,8 @@ def _check_partial(buf: bytes, start: int, max_line: int, max_head: int, too_lon
 
 def parse_request_head(buf: bytes, max_line: int, max_head: int):
     """Parse a request head: None if incomplete, else (method, target, version, headers, consumed)."""
+    if type(buf) is not bytes:
+        buf = bytes(buf)
     n = len(buf)
     pos = 0
     # RFC 9112 2.2: ignore empty lines before the request line (nginx does too).
@@ -98,29 +100,34 @@ def parse_request_head(buf: bytes, max_line: int, max_head: int):
         raise BadRequest("asterisk-form target without OPTIONS")
 
     headers = []
+    append = headers.append
+    find = buf.find
+    field = _FIELD_LINE.fullmatch
     pos = lf + 1
     while True:
-        lf = buf.find(b"\n", pos)
+        lf = find(b"\n", pos)
         if lf < 0:
             _check_partial(buf, pos, max_line, max_head, HeadersTooLarge)
             return None
-        end = _line_end(buf, pos, lf)
+        end = lf - 1 if lf > pos and buf[lf - 1] == 13 else lf
         if end - pos > max_line:
             raise HeadersTooLarge("header line too long")
-        if lf + 1 > max_head:
+        if lf >= max_head:
             raise HeadersTooLarge("head too large")
         if end == pos:
             return method, target, version, headers, lf + 1
-        m = _FIELD_LINE.fullmatch(buf, pos, end)
+        m = field(buf, pos, end)
         if m is None:
             raise BadRequest("invalid header line")
-        name = m.group(1)
-        headers.append((name.lower(), name, m.group(2).strip(b" \t")))
+        name, value = m.groups()
+        append((name.lower(), name, value.strip(b" \t")))
         pos = lf + 1
 
 
 def parse_response_head(buf: bytes, max_head: int):
     """Parse a response head: None if incomplete, else (version, status, reason, headers, consumed)."""
+    if type(buf) is not bytes:
+        buf = bytes(buf)
     lf = buf.find(b"\n")
     if lf < 0:
         if len(buf) > max_head:
@@ -254,6 +261,8 @@ class ChunkedDecoder:
 
     def feed(self, data: bytes, collect: bool = False):
         """Consume the body bytes at the start of data: (count, payload pieces or None)."""
+        if type(data) is not bytes:
+            data = bytes(data)
         pieces = [] if collect else None
         state = self.state
         n = len(data)
@@ -366,6 +375,8 @@ def _pop_segment(u: bytearray):
 
 def split_target(target: bytes):
     """Split a request target into ($uri decoded and normalised, $args, $request_uri)."""
+    if type(target) is not bytes:
+        target = bytes(target)
     if target == b"*":
         return "*", "", "*"
     if target[:1] == b"/":

@@ -140,8 +140,12 @@ def test_header_line_and_head_limits(parser):
         head(parser, data[:-2], max_head=len(data) - 3)
 
 
-def test_accepts_bytearray(parser):
-    assert head(parser, bytearray(BROWSER))[0] == b"GET"
+def test_accepts_bytearray_and_memoryview(parser):
+    assert head(parser, bytearray(BROWSER)) == head(parser, BROWSER)
+    assert head(parser, memoryview(BROWSER)) == head(parser, BROWSER)
+    assert parser.split_target(bytearray(b"/a/../b")) == ("/b", "", "/a/../b")
+    assert parser.ChunkedDecoder().feed(memoryview(b"1\r\nx\r\n"), True) == (6, [b"x"])
+    assert parser.parse_response_head(bytearray(b"HTTP/1.1 200 OK\n\n"), 99)[1] == 200
 
 
 # Request body framing -----------------------------------------------------
@@ -449,6 +453,20 @@ def test_targets_agree(both_parsers):
     for _ in range(3000):
         data = b"/" + bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
         assert outcome(py.split_target, data) == outcome(cy.split_target, data), data
+
+
+def test_any_bytes_agree(both_parsers):
+    py, cy = both_parsers
+    rng = random.Random(2024)
+    for _ in range(2000):
+        data = rng.randbytes(rng.randint(0, 40))
+        assert outcome(py.parse_request_head, data, 16, 32) == \
+            outcome(cy.parse_request_head, data, 16, 32), data
+        assert outcome(py.parse_response_head, data, 32) == \
+            outcome(cy.parse_response_head, data, 32), data
+        assert outcome(py.split_target, data) == outcome(cy.split_target, data), data
+        assert outcome(py.split_target, b"/" + data) == outcome(cy.split_target, b"/" + data)
+        assert chunked_run(py, data, [5]) == chunked_run(cy, data, [5]), data
 
 
 # The selector ---------------------------------------------------------------
