@@ -8,12 +8,10 @@ commercial version: ``fails`` consecutive failed probes mark a peer unhealthy,
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from gateway.config.model import HealthCheck
+from gateway.observe.errorlog import log
 from gateway.upstream.peer import Peer
-
-log = logging.getLogger(__name__)
 
 _MAX_STATUS_LINE = 1024
 
@@ -68,15 +66,15 @@ def _account(upstream: str, peer: Peer, state: _PeerState, check: HealthCheck, o
         state.passes += 1
         if not peer.healthy and state.passes >= check.passes:
             peer.healthy = True
-            log.warning('upstream "%s" peer %s passed health checks, back in rotation',
-                        upstream, peer.name)
+            log.warn(f'upstream server {peer.name} in "{upstream}" passed health checks, '
+                     "back in rotation")
     else:
         state.passes = 0
         state.fails += 1
         if peer.healthy and state.fails >= check.fails:
             peer.healthy = False
-            log.warning('upstream "%s" peer %s failed health checks, taken out of rotation',
-                        upstream, peer.name)
+            log.warn(f'upstream server {peer.name} in "{upstream}" failed health checks, '
+                     "taken out of rotation")
 
 
 class HealthChecks:

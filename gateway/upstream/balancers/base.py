@@ -9,6 +9,7 @@ from typing import Callable, Iterator
 
 from gateway.config.model import Upstream
 from gateway.errors import ConfigError
+from gateway.observe.errorlog import log
 from gateway.upstream.peer import Peer
 
 
@@ -91,6 +92,9 @@ class RoundRobin:
             peer.checked = now
             if peer.max_fails:
                 peer.effective_weight -= peer.weight // peer.max_fails
+                if peer.fails >= peer.max_fails:
+                    log.warn(f"upstream server temporarily disabled: {peer.name} "
+                             f'in upstream "{self.name}"')
             if peer.effective_weight < 0:
                 peer.effective_weight = 0
             return

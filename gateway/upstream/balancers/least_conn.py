@@ -26,12 +26,13 @@ class LeastConn(RoundRobin):
         tried = attempt.tried
         best = None
         many = False
+        less, same = self._less, self._same
         for peer in peers:
             if tried >> peer.index & 1 or peer.excluded(now):
                 continue
-            if best is None or self._less(peer, best):
+            if best is None or less(peer, best):
                 best, many = peer, False
-            elif self._same(peer, best):
+            elif same(peer, best):
                 many = True
         if best is None:
             if self._to_backup(attempt):
