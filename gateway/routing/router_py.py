@@ -191,6 +191,13 @@ class ServerRouter:
         """Every (host, port) socket the servers listen on, in config order."""
         return list(self._keys)
 
+    def default(self, listen_key):
+        """The default server of a listening socket (default_server, else its first server)."""
+        names = self._keys.get(listen_key)
+        if names is None:
+            raise KeyError(f"no server listens on {listen_key[0]}:{listen_key[1]}")
+        return names.default
+
     def select(self, listen_key, host):
         """The server for a request on listen_key with this Host (None for no Host)."""
         names = self._keys.get(listen_key)

@@ -79,6 +79,7 @@ def test_empty_name_catches_requests_without_host(router):
     select = router.ServerRouter([default, empty]).select
     assert select(KEY, None) is empty
     assert select(KEY, "b") is default
+    assert router.ServerRouter([default, empty]).default(KEY) is default
 
 
 def test_default_server_per_listen_key(router):
@@ -93,8 +94,11 @@ def test_default_server_per_listen_key(router):
     assert routes.select(other, "b") is a          # b does not listen there
     assert routes.select(KEY, "a") is a
     assert routes.listen_keys() == [KEY, other]
+    assert routes.default(KEY) is b and routes.default(other) is a
     with pytest.raises(KeyError):
         routes.select(("0.0.0.0", 81), "a")
+    with pytest.raises(KeyError):
+        routes.default(("0.0.0.0", 81))
 
 
 def test_first_definition_of_a_name_wins(router):
