@@ -9,7 +9,7 @@ from gateway.errors import ImageNotFound, LaunchFailed, QemuNotFound
 QEMU_BINARY = "qemu-system-x86_64"
 IMAGE_DIR = Path(__file__).resolve().parents[2] / "unikernels" / "build"
 # TCG's translation cache defaults to far more than a guest of a few KiB of code needs; its pages count as RSS.
-TCG_TB_SIZE_MB = 4
+TCG_TB_SIZE_MB = 1
 
 
 def check_qemu(binary=QEMU_BINARY):
