@@ -261,6 +261,9 @@ def start(options: Options) -> int:
     worker.require_uvloop()
     worker.app_class()
     privileges.resolve(config)          # an unknown user fails here, on the terminal
+    if config.user is not None and os.geteuid() != 0:
+        log.warn('the "user" directive makes sense only if the master process runs '
+                 "with super-user privileges, ignored")
     path = pid_path(config, options)
     if path == os.path.join(prefix_of(options), DEFAULT_PID):
         _ensure_default_directory(path)

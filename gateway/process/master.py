@@ -59,6 +59,7 @@ class Master:
         self.apply_logs = apply_logs
         self.account = privileges.resolve(config)
         self.slots: dict[int, Slot] = {}
+        self.configs: dict[int, Config] = {}     # generation -> the config its workers run
         self.current = 0                  # generation serving
         self.pending: int | None = None   # generation a reload is starting
         self.stopping: str | None = None  # "graceful" or "fast"
@@ -127,17 +128,14 @@ class Master:
         self.respawns = [r for r in self.respawns if r[0] > now]
         for _, index, generation in due:
             if self.stopping is None and generation in (self.current, self.pending):
-                self._spawn(index, generation, self._generation_config(generation))
+                self._spawn(index, generation, self.configs[generation])
 
     # Workers ---------------------------------------------------------------
 
-    def _generation_config(self, generation: int) -> Config:
-        for slot in self.slots.values():
-            if slot.generation == generation:
-                return slot.config
-        return self.config
-
     def _spawn_generation(self, generation: int, config: Config) -> None:
+        self.configs = {gen: cfg for gen, cfg in self.configs.items()
+                        if gen in (self.current, self.pending)}
+        self.configs[generation] = config
         for index in range(worker_count(config)):
             self._spawn(index, generation, config)
 
@@ -278,7 +276,7 @@ class Master:
         log.alert("new worker processes failed to start, the running ones stay")
         self._retire(self.pending, graceful=False)
         self.pending = None
-        self.config = self._generation_config(self.current)
+        self.config = self.configs[self.current]
         try:
             self.listeners.update(self.config, worker_count(self.config))
         except GatewayError as exc:

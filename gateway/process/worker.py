@@ -64,7 +64,7 @@ class Worker:
         self.loop.add_signal_handler(signal.SIGINT, self.stop, False)
         self.loop.add_signal_handler(signal.SIGQUIT, self.stop, True)
         self.loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
-        self.loop.add_signal_handler(signal.SIGHUP, lambda: None)   # only the master reloads
+        self.loop.add_signal_handler(signal.SIGHUP, self._hup)
         signals.unblock()
         self.app = app_class()(self.config, self.loop)
         await self.app.start(sockets)
@@ -90,6 +90,11 @@ class Worker:
         log.reopen()
         if self.app is not None:
             self.app.reopen_logs()
+
+    def _hup(self) -> None:
+        # Reloading is the master's job; a worker ignores HUP, as nginx's workers do.
+        if self.master_pid is None:
+            log.warn("reload is not supported with \"master_process off\", restart instead")
 
     def _report_ready(self) -> None:
         try:

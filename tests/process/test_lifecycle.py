@@ -297,3 +297,30 @@ def listening_sockets(port: int) -> int:
     with open("/proc/net/tcp") as file:
         return sum(1 for line in file.readlines()[1:]
                    if line.split()[1] == wanted and line.split()[3] == "0A")
+
+
+def test_e_names_the_error_log_when_the_config_has_none(gateway):
+    busy_log = os.path.join(gateway.prefix, "startup.log")
+    with open(gateway.conf, "w") as file:
+        file.write("events { }\nhttp { access_log off; server { listen 127.0.0.1:%d; } }\n"
+                   % gateway.port)
+    with __import__("socket").socket() as busy:
+        busy.bind(("127.0.0.1", gateway.port))
+        busy.listen()
+        result = gateway.command("-g", "daemon off;", "-e", busy_log)
+    assert result.returncode == 1
+    message = f"bind() to 127.0.0.1:{gateway.port} failed (98: Address already in use)"
+    assert result.stderr.strip().splitlines()[-1] == f"gateway: [emerg] {message}"
+    with open(busy_log) as file:
+        last = file.read().splitlines()[-1]
+    assert " [emerg] " in last and last.endswith(f"#0: {message}")
+
+
+def test_hup_without_a_master_is_ignored_with_a_warning(gateway):
+    gateway.write_config(main="master_process off;", text="one")
+    pid = gateway.start_foreground()
+    gateway.write_config(main="master_process off;", text="two")
+    os.kill(pid, signal.SIGHUP)
+    wait_for(lambda: 'reload is not supported with "master_process off"' in gateway.log_text(),
+             "the warning")
+    assert get(gateway.port) == (200, b"one")
