@@ -43,6 +43,7 @@ class Backend:
     backup: bool = False
     down: bool = False
     dead: bool = False        # nothing listens: connections are refused
+    external: bool = False    # the test runs its own server on ``port``
     host_name: str = "127.0.0.1"   # as written in the upstream block; must resolve to 127.0.0.1
     port: int = field(default_factory=free_port)
 
@@ -103,7 +104,8 @@ class Nginx:
         self.prefix = prefix
         self.pools = {pool.name: pool for pool in pools}
         self.process = None
-        backends = {b.name: b for pool in pools for b in pool.backends if not b.dead}
+        backends = {b.name: b for pool in pools for b in pool.backends
+                    if not (b.dead or b.external)}
         servers = [f'    server {{ listen {b.address}; return 200 "{b.name}"; }}'
                    for b in backends.values()]
         proxies = [f"    server {{ listen 127.0.0.1:{pool.port}; "
