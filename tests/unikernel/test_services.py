@@ -174,3 +174,13 @@ def test_auth_key_by_control_message(boot):
     assert ok.status == Status.OK and json.loads(ok.payload)["name"] == "John Doe"
     stats = auth.stats()
     assert stats["svc0"] == 1 and stats["svc1"] == 1
+
+
+def test_four_services_side_by_side(boot):
+    workers = [boot(name, instance_id=i) for i, name in enumerate(("echo", "kv", "static", "auth"), start=10)]
+    for i, worker in enumerate(workers, start=10):
+        assert worker.request(Op.PING).payload == f"{worker.service} {i}".encode()
+    assert workers[0].request(Op.ECHO, b"e").payload == b"e"
+    assert workers[1].request(Op.KV_GET, b"e").status == Status.NOT_FOUND
+    assert workers[2].request(Op.STATIC_GET, b"/hello.txt").status == Status.OK
+    assert workers[3].request(Op.AUTH_VERIFY, JWT_IO_TOKEN).status == Status.NO_KEY

@@ -1,12 +1,20 @@
 /* cmdline.c: boot parameters "key=value" from the multiboot command line. */
 #include "uk.h"
 
-static const char *line = "";
+#define LINE_MAX 1024
 
+static char line[LINE_MAX];
+
+/* Copied before the heap is set up: the loader leaves the string just past the image, where the heap goes. */
 void uk_cmdline_init(const char *cmdline)
 {
+    usize n = 0;
     if (cmdline)
-        line = cmdline;
+        while (cmdline[n] && n < LINE_MAX - 1) {
+            line[n] = cmdline[n];
+            n++;
+        }
+    line[n] = 0;
 }
 
 /* The value of key (not NUL-terminated: *len says how long), or NULL. */

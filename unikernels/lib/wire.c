@@ -152,12 +152,13 @@ void uk_wire_input(const u8 *frame, u32 len)
         return;
     }
     if (!s) {
+        /* Take the slot first: evicting a stale partial message may free the memory this one needs. */
+        s = slot_take();
         u8 *buf = uk_alloc(h.total_len);
         if (!buf) {
             drop(UK_C_DROP_NO_MEMORY);
             return;
         }
-        s = slot_take();
         s->used = 1;
         s->op = h.op;
         memcpy(s->peer, src, 6);
