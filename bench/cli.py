@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         report.update_summary(run, paths, os.path.join(BENCH_DIR, "RESULTS.md"))
     print("Results: " + ", ".join(paths.values()))
     ok = all(s["status"] == "ok" for r in run["scenarios"] for s in r["systems"])
+    ok = ok and not any("error" in r for r in run["scenarios"])
     return 0 if ok else 1
 
 

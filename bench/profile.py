@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds sampled")
     parser.add_argument("--rate", type=int, default=250, help="samples per second")
     parser.add_argument("--native", action="store_true", help="include C/Cython frames")
+    parser.add_argument("--lines", action="store_true", help="one row per source line")
     parser.add_argument("--out", default=os.path.join(BENCH_DIR, "results"))
     args = parser.parse_args(argv)
     spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
@@ -88,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         raw_path = os.path.join(workdir, "profile.raw")
         spy_argv = [spy, "record", "-p", str(pid), "-d", str(args.duration), "-r", str(args.rate),
                     "-f", "raw", "-o", raw_path, "--nonblocking"]
+        if not args.lines:
+            spy_argv.append("--function")   # one row per function, not per line
         if args.native:
             spy_argv.append("--native")
         spied = subprocess.run(spy_argv, capture_output=True, text=True)

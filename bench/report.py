@@ -17,8 +17,8 @@ def _cell(value, fmt: str) -> str:
 def scenario_table(record: dict) -> str:
     """One scenario as a Markdown table (or its 'not available' line)."""
     head = f"### {record['scenario']}: {record['title']}\n\n"
-    if "unavailable" in record:
-        return head + record["unavailable"] + "\n"
+    if "unavailable" in record or "error" in record:
+        return head + record.get("unavailable", record.get("error")) + "\n"
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for system in record["systems"]:
         s = system["summary"]
@@ -55,7 +55,7 @@ def markdown(run: dict) -> str:
         parts.append(scenario_table(record))
     parts.append("## Exact commands\n")
     for record in run["scenarios"]:
-        if "unavailable" in record:
+        if not record["systems"]:
             continue
         parts.append(f"**{record['scenario']}**\n")
         parts.append(f"- backend: `{record['backend']['command']}`")
@@ -75,7 +75,7 @@ def chart(run: dict, path: str) -> bool:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    records = [r for r in run["scenarios"] if "unavailable" not in r]
+    records = [r for r in run["scenarios"] if r["systems"]]
     systems = []
     for record in records:
         for s in record["systems"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import statistics
+import subprocess
 import urllib.request
 from dataclasses import dataclass, field
 
@@ -109,8 +110,13 @@ def run(scenario: Scenario, names: list[str], settings: Settings, where: Placeme
 
     names = systems_for(scenario, names)
     ports = [procs.free_port() for _ in range(scenario.upstreams)]
-    backend, texts = backends.start(scenario.backend, ports, os.path.join(workdir, "backend"),
-                                    where.backend)
+    try:
+        backend, texts = backends.start(scenario.backend, ports, os.path.join(workdir, "backend"),
+                                        where.backend)
+    except procs.StartError as exc:
+        record["error"] = f"backend {exc}"
+        log(f"[{scenario.name}] backend {exc}")
+        return record
     record["backend"] = {"kind": scenario.backend, "command": shlex.join(backend.argv),
                          "configs": texts}
     running: list[tuple[SystemResult, procs.Proc, int]] = []
@@ -136,7 +142,7 @@ def run(scenario: Scenario, names: list[str], settings: Settings, where: Placeme
                 argv = wrk.command(scenario.load, port, settings.warmup, script, where.client)
                 try:
                     wrk.run(argv, settings.warmup)
-                except (ValueError, OSError) as exc:
+                except (ValueError, OSError, subprocess.SubprocessError) as exc:
                     result.status = f"failed warm-up: {exc}"
         # Interleaved rounds (ABCDABCD): drift on a shared machine hits every system alike.
         for round_no in range(settings.rounds):
@@ -150,7 +156,7 @@ def run(scenario: Scenario, names: list[str], settings: Settings, where: Placeme
                 record.setdefault("wrk_commands", {})[result.name] = shlex.join(argv)
                 try:
                     row = measure(proc, argv, settings.duration)
-                except (ValueError, OSError) as exc:
+                except (ValueError, OSError, subprocess.SubprocessError) as exc:
                     result.status = f"failed run: {exc}"
                     continue
                 row["round"] = round_no + 1

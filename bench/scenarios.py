@@ -89,6 +89,7 @@ SCENARIOS = {s.name: s for s in [
              Load("/kv/key1", 64), unikernel="kv", route_written=False),
     Scenario("uk-static", "unikernel static file vs nginx serving the same file",
              Load("/static/index.html", 64), unikernel="static", route_written=False),
-    Scenario("uk-boot", "unikernel worker boot and restart time",
+    Scenario("uk-boot", "unikernel worker boot and restart time through the gateway (a bare "
+             "worker's boot: python -m bench.unikernel_metrics)",
              Load("/echo", 1), unikernel="echo", route_written=False),
 ]}
