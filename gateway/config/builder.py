@@ -204,6 +204,9 @@ class Builder:
             if self._warn_ignored(d):
                 continue
             a, f, ln, n = d.args, d.file, d.line, d.name
+            if n in ("root", "alias", "index", "try_files"):
+                for arg in a:
+                    _compile(arg, f, ln)
             if n == "root":
                 if "alias" in own:
                     raise ConfigError('"root" directive is duplicate, "alias" directive was '
@@ -307,6 +310,7 @@ class Builder:
         if a[0].startswith("syslog:"):
             raise ConfigError(f'access_log "{a[0]}" is not supported by this gateway',
                               d.file, d.line)
+        _compile(a[0], d.file, d.line)
         fmt_name = "combined"
         rest = a[1:]
         if rest and "=" not in rest[0] and rest[0] != "gzip":

@@ -78,6 +78,12 @@ CASES = [
     ("uri_in_named",
      "http {\n server {\n  location @n {\n   proxy_pass http://127.0.0.1/x;\n  }\n }\n}\n"),
     ("unknown_variable", "http {\n server {\n  return 200 $foo;\n }\n}\n"),
+    ("unknown_variable_root", "http {\n root $foo;\n}\n"),
+    ("unknown_variable_try_files", "http {\n server {\n  try_files $foo =404;\n }\n}\n"),
+    ("unknown_variable_index", "http {\n index $foo;\n}\n"),
+    ("unknown_variable_access_log", "http {\n access_log /tmp/$foo;\n}\n"),
+    ("unknown_variable_alias",
+     "http {\n server {\n  location / {\n   alias /$foo;\n  }\n }\n}\n"),
     ("upstream_param", "http {\n upstream u {\n  server 127.0.0.1 bogus;\n }\n}\n"),
     ("upstream_weight", "http {\n upstream u {\n  server 127.0.0.1 weight=0;\n }\n}\n"),
     ("upstream_fail_timeout",
@@ -130,7 +136,9 @@ CASES = [
     ("quote_then_char", 'http {\n default_type "a"b;\n}\n'),
 ]
 
-PLACE_ADDED = {"unknown_variable"}
+PLACE_ADDED = {"unknown_variable", "unknown_variable_root", "unknown_variable_try_files",
+               "unknown_variable_index", "unknown_variable_access_log",
+               "unknown_variable_alias"}
 
 
 def nginx_message(tmp_path, conf: str) -> str:
