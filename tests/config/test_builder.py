@@ -353,10 +353,10 @@ def test_return_wins_over_proxy_pass(conf):
 
 def test_paths_resolve_against_prefix(conf):
     cfg = conf.load("http { root www; server { location /a/ { alias files/; } location /v {"
-                    " root $document_root; } } }\n")
+                    " root /srv/$host; } } }\n")
     assert server(cfg).settings.root == str(conf.root / "www")
     assert loc(cfg, "/a/").settings.alias == str(conf.root / "files")
-    assert loc(cfg, "/v").settings.root == "$document_root"
+    assert loc(cfg, "/v").settings.root == "/srv/$host"
 
 
 # Locations ------------------------------------------------------------------
