@@ -18,7 +18,7 @@ from typing import Callable
 from gateway import __version__
 from gateway.config.model import Config
 from gateway.errors import GatewayError
-from gateway.observe.errorlog import log
+from gateway.observe.errorlog import format_os_error, log
 from gateway.process import pidfile, privileges, signals, worker
 from gateway.process.daemon import ReadyPipe
 from gateway.process.listeners import Listeners
@@ -167,12 +167,10 @@ class Master:
                 sock.close()     # another worker's reuseport socket: accepting is its job
         try:
             account = privileges.resolve(config)
-            if account is not None:
-                privileges.drop(account)
         except GatewayError as exc:
             log.emerg(str(exc))
             return worker.EXIT_FATAL
-        return worker.run(config, mine, os.getppid())
+        return worker.run(config, mine, os.getppid(), account)
 
     def _worker_ready(self, pid: int) -> None:
         slot = self.slots.get(pid)
@@ -303,7 +301,11 @@ class Master:
     def _reopen(self) -> None:
         log.reopen()
         if self.account is not None:
+            # As nginx's master does: create the new files and give them to the worker
+            # user, who could not create them in a root-owned directory.
             log.chown(self.account.uid, self.account.gid)
+            for path in access_log_paths(self.config):
+                _create_for(path, self.account)
         self._signal_workers(signal.SIGUSR1)
 
     def _stop(self, graceful: bool) -> None:
@@ -315,6 +317,25 @@ class Master:
         self._signal_workers(signal.SIGQUIT if graceful else signal.SIGTERM)
         if not graceful:
             self.kill_at = time.monotonic() + KILL_AFTER
+
+
+def access_log_paths(config: Config) -> set[str]:
+    """Every access log file the config writes."""
+    paths = set()
+    pending = list(config.http.servers) if config.http is not None else []
+    while pending:
+        item = pending.pop()
+        paths.update(spec.path for spec in item.settings.access_logs)
+        pending.extend(getattr(item, "locations", None) or getattr(item, "children", []))
+    return paths
+
+
+def _create_for(path: str, account: privileges.Account) -> None:
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+        os.chown(path, account.uid, account.gid)
+    except OSError as exc:
+        log.alert(format_os_error("open", path, exc))
 
 
 def _kill(pid: int, signo: int) -> None:

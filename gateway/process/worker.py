@@ -12,7 +12,7 @@ import traceback
 from gateway.config.model import Config
 from gateway.errors import GatewayError
 from gateway.observe.errorlog import log
-from gateway.process import signals
+from gateway.process import privileges, signals
 
 # Exit status that tells the master not to respawn (nginx uses 2 the same way).
 EXIT_FATAL = 2
@@ -57,7 +57,8 @@ class Worker:
         self.ready = False
         self._stop: asyncio.Future | None = None
 
-    async def serve(self, sockets: dict[tuple[str, int], list[socket.socket]]) -> None:
+    async def serve(self, sockets: dict[tuple[str, int], list[socket.socket]],
+                    account: privileges.Account | None = None) -> None:
         """Start the app on ``sockets``, report readiness, and return once it has closed."""
         self._stop = self.loop.create_future()
         self.loop.add_signal_handler(signal.SIGTERM, self.stop, False)
@@ -67,6 +68,10 @@ class Worker:
         self.loop.add_signal_handler(signal.SIGHUP, self._hup)
         signals.unblock()
         self.app = app_class()(self.config, self.loop)
+        if account is not None:
+            # After the app opened its files (as nginx's master opens logs as root),
+            # before it accepts a single connection.
+            privileges.drop(account)
         await self.app.start(sockets)
         self.ready = True
         if self.master_pid is not None:
@@ -112,7 +117,8 @@ class Worker:
         self.loop.call_later(1.0, self._watch_master)
 
 
-def run(config: Config, sockets: dict, master_pid: int | None) -> int:
+def run(config: Config, sockets: dict, master_pid: int | None,
+        account: privileges.Account | None = None) -> int:
     """The body of a worker process (or the single process): returns its exit status."""
     uvloop = require_uvloop()
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
@@ -120,7 +126,7 @@ def run(config: Config, sockets: dict, master_pid: int | None) -> int:
     asyncio.set_event_loop(loop)
     worker = Worker(config, loop, master_pid)
     try:
-        loop.run_until_complete(worker.serve(sockets))
+        loop.run_until_complete(worker.serve(sockets, account))
     except GatewayError as exc:
         log.emerg(str(exc))
         return EXIT_FATAL

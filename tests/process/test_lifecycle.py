@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import tempfile
 import threading
 
 import pytest
@@ -227,6 +228,32 @@ def test_user_directive_drops_worker_privileges(gateway):
         assert status_field(pid, "Groups") == "65534"
     assert status_field(master, "Uid").split()[0] == "0"
     assert get(gateway.port) == (200, b"hi")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_unprivileged_workers_reopen_their_logs(gateway):
+    # pytest's own temporary folders are closed to nobody: use a world-readable one.
+    logs = tempfile.mkdtemp(prefix="gateway-logs-")
+    try:
+        os.chmod(logs, 0o755)
+        access_log = os.path.join(logs, "access.log")
+        gateway.error_log = os.path.join(logs, "error.log")
+        gateway.write_config(main="user nobody;", http=(
+            f"server {{ listen 127.0.0.1:{gateway.port}; access_log {access_log}; "
+            f'location / {{ return 200 "hi"; }} }}'))
+        master = gateway.start_foreground()
+        assert get(gateway.port, "/first") == (200, b"hi")
+        shutil.move(access_log, access_log + ".1")
+        assert gateway.command("-s", "reopen").returncode == 0
+        wait_for(lambda: os.path.exists(access_log), "the master to create the new log")
+        assert os.stat(access_log).st_uid == 65534
+        wait_for(lambda: gateway.log_text().count("reopening logs") == 3, "the workers to reopen")
+        assert get(gateway.port, "/second") == (200, b"hi")
+        wait_for(lambda: "/second" in open(access_log).read(), "the request in the new log")
+        assert "alert" not in gateway.log_text()
+        assert alive(master)
+    finally:
+        shutil.rmtree(logs)
 
 
 def test_master_process_off_serves_in_one_process(gateway):
