@@ -7,6 +7,7 @@ import os
 import pkgutil
 import platform
 import sys
+import traceback
 from dataclasses import dataclass
 
 from gateway import __version__
@@ -309,10 +310,17 @@ def main(argv: list[str] | None = None) -> int:
         return start(options)
     except GatewayError as exc:
         _report_fatal(str(exc))
+    except BrokenPipeError:
+        # `gateway -T | head`: the reader left; stay quiet like other Unix tools.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except OSError as exc:
         _report_fatal(_describe_os_error(exc))
     except KeyboardInterrupt:
         pass
+    except Exception as exc:    # a bug: one line for the user, the traceback for the log
+        if not log.writes_to_stderr():
+            log.alert(traceback.format_exc().rstrip())
+        _report_fatal(f"internal error: {type(exc).__name__}: {exc}")
     return 1
 
 

@@ -142,7 +142,12 @@ class Master:
     def _spawn(self, index: int, generation: int, config: Config) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            log.alert(format_os_error("fork", None, exc) + ", retrying")
+            self.respawns.append((time.monotonic() + RESPAWN_INTERVAL, index, generation))
+            return
         if pid == 0:
             status = worker.EXIT_FATAL
             try:
@@ -188,16 +193,15 @@ class Master:
         return bool(slots) and all(s.ready for s in slots)
 
     def _reap(self) -> None:
-        while True:
+        # Only our workers: other children of the master (QEMU processes started by
+        # the unikernel supervisor) are waited for by whoever started them.
+        for pid in list(self.slots):
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                done, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            slot = self.slots.pop(pid, None)
-            if slot is not None:
-                self._worker_exited(pid, slot, status)
+                done, status = pid, 0
+            if done == pid:
+                self._worker_exited(pid, self.slots.pop(pid), status)
 
     def _worker_exited(self, pid: int, slot: Slot, status: int) -> None:
         expected = self.stopping is not None or slot.retiring
