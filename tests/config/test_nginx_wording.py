@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from gateway.config import load_config
+from gateway.config import directives, load_config
 from gateway.errors import ConfigError
 
 pytestmark = pytest.mark.nginx
@@ -253,3 +253,40 @@ def test_dump_equals_nginx_T(tmp_path):
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert load_config(str(conf), str(tmp_path)).text == proc.stdout
+
+
+# Directives that exist only here (unikernel pools) or only in commercial nginx.
+OURS_ONLY = {"unikernel", "image", "instances", "memory", "transport", "accel", "balance",
+             "setting", "unikernel_pass", "health_check", "least_time", "include"}
+CONTEXT_WRAPPERS = {
+    "main": "{line}",
+    "events": "",
+    "http": "http {{ {line} }}",
+    "server": "http {{ server {{ {line} }} }}",
+    "location": "http {{ server {{ location / {{ {line} }} }} }}",
+    "upstream": "http {{ upstream u {{ server 127.0.0.1; {line} }} }}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(set(directives.TABLE) - OURS_ONLY))
+def test_directive_contexts_match_nginx(tmp_path, name):
+    """Where nginx says "is not allowed here", our table says so too, and only there."""
+    line = f"{name} x;"
+    disagreements = []
+    for context, wrapper in CONTEXT_WRAPPERS.items():
+        events = f"events {{ {line} }}" if context == "events" else "events {}"
+        conf = tmp_path / f"{context}.conf"
+        conf.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n{events}\n"
+                        + wrapper.format(line=line) + "\n")
+        proc = subprocess.run([NGINX, "-t", "-q", "-p", f"{tmp_path}/", "-c", str(conf)],
+                              capture_output=True, text=True, timeout=30)
+        assert "unknown directive" not in proc.stderr, proc.stderr
+        nginx_allows = "is not allowed here" not in proc.stderr
+        try:
+            directives.lookup(name, context, str(conf), 1)
+            we_allow = True
+        except ConfigError:
+            we_allow = False
+        if nginx_allows != we_allow:
+            disagreements.append((context, nginx_allows, we_allow))
+    assert disagreements == []
