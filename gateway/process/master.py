@@ -228,7 +228,9 @@ class Master:
         self.respawns.append((due, slot.index, slot.generation))
 
     def _give_up(self) -> None:
-        message = "no worker process is left, exiting (see the error log)"
+        message = "no worker process is left, exiting"
+        if log.paths:
+            message += f" (see {log.paths[0]})"
         log.alert(message)
         self.status = 1
         if self.ready is not None:

@@ -130,12 +130,12 @@ class Gateway:
         env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
         return env
 
-    def start_foreground(self, *args: str) -> int:
+    def start_foreground(self, *args: str, env: dict | None = None) -> int:
         """Start with ``daemon off``; return the master pid once it answers HTTP."""
         with open(self.stderr_path, "ab") as stderr:
             self.foreground = subprocess.Popen(self.argv("-g", "daemon off;", *args),
                                                stdout=subprocess.DEVNULL, stderr=stderr,
-                                               env=self.env())
+                                               env=env or self.env())
         self.pids.add(self.foreground.pid)
         self._wait_serving(self.foreground.pid)
         return self.foreground.pid

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 
@@ -284,7 +285,7 @@ def test_reuseport_gives_each_worker_its_own_socket(gateway):
 
 def test_a_busy_port_is_one_clear_error(gateway):
     gateway.write_config()
-    with __import__("socket").socket() as busy:
+    with socket.socket() as busy:
         busy.bind(("127.0.0.1", gateway.port))
         busy.listen()
         result = gateway.command("-g", "daemon off;")
@@ -331,7 +332,7 @@ def test_e_names_the_error_log_when_the_config_has_none(gateway):
     with open(gateway.conf, "w") as file:
         file.write("events { }\nhttp { access_log off; server { listen 127.0.0.1:%d; } }\n"
                    % gateway.port)
-    with __import__("socket").socket() as busy:
+    with socket.socket() as busy:
         busy.bind(("127.0.0.1", gateway.port))
         busy.listen()
         result = gateway.command("-g", "daemon off;", "-e", busy_log)
@@ -351,3 +352,37 @@ def test_hup_without_a_master_is_ignored_with_a_warning(gateway):
     wait_for(lambda: 'reload is not supported with "master_process off"' in gateway.log_text(),
              "the warning")
     assert get(gateway.port) == (200, b"one")
+
+
+def failing_env(gateway) -> dict:
+    env = gateway.env()
+    env["PYTHONPATH"] = os.path.dirname(os.path.abspath(__file__)) + os.pathsep + env["PYTHONPATH"]
+    env["GATEWAY_WORKER_APP"] = "failing_app:FailingApp"
+    return env
+
+
+def test_workers_that_cannot_start_end_the_daemon_with_an_error(gateway):
+    open(os.path.join(gateway.prefix, "fail-start"), "w").close()
+    gateway.write_config()
+    result = gateway.command(env=failing_env(gateway))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"gateway: [emerg] no worker process is left, exiting (see {gateway.error_log})")
+    assert "[emerg]" in gateway.log_text() and "fail-start marker present" in gateway.log_text()
+    assert "cannot be respawned" in gateway.log_text()
+    assert not os.path.exists(gateway.pid_file)
+
+
+def test_a_reload_whose_workers_cannot_start_keeps_the_old_ones(gateway):
+    gateway.write_config(text="one")
+    master = gateway.start_foreground(env=failing_env(gateway))
+    workers = gateway.workers(master)
+
+    open(os.path.join(gateway.prefix, "fail-start"), "w").close()
+    gateway.write_config(text="two")
+    os.kill(master, signal.SIGHUP)
+    wait_for(lambda: "new worker processes failed to start" in gateway.log_text(),
+             "the reload to be abandoned")
+    assert get(gateway.port) == (200, b"one")
+    assert gateway.workers(master) == workers
+    assert alive(master)
