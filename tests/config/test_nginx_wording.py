@@ -290,3 +290,28 @@ def test_directive_contexts_match_nginx(tmp_path, name):
         if nginx_allows != we_allow:
             disagreements.append((context, nginx_allows, we_allow))
     assert disagreements == []
+
+
+@pytest.mark.parametrize("name", sorted(set(directives.TABLE) - OURS_ONLY))
+def test_directive_argument_counts_match_nginx(tmp_path, name):
+    """For 0 to 4 arguments, nginx and our table agree on "invalid number of arguments"."""
+    disagreements = []
+    for spec in directives.TABLE[name]:
+        context = spec.contexts[0]
+        for count in range(5):
+            line = f"{name} {' '.join(['x'] * count)}" + (" { }" if spec.block else ";")
+            if name == "events":
+                body = line
+            elif context == "events":
+                body = f"events {{ {line} }}"
+            else:
+                body = "events {}\n" + CONTEXT_WRAPPERS[context].format(line=line)
+            conf = tmp_path / "main.conf"
+            conf.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n{body}\n")
+            proc = subprocess.run([NGINX, "-t", "-q", "-p", f"{tmp_path}/", "-c", str(conf)],
+                                  capture_output=True, text=True, timeout=30)
+            nginx_ok = f'invalid number of arguments in "{name}"' not in proc.stderr
+            we_ok = spec.min_args <= count and (spec.max_args is None or count <= spec.max_args)
+            if nginx_ok != we_ok:
+                disagreements.append((context, count, nginx_ok, we_ok))
+    assert disagreements == []
