@@ -242,10 +242,9 @@ def send_signal(options: Options) -> int:
         stderr_line("error", str(exc))
         return 1
     try:
-        os.kill(pid, signals.COMMANDS[options.signal])
-    except OSError as exc:
-        stderr_line("alert", f"kill({pid}, {int(signals.COMMANDS[options.signal])}) failed "
-                             f"({exc.errno}: {exc.strerror})")
+        signals.send(pid, options.signal)
+    except GatewayError as exc:
+        stderr_line("alert", str(exc))
         return 1
     return 0
 

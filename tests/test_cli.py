@@ -43,7 +43,8 @@ def conf(tmp_path):
 def test_help_documents_every_flag_and_the_default_prefix():
     result = run("-h")
     assert result.returncode == 0
-    assert result.stderr.startswith(f"gateway version: gateway/{gateway.__version__}\nUsage: gateway")
+    assert result.stderr.startswith(
+        f"gateway version: gateway/{gateway.__version__}\nUsage: gateway")
     for flag in ("-?,-h", "-v", "-V", "-t", "-T", "-q", "-s signal", "-p prefix",
                  "-e filename", "-c filename", "-g directives"):
         assert f"  {flag} " in result.stderr
@@ -96,7 +97,8 @@ def test_bad_command_lines_get_one_line_and_exit_1(args, message):
 
 
 @pytest.mark.nginx
-@pytest.mark.parametrize("args", [["-x"], ["foo"], ["-c"], ["-p"], ["-g"], ["-s"], ["-s", "restart"]])
+@pytest.mark.parametrize("args", [["-x"], ["foo"], ["-c"], ["-p"], ["-g"], ["-s"],
+                                  ["-s", "restart"]])
 def test_bad_command_lines_match_nginx(args):
     nginx = subprocess.run(["nginx", *args], capture_output=True, text=True, timeout=30)
     ours = run(*args)

@@ -59,7 +59,10 @@ def _wait_for_report(fd: int) -> int:
     text = data.decode(errors="replace").strip()
     if text == "ok":
         return 0
-    message = text[len("error "):] if text.startswith("error ") else "the daemon exited during startup"
+    if text.startswith("error "):
+        message = text[len("error "):]
+    else:
+        message = "the daemon exited during startup"
     sys.stderr.write(f"gateway: [emerg] {message}\n")
     sys.stderr.flush()
     return 1

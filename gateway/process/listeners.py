@@ -77,7 +77,7 @@ class Listeners:
         self._options: dict[Key, ListenOptions] = {}
 
     def update(self, config: Config, workers: int) -> None:
-        """Make the open sockets match ``config``; on error nothing changes and GatewayError is raised."""
+        """Make the open sockets match ``config``; on GatewayError nothing has changed."""
         wanted = listen_options(config)
         opened: dict[Key, list[socket.socket]] = {}
         try:

@@ -22,7 +22,7 @@ class Account:
 
 
 def resolve(config: Config) -> Account | None:
-    """The account workers switch to, or None when there is nothing to drop (not root, or no ``user``)."""
+    """The account workers switch to; None when not root or without ``user``."""
     if config.user is None or os.geteuid() != 0:
         return None
     name, group = config.user
@@ -42,7 +42,7 @@ def resolve(config: Config) -> Account | None:
 
 
 def drop(account: Account) -> None:
-    """Switch this process to ``account``: groups, then gid, then uid (the order that still works)."""
+    """Switch this process to ``account``: gid and groups first, uid last (then no way back)."""
     try:
         os.setgid(account.gid)
         os.initgroups(account.name, account.gid)

@@ -6,7 +6,6 @@ import os
 import signal
 
 from gateway.errors import GatewayError
-from gateway.process import pidfile
 
 # ``-s NAME`` -> the signal sent to the master, as nginx maps them.
 COMMANDS = {
@@ -21,15 +20,14 @@ MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
                   signal.SIGUSR1, signal.SIGCHLD)
 
 
-def send(pid_path: str, command: str) -> int:
-    """Send ``command``'s signal to the pid in ``pid_path``; returns that pid or raises GatewayError."""
+def send(pid: int, command: str) -> None:
+    """Send ``command``'s signal to ``pid``; raises GatewayError in nginx's wording."""
     signo = COMMANDS[command]
-    pid = pidfile.read(pid_path)
     try:
         os.kill(pid, signo)
     except OSError as exc:
-        raise GatewayError(f"kill({pid}, {int(signo)}) failed ({exc.errno}: {exc.strerror})") from exc
-    return pid
+        raise GatewayError(
+            f"kill({pid}, {int(signo)}) failed ({exc.errno}: {exc.strerror})") from exc
 
 
 def block_master_signals() -> None:

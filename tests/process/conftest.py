@@ -21,7 +21,7 @@ def gateway(tmp_path):
 
 @pytest.fixture
 def slow_upstream(tmp_path):
-    """A real aiohttp server (separate process): ``/slow`` answers after 2 s; yields (port, proc)."""
+    """A real aiohttp server process: ``/slow`` answers after 2 s; yields (port, proc)."""
     port = free_port()
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "slow_upstream.py")
     proc = subprocess.Popen([sys.executable, script, str(port)], stdout=subprocess.PIPE,

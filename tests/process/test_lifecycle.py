@@ -11,7 +11,8 @@ import threading
 
 import pytest
 
-from tests.process.harness import alive, children, get, status_field, try_get, wait_for
+from tests.process.harness import (
+    alive, children, free_port, get, status_field, try_get, wait_for)
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +93,8 @@ def test_reload_with_an_invalid_config_keeps_the_old_one(gateway):
     # ...and a HUP sent anyway is refused by the master, which keeps serving the old config.
     os.kill(master, signal.SIGHUP)
     wait_for(lambda: "the running one stays" in gateway.log_text(), "the reload to be refused")
-    assert '[emerg]' in gateway.log_text() and 'unknown directive "bogus_directive"' in gateway.log_text()
+    text = gateway.log_text()
+    assert "[emerg]" in text and 'unknown directive "bogus_directive"' in text
     assert get(gateway.port) == (200, b"one")
     assert gateway.workers(master) == workers
 
@@ -386,3 +388,65 @@ def test_a_reload_whose_workers_cannot_start_keeps_the_old_ones(gateway):
     assert get(gateway.port) == (200, b"one")
     assert gateway.workers(master) == workers
     assert alive(master)
+
+
+def test_workers_leave_when_the_master_is_killed(gateway):
+    gateway.write_config(workers=2)
+    master = gateway.start_foreground()
+    workers = gateway.workers(master)
+    os.kill(master, signal.SIGKILL)
+    gateway.wait_exit(master)
+    wait_for(lambda: not any(alive(pid) for pid in workers), "orphaned workers to exit")
+
+
+def test_reload_opens_new_listeners_and_closes_removed_ones(gateway):
+    gateway.write_config(workers=1)
+    master = gateway.start_foreground()
+    second = free_port()
+    gateway.write_config(workers=3, http=(
+        f"server {{ listen 127.0.0.1:{second}; location / {{ return 200 \"second\"; }} }}"))
+    os.kill(master, signal.SIGHUP)
+    wait_for(lambda: try_get(second) == (200, b"second"), "the new listener")
+    wait_for(lambda: len(gateway.workers(master)) == 3, "three workers")
+    wait_for(lambda: try_get(gateway.port) is None, "the removed listener to close")
+
+
+def test_term_during_a_graceful_quit_stops_at_once(gateway, slow_upstream):
+    upstream_port, upstream = slow_upstream
+    gateway.write_config(workers=1, http=(
+        f"server {{ listen 127.0.0.1:{gateway.port}; "
+        f"location / {{ proxy_pass http://127.0.0.1:{upstream_port}; }} }}"))
+    master = gateway.start_foreground()
+    result = {}
+
+    def slow_request():
+        try:
+            result["answer"] = get(gateway.port, "/slow")
+        except OSError as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    try:
+        assert upstream.stdout.readline().strip() == "received"
+        os.kill(master, signal.SIGQUIT)
+        wait_for(lambda: "gracefully shutting down" in gateway.log_text(), "the graceful stop")
+        os.kill(master, signal.SIGTERM)
+        gateway.wait_exit(master)
+    finally:
+        thread.join()
+    assert "answer" not in result
+
+
+def test_reload_moves_the_pid_file(gateway):
+    gateway.write_config()
+    master = gateway.start_foreground()
+    moved = os.path.join(gateway.prefix, "moved.pid")
+    gateway.write_config(main=f"pid {moved};")
+    os.kill(master, signal.SIGHUP)
+    wait_for(lambda: os.path.exists(moved) and not os.path.exists(gateway.pid_file),
+             "the pid file to move")
+    assert open(moved).read() == f"{master}\n"
+    assert gateway.command("-s", "stop").returncode == 0
+    gateway.wait_exit(master)
+    assert not os.path.exists(moved)
