@@ -4,9 +4,16 @@
 The specification is gateway/routing/router_py.py: results must be identical.
 """
 
-from gateway.routing.router_py import compile_regex
+from gateway.routing.router_py import _auto_redirect, compile_regex
 
 __all__ = ["LocationRouter", "ServerRouter"]
+
+
+# How a search of one nesting level ended, as in the twin.
+cdef enum:
+    GO_ON = 0
+    FOUND = 1
+    REDIRECT = 2
 
 
 cdef class _Level:
@@ -19,6 +26,7 @@ cdef class _Level:
     cdef tuple long_lengths         # used instead when there are more than 64
     cdef list regexes               # [(search, location, level)]
     cdef dict children              # id(location) -> _Level
+    cdef dict redirects             # "/app" -> the "/app/" location (auto_redirect)
 
     def __init__(self, list locations):
         cdef Py_ssize_t k
@@ -39,6 +47,11 @@ cdef class _Level:
             if loc.modifier == "~" or loc.modifier == "~*":
                 regex = loc.regex or compile_regex(loc.pattern, loc.modifier == "~*")
                 self.regexes.append((regex.search, loc, self.children[id(loc)]))
+        self.redirects = {}
+        for name in {*self.exact, *self.prefixes}:
+            pair = [loc for loc in (self.exact.get(name), self.prefixes.get(name)) if loc is not None]
+            if name.endswith("/") and any(_auto_redirect(loc) for loc in pair):
+                self.redirects[name[:len(name) - 1]] = pair[0]
         ordered = sorted({len(p) for p in self.prefixes}, reverse=True)
         self.nlengths = len(ordered)
         self.long_lengths = tuple(ordered)
@@ -63,28 +76,35 @@ cdef class _Level:
                     return found
         return None
 
-    cdef bint find(self, str uri, list out) except -1:
-        """Put the location found at this level into out[0]; True means stop looking."""
+    cdef int find(self, str uri, list out, bint redirects) except -1:
+        """Put the location found at this level into out[0]; say how the search ended."""
         cdef _Level sub
         cdef bint noregex = False
+        cdef int end
         loc = self.exact.get(uri)
         if loc is not None:
             out[0] = loc
-            return True
+            return FOUND
+        if redirects and self.redirects and uri not in self.prefixes:
+            loc = self.redirects.get(uri)
+            if loc is not None:
+                out[0] = loc
+                return REDIRECT
         found = self.longest_prefix(uri)
         if found is not None:
             out[0] = found
             noregex = found.modifier == "^~"
             sub = self.children[id(found)]
-            if sub.find(uri, out):
-                return True
+            end = sub.find(uri, out, redirects)
+            if end != GO_ON:
+                return end
         if not noregex:
             for search, rloc, sub in self.regexes:
                 if search(uri) is not None:
                     out[0] = rloc
-                    sub.find(uri, out)
-                    return True
-        return False
+                    sub.find(uri, out, redirects)
+                    return FOUND
+        return GO_ON
 
 
 cdef class LocationRouter:
@@ -102,10 +122,18 @@ cdef class LocationRouter:
         return self._named.get(name.lstrip("@"))
 
     def match(self, str uri):
-        """The location that handles uri, or None when no location matches."""
+        """The location that handles uri, or None (nginx's choice, auto-redirect aside)."""
         cdef list out = [None]
-        self.top.find(uri, out)
+        if self.top.find(uri, out, True) == REDIRECT:
+            out[0] = None
+            self.top.find(uri, out, False)
         return out[0]
+
+    def find(self, str uri):
+        """(location, redirect): redirect means nginx answers 301 to uri + "/" (auto_redirect)."""
+        cdef list out = [None]
+        cdef int end = self.top.find(uri, out, True)
+        return out[0], end == REDIRECT
 
 
 cpdef str normalize_host(host):

@@ -20,10 +20,22 @@ def compile_regex(pattern: str, caseless: bool) -> re.Pattern:
     return re.compile(pattern, re.IGNORECASE if caseless else 0)
 
 
+# How a search of one nesting level ended (nginx's NGX_DECLINED/AGAIN, NGX_OK, NGX_DONE).
+_GO_ON, _FOUND, _REDIRECT = 0, 1, 2
+
+
+def _auto_redirect(loc) -> bool:
+    """nginx's auto_redirect: a location ending in "/" whose content is passed on."""
+    settings = loc.settings
+    return loc.pattern.endswith("/") and (
+        getattr(settings, "proxy_pass", None) is not None
+        or getattr(settings, "unikernel_pass", None) is not None)
+
+
 class _Level:
     """The locations directly inside one block, arranged for lookup."""
 
-    __slots__ = ("exact", "prefixes", "lengths", "regexes")
+    __slots__ = ("exact", "prefixes", "lengths", "regexes", "redirects")
 
     def __init__(self, locations, levels):
         self.exact = {}
@@ -39,6 +51,13 @@ class _Level:
                 self.regexes.append((regex, loc))
         # Longest first: the first hit is nginx's longest matching prefix.
         self.lengths = sorted({len(p) for p in self.prefixes}, reverse=True)
+        # "/app" answers 301 to "/app/" when "/app/" is passed on and no
+        # location is named "/app" (ngx_http_core_find_static_location).
+        self.redirects = {}
+        for name in {*self.exact, *self.prefixes}:
+            pair = [loc for loc in (self.exact.get(name), self.prefixes.get(name)) if loc is not None]
+            if name.endswith("/") and any(_auto_redirect(loc) for loc in pair):
+                self.redirects[name[:-1]] = pair[0]
         for loc in locations:
             if loc.modifier != "@":
                 levels[id(loc)] = _Level(loc.children, levels)
@@ -57,14 +76,28 @@ class LocationRouter:
         return self._named.get(name.lstrip("@"))
 
     def match(self, uri: str):
-        """The location that handles uri, or None when no location matches."""
-        return self._find(self._top, uri)[1]
+        """The location that handles uri, or None (nginx's choice, auto-redirect aside)."""
+        end, loc = self._find(self._top, uri)
+        if end == _REDIRECT:
+            # Without the redirect nginx would not choose this location: search
+            # as if the "/app/" location did not ask for one.
+            return self._find(self._top, uri, False)[1]
+        return loc
 
-    def _find(self, level, uri):
-        """(final, location) for one nesting level; final means stop looking."""
+    def find(self, uri: str):
+        """(location, redirect): redirect means nginx answers 301 to uri + "/" (auto_redirect)."""
+        end, loc = self._find(self._top, uri)
+        return loc, end == _REDIRECT
+
+    def _find(self, level, uri, redirects=True):
+        """(how the search ended, location) for one nesting level."""
         loc = level.exact.get(uri)
         if loc is not None:
-            return True, loc
+            return _FOUND, loc
+        if redirects and level.redirects and uri not in level.prefixes:
+            loc = level.redirects.get(uri)
+            if loc is not None:
+                return _REDIRECT, loc
         result = None
         noregex = False
         size = len(uri)
@@ -75,19 +108,21 @@ class LocationRouter:
                     break
         if result is not None:
             noregex = result.modifier == "^~"
-            final, deeper = self._find(self._levels[id(result)], uri)
+            end, deeper = self._find(self._levels[id(result)], uri, redirects)
             if deeper is not None:
                 result = deeper
-            if final:
-                return True, result
+            if end != _GO_ON:
+                return end, result
         # A nested "^~" only suppresses the regexes of its own parent level,
         # as in nginx, where each recursion keeps its own noregex flag.
         if not noregex:
             for regex, rloc in level.regexes:
                 if regex.search(uri) is not None:
-                    deeper = self._find(self._levels[id(rloc)], uri)[1]
-                    return True, rloc if deeper is None else deeper
-        return False, result
+                    # A redirect found below a regex location is not taken: nginx
+                    # returns NGX_OK from there (the location is used as is).
+                    deeper = self._find(self._levels[id(rloc)], uri, redirects)[1]
+                    return _FOUND, rloc if deeper is None else deeper
+        return _GO_ON, result
 
 
 def normalize_host(host):

@@ -3,11 +3,18 @@
 import random
 import re
 
-from gateway.config.model import Location, LocationSettings
+from gateway.config.model import Location, LocationSettings, ProxyPass, UnikernelPass
 
 
 def loc(modifier, pattern, *children, regex=None):
     return Location(modifier, pattern, LocationSettings(), list(children), regex=regex)
+
+
+def passed(modifier, pattern, *children):
+    """A location whose content is proxied, so nginx auto-redirects to its name."""
+    settings = LocationSettings(proxy_pass=ProxyPass("http://127.0.0.1:9", "127.0.0.1:9", None,
+                                                     "127.0.0.1:9"))
+    return Location(modifier, pattern, settings, list(children))
 
 
 def test_exact_beats_everything(router):
@@ -128,6 +135,36 @@ def test_uses_the_compiled_regex_and_pcre_named_groups(router):
     assert match("/u/bob") is named
 
 
+def test_auto_redirect(router):
+    root, api = loc("", "/"), passed("", "/api/")
+    unikernel = Location("", "/kv/", LocationSettings(unikernel_pass=UnikernelPass("kv")))
+    routes = router.LocationRouter([root, api, unikernel, loc("~", "^/api$"), loc("", "/static/")])
+    assert routes.find("/api") == (api, True)          # even though a regex matches
+    assert routes.find("/kv") == (unikernel, True)
+    assert routes.find("/api/") == (api, False)
+    assert routes.find("/apix") == (routes.match("/apix"), False)
+    assert routes.find("/static") == (root, False)      # not passed on: no redirect
+    assert routes.match("/api") is not api              # match() leaves redirects aside
+
+
+def test_auto_redirect_not_when_the_name_exists(router):
+    api, exact = passed("", "/api/"), loc("=", "/api")
+    assert router.LocationRouter([api, exact]).find("/api") == (exact, False)
+    short = loc("", "/api")
+    assert router.LocationRouter([api, short]).find("/api") == (short, False)
+
+
+def test_auto_redirect_nested_and_under_regex(router):
+    inner = passed("", "/a/b/")
+    outer = loc("", "/a/", inner)
+    routes = router.LocationRouter([outer])
+    assert routes.find("/a/b") == (inner, True)
+    # Below a regex location nginx takes the location without redirecting.
+    regex_inner = passed("", "/x/")
+    routes = router.LocationRouter([loc("~", "^/x", regex_inner)])
+    assert routes.find("/x") == (regex_inner, False)
+
+
 def test_implementations_agree_on_random_trees(both_routers):
     py, cy = both_routers
     rng = random.Random(3)
@@ -142,8 +179,10 @@ def test_implementations_agree_on_random_trees(both_routers):
                 items.append(loc(kind, pattern))
             else:
                 pattern = parent + "/".join(rng.choice(words) for _ in range(rng.randint(0, 2)))
+                pattern += rng.choice(["", "/"])
                 children = tree(depth + 1, pattern) if kind != "=" and depth < 2 else []
-                items.append(loc(kind, pattern or "/", *children))
+                make = rng.choice((loc, passed))
+                items.append(make(kind, pattern or "/", *children))
         return items
 
     for _ in range(300):
@@ -152,3 +191,5 @@ def test_implementations_agree_on_random_trees(both_routers):
         for _ in range(20):
             uri = "/" + "/".join(rng.choice(words + ["B.PHP", ""]) for _ in range(rng.randint(0, 4)))
             assert routers[0].match(uri) is routers[1].match(uri), uri
+            found = routers[0].find(uri), routers[1].find(uri)
+            assert found[0][0] is found[1][0] and found[0][1] == found[1][1], uri

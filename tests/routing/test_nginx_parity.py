@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from gateway.config.model import Listen, Location, LocationSettings, Server
+from gateway.config.model import Listen, Location, LocationSettings, ProxyPass, Server
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.nginx
@@ -40,9 +40,14 @@ class Tree:
 
     def __init__(self):
         self.names = {}
+        self.dead_port = free_port()
 
-    def loc(self, modifier, pattern, *children):
-        location = Location(modifier, pattern, LocationSettings(), list(children))
+    def loc(self, modifier, pattern, *children, passed=False):
+        settings = LocationSettings()
+        if passed:      # proxied content: nginx auto-redirects "/name" to "/name/"
+            settings.proxy_pass = ProxyPass(f"http://127.0.0.1:{self.dead_port}",
+                                            f"127.0.0.1:{self.dead_port}", None, "")
+        location = Location(modifier, pattern, settings, list(children))
         self.names[id(location)] = f"L{len(self.names)}"
         return location
 
@@ -51,7 +56,11 @@ class Tree:
         for location in locations:
             name = self.names[id(location)]
             modifier = location.modifier + " " if location.modifier else ""
-            out.append(f'{indent}location {modifier}"{location.pattern}" {{\n'
+            # "return" runs before the content phase, so a proxied location
+            # still answers with its name; the proxy_pass only sets auto_redirect.
+            proxy = location.settings.proxy_pass
+            passing = f"{indent}    proxy_pass {proxy.url};\n" if proxy is not None else ""
+            out.append(f'{indent}location {modifier}"{location.pattern}" {{\n{passing}'
                        f"{self.text(location.children, indent + '    ')}"
                        f'{indent}    return 200 "{name}";\n{indent}}}\n')
         return "".join(out)
@@ -70,6 +79,12 @@ def test_location_choice_matches_nginx(router, start_nginx, tmp_path):
         t.loc("~*", r"\.(gif|jpg)$"),
         t.loc("~", r"^/app/.*\.txt$"),
         t.loc("", "/docs"),
+        t.loc("", "/api/", passed=True),
+        t.loc("=", "/exact-api/", passed=True),
+        t.loc("", "/app/svc/", passed=True),
+        t.loc("", "/named/", passed=True),
+        t.loc("", "/named"),
+        t.loc("~", r"^/rx", t.loc("~", r"^/rx/in/", passed=True)),
     ]
     port = free_port()
     server_text = (f"    server {{\n        listen 127.0.0.1:{port};\n"
