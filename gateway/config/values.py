@@ -8,10 +8,11 @@ from gateway.errors import ConfigError
 
 _SIZE = re.compile(r"^(\d+)([kKmMgG]?)$")
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
-# Longest unit names first so that "ms" is not read as "m" followed by "s".
-_TIME_PART = re.compile(r"(\d+)(ms|y|M|w|d|h|m|s)?")
-_TIME_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800,
-               "M": 2592000, "y": 31536000, None: 1}
+# Units from largest to smallest: nginx wants them in this order, each at most once.
+_TIME_UNITS = [("y", 31536000), ("M", 2592000), ("w", 604800), ("d", 86400), ("h", 3600),
+               ("m", 60), ("s", 1), ("ms", 0.001)]
+# "ms" before "m" and "s" so that "500ms" is not read as minutes.
+_TIME_PART = re.compile(r"(\d+)(ms|y|M|w|d|h|m|s)? *")
 
 
 def parse_size(text: str) -> int | None:
@@ -22,21 +23,30 @@ def parse_size(text: str) -> int | None:
     return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
 
 
-def parse_time(text: str) -> float | None:
-    """``"1m 30s"``, ``"500ms"``, ``"30"`` -> seconds; None when invalid."""
-    text = text.strip()
-    if not text:
-        return None
-    total, pos = 0.0, 0
+def parse_time(text: str, long_units: bool = True) -> float | None:
+    """``"1m 30s"``, ``"500ms"``, ``"30"`` -> seconds; None when invalid.
+
+    ``long_units=False`` refuses "y" and "M", as nginx does for millisecond settings.
+    """
+    order = [name for name, _ in _TIME_UNITS]
+    factor = dict(_TIME_UNITS)
+    total, pos, last = 0.0, 0, -1
     while pos < len(text):
-        while pos < len(text) and text[pos] == " ":
-            pos += 1
         m = _TIME_PART.match(text, pos)
-        if not m or m.end() == pos:
+        if not m:
             return None
-        total += int(m.group(1)) * _TIME_UNITS[m.group(2)]
-        pos = m.end()
-    return total
+        unit = m.group(2)
+        if unit is None:
+            # A bare number counts as seconds, and only at the end ("1m30").
+            if m.end() != len(text):
+                return None
+            return total + int(m.group(1))
+        rank = order.index(unit)
+        if rank <= last or (not long_units and unit in ("y", "M")):
+            return None
+        total += int(m.group(1)) * factor[unit]
+        last, pos = rank, m.end()
+    return total if pos else None
 
 
 def size(name: str, value: str, file: str, line: int) -> int:
@@ -49,7 +59,7 @@ def size(name: str, value: str, file: str, line: int) -> int:
 
 def time(name: str, value: str, file: str, line: int) -> float:
     """A time argument in seconds, or nginx's "invalid value" error."""
-    result = parse_time(value)
+    result = parse_time(value, long_units=False)
     if result is None:
         raise ConfigError(f'"{name}" directive invalid value', file, line)
     return result

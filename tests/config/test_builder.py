@@ -39,9 +39,17 @@ def test_sizes(text, expected):
 
 @pytest.mark.parametrize("text,expected", [
     ("30", 30), ("30s", 30), ("1m", 60), ("500ms", 0.5), ("1h", 3600), ("1d", 86400),
-    ("1h 30m", 5400), ("1m30s", 90), ("abc", None), ("", None), ("1x", None)])
+    ("1h 30m", 5400), ("1m30s", 90), ("abc", None), ("", None), ("1x", None),
+    ("1m30", 90), ("30 ", 30), ("1s ", 1), (" 1s", None), ("1s1s", None), ("1m1h", None),
+    ("1 s", None), ("1.5", None), ("-1", None), ("1y", 31536000), ("1M", 2592000)])
 def test_times(text, expected):
     assert parse_time(text) == expected
+
+
+def test_millisecond_settings_refuse_months_and_years():
+    assert parse_time("1y", long_units=False) is None
+    assert parse_time("1M", long_units=False) is None
+    assert parse_time("1w", long_units=False) == 604800
 
 
 # Main and events ------------------------------------------------------------

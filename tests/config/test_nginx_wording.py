@@ -315,3 +315,31 @@ def test_directive_argument_counts_match_nginx(tmp_path, name):
             if nginx_ok != we_ok:
                 disagreements.append((context, count, nginx_ok, we_ok))
     assert disagreements == []
+
+
+VALUE_CASES = [
+    ("client_max_body_size", v) for v in
+    ["1", "0", "1k", "1K", "1m", "1M", "1g", "1G", "1x", "-1", "1.5m", '""', "10kk"]
+] + [
+    ("proxy_read_timeout", v) for v in
+    ["1", "0", "1s", "1ms", "500ms", "1m30s", '"1h 30m"', "1x", "1.5", "-1", '"1 s"', "1y",
+     "1M", "1w", "1d", '"1s "', '" 1s"', "1s1s", "1m30", "1m1h", "1s1ms", "1ms5"]
+] + [
+    ("keepalive_requests", v) for v in ["0", "10", "-1", "1k", "x"]
+]
+
+
+@pytest.mark.parametrize("name,value", VALUE_CASES)
+def test_values_accepted_like_nginx(tmp_path, name, value):
+    conf = tmp_path / "main.conf"
+    conf.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+                    f"http {{\n {name} {value};\n}}\n")
+    proc = subprocess.run([NGINX, "-t", "-q", "-p", f"{tmp_path}/", "-c", str(conf)],
+                          capture_output=True, text=True, timeout=30)
+    try:
+        load_config(str(conf), str(tmp_path))
+    except ConfigError as exc:
+        assert proc.returncode != 0
+        assert str(exc) == nginx_message(tmp_path, str(conf))
+    else:
+        assert proc.returncode == 0, proc.stderr
