@@ -226,15 +226,20 @@ class WorkerApp:
     def _answer_static(self, conn, request, plan, redirects):
         result = static.serve_static(request, plan.location or _ServerLocation(plan.settings))
         if isinstance(result, static.InternalRedirect):
-            self._internal_redirect(conn, request, result.uri, redirects)
+            self._internal_redirect(conn, request, result, redirects)
         elif isinstance(result, static.ErrorStatus):
-            conn.send_error(result.status, plan.add_headers)
+            if result.headers:
+                conn.send_simple(result.status, error_page(result.status), b"text/html",
+                                 _header_lines(result.headers), plan.add_headers)
+            else:
+                conn.send_error(result.status, plan.add_headers)
         elif isinstance(result, static.BytesResponse):
             self._send_static_bytes(conn, request, plan, result.status, result.headers, result.body)
         else:
             self._send_file(conn, request, plan, result)
 
-    def _internal_redirect(self, conn, request, uri, redirects):
+    def _internal_redirect(self, conn, request, redirect, redirects):
+        uri = redirect.uri
         if redirects >= MAX_INTERNAL_REDIRECTS:
             log.error(f'rewrite or internal redirection cycle while internally redirecting to '
                       f'"{uri}", client: {request.remote_addr}')
@@ -248,26 +253,25 @@ class WorkerApp:
                 conn.send_error(500)
                 return
         else:
-            path, _, args = uri.partition("?")
-            request.uri = path
-            if args:
-                request.args = args
-            location = server.router.match(path)
+            if redirect.args is not None:
+                # try_files' fallback: the URI as written, its "?args" replacing ours.
+                request.uri = uri.partition("?")[0]
+                request.args = redirect.args
+            else:
+                request.uri = uri
+            location = server.router.match(request.uri)
         request.location = location
         plan = location.plan if location is not None else server.plan
         self._answer(conn, request, plan, redirects + 1)
 
     def _send_static_bytes(self, conn, request, plan, status, headers, body):
-        lines = b"".join(b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1"))
-                         for k, v in headers)
-        conn.send_head(status, lines, plan.add_headers)
+        conn.send_head(status, _header_lines(headers), plan.add_headers)
         if body and request.method != "HEAD":
             conn.send_body(body)
         conn.finish_response()
 
     def _send_file(self, conn, request, plan, result):
-        lines = b"".join(b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1"))
-                         for k, v in result.headers)
+        lines = _header_lines(result.headers)
         if request.method == "HEAD" or result.length == 0:
             conn.send_head(result.status, lines, plan.add_headers)
             conn.finish_response()
@@ -356,6 +360,11 @@ class _ServerLocation:
 
     def __init__(self, settings):
         self.settings = settings
+
+
+def _header_lines(headers) -> bytes:
+    return b"".join(b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1"))
+                    for k, v in headers)
 
 
 def _walk(locations):

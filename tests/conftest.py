@@ -1,0 +1,69 @@
+"""Fixtures shared by every test folder: real processes on free loopback ports."""
+
+import pytest
+
+from tests.support.processes import EchoBackend, Gateway, Nginx, free_port
+
+
+@pytest.fixture
+def port():
+    return free_port()
+
+
+@pytest.fixture
+def backend():
+    server = EchoBackend("b1")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def start_backend():
+    started = []
+
+    def start(name="backend"):
+        server = EchoBackend(name)
+        started.append(server)
+        return server
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture
+def start_gateway(tmp_path):
+    """start_gateway(config_text, port) -> Gateway; every one is stopped at teardown."""
+    started = []
+
+    def start(config: str, port: int, env=None, name="gw"):
+        folder = tmp_path / f"{name}{len(started)}"
+        folder.mkdir()
+        gateway = Gateway(folder, config, port, env)
+        started.append(gateway)
+        return gateway
+    try:
+        yield start
+    finally:
+        for gateway in started:
+            gateway.stop()
+
+
+@pytest.fixture
+def start_nginx(tmp_path):
+    started = []
+
+    def start(config: str, port: int):
+        folder = tmp_path / f"nginx{len(started)}"
+        folder.mkdir()
+        server = Nginx(folder, config, port)
+        started.append(server)
+        return server
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()

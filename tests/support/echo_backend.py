@@ -1,0 +1,72 @@
+"""A test upstream: answers every request with a JSON echo of what it received.
+
+Special path segments, anywhere in the path (so a proxy may add a prefix):
+status/N answers N; slow?ms=N waits first; big?n=N sends N bytes;
+chunked?n=N&parts=K streams a chunked body; headers?name=value sets response headers.  Run: echo_backend.py --port P --name NAME
+"""
+
+import argparse
+import asyncio
+import hashlib
+
+import orjson
+from aiohttp import web
+
+
+def make_app(name: str) -> web.Application:
+    async def echo(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        segments = request.path.split("/")
+        if "slow" in segments:
+            await asyncio.sleep(int(request.query.get("ms", "100")) / 1000)
+        if "big" in segments:
+            size = int(request.query.get("n", "65536"))
+            return web.Response(body=b"x" * size, content_type="application/octet-stream")
+        if "chunked" in segments:
+            size = int(request.query.get("n", "100000"))
+            parts = int(request.query.get("parts", "10"))
+            response = web.StreamResponse()
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            step = max(size // parts, 1)
+            sent = 0
+            while sent < size:
+                await response.write(b"y" * min(step, size - sent))
+                sent += step
+            await response.write_eof()
+            return response
+        status = 200
+        if "status" in segments[:-1]:
+            status = int(segments[segments.index("status") + 1])
+        echo_body = orjson.dumps({
+            "backend": name,
+            "method": request.method,
+            "target": request.raw_path,
+            "version": f"{request.version.major}.{request.version.minor}",
+            "headers": [[k.decode("latin-1").lower(), v.decode("latin-1")]
+                        for k, v in request.raw_headers],
+            "body_length": len(body),
+            "body_sha256": hashlib.sha256(body).hexdigest(),
+        })
+        headers = {"X-Backend": name}
+        if "headers" in segments:
+            headers.update(request.query)
+        return web.Response(status=status, body=echo_body, headers=headers,
+                            content_type="application/json")
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", echo)
+    return app
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--name", default="backend")
+    args = parser.parse_args()
+    web.run_app(make_app(args.name), host="127.0.0.1", port=args.port, print=None,
+                access_log=None)
+
+
+if __name__ == "__main__":
+    main()
