@@ -124,7 +124,7 @@ class Builder:
             elif d.name == "worker_processes":
                 if a[0] == "auto":
                     cfg.worker_processes = os.cpu_count() or 1
-                elif a[0].isdigit() and int(a[0]) > 0:
+                elif a[0].isdigit():
                     cfg.worker_processes = int(a[0])
                 else:
                     raise ConfigError('"worker_processes" directive invalid value', f, ln)
@@ -159,9 +159,11 @@ class Builder:
         level = "error"
         if len(d.args) > 1:
             level = d.args[1]
-            if level not in LOG_LEVELS or len(d.args) > 2:
-                bad = level if level not in LOG_LEVELS else d.args[2]
-                raise ConfigError(f'invalid log level "{bad}"', d.file, d.line)
+        for i, word in enumerate(d.args[1:]):
+            if word not in LOG_LEVELS:
+                raise ConfigError(f'invalid log level "{word}"', d.file, d.line)
+            if i:
+                raise ConfigError(f'duplicate log level "{word}"', d.file, d.line)
         return ErrorLog("stderr" if path == "stderr" else self._path(path), level)
 
     # http -----------------------------------------------------------------
@@ -176,6 +178,10 @@ class Builder:
                     raise ConfigError(f'duplicate "log_format" name "{name}"', e.file, e.line)
                 fmt = "".join(e.args[1:])
                 if e.args[1].startswith("escape="):
+                    escape = e.args[1][len("escape="):]
+                    if escape not in ("default", "json", "none"):
+                        raise ConfigError(f'unknown log format escaping "{escape}"',
+                                          e.file, e.line)
                     fmt = "".join(e.args[2:])
                 _compile(fmt, e.file, e.line)
                 http.log_formats[name] = fmt
@@ -236,7 +242,8 @@ class Builder:
                 if a[0] != "off":
                     logs.append(self._access_log(d))
             elif n == "types":
-                own["types"] = self._types(d)
+                # Several types blocks at one level add up, as in nginx.
+                own["types"] = {**own.get("types", {}), **self._types(d)}
             elif n == "default_type":
                 own["default_type"] = a[0]
             elif n in ("client_max_body_size",):
@@ -255,8 +262,7 @@ class Builder:
                 own[n] = values.flag(a[0])
             elif n == "server_tokens":
                 if a[0] not in ("on", "off", "build"):
-                    raise ConfigError(f'invalid value "{a[0]}" in "server_tokens" directive, '
-                                      'it must be "on", "off" or "build"', f, ln)
+                    raise ConfigError(f'invalid value "{a[0]}"', f, ln)
                 own[n] = a[0] != "off"
             elif n == "proxy_http_version":
                 if a[0] not in ("1.0", "1.1"):
@@ -419,7 +425,7 @@ class Builder:
                 opts["reuseport"] = True
             elif p.startswith("backlog="):
                 v = p[len("backlog="):]
-                if not v.lstrip("-").isdigit() or int(v) == 0:
+                if not v.isdigit() or int(v) == 0:
                     raise ConfigError(f'invalid backlog "{p}"', f, ln)
                 opts["backlog"] = int(v)
             elif p in ("ipv6only=on", "ipv6only=off"):
@@ -575,8 +581,8 @@ class Builder:
         if rest.startswith("unix:"):
             raise ConfigError("proxy_pass to a unix socket is not supported by this gateway",
                               f, ln)
-        slash = rest.find("/")
-        authority, uri = (rest, None) if slash < 0 else (rest[:slash], rest[slash:])
+        cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=-1)
+        authority, uri = (rest, None) if cut < 0 else (rest[:cut], rest[cut:])
         if uri is not None and no_uri_allowed:
             raise ConfigError('"proxy_pass" cannot have URI part in location given by regular '
                               'expression, or inside named location, or inside "if" statement, '
@@ -620,15 +626,17 @@ class Builder:
             raise ConfigError(f'duplicate upstream "{name}"', d.file, d.line)
         up = Upstream(name, [], file=d.file, line=d.line)
         method_set = False
-        backup_line = None
         for e in d.block:
             if self._warn_ignored(e):
                 continue
             a, f, ln, n = e.args, e.file, e.line, e.name
             if n == "server":
                 servers = self._upstream_server(e)
-                if servers and servers[0].backup and backup_line is None:
-                    backup_line = (f, ln)
+                # nginx checks this when it reads the server line: a backup server listed
+                # before the method is accepted (and then ignored by that method).
+                if servers[0].backup and up.balance.method in ("hash", "ip_hash", "random"):
+                    raise ConfigError('balancing method does not support parameter "backup"',
+                                      f, ln)
                 up.servers.extend(servers)
             elif n == "keepalive":
                 if not a[0].isdigit() or int(a[0]) == 0:
@@ -645,12 +653,11 @@ class Builder:
                 up.balance = self._balance(e)
             elif n == "health_check":
                 up.health_check = self._health_check(e)
-        if up.balance.method in ("hash", "ip_hash", "random") and backup_line:
-            raise ConfigError('balancing method does not support parameter "backup"',
-                              *backup_line)
         if not up.servers:
             # nginx notices this when the block closes, so it names the "}" line.
             raise ConfigError("no servers are inside upstream", d.file, d.end_line)
+        if all(s.backup for s in up.servers):
+            raise ConfigError(f'no servers in upstream "{name}"', d.file, d.line)
         self.http.upstreams[name] = up
 
     def _balance(self, e: Directive) -> Balance:

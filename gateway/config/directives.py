@@ -60,7 +60,7 @@ TABLE: dict[str, list[Spec]] = {
     "upstream": [_s([HTTP], block=UPSTREAM, unique=False)],
     "unikernel": [_s([HTTP], block=UNIKERNEL, unique=False)],
     "log_format": [_s([HTTP], 2, _ANY, unique=False)],
-    "types": [_s(_HSL, 0, 0, block=TYPES)],
+    "types": [_s(_HSL, 0, 0, block=TYPES, unique=False)],
     "default_type": [_s(_HSL)],
     # server
     "listen": [_s([SERVER], 1, _ANY, unique=False)],

@@ -343,3 +343,90 @@ def test_values_accepted_like_nginx(tmp_path, name, value):
         assert str(exc) == nginx_message(tmp_path, str(conf))
     else:
         assert proc.returncode == 0, proc.stderr
+
+
+# Each is either accepted by both or refused by both with the same message.
+PARITY = r"""
+http { upstream u { server 127.0.0.1 weight=1 max_fails=0 fail_timeout=0 max_conns=0; } }
+http { upstream u { server 127.0.0.1 weight=-1; } }
+http { upstream u { server 127.0.0.1 max_fails=-1; } }
+http { upstream u { server 127.0.0.1 max_conns=x; } }
+http { upstream u { server 127.0.0.1 fail_timeout=1h; } }
+http { upstream u { server 127.0.0.1 down backup; } }
+http { upstream u { server 127.0.0.1 backup; hash $uri; } }
+http { upstream u { server 127.0.0.1 backup; hash $uri; server 127.0.0.2; } }
+http { upstream u { server 127.0.0.1:0; } }
+http { upstream u { server 127.0.0.1:65536; } }
+http { upstream u { server [::1]; } }
+http { upstream u { server localhost; } }
+http { upstream u { server 127.0.0.1; keepalive_requests 0; } }
+http { upstream u { server 127.0.0.1; keepalive_timeout 1y; } }
+http { upstream u { server 127.0.0.1; hash $uri consistent; server 127.0.0.2 backup; } }
+http { upstream u { server 127.0.0.1; random two least_conn; } }
+http { upstream u { server 127.0.0.1; least_conn; least_conn; } }
+http { server { listen 127.0.0.1:1 default_server default_server; } }
+http { server { listen *:80; listen *:81; } }
+http { server { listen 127.0.0.1; } }
+http { server { listen localhost; } }
+http { server { listen [::]:80 ipv6only=on; } }
+http { server { listen 127.0.0.1:8080 backlog=-1; } }
+http { server { listen 127.0.0.1:8080 backlog=0; } }
+http { server { listen 127.0.0.1:8080 default; } }
+http { server { listen 127.0.0.1:8080; listen 127.0.0.1:8080 default_server; } }
+http { server { location / { return 200; } } }
+http { server { location / { return 0; } } }
+http { server { location / { return 999; } } }
+http { server { location / { return -1; } } }
+http { server { location / { return 302; } } }
+http { server { location / { return 301 a b; } } }
+http { server { location / { return /relative; } } }
+http { server { location / { add_header X ""; } } }
+http { server { location / { proxy_pass http://127.0.0.1:80; } location /b { proxy_pass http://127.0.0.1; } } }
+http { server { location / { proxy_pass HTTP://127.0.0.1; } } }
+http { server { location / { proxy_pass http://127.0.0.1?x; } } }
+http { server { location / { proxy_pass http://u; } } }
+http { server { location / { proxy_next_upstream off error; } } }
+http { server { location / { proxy_next_upstream_tries -1; } } }
+http { server { location / { index; } } }
+http { server { location / { try_files a b; } } }
+http { server { location / { alias a; alias b; } } }
+http { server { location / { types { } types { } } } }
+http { server { location / { default_type a b; } } }
+http { server { server_tokens build; } }
+http { server { server_tokens maybe; } }
+http { server { etag maybe; } }
+http { server { client_header_buffer_size 0; } }
+http { server { large_client_header_buffers 0 8k; } }
+http { server { large_client_header_buffers 4 0; } }
+http { keepalive_timeout 75s 60s; }
+http { keepalive_timeout 75s x; }
+http { access_log off; access_log /tmp/x; }
+http { access_log /tmp/x combined bogus; }
+http { log_format x escape=json '$uri'; }
+http { log_format x escape=bogus '$uri'; }
+http { error_log stderr info; }
+http { error_log stderr info debug; }
+http { server { server_name ""; } }
+http { server { server_name _ "" *.a.com .b.com ~^x$; } }
+http { server { location = /a { } location ^~ /b/ { } location ~* \.png$ { } location @x { } } }
+worker_processes 0;
+worker_processes -1;
+events { worker_connections 0; }
+daemon off; master_process off;
+""".strip().splitlines()
+
+
+@pytest.mark.parametrize("body", PARITY)
+def test_accepted_or_refused_like_nginx(tmp_path, body):
+    conf = tmp_path / "main.conf"
+    conf.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+                    + body + "\n")
+    proc = subprocess.run([NGINX, "-t", "-q", "-p", f"{tmp_path}/", "-c", str(conf)],
+                          capture_output=True, text=True, timeout=30)
+    try:
+        load_config(str(conf), str(tmp_path))
+    except ConfigError as exc:
+        assert proc.returncode != 0, f"nginx accepts it, we say: {exc}"
+        assert str(exc) == nginx_message(tmp_path, str(conf))
+    else:
+        assert proc.returncode == 0, proc.stderr
