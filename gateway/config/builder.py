@@ -743,7 +743,8 @@ class Builder:
             if n == "image":
                 pool.image = self._path(a[0]) if "/" in a[0] else a[0]
             elif n == "instances":
-                if not all(x.isdigit() for x in a) or int(a[0]) < 1 or int(a[-1]) < int(a[0]):
+                # MIN may be 0 (a pool that scales to zero); MAX must allow one worker.
+                if not all(x.isdigit() for x in a) or int(a[-1]) < max(1, int(a[0])):
                     raise bad
                 pool.min_instances, pool.max_instances = int(a[0]), int(a[-1])
             elif n == "memory":

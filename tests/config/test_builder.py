@@ -523,6 +523,11 @@ def test_upstream_host_not_found(conf):
 
 # Unikernel pools ---------------------------------------------------------------
 
+def test_unikernel_pool_may_scale_to_zero(conf):
+    pool = conf.load("http { unikernel k { image x; instances 0 3; } }\n").http.unikernels["k"]
+    assert (pool.min_instances, pool.max_instances) == (0, 3)
+
+
 def test_unikernel_pool_and_pass(conf):
     cfg = conf.load("""http {
  unikernel kv {
@@ -560,6 +565,7 @@ def test_unikernel_pool_and_pass(conf):
     ("unikernel k {\n  image x;\n  transport pigeon;\n }", 'invalid value "pigeon" in "transport" directive in F:7'),
     ("unikernel k {\n  image x;\n  accel hvf;\n }", 'invalid value "hvf" in "accel" directive in F:7'),
     ("unikernel k {\n  image x;\n  instances 4 2;\n }", 'invalid value "2" in "instances" directive in F:7'),
+    ("unikernel k {\n  image x;\n  instances 0;\n }", 'invalid value "0" in "instances" directive in F:7'),
     ("unikernel k {\n  image x;\n  memory 10k;\n }", 'invalid value "10k" in "memory" directive in F:7'),
     ("unikernel k {\n  image x;\n  balance fastest;\n }", 'invalid parameter "fastest" in F:7'),
     ("unikernel k {\n  instances 1;\n }", 'no "image" is defined in unikernel "k" in F:5'),
