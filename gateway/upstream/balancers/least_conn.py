@@ -11,44 +11,47 @@ class LeastConn(RoundRobin):
 
     method = "least_conn"
 
-    def _less(self, peer: Peer, best: Peer) -> bool:
-        # Cross-multiplied so that conns/weight compares exactly.
-        return peer.conns * best.weight < best.conns * peer.weight
-
-    def _same(self, peer: Peer, best: Peer) -> bool:
-        return peer.conns * best.weight == best.conns * peer.weight
+    def load(self, peer: Peer) -> float:
+        """What the method minimises: active connections per unit of weight."""
+        # Correctly rounded division keeps equal ratios equal and the order of
+        # different ones, like nginx's cross-multiplied integer comparison.
+        return peer.conns / peer.weight
 
     def _get(self, attempt: Attempt) -> Peer | None:
         if self.single:
             return self._get_rr(attempt)
         now = self.now()
-        peers = attempt.peers
         tried = attempt.tried
+        load = self.load
         best = None
-        many = False
-        less, same = self._less, self._same
-        for peer in peers:
-            if tried >> peer.index & 1 or peer.excluded(now):
+        lowest = 0.0
+        tied = []
+        for peer in attempt.peers:
+            if tried >> peer.index & 1 or peer.down or not peer.healthy:
                 continue
-            if best is None or less(peer, best):
-                best, many = peer, False
-            elif same(peer, best):
-                many = True
+            if (peer.max_fails and peer.fails >= peer.max_fails
+                    and now - peer.checked <= peer.fail_timeout):
+                continue
+            if peer.max_conns and peer.conns >= peer.max_conns:
+                continue
+            value = load(peer)
+            if best is None or value < lowest:
+                best, lowest, tied = peer, value, [peer]
+            elif value == lowest:
+                tied.append(peer)
         if best is None:
             if self._to_backup(attempt):
                 return self._get(attempt)
             return None
         total = 0
-        if many:
-            # Weighted round robin among the peers tied with the first best one.
-            first = best
-            for peer in peers[first.index:]:
-                if tried >> peer.index & 1 or peer.excluded(now) or not self._same(peer, first):
-                    continue
-                total += peer.effective_weight
-                peer.current_weight += peer.effective_weight
-                if peer.effective_weight < peer.weight:
-                    peer.effective_weight += 1
+        if len(tied) > 1:
+            # Weighted round robin among the peers tied at the lowest load.
+            for peer in tied:
+                weight = peer.effective_weight
+                peer.current_weight += weight
+                total += weight
+                if weight < peer.weight:
+                    peer.effective_weight = weight + 1
                 if peer.current_weight > best.current_weight:
                     best = peer
         best.current_weight -= total

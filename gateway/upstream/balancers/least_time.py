@@ -1,8 +1,8 @@
 """``least_time header|last_byte``: response-time aware ("fair") balancing.
 
-nginx's open-source build lacks it; the score is the peer's moving average of
+nginx's open-source build lacks it; the load is the peer's moving average of
 response time times (1 + its active connections), per unit of weight. Peers
-without a sample score 0, so each one is measured before it is judged.
+without a sample count as 0, so each one is measured before it is judged.
 """
 
 from __future__ import annotations
@@ -20,13 +20,7 @@ class LeastTime(LeastConn):
         super().__init__(upstream, **kwargs)
         self.last_byte = upstream.balance.least_time == "last_byte"
 
-    def score(self, peer: Peer) -> float:
+    def load(self, peer: Peer) -> float:
         """The peer's expected cost for one more request."""
         average = peer.response_time if self.last_byte else peer.header_time
         return (average or 0.0) * (1 + peer.conns) / peer.weight
-
-    def _less(self, peer: Peer, best: Peer) -> bool:
-        return self.score(peer) < self.score(best)
-
-    def _same(self, peer: Peer, best: Peer) -> bool:
-        return self.score(peer) == self.score(best)
