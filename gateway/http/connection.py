@@ -70,6 +70,7 @@ class ClientConnection(asyncio.Protocol):
         local = transport.get_extra_info("sockname") or ("", 0)
         self.remote_addr, self.remote_port = peer[0], peer[1]
         self.server_addr, self.server_port = local[0], local[1]
+        self.listen_key = self.app.listen_key_for(self.listen_key, self.server_addr)
         self.app.connections.add(self)
         server = self.app.default_server(self.listen_key)
         self._arm(server.client_header_timeout, 408)

@@ -46,12 +46,19 @@ class WorkerApp:
         self.access_logs = AccessLogs()
         self.health = None
         http = config.http
+        self.unikernels = None
+        if http and http.unikernels:
+            # Imported only when configured: plain proxies never load the QEMU side.
+            from gateway.unikernel.service import UnikernelPools, make_handler
+            self.unikernels = UnikernelPools(http.unikernels, loop, config.prefix)
+            self.make_unikernel_handler = make_handler
         self.upstreams = {
             name: UpstreamRuntime(upstream, build_balancer(upstream))
             for name, upstream in (http.upstreams.items() if http else ())
         }
         servers = http.servers if http else []
         self.server_router = ServerRouter(servers)
+        self.listen_keys = frozenset(self.server_router.listen_keys())
         self._default_servers = {}
         for server in servers:
             server.router = LocationRouter(server.locations)
@@ -67,6 +74,8 @@ class WorkerApp:
 
     async def start(self, sockets):
         """Serve on already bound, listening sockets: {listen key: [socket, ...]}."""
+        if self.unikernels is not None:
+            await self.unikernels.start()
         for key, socks in sockets.items():
             for sock in socks:
                 server = await self.loop.create_server(
@@ -102,6 +111,9 @@ class WorkerApp:
         if self.shutting_down and not self.connections:
             for upstream in self.upstreams.values():
                 upstream.pool.close_all()
+            if self.unikernels is not None:
+                self.unikernels.stop()
+                self.unikernels = None
             self.access_logs.close()
             if self._sweeper is not None:
                 self._sweeper.cancel()
@@ -128,8 +140,16 @@ class WorkerApp:
     def default_server(self, listen_key):
         server = self._default_servers.get(listen_key)
         if server is None:
-            server = self._default_servers[listen_key] = self.server_router.select(listen_key, None)
+            server = self._default_servers[listen_key] = self.server_router.default(listen_key)
         return server
+
+    def listen_key_for(self, socket_key, local_addr):
+        """The listen key that picks servers: an address-specific one on a wildcard socket."""
+        if socket_key[0] in ("0.0.0.0", "::"):
+            specific = (local_addr, socket_key[1])
+            if specific in self.listen_keys:
+                return specific
+        return socket_key
 
     def connection_closed(self, conn):
         self.connections.discard(conn)
@@ -150,7 +170,14 @@ class WorkerApp:
         if server.plan.kind == "return":
             plan = server.plan    # a server-level return runs before location matching
         else:
-            location = server.router.match(request.uri)
+            location, redirect = server.router.find(request.uri)
+            if redirect:
+                # nginx's auto_redirect: "/api" -> "/api/" for a proxied "location /api/".
+                target = request.uri + "/" + ("?" + request.args if request.args else "")
+                request.location = location
+                conn.send_simple(301, error_page(301), b"text/html", b"Location: %s\r\n"
+                                 % self.absolute_url(request, target).encode("latin-1", "replace"))
+                return
             request.location = location
             plan = location.plan if location is not None else server.plan
         settings = plan.settings
@@ -187,8 +214,9 @@ class WorkerApp:
         elif kind == "static":
             self._answer_static(conn, request, plan, redirects)
         else:
-            log.error(f'"{kind}" handler is not available, request: "{request.request_uri}"')
-            conn.send_error(502, plan.add_headers)
+            handler = self.make_unikernel_handler(conn, request, plan, self)
+            conn.handler = handler
+            handler.start()
 
     def _answer_return(self, conn, request, plan):
         code = plan.return_code
