@@ -400,7 +400,7 @@ class Builder:
     def _listen(self, d: Directive) -> list[Listen]:
         addr, f, ln = d.args[0], d.file, d.line
         if addr.startswith("unix:"):
-            raise ConfigError(f'"listen" on a unix socket is not supported by this gateway',
+            raise ConfigError('"listen" on a unix socket is not supported by this gateway',
                               f, ln)
         if not addr:
             raise ConfigError('no host in "" of the "listen" directive', f, ln)
