@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import shlex
 import shutil
@@ -41,6 +42,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="directory for the JSON/Markdown/PNG results (default: bench/results)")
     parser.add_argument("--no-summary", action="store_true",
                         help="do not rewrite the summary in bench/RESULTS.md")
+    parser.add_argument("--render", metavar="JSON",
+                        help="rewrite the Markdown, chart and summary of a recorded run, then exit")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temp dir with generated configs and logs")
     return parser.parse_args(argv)
@@ -93,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         list_all()
         return 0
+    if args.render:
+        with open(args.render) as f:
+            return finish(json.load(f), args)
     scenarios, systems = _check(args, lambda msg: _die(msg))
     settings = _settings(args)
     where = placement()
@@ -106,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": settings.__dict__,
         "systems": systems,
         "scenarios": [],
+        "load_average": {"start": round(os.getloadavg()[0], 2)},
     }
     print(f"Pinning: {run['placement']}")
     workdir = tempfile.mkdtemp(prefix="bench-")
@@ -125,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"configs and logs kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    run["load_average"]["end"] = round(os.getloadavg()[0], 2)
+    return finish(run, args)
+
+
+def finish(run: dict, args: argparse.Namespace) -> int:
+    """Write the results (and the RESULTS.md summary); exit status from the systems' states."""
     paths = report.write(run, args.out)
     if not args.no_summary:
         report.update_summary(run, paths, os.path.join(BENCH_DIR, "RESULTS.md"))

@@ -14,6 +14,27 @@ def _cell(value, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+# The issue's targets compare the gateway with nginx at equal worker counts.
+PAIRS = (("gateway", "nginx"), ("gateway-auto", "nginx-auto"), ("gateway-unikernel", "nginx"))
+
+
+def ratios(record: dict) -> str:
+    """One line per gateway system: its CPU/req, req/s and p99 as multiples of nginx's."""
+    by_name = {s["name"]: s["summary"] for s in record["systems"] if s["summary"]}
+    lines = []
+    for ours, theirs in PAIRS:
+        a, b = by_name.get(ours), by_name.get(theirs)
+        if not a or not b:
+            continue
+        parts = []
+        for key, label in (("cpu_us_per_req", "CPU/req"), ("rps", "req/s"), ("p99_ms", "p99")):
+            if a.get(key) and b.get(key):
+                parts.append(f"{label} {a[key] / b[key]:.2f}x")
+        if parts:
+            lines.append(f"{ours} / {theirs}: " + ", ".join(parts))
+    return "".join(f"\n{line}  " for line in lines)
+
+
 def scenario_table(record: dict) -> str:
     """One scenario as a Markdown table (or its 'not available' line)."""
     head = f"### {record['scenario']}: {record['title']}\n\n"
@@ -28,7 +49,13 @@ def scenario_table(record: dict) -> str:
             _cell(s.get("non2xx"), "d"), _cell(s.get("socket_errors"), "d"),
             system["status"].replace("|", "/"),
         ]) + " |")
-    return head + "\n".join(lines) + "\n"
+    return head + "\n".join(lines) + "\n" + ratios(record).rstrip() + "\n"
+
+
+def _loads(run: dict) -> str:
+    # Other work on this shared machine moves the figures: say how busy it was.
+    loads = run.get("load_average", {})
+    return f"{loads.get('start', '?')} / {loads.get('end', '?')} (other processes share the cores)"
 
 
 def markdown(run: dict) -> str:
@@ -42,6 +69,7 @@ def markdown(run: dict) -> str:
         f"- Versions: {v['nginx']}; {v['haproxy']}; {v['wrk']}; Python {v['python']}, "
         f"uvloop {v['uvloop']}, aiohttp {v['aiohttp']}",
         f"- Pinning: {run['placement']}",
+        f"- Load average (1 min) at start and end: {_loads(run)}",
         "- Gateway Cython extensions built: "
         + (", ".join(m.get("gateway_extensions", [])) or "none (pure-Python twins)"),
         f"- Each system: {run['settings']['rounds']} interleaved rounds of "
@@ -130,6 +158,7 @@ def update_summary(run: dict, paths: dict[str, str], results_md: str) -> None:
     body = [SUMMARY_START, f"## Latest summary: {run['date']} ({run['set']})", "",
             f"Command: `{run['command']}`  ",
             f"Pinning: {run['placement']}  ",
+            f"Load average (1 min) at start and end: {_loads(run)}  ",
             "Gateway Cython extensions built: "
             + (", ".join(run["machine"].get("gateway_extensions", [])) or "none (pure-Python twins)")
             + "  ",

@@ -149,3 +149,42 @@ def test_echo_backend_answers_with_the_uri(tmp_path):
             assert resp.read() == b"/echo/abc?x=1"
     finally:
         procs.stop(proc)
+
+
+def test_report_tables_ratios_and_summary_section(tmp_path):
+    from bench import report
+    def system(name, rps, cpu, p99):
+        summary = {"rps": rps, "p50_ms": 1.0, "p99_ms": p99, "cpu_us_per_req": cpu,
+                   "non2xx": 0, "socket_errors": 0, "requests": 100}
+        return {"name": name, "status": "ok", "command": f"{name} -c x", "configs": {},
+                "stderr": [], "rounds": [], "summary": summary}
+    run = {
+        "date": "2026-01-01-0000", "set": "small", "command": "python -m bench",
+        "machine": {"cores": 2, "usable_cores": 2, "cpu_model": "CPU", "kernel": "6",
+                    "gateway_extensions": [],
+                    "versions": {k: "v" for k in ("nginx", "haproxy", "wrk", "python", "uvloop",
+                                                  "aiohttp")}},
+        "placement": "proxy on CPU 0", "load_average": {"start": 0.5, "end": 0.7},
+        "settings": {"duration": 1, "rounds": 1, "warmup": 0},
+        "scenarios": [
+            {"scenario": "small", "title": "t", "backend": {"command": "nginx"},
+             "systems": [system("nginx", 1000.0, 10.0, 2.0), system("gateway", 900.0, 12.0, 3.0),
+                         {"name": "haproxy", "status": "failed to start: boom", "command": "",
+                          "configs": {}, "stderr": [], "rounds": [], "summary": {}}]},
+            {"scenario": "uk-echo", "title": "u", "systems": [], "backend": {},
+             "unavailable": "not available yet: needs unikernel_pass (issue 5)"},
+        ],
+    }
+    paths = report.write(run, str(tmp_path))
+    text = open(paths["md"]).read()
+    assert "gateway / nginx: CPU/req 1.20x, req/s 0.90x, p99 1.50x" in text
+    assert "| haproxy | - | - | - | - | - | - | failed to start: boom |" in text
+    assert "not available yet: needs unikernel_pass (issue 5)" in text
+    assert os.path.getsize(paths["png"]) > 0
+    results_md = tmp_path / "RESULTS.md"
+    results_md.write_text("# Results\n\nkept\n\n" + report.SUMMARY_START + "\nold\n"
+                          + report.SUMMARY_END + "\n\ntail kept\n")
+    report.update_summary(run, paths, str(results_md))
+    updated = results_md.read_text()
+    assert "kept" in updated and "tail kept" in updated and "\nold\n" not in updated
+    assert "## Latest summary: 2026-01-01-0000 (small)" in updated
