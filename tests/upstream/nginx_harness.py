@@ -40,6 +40,7 @@ class Backend:
     weight: int = 1
     max_fails: int = 1
     fail_timeout: int = 10
+    max_conns: int = 0
     backup: bool = False
     down: bool = False
     dead: bool = False        # nothing listens: connections are refused
@@ -58,6 +59,8 @@ class Backend:
     def server_line(self) -> str:
         words = [f"server {self.written}", f"weight={self.weight}",
                  f"max_fails={self.max_fails}", f"fail_timeout={self.fail_timeout}s"]
+        if self.max_conns:
+            words.append(f"max_conns={self.max_conns}")
         if self.backup:
             words.append("backup")
         if self.down:
@@ -67,7 +70,8 @@ class Backend:
     def model(self) -> UpstreamServer:
         return UpstreamServer(name=self.written, host="127.0.0.1", port=self.port,
                               weight=self.weight, max_fails=self.max_fails,
-                              fail_timeout=float(self.fail_timeout), backup=self.backup,
+                              fail_timeout=float(self.fail_timeout),
+                              max_conns=self.max_conns, backup=self.backup,
                               down=self.down)
 
 

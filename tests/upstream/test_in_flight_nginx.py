@@ -1,4 +1,4 @@
-"""least_conn with requests in flight: the same choices as real nginx.
+"""Requests in flight (least_conn, max_conns): the same choices as real nginx.
 
 Backends hold each request until the test lets it finish, so both nginx and
 our balancer see the same connection counts at every choice.
@@ -82,21 +82,41 @@ def script(seed, steps=60, most_held=7):
     return actions
 
 
-@pytest.mark.parametrize("weights,seed", [((1, 1, 1), 1), ((1, 2, 3), 2), ((5, 1, 2, 1), 3)])
-def test_least_conn_with_requests_in_flight(run_nginx, holding_servers, weights, seed):
-    servers, arrivals = holding_servers([f"s{i}" for i in range(len(weights))])
-    backends = [Backend(server.name, weight=w, external=True, port=server.server_address[1])
-                for server, w in zip(servers, weights)]
-    pool = Pool("lc", "least_conn", backends, balance=Balance(method="least_conn"))
+CASES = {
+    "least_conn 1/1/1": ("least_conn", Balance(method="least_conn"), [(1, 0)] * 3),
+    "least_conn 1/2/3": ("least_conn", Balance(method="least_conn"), [(1, 0), (2, 0), (3, 0)]),
+    "least_conn 5/1/2/1": ("least_conn", Balance(method="least_conn"),
+                           [(5, 0), (1, 0), (2, 0), (1, 0)]),
+    "least_conn max_conns": ("least_conn", Balance(method="least_conn"),
+                             [(1, 2), (2, 0), (1, 0)]),
+    "round_robin max_conns": ("", Balance(), [(3, 1), (1, 0), (1, 0)]),
+    "hash max_conns": ("hash $request_uri", Balance(method="hash", key="$request_uri"),
+                       [(1, 1), (2, 2), (1, 0)]),
+    "consistent max_conns": ("hash $request_uri consistent",
+                             Balance(method="hash", key="$request_uri", consistent=True),
+                             [(1, 1), (2, 2), (1, 0)]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_choices_with_requests_in_flight(run_nginx, holding_servers, case):
+    method_line, balance, spec = CASES[case]
+    servers, arrivals = holding_servers([f"s{i}" for i in range(len(spec))])
+    backends = [Backend(server.name, weight=weight, max_conns=max_conns, external=True,
+                        port=server.server_address[1])
+                for server, (weight, max_conns) in zip(servers, spec)]
+    pool = Pool("p", method_line, backends, balance=balance)
     nginx = run_nginx([pool])
-    actions = script(seed)
+    actions = script(len(case))
+    # Few distinct URIs, so that hash keys repeat and meet full peers.
+    paths = [f"/r{i % 5}" for i in range(len(actions))]
 
     theirs, held = [], []
     try:
-        for action in actions:
+        for action, path in zip(actions, paths):
             if action == "send":
-                conn = nginx.client("lc")
-                conn.request("GET", "/")
+                conn = nginx.client("p")
+                conn.request("GET", path)
                 name, event = arrivals.get(timeout=10)
                 theirs.append(name)
                 held.append((conn, event))
@@ -114,12 +134,12 @@ def test_least_conn_with_requests_in_flight(run_nginx, holding_servers, weights,
     balancer = build_balancer(pool.model())
     names = pool.names_by_address()
     ours, in_flight = [], []
-    for action in actions:
+    for action, path in zip(actions, paths):
         if action == "send":
-            peer = next(balancer.select())
+            peer = next(balancer.select(path))
             ours.append(names[peer.name])
             in_flight.append(peer)
         else:
             balancer.release(in_flight.pop(action), False)
     assert_same(theirs, ours, nginx)
-    assert len(set(theirs)) == len(weights)
+    assert len(set(theirs)) == len(spec)
