@@ -54,7 +54,7 @@ def holding_servers():
     def start(names):
         for name in names:
             server = HoldingServer(name, arrivals)
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+            threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
             servers.append(server)
         return servers, arrivals
 
