@@ -252,16 +252,16 @@ class ClientConnection(asyncio.Protocol):
         self.transport.write(data)
 
     def send_simple(self, status: int, body: bytes = b"", content_type: bytes | None = b"text/html",
-                    extra: bytes = b"", add_headers=None, head_only: bool = False):
+                    extra: bytes = b"", add_headers=None, empty_type: bool = False):
         """A complete response with an in-memory body."""
         lines = []
-        if content_type is not None and (body or status >= 300):
+        if content_type is not None and (body or empty_type):
             lines.append(b"Content-Type: %s\r\n" % content_type)
         if status not in (204, 304) and not 100 <= status < 200:
             lines.append(b"Content-Length: %d\r\n" % len(body))
         lines.append(extra)
         self.send_head(status, b"".join(lines), add_headers)
-        if body and not head_only and self.request.method != "HEAD":
+        if body and self.request.method != "HEAD":
             self.send_body(body)
         self.finish_response()
 

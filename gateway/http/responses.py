@@ -25,6 +25,12 @@ REASONS = {
     505: "HTTP Version Not Supported", 507: "Insufficient Storage",
 }
 
+# Codes nginx has a built-in error page for; others are answered with an empty body.
+ERROR_PAGE_CODES = frozenset({301, 302, 303, 307, 308, *range(400, 417), 421, 429, 431,
+                              500, 501, 502, 503, 504, 505, 507})
+# nginx's page titles that differ from its status-line reason.
+_PAGE_TITLES = {302: "302 Found"}
+
 # Codes for which nginx applies add_header without "always".
 ADD_HEADER_CODES = frozenset({200, 201, 204, 206, 301, 302, 303, 304, 307, 308})
 
@@ -49,7 +55,7 @@ def status_line_cached(status: int) -> bytes:
 
 def error_page(status: int, server_tokens: bool = True) -> bytes:
     """The small HTML body nginx sends with an error or redirect status."""
-    title = f"{status} {REASONS.get(status, '')}".rstrip()
+    title = _PAGE_TITLES.get(status) or f"{status} {REASONS.get(status, '')}".rstrip()
     signature = SERVER_FULL if server_tokens else SERVER_SHORT
     return (f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
             f"<center><h1>{title}</h1></center>\r\n"

@@ -12,7 +12,7 @@ from gateway.http.connection import ClientConnection
 from gateway.http.mime import content_type
 from gateway.http.plan import LocationPlan
 from gateway.http.proxy import ProxyExchange
-from gateway.http.responses import error_page
+from gateway.http.responses import ERROR_PAGE_CODES, error_page
 from gateway.http.upstream_connection import UpstreamRuntime
 from gateway.observe.accesslog import AccessLogs
 from gateway.observe.errorlog import log
@@ -237,8 +237,11 @@ class WorkerApp:
             ctype = content_type(request.uri, settings.types, settings.default_type)
             conn.send_simple(code, text.encode("utf-8"), ctype.encode("latin-1"), b"",
                              plan.add_headers)
-        elif code >= 300:
+        elif code in ERROR_PAGE_CODES:
             conn.send_simple(code, error_page(code), b"text/html", b"", plan.add_headers)
+        elif code < 300:
+            ctype = plan.settings.default_type.encode("latin-1")
+            conn.send_simple(code, b"", ctype, b"", plan.add_headers, empty_type=True)
         else:
             conn.send_simple(code, b"", None, b"", plan.add_headers)
 

@@ -11,6 +11,7 @@ from gateway import __version__
 from gateway.errors import ConfigError
 
 _NAME = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
+_UNCLOSED = re.compile(r"\$\{([A-Za-z0-9_]*)(?![A-Za-z0-9_]*\})")
 
 
 def _host(r):
@@ -48,6 +49,16 @@ def _cookie(name):
                 return value
         return ""
     return get
+
+
+def _document_root(r):
+    location = r.location if r.location is not None else r.server
+    return location.settings.root if location is not None else ""
+
+
+def _realpath_root(r):
+    root = _document_root(r)
+    return os.path.realpath(root) if root else ""
 
 
 def _forwarded_for(r):
@@ -111,6 +122,8 @@ _SIMPLE = {
     "content_type": lambda r: r.header("content-type") or "",
     "proxy_add_x_forwarded_for": _forwarded_for,
     "proxy_host": lambda r: r.proxy_host,
+    "document_root": _document_root,
+    "realpath_root": _realpath_root,
     "status": lambda r: str(r.status).zfill(3),
     "body_bytes_sent": lambda r: str(r.body_bytes_sent),
     "bytes_sent": lambda r: str(r.bytes_sent),
@@ -169,9 +182,15 @@ class Template:
 
 def compile_template(text: str, file: str | None = None, line: int | None = None) -> Template:
     """Compile ``text``; an unknown variable is a ConfigError in nginx's wording."""
+    unclosed = _UNCLOSED.search(text)
+    if unclosed is not None:
+        raise ConfigError(f'the closing bracket in "{unclosed.group(1)}" variable is missing',
+                          file, line)
     parts: list = []
     pos = 0
     for match in _NAME.finditer(text):
+        if "$" in text[pos:match.start()]:
+            raise ConfigError("invalid variable name", file, line)
         if match.start() > pos:
             parts.append(text[pos:match.start()])
         name = match.group(1) or match.group(2)
@@ -180,6 +199,8 @@ def compile_template(text: str, file: str | None = None, line: int | None = None
             raise ConfigError(f'unknown "{name}" variable', file, line)
         parts.append(getter)
         pos = match.end()
+    if "$" in text[pos:]:
+        raise ConfigError("invalid variable name", file, line)
     if pos < len(text):
         parts.append(text[pos:])
     if all(isinstance(p, str) for p in parts):
