@@ -66,6 +66,7 @@ class Master:
         self.kill_at: float | None = None
         self.respawns: list[tuple[float, int, int]] = []   # (due, index, generation)
         self.status = 0
+        self.failure: str | None = None
         self.ready: ReadyPipe | None = None
 
     # Main loop -----------------------------------------------------------
@@ -90,10 +91,16 @@ class Master:
                 if info is not None:
                     self._dispatch(info)
                 self._tick()
+        except GatewayError as exc:
+            self.failure = str(exc)
+            raise
         finally:
             self.listeners.close()
             pidfile.remove(self.pid_path, os.getpid())
             log.notice("exit")
+            if self.ready is not None:
+                # Only now, so that a caller who retries finds the port and pid file free.
+                self.ready.report(self.failure or "the master exited during startup")
         return self.status
 
     def _dispatch(self, info) -> None:
@@ -233,9 +240,7 @@ class Master:
             message += f" (see {log.paths[0]})"
         log.alert(message)
         self.status = 1
-        if self.ready is not None:
-            self.ready.report(message)
-            self.ready = None
+        self.failure = message
         self._stop(graceful=False)
 
     def _signal_workers(self, signo: int, generation: int | None = None) -> None:
