@@ -7,6 +7,7 @@ link is full (wait for writability), recv() returns None when nothing is waiting
 import ctypes
 import fcntl
 import os
+import select
 import socket
 import struct
 
@@ -56,6 +57,15 @@ class SocketpairLink:
             return self.sock.recv(FRAME_MAX + 64)
         except BlockingIOError:
             return None
+
+    def discard_stale(self):
+        """Drop frames queued for a worker that died, so its replacement starts clean."""
+        self._peer.setblocking(False)
+        try:
+            while True:
+                self._peer.recv(FRAME_MAX + 64)
+        except OSError:
+            pass
 
     def close(self):
         """Close both ends (the worker's end too: it is kept open for restarts)."""
@@ -147,6 +157,14 @@ class TapLink:
             return self.sock.recv(FRAME_MAX + 64)
         except BlockingIOError:
             return None
+
+    def discard_stale(self):
+        """Drop frames queued on the tap for a worker that died, so its replacement starts clean."""
+        while self._tap is not None and select.select([self._tap], [], [], 0)[0]:
+            try:
+                os.read(self._tap, FRAME_MAX + 64)
+            except OSError:
+                return
 
     def close(self):
         """Close the socket and the tap fd; the tap goes away once QEMU has exited too."""

@@ -64,16 +64,25 @@ def choose_accel(requested="auto", *, cpuinfo="/proc/cpuinfo", sys_module="/sys/
 
 
 def build_argv(image, *, memory_mb=16, accel="tcg", netdev_args, serial_log, append="", mac=None,
-               qemu=QEMU_BINARY):
-    """The QEMU command line for one microvm worker with one virtio-net device on netdev id n0."""
+               qemu=QEMU_BINARY, keep_log=False):
+    """The QEMU command line for one microvm worker with one virtio-net device on netdev id n0.
+
+    keep_log appends to serial_log instead of truncating it, so a restarted worker keeps its history.
+    """
     if accel == "kvm":
         accel_args = ["-accel", "kvm", "-cpu", "host"]
     else:
         accel_args = ["-accel", f"tcg,tb-size={TCG_TB_SIZE_MB}"]
+    if keep_log:
+        # QEMU's option syntax escapes a comma in a value by doubling it.
+        path = str(serial_log).replace(",", ",,")
+        serial = ["-chardev", f"file,id=con0,path={path},append=on", "-serial", "chardev:con0"]
+    else:
+        serial = ["-serial", f"file:{serial_log}"]
     device = "virtio-net-device,netdev=n0" + (f",mac={mac}" if mac else "")
     # acpi=off puts the 8 virtio-mmio slots at 0xfeb00000 with GSIs 5..12, where the guest probes;
     # the guest uses neither PIT, PIC nor RTC, so QEMU need not emulate them.
     return [qemu, "-M", "microvm,acpi=off,pit=off,pic=off,rtc=off", *accel_args,
             "-m", str(memory_mb), "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-            "-serial", f"file:{serial_log}", "-kernel", str(image), "-append", append,
+            *serial, "-kernel", str(image), "-append", append,
             "-netdev", netdev_args, "-device", device]

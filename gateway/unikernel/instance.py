@@ -1,0 +1,58 @@
+"""One worker of a pool: an identity (index, link, MAC) that outlives the QEMU processes behind it."""
+
+import collections
+import time
+
+from gateway.unikernel import wire
+
+# States seen in the status file; "ready" is the only one that takes requests.
+STARTING, READY, DRAINING, RESTARTING, FAILED, RETIRED = (
+    "starting", "ready", "draining", "restarting", "failed", "retired")
+
+
+class Instance:
+    """A worker slot: fields under "process" belong to the supervisor thread, the rest to the event loop."""
+
+    def __init__(self, pool_name, index, link, guest_mac, argv, console_log, stderr_log, accel):
+        self.name = f"{pool_name}-{index}"
+        self.index = index
+        self.link = link
+        self.guest_mac = wire.parse_mac(guest_mac)
+        self.argv = argv
+        self.console_log = console_log
+        self.stderr_log = stderr_log
+        self.accel = accel
+        # Process (supervisor thread).
+        self.proc = None
+        self.pid = 0
+        self.generation = 0
+        self.restarts = 0
+        self.recent_exits = collections.deque()
+        self.restart_at = None
+        self.kill_reason = ""
+        self.last_exit = ""
+        self.retiring = False
+        # Event loop.
+        self.state = STARTING
+        self.last_pong = time.monotonic()    # read by the supervisor to judge a hang
+        self.inflight = {}                   # req_id -> Call
+        self.inflight_frames = 0
+        self.outbox = collections.deque()
+        self.reassembler = wire.Reassembler()
+        self.malformed = 0
+        self.boot_ping_from = 0
+        self.served = 0
+
+    def has_room(self, frames, tunables):
+        """Whether one more request of `frames` frames fits under the in-flight limits."""
+        if len(self.inflight) >= tunables.max_inflight:
+            return False
+        # A request bigger than the whole budget still goes alone: the link's flow control paces it.
+        return not self.inflight or self.inflight_frames + frames <= tunables.max_inflight_frames
+
+    def snapshot(self):
+        """Per-instance state for the status file."""
+        return {"name": self.name, "state": self.state, "pid": self.pid, "restarts": self.restarts,
+                "accelerator": self.accel, "last_exit": self.last_exit, "in_flight": len(self.inflight),
+                "served": self.served, "malformed_replies": self.malformed,
+                "tap": getattr(self.link, "name", None), "console": self.console_log}

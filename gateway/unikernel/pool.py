@@ -1,0 +1,437 @@
+"""A pool of instances of one service, driven from the event loop: balancing, in-flight limits, queue, retries."""
+
+import asyncio
+import collections
+import os
+import subprocess
+import time
+
+from gateway.errors import MalformedFrame
+from gateway.observe.errorlog import log
+from gateway.unikernel import qemu, wire
+from gateway.unikernel.instance import DRAINING, FAILED, READY, RESTARTING, RETIRED, STARTING, Instance
+from gateway.unikernel.link import SocketpairLink, TapLink
+from gateway.unikernel.supervisor import Supervisor
+from gateway.upstream.ring import Ring
+
+# Frames read per readiness callback, so one busy link cannot starve the others.
+READ_BATCH = 256
+# Booting instances are pinged this often until they answer.
+BOOT_PING_INTERVAL = 0.01
+# Tap names are "uk<pid hex>p<pool>i<index>": at most 2 + 6 + 1 + 2 + 1 + 2 = 14 bytes (IFNAMSIZ is 16).
+MAX_INDEX = 99
+
+
+class Call:
+    """One request to a pool; `owner` gets unikernel_reply(status, payload) or unikernel_failed(status, why)."""
+
+    __slots__ = ("op", "payload", "key", "idempotent", "owner", "nframes", "tries", "instance", "req_id",
+                 "sent_at", "done")
+
+    def __init__(self, op, payload, key, idempotent, owner):
+        self.op = op
+        self.payload = payload
+        self.key = key
+        self.idempotent = idempotent
+        self.owner = owner
+        self.nframes = max(1, -(-len(payload) // wire.FRAG_MAX))
+        self.tries = 0
+        self.instance = None
+        self.req_id = 0
+        self.sent_at = 0.0
+        self.done = False
+
+
+class Pool:
+    """The instances of one `unikernel NAME { }` block in this gateway worker, and the requests for them."""
+
+    def __init__(self, config, number, loop, *, transport, accel, image, qemu_path, log_dir, tunables,
+                 guest_settings, host_mac, on_change):
+        self.config = config
+        self.name = config.name
+        self.number = number
+        self.loop = loop
+        self.transport = transport
+        self.accel = accel
+        self.image = image
+        self.qemu_path = qemu_path
+        self.log_dir = log_dir
+        self.tunables = tunables
+        self.guest_settings = guest_settings
+        self.host_mac = host_mac
+        self.on_change = on_change
+        self.method = config.balance.method
+        self.instances = []
+        self.queue = collections.deque()
+        self.ids = wire.RequestIds()
+        self.supervisor = Supervisor(self.name, loop, tunables, self)
+        self.latency_sum = 0.0
+        self.latency_count = 0
+        self.closed = False
+        self._rr = 0
+        self._ring = None
+        self._ring_names = ()
+        self._by_name = {}
+        self._timer = None
+        self._last_ping = 0.0
+        self._boot_waiters = []
+
+    # Lifecycle --------------------------------------------------------------
+
+    def start(self):
+        """Create MIN instances (links made here, so a tap problem is raised now) and start the supervisor."""
+        for _ in range(self.config.min_instances):
+            self.add_instance()
+        self.supervisor.start()
+        self._timer = self.loop.call_soon(self._tick)
+
+    async def wait_booted(self, timeout):
+        """Wait until no instance is starting (or timeout); the number ready."""
+        if any(i.state in (STARTING, RESTARTING) for i in self.instances):
+            waiter = self.loop.create_future()
+            self._boot_waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                pass
+        return sum(i.state == READY for i in self.instances)
+
+    def stop(self):
+        """Kill every QEMU (by pid, via the supervisor), close links, remove taps; synchronous and bounded."""
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.supervisor.shutdown()
+        for inst in list(self.instances):
+            self._forget(inst)
+        for call in self.queue:
+            call.done = True
+        self.queue.clear()
+
+    def add_instance(self):
+        """A new instance at the lowest free index (started by the supervisor); None when none is free."""
+        used = {i.index for i in self.instances}
+        index = next((n for n in range(MAX_INDEX + 1) if n not in used), None)
+        if index is None:
+            return None
+        if self.transport == "tap":
+            link = TapLink(f"uk{os.getpid():x}p{self.number}i{index}", self.host_mac)
+        else:
+            link = SocketpairLink(self.host_mac)
+        guest_mac = f"52:54:00:{self.number:02x}:{index:02x}:01"
+        stem = f"{self.name}-{index}.{os.getpid()}"
+        console = os.path.join(self.log_dir, stem + ".console")
+        append = " ".join([f"id={index}"] + [f"{k}={v}" for k, v in self.guest_settings.items()])
+        argv = qemu.build_argv(self.image, memory_mb=self.config.memory_mb, accel=self.accel,
+                               netdev_args=link.netdev_args(), serial_log=console, append=append,
+                               mac=guest_mac, qemu=self.qemu_path, keep_log=True)
+        inst = Instance(self.name, index, link, guest_mac, argv, console,
+                        os.path.join(self.log_dir, stem + ".stderr"), self.accel)
+        self.instances.append(inst)
+        self._by_name[inst.name] = inst
+        self.loop.add_reader(link.fileno(), self._readable, inst)
+        self.supervisor.add(inst)
+        self._changed()
+        return inst
+
+    def retire_instance(self, inst):
+        """Take an instance out of rotation; it is stopped once its requests are answered."""
+        inst.state = DRAINING
+        self._changed()
+        if not inst.inflight:
+            self.supervisor.retire(inst)
+
+    def active(self):
+        """Instances that serve or will serve (not failed, not draining)."""
+        return [i for i in self.instances if i.state in (STARTING, READY, RESTARTING)]
+
+    def snapshot(self):
+        """The pool's state for the status file."""
+        return {"transport": self.transport, "accelerator": self.accel, "queued": len(self.queue),
+                "min": self.config.min_instances, "max": self.config.max_instances,
+                "instances": [i.snapshot() for i in self.instances]}
+
+    # Events from the supervisor thread (delivered by call_soon_threadsafe) ----
+
+    def spawned(self, inst, generation):
+        """A QEMU process was started for inst."""
+        if self.closed or inst.generation != generation or inst.state in (DRAINING, RETIRED):
+            return
+        inst.state = STARTING
+        inst.boot_ping_from = self.ids.next()
+        log.info(f'unikernel "{inst.name}" started, pid {inst.pid}, accelerator {self.accel}, '
+                 f"transport {self.transport}")
+        self._changed()
+        self._reschedule(BOOT_PING_INTERVAL)
+
+    def exited(self, inst, generation, restarting):
+        """inst's QEMU exited (or was killed); its requests are retried elsewhere when idempotent."""
+        if self.closed:
+            return
+        if inst.state != DRAINING:
+            inst.state = RESTARTING if restarting else FAILED
+        calls = list(inst.inflight.values())
+        inst.inflight.clear()
+        inst.inflight_frames = 0
+        if inst.outbox:
+            inst.outbox.clear()
+            self.loop.remove_writer(inst.link.fileno())
+        inst.reassembler = wire.Reassembler()
+        self._changed()
+        for call in calls:
+            call.instance = None
+            if call.idempotent and call.tries < self.tunables.retries:
+                call.tries += 1
+                self.submit(call)
+            else:
+                call.done = True
+                call.owner.unikernel_failed(502, f'unikernel "{inst.name}" {inst.last_exit}')
+        if inst.state == DRAINING:
+            self.supervisor.retire(inst)
+        if not self.active():
+            self._fail_queue(502, f'no live instance in unikernel "{self.name}"')
+        self._drain()
+        self._wake_boot_waiters()
+
+    def retired(self, inst):
+        """The supervisor stopped a drained instance: close its link for good."""
+        if not self.closed:
+            self._forget(inst)
+            log.notice(f'unikernel "{inst.name}" retired')
+            self._changed()
+
+    def log(self, level, message):
+        """A log line from the supervisor thread."""
+        log.log(level, message)
+
+    # Dispatch -----------------------------------------------------------------
+
+    def submit(self, call):
+        """Send call to an instance now, or queue it; fails it at once when nothing can take it."""
+        if self.closed:
+            call.owner.unikernel_failed(502, f'unikernel "{self.name}" is stopped')
+            return
+        inst = self._pick(call)
+        if inst is not None:
+            self._dispatch(inst, call)
+        elif not self.active():
+            call.owner.unikernel_failed(502, f'no live instance in unikernel "{self.name}"')
+        elif len(self.queue) >= self.tunables.queue_limit:
+            call.owner.unikernel_failed(503, f'queue of unikernel "{self.name}" is full')
+        else:
+            self.queue.append(call)
+
+    def cancel(self, call):
+        """Forget a call (timed out or its client left); a late reply is ignored."""
+        call.done = True
+        inst = call.instance
+        if inst is not None:
+            call.instance = None
+            if inst.inflight.pop(call.req_id, None) is not None:
+                inst.inflight_frames -= call.nframes
+                inst.reassembler.forget(inst.guest_mac, call.req_id)
+            self._after_reply(inst)
+
+    def take_latency(self):
+        """Mean reply latency since the last call, in seconds (0 if no reply)."""
+        count, total = self.latency_count, self.latency_sum
+        self.latency_count, self.latency_sum = 0, 0.0
+        return total / count if count else 0.0
+
+    def _pick(self, call):
+        instances = self.instances
+        if self.method == "hash" and call.key is not None:
+            ready = tuple(i.name for i in instances if i.state == READY)
+            if not ready:
+                return None
+            if ready != self._ring_names:
+                self._ring, self._ring_names = Ring(list(ready)), ready
+            # The key's owner or nobody: spilling to another instance would split a key's data.
+            inst = self._by_name[self._ring.lookup(call.key)]
+            return inst if inst.has_room(call.nframes, self.tunables) else None
+        count = len(instances)
+        best = None
+        for step in range(count):
+            inst = instances[(self._rr + step) % count]
+            if inst.state != READY or not inst.has_room(call.nframes, self.tunables):
+                continue
+            if self.method != "least_conn":
+                best = inst
+                break
+            if best is None or len(inst.inflight) < len(best.inflight):
+                best = inst
+        if best is not None:
+            self._rr = (instances.index(best) + 1) % count
+        return best
+
+    def _dispatch(self, inst, call):
+        rid = self.ids.next()
+        call.instance = inst
+        call.req_id = rid
+        call.sent_at = self.loop.time()
+        inst.inflight[rid] = call
+        inst.inflight_frames += call.nframes
+        self._send(inst, wire.encode(inst.guest_mac, inst.link.mac, rid, call.op, call.payload,
+                                     now=int(time.time())))
+
+    def _drain(self):
+        queue = self.queue
+        if not queue:
+            return
+        kept = collections.deque()
+        while queue:
+            call = queue.popleft()
+            if call.done:
+                continue
+            inst = self._pick(call)
+            if inst is not None:
+                self._dispatch(inst, call)
+            elif self.method == "hash":
+                kept.append(call)       # another key may still fit elsewhere
+            else:
+                queue.appendleft(call)  # nothing has room: keep the order
+                break
+        kept.extend(queue)
+        self.queue = kept
+
+    def _fail_queue(self, status, why):
+        queue, self.queue = self.queue, collections.deque()
+        for call in queue:
+            if not call.done:
+                call.done = True
+                call.owner.unikernel_failed(status, why)
+
+    # The link -----------------------------------------------------------------
+
+    def _send(self, inst, frames):
+        if inst.outbox:
+            inst.outbox.extend(frames)
+            return
+        link = inst.link
+        for n, frame in enumerate(frames):
+            try:
+                sent = link.send(frame)
+            except OSError:
+                return      # dropped (e.g. ENOBUFS on a tap): the request times out or is retried
+            if not sent:
+                inst.outbox.extend(frames[n:])
+                self.loop.add_writer(link.fileno(), self._writable, inst)
+                return
+
+    def _writable(self, inst):
+        outbox = inst.outbox
+        link = inst.link
+        try:
+            while outbox:
+                if not link.send(outbox[0]):
+                    return
+                outbox.popleft()
+        except OSError:
+            outbox.clear()
+        self.loop.remove_writer(link.fileno())
+
+    def _readable(self, inst):
+        link = inst.link
+        feed = inst.reassembler.feed
+        inflight = inst.inflight
+        replied = False
+        for _ in range(READ_BATCH):
+            frame = link.recv()
+            if frame is None:
+                break
+            try:
+                msg = feed(frame)
+            except MalformedFrame:
+                inst.malformed += 1
+                continue
+            if msg is None:
+                continue
+            call = inflight.pop(msg.req_id, None)
+            if call is None:
+                if msg.op == wire.Op.PING:
+                    self._pong(inst, msg.req_id)
+                continue
+            inst.inflight_frames -= call.nframes
+            inst.served += 1
+            call.instance = None
+            call.done = True
+            self.latency_sum += self.loop.time() - call.sent_at
+            self.latency_count += 1
+            replied = True
+            call.owner.unikernel_reply(msg.status, msg.payload)
+        if replied:
+            inst.last_pong = time.monotonic()      # any reply shows the worker is alive
+            self._after_reply(inst)
+
+    def _after_reply(self, inst):
+        if inst.state == DRAINING and not inst.inflight:
+            self.supervisor.retire(inst)
+        if self.queue:
+            self._drain()
+
+    def _pong(self, inst, req_id):
+        inst.last_pong = time.monotonic()
+        # Pongs to pings sent before this QEMU started (still queued on the link) prove nothing.
+        if inst.state == STARTING and req_id > inst.boot_ping_from:
+            inst.state = READY
+            log.info(f'unikernel "{inst.name}" ready (pid {inst.pid})')
+            self._changed()
+            self._wake_boot_waiters()
+            self._drain()
+
+    # Health pings -------------------------------------------------------------
+
+    def _tick(self):
+        self._timer = None
+        if self.closed:
+            return
+        now = time.monotonic()
+        ping_ready = now - self._last_ping >= self.tunables.ping_interval
+        if ping_ready:
+            self._last_ping = now
+        booting = False
+        for inst in self.instances:
+            if inst.state == STARTING:
+                booting = True
+            elif not (ping_ready and inst.state in (READY, DRAINING)):
+                continue
+            self._send(inst, wire.encode(inst.guest_mac, inst.link.mac, self.ids.next(), wire.Op.PING))
+        self._reschedule(BOOT_PING_INTERVAL if booting else self.tunables.ping_interval)
+
+    def _reschedule(self, delay):
+        if self.closed:
+            return
+        if self._timer is not None:
+            if self._timer.when() <= self.loop.time() + delay:
+                return
+            self._timer.cancel()
+        self._timer = self.loop.call_later(delay, self._tick)
+
+    # Helpers --------------------------------------------------------------------
+
+    def _forget(self, inst):
+        inst.state = RETIRED if not self.closed else inst.state
+        fd = inst.link.fileno()
+        self.loop.remove_reader(fd)
+        self.loop.remove_writer(fd)
+        inst.link.close()
+        tap = getattr(inst.link, "name", None)
+        if tap and os.path.exists(f"/sys/class/net/{tap}"):
+            # Normally gone with its last fd; a QEMU we could not reap may still hold it.
+            subprocess.run(["ip", "link", "delete", tap], capture_output=True, timeout=2)
+        if inst in self.instances and not self.closed:
+            self.instances.remove(inst)
+            self._by_name.pop(inst.name, None)
+
+    def _changed(self):
+        self.on_change()
+
+    def _wake_boot_waiters(self):
+        if any(i.state in (STARTING, RESTARTING) for i in self.instances):
+            return
+        waiters, self._boot_waiters = self._boot_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
