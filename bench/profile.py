@@ -88,11 +88,11 @@ def main(argv: list[str] | None = None) -> int:
                                 stdout=subprocess.PIPE, text=True, preexec_fn=procs.raise_nofile)
         raw_path = os.path.join(workdir, "profile.raw")
         spy_argv = [spy, "record", "-p", str(pid), "-d", str(args.duration), "-r", str(args.rate),
-                    "-f", "raw", "-o", raw_path, "--nonblocking"]
+                    "-f", "raw", "-o", raw_path]
         if not args.lines:
             spy_argv.append("--function")   # one row per function, not per line
-        if args.native:
-            spy_argv.append("--native")
+        # Native unwinding needs the process stopped while sampled; Python-only sampling does not.
+        spy_argv.append("--native" if args.native else "--nonblocking")
         spied = subprocess.run(spy_argv, capture_output=True, text=True)
         stdout, _ = load.communicate(timeout=args.duration + 60)
         if spied.returncode != 0:
@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             f"`{' '.join(wrk.command(scenario.load, 0, args.duration + 2, 'SCRIPT', where.client))}`\n"
             f"- under the profiler: {result.rps:.0f} req/s\n\n" + summarize(raw))
     os.makedirs(args.out, exist_ok=True)
-    base = os.path.join(args.out, f"{stamp}-profile-{scenario.name}")
+    kind = "-native" if args.native else ""
+    base = os.path.join(args.out, f"{stamp}-profile-{scenario.name}{kind}")
     with open(base + ".md", "w") as f:
         f.write(text)
     shutil.copy(raw_path, base + ".raw.txt")
