@@ -97,9 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         list_all()
         return 0
     if args.render:
-        with open(args.render) as f:
-            return finish(json.load(f), args)
-    scenarios, systems = _check(args, lambda msg: _die(msg))
+        try:
+            with open(args.render) as f:
+                recorded = json.load(f)
+        except (OSError, ValueError) as exc:
+            _die(f"cannot read {args.render}: {exc}")
+        return finish(recorded, args)
+    scenarios, systems = _check(args, _die)
     settings = _settings(args)
     where = placement()
     now = datetime.datetime.now(datetime.timezone.utc)

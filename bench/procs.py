@@ -37,7 +37,7 @@ def raise_nofile() -> None:
             return
         except (ValueError, OSError):
             pass   # not allowed to raise the hard limit (no CAP_SYS_RESOURCE): use it all
-    want = NOFILE if hard == resource.RLIM_INFINITY else hard
+    want = NOFILE if hard == resource.RLIM_INFINITY else min(hard, NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))
 
 

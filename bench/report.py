@@ -7,7 +7,8 @@ import os
 
 SUMMARY_START = "<!-- latest-summary:start -->"
 SUMMARY_END = "<!-- latest-summary:end -->"
-COLUMNS = ["system", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "non-2xx", "socket err", "status"]
+COLUMNS = ["system", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "backend µs/req", "non-2xx",
+           "socket err", "status"]
 
 
 def _cell(value, fmt: str) -> str:
@@ -30,6 +31,10 @@ def ratios(record: dict) -> str:
         for key, label in (("cpu_us_per_req", "CPU/req"), ("rps", "req/s"), ("p99_ms", "p99")):
             if a.get(key) and b.get(key):
                 parts.append(f"{label} {a[key] / b[key]:.2f}x")
+        if ours == "gateway-unikernel" and a.get("cpu_us_per_req") and b.get("cpu_us_per_req"):
+            # Host CPU: gateway plus QEMU against nginx plus the backend it proxies to.
+            host = lambda x: x["cpu_us_per_req"] + (x.get("backend_cpu_us_per_req") or 0)
+            parts.append(f"host CPU/req (proxy + backend) {host(a) / host(b):.2f}x")
         if parts:
             lines.append(f"{ours} / {theirs}: " + ", ".join(parts))
     return "".join(f"\n{line}  " for line in lines)
@@ -46,6 +51,7 @@ def scenario_table(record: dict) -> str:
         lines.append("| " + " | ".join([
             system["name"], _cell(s.get("rps"), ".0f"), _cell(s.get("p50_ms"), ".2f"),
             _cell(s.get("p99_ms"), ".2f"), _cell(s.get("cpu_us_per_req"), ".1f"),
+            _cell(s.get("backend_cpu_us_per_req"), ".1f"),
             _cell(s.get("non2xx"), "d"), _cell(s.get("socket_errors"), "d"),
             system["status"].replace("|", "/"),
         ]) + " |")
@@ -75,7 +81,8 @@ def markdown(run: dict) -> str:
         f"- Each system: {run['settings']['rounds']} interleaved rounds of "
         f"{run['settings']['duration']:g} s after a {run['settings']['warmup']:g} s warm-up; "
         "figures are medians over rounds, errors are sums. CPU µs/req is the proxy's own "
-        "user+system CPU (all its processes, /proc/PID/stat) divided by requests served. "
+        "user+system CPU (all its processes, /proc/PID/stat) divided by requests served; "
+        "backend µs/req the same for the shared backend during that system's runs. "
         "non-2xx is wrk's count of responses with status >= 400.",
         f"- Command: `{run['command']}`\n",
     ]

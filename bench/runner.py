@@ -48,6 +48,7 @@ class SystemResult:
             "p50_ms": _round(self.median("p50_ms"), 3),
             "p99_ms": _round(self.median("p99_ms"), 3),
             "cpu_us_per_req": _round(self.median("cpu_us_per_req")),
+            "backend_cpu_us_per_req": _round(self.median("backend_cpu_us_per_req")),
             "non2xx": sum(r["non2xx"] for r in self.rounds),
             "socket_errors": sum(r["socket_errors"] for r in self.rounds),
             "requests": sum(r["requests"] for r in self.rounds),
@@ -87,14 +88,17 @@ def systems_for(scenario: Scenario, names: list[str]) -> list[str]:
     return names
 
 
-def measure(proc: procs.Proc, argv: list[str], duration: float) -> dict:
-    """One wrk run against a system, with the system's CPU time around it."""
-    before = procs.cpu_seconds(proc.pid)
+def measure(proc: procs.Proc, backend: procs.Proc, argv: list[str], duration: float) -> dict:
+    """One wrk run against a system, with the system's and the backend's CPU time around it."""
+    before = procs.cpu_seconds(proc.pid), procs.cpu_seconds(backend.pid)
     result = wrk.run(argv, duration)
-    after = procs.cpu_seconds(proc.pid)
+    after = procs.cpu_seconds(proc.pid), procs.cpu_seconds(backend.pid)
     row = result.to_dict()
-    row["cpu_s"] = round(after - before, 3)
-    row["cpu_us_per_req"] = (after - before) * 1e6 / result.requests if result.requests else None
+    row["cpu_s"] = round(after[0] - before[0], 3)
+    row["backend_cpu_s"] = round(after[1] - before[1], 3)
+    n = result.requests
+    row["cpu_us_per_req"] = (after[0] - before[0]) * 1e6 / n if n else None
+    row["backend_cpu_us_per_req"] = (after[1] - before[1]) * 1e6 / n if n else None
     return row
 
 
@@ -155,7 +159,7 @@ def run(scenario: Scenario, names: list[str], settings: Settings, where: Placeme
                 argv = wrk.command(scenario.load, port, settings.duration, script, where.client)
                 record.setdefault("wrk_commands", {})[result.name] = shlex.join(argv)
                 try:
-                    row = measure(proc, argv, settings.duration)
+                    row = measure(proc, backend, argv, settings.duration)
                 except (ValueError, OSError, subprocess.SubprocessError) as exc:
                     result.status = f"failed run: {exc}"
                     continue
