@@ -20,8 +20,8 @@ Usage: gateway [-?hvVtTq] [-s signal] [-p prefix]
                [-e filename] [-c filename] [-g directives]
 
 Options:
-  -?,-h         : print this help and exit
-  -v            : print the version and exit
+  -?,-h,--help  : print this help and exit
+  -v,--version  : print the version and exit
   -V            : print the version and build information and exit
   -t            : check the configuration and exit
   -T            : check the configuration, print it to stdout and exit
@@ -62,6 +62,7 @@ class Options:
 
 # Command line ---------------------------------------------------------------
 
+_LONG_OPTIONS = {"--help": ("help", True), "--version": ("version", 1)}
 _VALUE_OPTIONS = {"p": "directory name", "e": "file name", "c": "file name",
                   "g": "parameter", "s": "parameter"}
 
@@ -71,6 +72,9 @@ def parse_args(argv: list[str]) -> Options:
     options = Options()
     args = iter(argv)
     for arg in args:
+        if arg in _LONG_OPTIONS:      # not nginx's, but what people type first
+            setattr(options, *_LONG_OPTIONS[arg])
+            continue
         if not arg.startswith("-") or arg == "-":
             raise UsageError(f'invalid option: "{arg}"')
         flags = arg[1:]

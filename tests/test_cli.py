@@ -45,17 +45,22 @@ def test_help_documents_every_flag_and_the_default_prefix():
     assert result.returncode == 0
     assert result.stderr.startswith(
         f"gateway version: gateway/{gateway.__version__}\nUsage: gateway")
-    for flag in ("-?,-h", "-v", "-V", "-t", "-T", "-q", "-s signal", "-p prefix",
+    for flag in ("-?,-h,--help", "-v,--version", "-V", "-t", "-T", "-q", "-s signal", "-p prefix",
                  "-e filename", "-c filename", "-g directives"):
         assert f"  {flag} " in result.stderr
     assert "default: the current directory" in result.stderr
     assert run("-?").stderr == result.stderr
+    assert run("--help").stderr == result.stderr
 
 
 def test_v_prints_the_version():
     result = run("-v")
     assert (result.returncode, result.stdout, result.stderr) == (
         0, "", f"gateway version: gateway/{gateway.__version__}\n")
+
+
+def test_long_version_is_v():
+    assert run("--version").stderr == run("-v").stderr
 
 
 def test_capital_v_prints_build_information():
