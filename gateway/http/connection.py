@@ -215,8 +215,11 @@ class ClientConnection(asyncio.Protocol):
 
     # Writing responses ---------------------------------------------------
 
-    def send_head(self, status: int, header_lines: bytes, add_headers=None, body_length=-1):
-        """Write a status line, our Server/Date, the given header lines and Connection."""
+    def send_head(self, status: int, header_lines: bytes, add_headers=None, body: bytes = b""):
+        """Write a status line, our Server/Date, the header lines, Connection, then ``body``.
+
+        Head and a body already at hand go out in one write: one system call per response.
+        """
         request = self.request
         request.status = status
         self.response_started = True
@@ -226,15 +229,14 @@ class ClientConnection(asyncio.Protocol):
         parts = [status_line_cached(status), server_and_date.lines(), header_lines]
         if add_headers:
             parts.append(self._render_add_headers(status, add_headers))
-        if request.version == 11:
-            parts.append(b"Connection: keep-alive\r\n\r\n" if self.keep_alive
-                         else b"Connection: close\r\n\r\n")
-        else:
-            parts.append(b"Connection: keep-alive\r\n\r\n" if self.keep_alive
-                         else b"Connection: close\r\n\r\n")
-        head = b"".join(parts)
-        request.bytes_sent += len(head)
-        self.transport.write(head)
+        parts.append(b"Connection: keep-alive\r\n\r\n" if self.keep_alive
+                     else b"Connection: close\r\n\r\n")
+        if body:
+            parts.append(body)
+            request.body_bytes_sent += len(body)
+        data = b"".join(parts)
+        request.bytes_sent += len(data)
+        self.transport.write(data)
 
     def _render_add_headers(self, status, add_headers):
         out = []
@@ -260,9 +262,8 @@ class ClientConnection(asyncio.Protocol):
         if status not in (204, 304) and not 100 <= status < 200:
             lines.append(b"Content-Length: %d\r\n" % len(body))
         lines.append(extra)
-        self.send_head(status, b"".join(lines), add_headers)
-        if body and self.request.method != "HEAD":
-            self.send_body(body)
+        self.send_head(status, b"".join(lines), add_headers,
+                       body if self.request.method != "HEAD" else b"")
         self.finish_response()
 
     def send_error(self, status: int, add_headers=None):
@@ -399,6 +400,8 @@ class BodyReader:
 
 def _host_name(value: str) -> str:
     """A Host header value as nginx stores $host: lowercase, no port, no trailing dot."""
+    if value.isalnum():
+        return value.lower()
     host = value.strip().lower()
     if host.startswith("["):
         end = host.find("]")

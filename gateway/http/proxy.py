@@ -319,6 +319,15 @@ class ProxyExchange:
         self.remaining = length
         self.reusable = not upstream_close and self.proxy.keepalive
         self.state = RELAYING
+        if kind == "length" and 0 < length <= len(rest):
+            # The whole body came with the head: answer with a single write.
+            if len(rest) > length:
+                self.reusable = False
+            self.remaining = 0
+            conn.send_head(status, b"".join(lines), self.plan.add_headers,
+                           rest if len(rest) == length else rest[:length])
+            self._complete()
+            return
         conn.send_head(status, b"".join(lines), self.plan.add_headers)
         if kind == "none" or (kind == "length" and length == 0):
             self._complete()

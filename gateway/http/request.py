@@ -18,7 +18,7 @@ class Request:
         # filled while answering
         "status", "body_bytes_sent", "bytes_sent", "proxy_host",
         "upstream_addr", "upstream_status", "upstream_response_time",
-        "upstream_connect_time", "upstream_header_time", "_header_map",
+        "upstream_connect_time", "upstream_header_time",
     )
 
     def __init__(self, method, request_uri, uri, args, version, headers):
@@ -50,22 +50,21 @@ class Request:
         self.upstream_response_time = ""
         self.upstream_connect_time = ""
         self.upstream_header_time = ""
-        self._header_map = None
 
     def header(self, lower_name: str) -> str | None:
         """The value of a request header (repeated ones joined as nginx does)."""
-        if self._header_map is None:
-            found = {}
-            for lower, _name, value in self.headers:
-                key = lower.decode("latin-1")
+        # A scan beats building a dict: requests carry a handful of headers and
+        # the hot path asks for one or two of them.
+        key = lower_name.encode("latin-1")
+        found = None
+        for lower, _name, value in self.headers:
+            if lower == key:
                 text = value.decode("latin-1")
-                if key in found:
-                    sep = "; " if key == "cookie" else ", "
-                    found[key] = found[key] + sep + text
+                if found is None:
+                    found = text
                 else:
-                    found[key] = text
-            self._header_map = found
-        return self._header_map.get(lower_name)
+                    found += ("; " if lower_name == "cookie" else ", ") + text
+        return found
 
     @property
     def protocol(self) -> str:

@@ -75,17 +75,20 @@ class KeepalivePool:
         self.size = size
         self.timeout = timeout
         self.max_requests = max_requests
+        # Oldest first, for eviction and expiry; and per peer, newest last, for take().
         self.idle: OrderedDict[UpstreamConnection, None] = OrderedDict()
+        self.by_peer: dict[object, list[UpstreamConnection]] = {}
 
     def take(self, peer) -> UpstreamConnection | None:
         """The most recently used idle connection to ``peer``, if any."""
-        for conn in reversed(self.idle):
-            if conn.peer is peer:
-                del self.idle[conn]
-                if conn.closed or conn.transport.is_closing():
-                    continue
-                conn.reused = True
-                return conn
+        stack = self.by_peer.get(peer)
+        while stack:
+            conn = stack.pop()
+            del self.idle[conn]
+            if conn.closed or conn.transport.is_closing():
+                continue
+            conn.reused = True
+            return conn
         return None
 
     def put(self, conn: UpstreamConnection, now: float):
@@ -97,12 +100,16 @@ class KeepalivePool:
             return
         conn.idle_since = now
         self.idle[conn] = None
+        stack = self.by_peer.get(conn.peer)
+        if stack is None:
+            stack = self.by_peer[conn.peer] = []
+        stack.append(conn)
         while len(self.idle) > self.size:
-            oldest, _ = self.idle.popitem(last=False)
-            oldest.close()
+            next(iter(self.idle)).close()     # close() forgets it
 
     def forget(self, conn: UpstreamConnection):
-        self.idle.pop(conn, None)
+        if self.idle.pop(conn, 0) is None:
+            self.by_peer[conn.peer].remove(conn)
 
     def expire(self, now: float):
         """Close connections idle for longer than the keep-alive timeout."""
@@ -117,6 +124,7 @@ class KeepalivePool:
         for conn in list(self.idle):
             conn.close()
         self.idle.clear()
+        self.by_peer.clear()
 
 
 class UpstreamRuntime:
