@@ -1,0 +1,122 @@
+"""Fault injection and scaling under a steady stream of requests through the gateway: none may fail."""
+
+import http.client
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from tests.unikernel.test_gateway_services import (  # noqa: F401 (uk_gateway is a fixture)
+    TRANSPORTS, gateway_config, instances, qemu_alive, uk_gateway, wait_for)
+
+pytestmark = pytest.mark.qemu
+
+
+class Load:
+    """Client threads sending GETs on keep-alive connections; records every failure."""
+
+    def __init__(self, port, clients=4, path="/echo/"):
+        self.port = port
+        self.path = path
+        self.done = 0
+        self.failures = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(clients)]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self, n):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            path = f"{self.path}c{n}r{i}"
+            try:
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                body = resp.read()
+                ok = resp.status == 200 and body == path[len(self.path) - 1:].encode()
+                error = None if ok else f"{resp.status} {body[:80]!r}"
+            except (OSError, http.client.HTTPException) as exc:
+                error = repr(exc)
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+            with self._lock:
+                self.done += 1
+                if error:
+                    self.failures.append(f"{path}: {error}")
+        conn.close()
+
+    def wait_done(self, count, timeout=20.0):
+        """Wait until `count` more requests have been answered."""
+        target = self.done + count
+        wait_for(lambda: self.done >= target, timeout, f"{count} more requests")
+
+    def stop(self):
+        """Stop the clients; the failures seen."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+        return self.failures
+
+
+@pytest.fixture
+def load():
+    """load(port, **kw) -> a running Load, stopped at teardown."""
+    started = []
+
+    def start(port, **kw):
+        started.append(Load(port, **kw))
+        return started[-1]
+    try:
+        yield start
+    finally:
+        for item in started:
+            item.stop()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("fault", ["kill", "hang", "crash"])
+def test_a_failing_instance_is_replaced_and_no_request_fails(uk_gateway, load, transport, fault):
+    gw = uk_gateway(lambda port: gateway_config(port, transport))
+    victim = instances(gw, "echo")[0]
+    clients = load(gw.port)
+    clients.wait_done(200)
+    # kill -9; SIGSTOP (the worker hangs: no more ping answers); SIGSEGV (QEMU crashes).
+    os.kill(victim["pid"], {"kill": signal.SIGKILL, "hang": signal.SIGSTOP, "crash": signal.SIGSEGV}[fault])
+    replaced = wait_for(lambda: [i for i in instances(gw, "echo") if i["name"] == victim["name"]
+                                 and i["state"] == "ready" and i["pid"] != victim["pid"]],
+                        what="the instance restarted")[0]
+    assert replaced["restarts"] == 1
+    assert replaced["tap"] == victim["tap"]           # same identity
+    expected = {"kill": "killed by signal SIGKILL", "crash": "killed by signal SIGSEGV",
+                "hang": "no answer to health pings"}[fault]
+    assert expected in replaced["last_exit"]
+    assert not qemu_alive(victim["pid"])
+    clients.wait_done(200)
+    assert clients.stop() == []
+    assert f'unikernel "{victim["name"]}" (pid {victim["pid"]})' in gw.errors()
+
+
+def test_a_burst_grows_the_pool_and_quiet_shrinks_it(uk_gateway, load):
+    scaling = ("setting scale_interval 100ms; setting scale_up_load 1; setting scale_up_ticks 2; "
+               "setting scale_down_idle 1s; setting max_inflight 2;")
+    pools = f"unikernel burst {{ image echo; instances 1 3; transport socketpair; {scaling} }}"
+    gw = uk_gateway(lambda port: gateway_config(port, "socketpair", pools=pools,
+                                                locations="location /burst/ { unikernel_pass burst; }"))
+    assert len(instances(gw, "burst")) == 1
+    clients = load(gw.port, clients=12, path="/burst/")
+    grown = wait_for(lambda: (lambda found: found if len([i for i in found if i["state"] == "ready"]) == 3
+                              else None)(instances(gw, "burst")), what="the pool grown to 3")
+    clients.wait_done(300)
+    assert clients.stop() == []
+    # Quiet: back to MIN, the retired instances drained and stopped.
+    shrunk = wait_for(lambda: (lambda found: found if len(found) == 1 else None)(instances(gw, "burst")),
+                      what="the pool shrunk to 1")
+    assert shrunk[0]["state"] == "ready"
+    gone = [i["pid"] for i in grown if i["pid"] != shrunk[0]["pid"]]
+    wait_for(lambda: not [pid for pid in gone if qemu_alive(pid)], 5, "retired QEMUs gone")
+    assert "scaled up to 3 instances" in gw.errors() and "scaled down to 1 instances" in gw.errors()
