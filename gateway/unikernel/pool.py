@@ -98,6 +98,8 @@ class Pool:
 
     def stop(self):
         """Kill every QEMU (by pid, via the supervisor), close links, remove taps; synchronous and bounded."""
+        if self.closed:
+            return
         self.closed = True
         if self._timer is not None:
             self._timer.cancel()

@@ -93,7 +93,7 @@ class Supervisor(threading.Thread):
         if proc is not None:
             code = proc.poll()
             if code is not None:
-                self._exited(inst, describe_exit(code), now)
+                self._exited(inst, describe_exit(code) + _last_words(inst.stderr_log, code), now)
                 return
             limit = self.tunables.boot_timeout if inst.state != READY else self.tunables.hang_timeout
             if now - inst.last_pong > limit:
@@ -147,6 +147,20 @@ class Supervisor(threading.Thread):
 
     def _log(self, level, message):
         self._notify(self.events.log, level, message)
+
+
+def _last_words(path, code):
+    # QEMU says why it gave up (bad image, bad option) on stderr; a killed QEMU says nothing new.
+    if code < 0:
+        return ""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 512))
+            lines = fh.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return f" ({lines[-1].strip()})" if lines else ""
 
 
 def _kill(proc):
