@@ -27,6 +27,7 @@ images:
 	@if [ -f unikernels/Makefile ]; then $(MAKE) -s -C unikernels; fi
 
 run: bootstrap
+	@echo "gateway: serving the embedded default configuration on http://127.0.0.1:8080/ (Ctrl-C stops it)"
 	$(VENV)/bin/gateway -g "daemon off;"
 
 # The whole suite with the Cython modules, then again on the pure-Python twins

@@ -71,6 +71,12 @@ class ClientConnection(asyncio.Protocol):
         self.remote_addr, self.remote_port = peer[0], peer[1]
         self.server_addr, self.server_port = local[0], local[1]
         self.listen_key = self.app.listen_key_for(self.listen_key, self.server_addr)
+        if len(self.app.connections) >= self.app.max_connections:
+            # nginx's behaviour too: over worker_connections, new connections are dropped.
+            self.app.connections_refused()
+            self.state = CLOSED
+            transport.abort()
+            return
         self.app.connections.add(self)
         server = self.app.default_server(self.listen_key)
         self._arm(server.client_header_timeout, 408)
@@ -96,12 +102,11 @@ class ClientConnection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc):
-        previous = self.state
         self.state = CLOSED
         self.app.connection_closed(self)
-        if previous != CLOSED and self.handler is not None:
-            self.handler.client_aborted()
-        self.handler = None
+        handler, self.handler = self.handler, None
+        if handler is not None:
+            handler.client_aborted()
 
     def pause_writing(self):
         self.writing_paused = True
@@ -226,7 +231,9 @@ class ClientConnection(asyncio.Protocol):
         if self.closing_after_response or self.app.shutting_down or \
                 (self.state == BODY and not self._body_discardable()):
             self.keep_alive = False
-        parts = [status_line_cached(status), server_and_date.lines(), header_lines]
+        where = request.location if request.location is not None else request.server
+        tokens = where.settings.server_tokens if where is not None else True
+        parts = [status_line_cached(status), server_and_date.lines(tokens), header_lines]
         if add_headers:
             parts.append(self._render_add_headers(status, add_headers))
         parts.append(b"Connection: keep-alive\r\n\r\n" if self.keep_alive
@@ -270,7 +277,10 @@ class ClientConnection(asyncio.Protocol):
         """nginx's error page for ``status``; closes after errors that leave input unread."""
         if status in CLOSING_ERRORS:
             self.closing_after_response = True
-        self.send_simple(status, error_page(status), b"text/html", b"", add_headers)
+        request = self.request
+        where = request.location if request.location is not None else request.server
+        tokens = where.settings.server_tokens if where is not None else True
+        self.send_simple(status, error_page(status, tokens), b"text/html", b"", add_headers)
 
     def _body_discardable(self) -> bool:
         body = self.body

@@ -38,6 +38,8 @@ class WorkerApp:
         self.loop = loop
         self.clock = loop.time
         self.connections: set[ClientConnection] = set()
+        self.max_connections = max(config.worker_connections, 1)
+        self._refusals_logged = 0.0
         self.servers: list[asyncio.AbstractServer] = []
         self.shutting_down = False
         self._ids = itertools.count(1)
@@ -150,6 +152,12 @@ class WorkerApp:
             if specific in self.listen_keys:
                 return specific
         return socket_key
+
+    def connections_refused(self):
+        now = self.clock()
+        if now - self._refusals_logged >= 1.0:   # at most one line a second under a flood
+            self._refusals_logged = now
+            log.alert(f"{self.max_connections} worker_connections are not enough")
 
     def connection_closed(self, conn):
         self.connections.discard(conn)

@@ -363,3 +363,32 @@ def test_access_log_has_combined_lines(gw):
     line = log_path.read_text().splitlines()[-1]
     assert line.startswith("127.0.0.1 - - [")
     assert '"GET /health HTTP/1.1" 200 3 "http://r/" "probe/1"' in line
+
+
+def test_server_tokens_off_hides_the_version(start_gateway, backend):
+    port = free_port()
+    gw = start_gateway(config(port, backend, extra_server="server_tokens off;"), port)
+    answer = raw_exchange(gw.port, b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert b"\r\nServer: gateway\r\n" in answer
+    assert b"<hr><center>gateway</center>" in answer
+
+
+def test_connections_over_worker_connections_are_dropped(start_gateway, backend):
+    port = free_port()
+    gw = start_gateway(config(port, backend).replace("worker_connections 256;",
+                                                     "worker_connections 3;"), port)
+    held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
+    try:
+        time.sleep(0.3)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as extra:
+            extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                assert extra.recv(1024) == b""
+            except ConnectionResetError:
+                pass
+        held[0].sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert held[0].recv(1024).startswith(b"HTTP/1.1 200 OK")
+    finally:
+        for sock in held:
+            sock.close()
+    assert "worker_connections are not enough" in gw.errors()
