@@ -25,6 +25,7 @@ class Instance:
         # Process (supervisor thread).
         self.proc = None
         self.pid = 0
+        self.pidfd = None
         self.generation = 0
         self.restarts = 0
         self.recent_exits = collections.deque()

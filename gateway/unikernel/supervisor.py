@@ -3,6 +3,7 @@
 import ctypes
 import os
 import queue
+import select
 import signal
 import subprocess
 import threading
@@ -10,8 +11,8 @@ import time
 
 from gateway.unikernel.instance import READY
 
-# How often exits and hangs are checked when no command arrives.
-POLL_INTERVAL = 0.02
+# How often hangs are checked (exits wake the thread at once through pidfds).
+POLL_INTERVAL = 0.05
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -43,56 +44,89 @@ class Supervisor(threading.Thread):
         self.instances = []
         self._commands = queue.SimpleQueue()
         self._stopping = False
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     # Called from the event loop ---------------------------------------------
 
     def add(self, inst):
         """Start a new instance."""
         self._commands.put(("add", inst))
+        self._wake()
 
     def retire(self, inst):
         """Stop an instance for good (it has been drained)."""
         self._commands.put(("retire", inst))
+        self._wake()
 
     def shutdown(self, timeout=2.0):
         """Kill every QEMU by pid and end the thread; bounded by timeout."""
         self._stopping = True
-        self._commands.put(("stop", None))
         if self.is_alive():
+            self._wake()
             self.join(timeout)
         # Whatever the thread did not get to (it should have), killed here by pid.
         for inst in self.instances:
             _kill(inst.proc)
 
+    def _wake(self):
+        try:
+            os.write(self._wake_w, b"!")
+        except OSError:
+            pass        # the pipe is full (the thread will look anyway) or already closed
+
     # The thread -------------------------------------------------------------
 
     def run(self):
-        while True:
-            try:
-                command, inst = self._commands.get(timeout=POLL_INTERVAL)
-            except queue.Empty:
-                command = None
-            if command == "stop" or self._stopping:
-                break
-            if command == "add":
-                self.instances.append(inst)
-                self._spawn(inst)
-            elif command == "retire":
-                inst.retiring = True
-                _kill(inst.proc)
-                self.instances.remove(inst)
-                self._notify(self.events.retired, inst)
-            now = time.monotonic()
+        try:
+            while not self._stopping:
+                self._wait()
+                while True:
+                    try:
+                        command, inst = self._commands.get_nowait()
+                    except queue.Empty:
+                        break
+                    if command == "add":
+                        self.instances.append(inst)
+                        self._spawn(inst)
+                    elif command == "retire":
+                        inst.retiring = True
+                        self._reap(inst, kill=True)
+                        self.instances.remove(inst)
+                        self._notify(self.events.retired, inst)
+                if self._stopping:
+                    break
+                now = time.monotonic()
+                for inst in self.instances:
+                    self._check(inst, now)
+        finally:
             for inst in self.instances:
-                self._check(inst, now)
+                self._reap(inst, kill=True)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+    def _wait(self):
+        # A pidfd becomes readable the moment its process exits: restarts need no polling; the
+        # timeout only paces the hang checks and pending restarts.
+        now = time.monotonic()
+        timeout = POLL_INTERVAL
+        fds = [self._wake_r]
         for inst in self.instances:
-            _kill(inst.proc)
+            if inst.pidfd is not None:
+                fds.append(inst.pidfd)
+            if inst.restart_at is not None:
+                timeout = min(timeout, max(0.0, inst.restart_at - now))
+        select.select(fds, [], [], timeout)
+        try:
+            os.read(self._wake_r, 4096)
+        except BlockingIOError:
+            pass
 
     def _check(self, inst, now):
         proc = inst.proc
         if proc is not None:
             code = proc.poll()
             if code is not None:
+                self._reap(inst)
                 self._exited(inst, describe_exit(code) + _last_words(inst.stderr_log, code), now)
                 return
             limit = self.tunables.boot_timeout if inst.state != READY else self.tunables.hang_timeout
@@ -119,7 +153,9 @@ class Supervisor(threading.Thread):
             self._log("error", f'unikernel "{inst.name}" (pid {inst.pid}) {reason}; it exited '
                       f"{len(exits)} times in {window:g}s: marked failed, not restarted")
             return
-        delay = min(self.tunables.backoff_max, self.tunables.backoff_min * 2 ** (len(exits) - 1))
+        # The first exit in the window restarts at once; more back off exponentially.
+        delay = 0.0 if len(exits) == 1 else \
+            min(self.tunables.backoff_max, self.tunables.backoff_min * 2 ** (len(exits) - 2))
         inst.restart_at = now + delay
         self._notify(self.events.exited, inst, inst.generation, True)
         self._log("error", f'unikernel "{inst.name}" (pid {inst.pid}) {reason}; restarting in {delay:.2f}s')
@@ -137,7 +173,18 @@ class Supervisor(threading.Thread):
             self._exited(inst, f"could not be started ({exc.strerror})", time.monotonic())
             return
         inst.pid = inst.proc.pid
+        try:
+            inst.pidfd = os.pidfd_open(inst.pid)
+        except OSError:
+            inst.pidfd = None       # an old kernel: exits are seen by polling
         self._notify(self.events.spawned, inst, inst.generation)
+
+    def _reap(self, inst, kill=False):
+        if kill:
+            _kill(inst.proc)
+        if inst.pidfd is not None:
+            os.close(inst.pidfd)
+            inst.pidfd = None
 
     def _notify(self, callback, *args):
         try:

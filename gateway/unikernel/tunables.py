@@ -24,7 +24,7 @@ class Tunables:
     ping_interval: float = 0.5         # health ping to every ready instance
     hang_timeout: float = 3.0          # no ping answered for this long: killed and restarted
     boot_timeout: float = 10.0         # not answering a ping this long after start: killed and restarted
-    backoff_min: float = 0.05          # first restart delay, doubled per restart in the crash window
+    backoff_min: float = 0.05          # the first exit restarts at once; the next waits this, doubled after
     backoff_max: float = 5.0
     crash_window: float = 30.0         # restarts counted over this window ...
     crash_limit: int = 5               # ... more than this many in it: the instance is marked failed
