@@ -2,7 +2,7 @@
 
 Special path segments, anywhere in the path (so a proxy may add a prefix):
 status/N answers N; slow?ms=N waits first; big?n=N sends N bytes;
-chunked?n=N&parts=K streams a chunked body; headers?name=value sets response headers.  Run: echo_backend.py --port P --name NAME
+chunked?n=N&parts=K streams a chunked body; headers?name=value sets response headers.  --log FILE appends "METHOD TARGET" for every request received.  Run: echo_backend.py --port P --name NAME
 """
 
 import argparse
@@ -13,9 +13,13 @@ import orjson
 from aiohttp import web
 
 
-def make_app(name: str) -> web.Application:
+def make_app(name: str, log_path: str | None = None) -> web.Application:
+    log = open(log_path, "a", buffering=1) if log_path else None
+
     async def echo(request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        if log is not None:
+            log.write(f"{request.method} {request.raw_path}\n")
         segments = request.path.split("/")
         if "slow" in segments:
             await asyncio.sleep(int(request.query.get("ms", "100")) / 1000)
@@ -63,8 +67,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--name", default="backend")
+    parser.add_argument("--log", help="append one line per request received")
     args = parser.parse_args()
-    web.run_app(make_app(args.name), host="127.0.0.1", port=args.port, print=None,
+    web.run_app(make_app(args.name, args.log), host="127.0.0.1", port=args.port, print=None,
                 access_log=None)
 
 

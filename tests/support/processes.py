@@ -116,12 +116,13 @@ class Nginx:
 class EchoBackend:
     """tests/support/echo_backend.py in its own process: answers with what it received."""
 
-    def __init__(self, name: str = "backend", port: int | None = None):
+    def __init__(self, name: str = "backend", port: int | None = None, log: Path | None = None):
         self.name = name
         self.port = port or free_port()
+        extra = ["--log", str(log)] if log else []
         self.proc = subprocess.Popen(
             [PYTHON, str(ROOT / "tests" / "support" / "echo_backend.py"),
-             "--port", str(self.port), "--name", name],
+             "--port", str(self.port), "--name", name, *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         wait_for_port(self.port, self.proc)
 
