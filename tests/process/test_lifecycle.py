@@ -24,7 +24,9 @@ def test_foreground_serves_writes_pid_and_stops(gateway):
     assert get(gateway.port) == (200, b"hi")
     workers = wait_for(lambda: len(gateway.workers(master)) == 2 and gateway.workers(master),
                        "two workers")
-    assert all(status_field(pid, "Name") == "gateway: worker" for pid in workers)
+    # A fresh child names itself a moment after fork: wait for it, do not race it.
+    wait_for(lambda: all(status_field(pid, "Name") == "gateway: worker" for pid in workers),
+             "the workers' names")
     assert status_field(master, "Name") == "gateway: master"
 
     result = gateway.command("-s", "stop")
@@ -224,9 +226,11 @@ def test_user_directive_drops_worker_privileges(gateway):
     gateway.write_config(main="user nobody;")
     master = gateway.start_foreground()
     workers = gateway.workers(master)
-    assert workers
+    assert len(workers) == 2
+    # Each worker switches user once its app is built; the first may answer before the second.
+    wait_for(lambda: all(status_field(pid, "Uid").split() == ["65534"] * 4 for pid in workers),
+             "both workers to run as nobody")
     for pid in workers:
-        assert status_field(pid, "Uid").split() == ["65534"] * 4
         assert status_field(pid, "Gid").split() == ["65534"] * 4
         assert status_field(pid, "Groups") == "65534"
     assert status_field(master, "Uid").split()[0] == "0"
