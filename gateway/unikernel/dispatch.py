@@ -184,8 +184,11 @@ class UnikernelExchange:
 
     def start(self):
         """Send the request now, or once its body is in."""
-        if not self.conn.body_pending():
+        conn = self.conn
+        if not conn.body_pending():
             self._submit()
+        elif self.request.version == 11 and (self.request.header("expect") or "").lower() == "100-continue":
+            conn.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def client_body(self, pieces):
         if self.done:

@@ -120,3 +120,27 @@ def test_a_burst_grows_the_pool_and_quiet_shrinks_it(uk_gateway, load):
     gone = [i["pid"] for i in grown if i["pid"] != shrunk[0]["pid"]]
     wait_for(lambda: not [pid for pid in gone if qemu_alive(pid)], 5, "retired QEMUs gone")
     assert "scaled up to 3 instances" in gw.errors() and "scaled down to 1 instances" in gw.errors()
+
+
+def test_an_instance_that_does_not_answer_in_time_gives_504(uk_gateway):
+    # The hang is not detected within the request timeout here, so the client gets nginx's 504.
+    slow = "setting request_timeout 1s; setting hang_timeout 60s;"
+    pools = f"unikernel lone {{ image echo; transport socketpair; {slow} }}"
+    gw = uk_gateway(lambda port: gateway_config(port, "socketpair", pools=pools,
+                                                locations="location /lone/ { unikernel_pass lone; }"))
+    victim = instances(gw, "lone")[0]
+    os.kill(victim["pid"], signal.SIGSTOP)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+        conn.request("GET", "/lone/x")
+        resp = conn.getresponse()
+        assert (resp.status, b"504 Gateway Time-out" in resp.read()) == (504, True)
+        conn.close()
+    finally:
+        os.kill(victim["pid"], signal.SIGCONT)
+    assert 'unikernel "lone" timed out after 1s' in gw.errors()
+    # The worker answers again once it runs: it was never restarted.
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    conn.request("GET", "/lone/y")
+    assert conn.getresponse().read() == b"/y"
+    assert instances(gw, "lone")[0]["restarts"] == 0

@@ -259,3 +259,20 @@ def test_missing_image_stops_the_gateway_with_one_sentence(tmp_path):
            '-C unikernels' in text
     assert "Traceback" not in text
     assert not list(glob.glob(str(tmp_path / "logs" / "unikernel" / "*.console")))
+
+
+def test_each_worker_process_has_its_own_instances(uk_gateway):
+    gw = uk_gateway(lambda port: gateway_config(port, "tap").replace("worker_processes 1;", "worker_processes 2;"))
+    files = wait_for(lambda: (lambda found: found if len(found) == 2 else None)(
+        glob.glob(str(gw.dir / "logs" / "unikernel" / "status.*.json"))), what="two status files")
+    workers = [json.load(open(path)) for path in files]
+    wait_for(lambda: all(i["state"] == "ready" for path in files for p in json.load(open(path))["pools"].values()
+                         for i in p["instances"]), what="both workers' instances ready")
+    pids = [{i["pid"] for p in w["pools"].values() for i in p["instances"]} for w in workers]
+    names = [{i["tap"] for p in w["pools"].values() for i in p["instances"]} for w in workers]
+    assert len(pids[0]) == len(pids[1]) == 6 and not pids[0] & pids[1]
+    assert not names[0] & names[1]
+    for n in range(10):
+        assert request(gw.port, "GET", f"/echo/{n}")[::2] == (200, f"/{n}".encode())
+    gw.stop()
+    assert not [pid for pid in pids[0] | pids[1] if qemu_alive(pid)]

@@ -139,3 +139,12 @@ async def test_unknown_service_is_one_clear_sentence(pools, tmp_path):
         await pools(thing=UnikernelPool("thing", str(image), transport="socketpair"))
     assert str(caught.value) == 'unikernel "thing": unknown service "thing": the gateway speaks to echo, kv, ' \
                                 'static, auth'
+
+
+@pytest.mark.qemu
+async def test_a_full_queue_answers_503(pools):
+    p = await pools(echo=UnikernelPool("echo", "echo", 1, 1, transport="socketpair",
+                                       settings={"max_inflight": "1", "queue_limit": "2"}))
+    answers = await asyncio.gather(*(ask(p.pools["echo"], Op.ECHO, b"x") for _ in range(6)))
+    assert sorted(a[0] for a in answers) == [Status.OK] * 3 + [503] * 3
+    assert (503, 'queue of unikernel "echo" is full') in answers
