@@ -37,7 +37,7 @@ class _Target:
         if self.path == STDERR:
             return
         fd = _open_append(self.path)
-        os.dup2(fd, self.fd, inheritable=False)   # same number: nothing else holds a stale copy
+        os.dup2(fd, self.fd, inheritable=False)   # keep the number: holders of it follow along
         os.close(fd)
 
     def close(self) -> None:
