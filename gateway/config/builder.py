@@ -249,7 +249,8 @@ class Builder:
             elif n in ("client_max_body_size",):
                 own[n] = values.size(n, a[0], f, ln)
             elif n in ("client_body_timeout", "proxy_connect_timeout", "proxy_read_timeout",
-                       "proxy_send_timeout", "proxy_next_upstream_timeout"):
+                       "proxy_send_timeout", "proxy_next_upstream_timeout",
+                       "proxy_request_timeout"):
                 own[n] = values.time(n, a[0], f, ln)
             elif n == "keepalive_timeout":
                 own[n] = values.time(n, a[0], f, ln)

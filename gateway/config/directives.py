@@ -95,6 +95,7 @@ TABLE: dict[str, list[Spec]] = {
     "proxy_next_upstream": [_s(_HSL, 1, _ANY)],
     "proxy_next_upstream_tries": [_s(_HSL)],
     "proxy_next_upstream_timeout": [_s(_HSL)],
+    "proxy_request_timeout": [_s(_HSL)],       # ours: a deadline for the whole exchange
     "proxy_pass_request_body": [_flag(_HSL)],
     # upstream
     "keepalive": [_s([UPSTREAM])],

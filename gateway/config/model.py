@@ -93,6 +93,7 @@ class LocationSettings:
     proxy_next_upstream: frozenset[str] = frozenset({"error", "timeout"})
     proxy_next_upstream_tries: int = 0          # 0 = unlimited
     proxy_next_upstream_timeout: float = 0.0    # 0 = unlimited
+    proxy_request_timeout: float = 0.0          # ours: whole exchange, until the response head; 0 = none
     proxy_pass_request_body: bool = True
 
     # Responses.

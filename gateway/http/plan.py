@@ -35,7 +35,7 @@ class ProxyPlan:
         "upstream", "proxy_host", "uri_replacement", "prefix_length", "http_version",
         "set_headers", "dropped", "connect_timeout", "read_timeout", "send_timeout",
         "next_upstream", "tries", "next_upstream_timeout", "keepalive", "pass_body",
-        "key_template", "has_variables",
+        "key_template", "has_variables", "request_timeout",
     )
 
     def __init__(self, location: model.Location | None, settings: model.LocationSettings,
@@ -70,6 +70,7 @@ class ProxyPlan:
         self.next_upstream = settings.proxy_next_upstream
         self.tries = settings.proxy_next_upstream_tries
         self.next_upstream_timeout = settings.proxy_next_upstream_timeout
+        self.request_timeout = settings.proxy_request_timeout
         self.pass_body = settings.proxy_pass_request_body
         # Upstream keep-alive needs HTTP/1.1 and no "Connection: close" (nginx docs).
         self.keepalive = (upstream.config.keepalive > 0 and self.http_version == b"HTTP/1.1"

@@ -507,7 +507,17 @@ class ProxyExchange:
         self.deadline_kind = kind
 
     def check_deadline(self, now: float):
-        if self.deadline == 0.0 or now < self.deadline or self.state == DONE:
+        if self.state == DONE:
+            return
+        limit = self.proxy.request_timeout
+        if limit and self.state != RELAYING and now - self.started >= limit:
+            # The whole-exchange deadline: no retry can fit in what is left.
+            detail = "upstream timed out (proxy_request_timeout) waiting for the response"
+            self._log_upstream_error(detail, self.peer)
+            self._finish_upstream(failed=False, reuse=False)
+            self._give_up(504, detail)
+            return
+        if self.deadline == 0.0 or now < self.deadline:
             return
         kind = self.deadline_kind
         self.deadline = 0.0

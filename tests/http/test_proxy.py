@@ -392,3 +392,24 @@ def test_connections_over_worker_connections_are_dropped(start_gateway, backend)
         for sock in held:
             sock.close()
     assert "worker_connections are not enough" in gw.errors()
+
+
+def test_proxy_request_timeout_bounds_the_whole_exchange(start_gateway, start_backend):
+    slow_a, slow_b = start_backend("a"), start_backend("b")
+    port = free_port()
+    text = config(port, slow_a).replace(
+        f"server {slow_a.address};", f"server {slow_a.address}; server {slow_b.address};")
+    extra = """location /deadline/ { proxy_pass http://app/; proxy_read_timeout 4s;
+                   proxy_next_upstream error timeout; proxy_request_timeout 1s; }"""
+    gw = start_gateway(text.replace("{extra}", "").replace(
+        "location = /health", extra + "\n        location = /health"), port)
+    started = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    conn.request("GET", "/deadline/slow?ms=9000")
+    response = conn.getresponse()
+    response.read()
+    elapsed = time.monotonic() - started
+    assert response.status == 504
+    # Without the deadline the first read timeout alone takes 4 s.
+    assert elapsed < 3.0
+    assert "proxy_request_timeout" in gw.errors()
