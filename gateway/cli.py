@@ -255,7 +255,7 @@ def send_signal(options: Options) -> int:
 
 def start(options: Options) -> int:
     """Run the gateway: master and workers (or a single process), detached unless ``daemon off``."""
-    from gateway.process import daemon, master, privileges, worker
+    from gateway.process import daemon, master, pidfile, privileges, worker
     from gateway.process.listeners import Listeners
 
     config = load(options)
@@ -271,6 +271,11 @@ def start(options: Options) -> int:
     path = pid_path(config, options)
     if path == os.path.join(prefix_of(options), DEFAULT_PID):
         _ensure_default_directory(path)
+    running = pidfile.running_master(path)
+    if running is not None:
+        # With reuseport a second instance could bind the same ports and take the pid file.
+        raise GatewayError(f'a gateway master (pid {running}) is already running with '
+                           f'the pid file "{path}"')
     listeners = Listeners()
     listeners.update(config, master.worker_count(config))
     ready = daemon.daemonize(keep_stderr=log.writes_to_stderr()) if config.daemon else None

@@ -80,7 +80,7 @@ class Master:
         signals.block_master_signals()
         signal.pthread_sigmask(signal.SIG_BLOCK, [worker.READY_SIGNAL])
         pidfile.write(self.pid_path, os.getpid())
-        set_process_name("gateway: master")
+        set_process_name(pidfile.MASTER_NAME)
         log.notice(f"gateway/{__version__}")
         log.notice("start worker processes")
         try:

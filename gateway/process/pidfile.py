@@ -7,6 +7,8 @@ import os
 from gateway.errors import GatewayError
 from gateway.observe.errorlog import format_os_error
 
+MASTER_NAME = "gateway: master"    # what the master calls itself (see process.title)
+
 
 def write(path: str, pid: int) -> None:
     """Write ``pid`` and a newline to ``path`` (replacing it); raises GatewayError."""
@@ -43,3 +45,14 @@ def remove(path: str, pid: int | None = None) -> None:
         os.unlink(path)
     except (OSError, GatewayError):
         pass
+
+
+def running_master(path: str) -> int | None:
+    """The pid of a live gateway master named by ``path``, or None (no file, stale, or not ours)."""
+    try:
+        pid = read(path)
+        with open(f"/proc/{pid}/comm") as file:
+            name = file.read().strip()
+    except (GatewayError, OSError):
+        return None
+    return pid if name == MASTER_NAME and pid != os.getpid() else None

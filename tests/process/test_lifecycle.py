@@ -454,3 +454,24 @@ def test_reload_moves_the_pid_file(gateway):
     assert gateway.command("-s", "stop").returncode == 0
     gateway.wait_exit(master)
     assert not os.path.exists(moved)
+
+
+def test_a_second_start_is_refused_while_the_master_runs(gateway):
+    gateway.write_config(workers=1, http=(
+        f"server {{ listen 127.0.0.1:{gateway.port} reuseport; "
+        f'location / {{ return 200 "hi"; }} }}'))
+    master = gateway.start_daemon()
+    second = gateway.command()
+    assert second.returncode == 1
+    assert second.stderr.strip().splitlines()[-1] == (
+        f"gateway: [emerg] a gateway master (pid {master}) is already running with "
+        f'the pid file "{gateway.pid_file}"')
+    assert gateway.read_pid() == master and listening_sockets(gateway.port) == 1
+
+
+def test_a_stale_pid_file_does_not_block_a_start(gateway):
+    with open(gateway.pid_file, "w") as file:
+        file.write(f"{os.getpid()}\n")      # alive, but not a gateway master
+    gateway.write_config(workers=1)
+    master = gateway.start_daemon()
+    assert gateway.read_pid() == master
