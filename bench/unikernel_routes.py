@@ -4,6 +4,7 @@ Measures requests per second and host CPU per request (every process of the serv
 master, worker and its QEMU children; nginx; or gateway plus the Python upstream) for:
   gw-return    GET /return              -> the gateway's own `return 200` (its HTTP path alone, a baseline)
   uk-echo      GET /echo/hello          -> echo unikernel
+  uk-echo-sp   GET /echosp/hello        -> echo unikernel over a socketpair instead of a tap
   uk-kv        GET /kv/key1             -> kv unikernel (a stored 64-byte value)
   uk-static    GET /site/index.html     -> static unikernel
   nginx-static GET /index.html          -> nginx serving the same file from disk
@@ -47,11 +48,13 @@ http {{
     access_log off;
     upstream pykv {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}
     unikernel echo {{ image echo; instances 1 1; setting crash_window 1s; }}
+    unikernel echosp {{ image echo; instances 1 1; transport socketpair; }}
     unikernel kv {{ image kv; instances 1 1; balance hash $uri consistent; }}
     unikernel site {{ image static; instances 1 1; }}
     server {{
         listen 127.0.0.1:{port};
         location /echo/ {{ unikernel_pass echo; }}
+        location /echosp/ {{ unikernel_pass echosp; }}
         location /kv/ {{ unikernel_pass kv; }}
         location /site/ {{ unikernel_pass site; }}
         location = /return {{ return 200 "hello"; }}
@@ -228,6 +231,7 @@ def main(argv=None):
         print(f"{'route':13} {'throughput':>15}  {'CPU':>15}", flush=True)
         rows.append(measure("gw-return", [gateway.pid], gw_port, "/return", args, workdir))
         rows.append(measure("uk-echo", [gateway.pid], gw_port, "/echo/hello", args, workdir))
+        rows.append(measure("uk-echo-sp", [gateway.pid], gw_port, "/echosp/hello", args, workdir))
         rows.append(measure("uk-kv", [gateway.pid], gw_port, "/kv/key1", args, workdir))
         rows.append(measure("uk-static", [gateway.pid], gw_port, "/site/index.html", args, workdir))
         rows.append(measure("nginx-static", [nginx.pid], ng_port, "/index.html", args, workdir))

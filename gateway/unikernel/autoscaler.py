@@ -3,8 +3,8 @@
 The thresholds are the scale_* fields of tunables.Tunables. Every scale_interval the autoscaler samples
 the pool: load = (requests in flight + queued) / ready instances, and the mean reply latency since the
 last sample. scale_up_ticks samples in a row above scale_up_load or scale_up_latency add one instance
-(never while another is still booting). No request in flight or queued for scale_down_idle retires the
-newest instance, drained first so nothing is dropped.
+(never while another is still booting). No request in flight, queued or answered for scale_down_idle
+retires the newest instance, drained first so nothing is dropped.
 """
 
 from gateway.errors import UnikernelError
@@ -39,7 +39,7 @@ class Autoscaler:
         active = pool.active()
         ready = sum(i.state == READY for i in active)
         busy = sum(len(i.inflight) for i in pool.instances) + len(pool.queue)
-        latency = pool.take_latency()
+        latency, replies = pool.take_latency()
         if busy / max(1, ready) > t.scale_up_load or latency > t.scale_up_latency:
             self.high += 1
         else:
@@ -54,7 +54,7 @@ class Autoscaler:
                 added = None
             if added is not None:
                 pool.log("notice", f'unikernel "{pool.name}" scaled up to {len(active) + 1} instances')
-        if busy:
+        if busy or replies:
             self.quiet_since = now
         elif now - self.quiet_since >= t.scale_down_idle and len(active) > pool.config.min_instances:
             self.quiet_since = now

@@ -236,10 +236,10 @@ class Pool:
             self._after_reply(inst)
 
     def take_latency(self):
-        """Mean reply latency since the last call, in seconds (0 if no reply)."""
+        """(mean reply latency in seconds, number of replies) since the last call."""
         count, total = self.latency_count, self.latency_sum
         self.latency_count, self.latency_sum = 0, 0.0
-        return total / count if count else 0.0
+        return (total / count if count else 0.0), count
 
     def _pick(self, call):
         instances = self.instances
@@ -362,6 +362,8 @@ class Pool:
             self.latency_count += 1
             replied = True
             call.owner.unikernel_reply(msg.status, msg.payload)
+            if not inflight:
+                break       # nothing more expected: spare the recv that would only raise EAGAIN
         if replied:
             inst.last_pong = time.monotonic()      # any reply shows the worker is alive
             self._after_reply(inst)
