@@ -55,11 +55,13 @@ def _uri(request):
     return uri
 
 
-# Request builders: (request, body, payload spec) -> (op, payload, idempotent). -----------------
+# Request builders: (request, body, payload spec) -> (op, payload, idempotent, hash key or None). -----
+# kv hashes on the entry's key itself, whatever the balance template says: a PUT with "?ttl=" and a
+# later GET of the same key must reach the same instance.
 
 def _echo(request, body, spec):
     part = _part(request, body, spec)
-    return Op.ECHO, part or b"", True
+    return Op.ECHO, part or b"", True, None
 
 
 def _kv(request, body, spec):
@@ -68,16 +70,17 @@ def _kv(request, body, spec):
         raise Refused(400)
     method = request.method
     if method in IDEMPOTENT:
-        return Op.KV_GET, key, True
+        return Op.KV_GET, key, True, key
     if method in ("PUT", "POST"):
         ttl_text = request.header("x-ttl") or _arg(request.args, "ttl") or "0"
         if not ttl_text.isdigit() or int(ttl_text) > 0xFFFFFFFF:
             raise Refused(400)
         if len(key) > 1024:
             raise Refused(414)
-        return Op.KV_PUT, int(ttl_text).to_bytes(4, "little") + len(key).to_bytes(2, "little") + key + body, False
+        put = int(ttl_text).to_bytes(4, "little") + len(key).to_bytes(2, "little") + key + body
+        return Op.KV_PUT, put, False, key
     if method == "DELETE":
-        return Op.KV_DELETE, key, False
+        return Op.KV_DELETE, key, False, key
     raise Refused(405, b"Allow: GET, HEAD, PUT, POST, DELETE\r\n")
 
 
@@ -88,7 +91,7 @@ def _static(request, body, spec):
     match = request.header("if-none-match")
     if match:
         path += b"\0" + match.encode("latin-1", "replace")
-    return Op.STATIC_GET, path, True
+    return Op.STATIC_GET, path, True, None
 
 
 def _auth(request, body, spec):
@@ -98,7 +101,7 @@ def _auth(request, body, spec):
     scheme, _, token = value.partition(b" ")
     if token and scheme.lower() == b"bearer":
         value = token.strip()
-    return Op.AUTH_VERIFY, value, True
+    return Op.AUTH_VERIFY, value, True, None
 
 
 def _arg(args, name):
@@ -256,7 +259,7 @@ class UnikernelExchange:
         body = b"".join(self.body)
         self.body = []
         try:
-            op, payload, idempotent = self.service[0](self.request, body, self.plan.unikernel.payload)
+            op, payload, idempotent, key = self.service[0](self.request, body, self.plan.unikernel.payload)
         except Refused as exc:
             self.done = True
             if exc.extra:
@@ -268,7 +271,10 @@ class UnikernelExchange:
         if len(payload) > MAX_PAYLOAD:
             self._answer_error(413)
             return
-        key = self.key.render(self.request).encode("utf-8", "surrogateescape") if self.key else None
+        if self.key is None:
+            key = None      # the pool does not hash
+        elif key is None:
+            key = self.key.render(self.request).encode("utf-8", "surrogateescape")
         self.call = Call(op, payload, key, idempotent, self)
         self.deadline = self.app.clock() + self.pool.tunables.request_timeout
         self.pool.submit(self.call)

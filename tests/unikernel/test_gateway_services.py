@@ -33,7 +33,7 @@ events {{ worker_connections 256; }}
 http {{
     access_log off;
     unikernel echo {{ image echo; instances 2 2; transport {transport}; {fast} }}
-    unikernel kv {{ image kv; instances 2 2; transport {transport}; balance hash $uri consistent; {fast} }}
+    unikernel kv {{ image kv; instances 2 2; transport {transport}; balance hash $request_uri consistent; {fast} }}
     unikernel site {{ image static; transport {transport}; {fast} }}
     unikernel auth {{ image auth; transport {transport}; setting key {AUTH_KEY.hex()}; {fast} }}
     {pools}
@@ -179,8 +179,17 @@ def test_four_services_over_http(uk_gateway, transport):
     assert request(port, "DELETE", "/kv/key1")[0] == 204
     assert request(port, "GET", "/kv/key1")[0] == 404
     assert request(port, "DELETE", "/kv/key1")[0] == 404
-    assert request(port, "PUT", "/kv/gone?ttl=1", b"x")[0] == 204
-    assert request(port, "GET", "/kv/gone")[0] == 200
+    # The entry's key decides the instance, not the hashed $request_uri: "?ttl=" does not move it.
+    for n in range(10):
+        assert request(port, "PUT", f"/kv/t{n}?ttl=100", b"x")[0] == 204
+        assert request(port, "PUT", f"/kv/h{n}", b"y", {"X-TTL": "100"})[0] == 204
+    for n in range(10):
+        assert request(port, "GET", f"/kv/t{n}")[::2] == (200, b"x")
+        assert request(port, "GET", f"/kv/h{n}?whatever")[::2] == (200, b"y")
+    # The guest has no clock: every request carries the gateway's, so a 1 s TTL runs out.
+    assert request(port, "PUT", "/kv/brief?ttl=1", b"x")[0] == 204
+    time.sleep(2.0)
+    assert request(port, "GET", "/kv/brief")[0] == 404
     assert request(port, "PUT", "/kv/bad", b"x", {"X-TTL": "soon"})[0] == 400
     assert request(port, "PATCH", "/kv/a", b"x")[0] == 405
     # static: type, ETag, 304, HEAD, 404, and the location's add_header.
