@@ -21,6 +21,8 @@ from gateway.http.responses import (
 PIPELINE_LIMIT = 64 * 1024
 # An unread request body up to this size is read and dropped to keep the connection.
 DISCARD_LIMIT = 64 * 1024
+# How long a graceful shutdown waits for the first request on a fresh connection.
+SHUTDOWN_GRACE = 1.0
 
 # Connection states.
 HEAD, BODY, WAIT, CLOSED = range(4)
@@ -162,12 +164,13 @@ class ClientConnection(asyncio.Protocol):
         host = request.header("host")
         if version == 11 and host is None:
             raise BadRequest('client sent HTTP/1.1 request without "Host" header')
-        if host is not None:
+        if target[:1] != b"/" and b"://" in target[:16]:
+            # RFC 9112 3.2.2: an absolute-form target's authority replaces Host.
+            request.host = _host_name(target.split(b"/", 3)[2].decode("latin-1"))
+        elif host is not None:
             if "," in host:
                 raise BadRequest('client sent duplicate host header')
             request.host = _host_name(host)
-        elif target[:1] != b"/" and b"://" in target[:16]:
-            request.host = _host_name(target.split(b"/", 3)[2].decode("latin-1"))
         server = self.app.server_router.select(self.listen_key, request.host or None)
         request.server = server
         request.server_name = server.server_names[0] if server.server_names else ""
@@ -368,10 +371,16 @@ class ClientConnection(asyncio.Protocol):
 
     def shutdown(self, graceful: bool):
         """Close now if idle (or if not graceful); otherwise after the current response."""
-        if not graceful or (self.state == HEAD and not self.buffer):
-            self.close()
-        else:
-            self.keep_alive = False
+        if not graceful or (self.state == HEAD and not self.buffer and self.requests_served):
+            self.close()       # idle between keep-alive requests: nothing is lost
+            return
+        self.keep_alive = False
+        if self.state == HEAD and not self.buffer:
+            # Just accepted, request bytes possibly still in flight: a short grace period
+            # rather than dropping them, or waiting the whole client_header_timeout.
+            grace = self.app.clock() + SHUTDOWN_GRACE
+            if self.deadline == 0.0 or self.deadline > grace:
+                self.deadline = grace
 
 
 class BodyReader:

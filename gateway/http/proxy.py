@@ -131,7 +131,7 @@ class ProxyExchange:
     def _connect(self, peer, allow_cached: bool):
         self.peer = peer
         self.try_started = self.app.clock()
-        self.addresses.append(f"{peer.host}:{peer.port}")
+        self.addresses.append(peer)
         upstream = self.proxy.upstream
         cached = upstream.pool.take(peer) if allow_cached and self.proxy.keepalive else None
         if cached is not None:
@@ -282,8 +282,8 @@ class ProxyExchange:
         condition = UPSTREAM_STATUS_CONDITIONS.get(status)
         if condition is not None and condition in self.proxy.next_upstream \
                 and self._may_retry(condition):
-            self.statuses.append(str(status))
-            self.times.append(f"{now - self.try_started:.3f}")
+            self.statuses.append(status)
+            self.times.append(now - self.try_started)
             failed = status >= 500 or status == 429
             self._finish_upstream(failed=failed, reuse=False)
             peer, self.next_peer = self.next_peer, None
@@ -291,7 +291,7 @@ class ProxyExchange:
             self._connect(peer, allow_cached=True)
             return
         request = self.request
-        self.statuses.append(str(status))
+        self.statuses.append(status)
         kind, length = parser.response_body_framing(status, headers, request.method)
         upstream_close = version == 10
         lines = []
@@ -392,11 +392,11 @@ class ProxyExchange:
     # Outcomes -----------------------------------------------------------
 
     def _complete(self):
-        now = self.app.clock()
-        self.times.append(f"{now - self.try_started:.3f}")
+        self.times.append(self.app.clock() - self.try_started)
         self._finish_upstream(failed=False, reuse=self.reusable and self.body_complete)
         self.state = DONE
-        self._record()
+        if self.plan.access_logs:
+            self._record()
         self.conn.finish_response()
 
     def _finish_upstream(self, failed: bool, reuse: bool):
@@ -457,8 +457,8 @@ class ProxyExchange:
             self.addresses.pop()
             self._connect(peer, allow_cached=False)
             return
-        self.statuses.append(str(status))
-        self.times.append(f"{self.app.clock() - self.try_started:.3f}")
+        self.statuses.append(status)
+        self.times.append(self.app.clock() - self.try_started)
         self._finish_upstream(failed=True, reuse=False)
         if self._may_retry(condition):
             self.tries += 1
@@ -494,10 +494,11 @@ class ProxyExchange:
                   f'host: "{request.host}"')
 
     def _record(self):
+        """Fill the $upstream_* variables (only needed by access logs)."""
         request = self.request
-        request.upstream_addr = ", ".join(self.addresses)
-        request.upstream_status = ", ".join(self.statuses)
-        request.upstream_response_time = ", ".join(self.times)
+        request.upstream_addr = ", ".join(f"{p.host}:{p.port}" for p in self.addresses)
+        request.upstream_status = ", ".join(map(str, self.statuses))
+        request.upstream_response_time = ", ".join(f"{t:.3f}" for t in self.times)
         request.upstream_header_time = f"{self.header_time:.3f}" if self.header_time else "-"
 
     # Timeouts --------------------------------------------------------------
