@@ -7,10 +7,12 @@ import platform
 import subprocess
 import sys
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def _first_line(argv: list[str]) -> str:
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, cwd=REPO)
     except (OSError, subprocess.SubprocessError) as exc:
         return f"unavailable ({exc})"
     text = (done.stdout.strip() or done.stderr.strip()).splitlines()
@@ -38,8 +40,7 @@ def _module_version(name: str) -> str:
 
 def _built_extensions() -> list[str]:
     # Without them the gateway runs its pure-Python twins: say so next to the figures.
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    folder = os.path.join(repo, "_fastpath")
+    folder = os.path.join(REPO, "_fastpath")
     try:
         names = os.listdir(folder)
     except OSError:
@@ -62,5 +63,7 @@ def describe() -> dict:
             "python": sys.version.split()[0],
             "uvloop": _module_version("uvloop"),
             "aiohttp": _module_version("aiohttp"),
+            "gateway": _first_line([sys.executable, "-m", "gateway", "-v"]),
         },
+        "commit": _first_line(["git", "-C", REPO, "rev-parse", "--short", "HEAD"]),
     }

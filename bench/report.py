@@ -73,7 +73,8 @@ def markdown(run: dict) -> str:
         f"- Machine: {m['usable_cores']} usable cores of {m['cores']}, {m['cpu_model']}, "
         f"Linux {m['kernel']}",
         f"- Versions: {v['nginx']}; {v['haproxy']}; {v['wrk']}; Python {v['python']}, "
-        f"uvloop {v['uvloop']}, aiohttp {v['aiohttp']}",
+        f"uvloop {v['uvloop']}, aiohttp {v['aiohttp']}; {v.get('gateway', 'gateway ?')} "
+        f"at commit {m.get('commit', '?')}",
         f"- Pinning: {run['placement']}",
         f"- Load average (1 min) at start and end: {_loads(run)}",
         "- Gateway Cython extensions built: "

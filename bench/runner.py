@@ -79,6 +79,17 @@ def sanity_check(port: int, scenario: Scenario) -> None:
                                f"expected {scenario.expect_length}")
 
 
+def seed(port: int, path: str, value: str) -> None:
+    """PUT value at path (the kv unikernel starts empty; the Python kv upstream is preloaded)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=value.encode(),
+                                     method="PUT")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            resp.read()
+    except OSError as exc:
+        raise procs.StartError(f"failed check: PUT {path}: {exc}") from exc
+
+
 def systems_for(scenario: Scenario, names: list[str]) -> list[str]:
     """The systems a scenario runs: gateway-unikernel only (and always, with a gateway) in
     unikernel scenarios, where the others proxy to a backend doing the same job."""
@@ -135,6 +146,8 @@ def run(scenario: Scenario, names: list[str], settings: Settings, where: Placeme
                                                            ports, where, scenario.unikernel)
                 result.command = shlex.join(proc.argv)
                 running.append((result, proc, port))
+                if scenario.seed and SYSTEMS[name].unikernel:
+                    seed(port, *scenario.seed)
                 sanity_check(port, scenario)
             except procs.StartError as exc:
                 result.status = str(exc)

@@ -10,12 +10,12 @@ import urllib.request
 from dataclasses import dataclass
 
 from bench import procs
+from bench.backends import KV_KEY, KV_VALUE, SITE
 from bench.systems import SYSTEMS, image_path, placement
 from bench.wrk import Load
 
 UNIKERNEL_MISSING = "not available yet: needs unikernel_pass (issue 5)"
-# To complete a unikernel scenario: give it a backend doing the same job for the other
-# systems (see backends.start) and set route_written=True; uk-boot needs its own measurement.
+# uk-boot needs its own measurement (kill -9 a QEMU worker, time the replacement's first answer).
 ROUTE_MISSING = ("unikernel_pass answers, but this scenario's comparison is not written yet "
                  "(bench/scenarios.py)")
 
@@ -33,19 +33,22 @@ class Scenario:
     unikernel: str | None = None    # service name for the gateway's unikernel_pass scenarios
     latency: bool = True            # False where wrk's per-request latency means nothing
     route_written: bool = True      # False for unikernel scenarios whose comparison is missing
+    seed: tuple[str, str] | None = None   # (path, value) PUT into a unikernel before the runs
 
     def unavailable(self) -> str | None:
         """Why this scenario cannot run here, or None."""
         if self.unikernel is None:
             return None
-        if not unikernel_pass_ready(self.unikernel):
+        if not unikernel_pass_ready("echo"):
             return UNIKERNEL_MISSING
         return None if self.route_written else ROUTE_MISSING
 
 
 @functools.lru_cache(maxsize=None)
 def unikernel_pass_ready(service: str) -> bool:
-    """Whether a gateway routing ``/`` with ``unikernel_pass service`` answers 200 (a live probe)."""
+    """Whether a gateway routing ``/`` with ``unikernel_pass service`` answers 200 (a live probe).
+
+    The scenarios probe ``echo``, the reference service, which answers any request."""
     if not os.path.exists(image_path(service)):
         return False
     workdir = tempfile.mkdtemp(prefix="bench-probe-")
@@ -85,10 +88,13 @@ SCENARIOS = {s.name: s for s in [
              Load("/small", 64), upstreams=4, expect_length=13),
     Scenario("uk-echo", "unikernel echo route (gateway-unikernel) vs proxies to a Python echo "
              "upstream (wrk -c64)", Load("/echo", 64), backend="echo", unikernel="echo"),
-    Scenario("uk-kv", "unikernel kv GET vs a Python kv upstream",
-             Load("/kv/key1", 64), unikernel="kv", route_written=False),
-    Scenario("uk-static", "unikernel static file vs nginx serving the same file",
-             Load("/static/index.html", 64), unikernel="static", route_written=False),
+    Scenario("uk-kv", "unikernel kv GET of a 64-byte value (gateway-unikernel) vs proxies to a "
+             "Python kv upstream (wrk -c64)", Load(KV_KEY, 64), backend="kv", unikernel="kv",
+             expect_length=len(KV_VALUE), seed=(KV_KEY, KV_VALUE)),
+    Scenario("uk-static", "unikernel static file (gateway-unikernel) vs proxies to nginx serving "
+             "the same file (wrk -c64)", Load("/index.html", 64), backend="site",
+             unikernel="static", expect_length=os.path.getsize(os.path.join(SITE, "index.html"))
+             if os.path.exists(os.path.join(SITE, "index.html")) else None),
     Scenario("uk-boot", "unikernel worker boot and restart time through the gateway (a bare "
              "worker's boot: python -m bench.unikernel_metrics)",
              Load("/echo", 1), unikernel="echo", route_written=False),

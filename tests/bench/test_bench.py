@@ -131,11 +131,36 @@ def test_unikernel_systems_join_only_unikernel_scenarios():
     assert systems_for(SCENARIOS["uk-echo"], ["nginx"]) == ["nginx"]
 
 
-def test_unikernel_probe_without_image_says_not_available():
-    from bench.scenarios import UNIKERNEL_MISSING, Scenario, unikernel_pass_ready
+def test_unikernel_probe_without_image_is_false():
+    from bench.scenarios import unikernel_pass_ready
     assert unikernel_pass_ready("no-such-service") is False
-    scenario = Scenario("uk-x", "x", wrk.Load("/"), unikernel="no-such-service")
-    assert scenario.unavailable() == UNIKERNEL_MISSING
+
+
+def test_unikernel_scenarios_say_what_is_missing(monkeypatch):
+    from bench import scenarios
+    kv = scenarios.SCENARIOS["uk-kv"]
+    boot = scenarios.SCENARIOS["uk-boot"]
+    monkeypatch.setattr(scenarios, "unikernel_pass_ready", lambda service: False)
+    assert kv.unavailable() == "not available yet: needs unikernel_pass (issue 5)"
+    monkeypatch.setattr(scenarios, "unikernel_pass_ready", lambda service: True)
+    assert kv.unavailable() is None
+    assert boot.unavailable() == scenarios.ROUTE_MISSING
+    assert scenarios.SCENARIOS["small"].unavailable() is None
+
+
+def test_kv_backend_answers_its_key_only(tmp_path):
+    import urllib.error
+    import urllib.request
+    from bench import backends
+    port = procs.free_port()
+    proc, _ = backends.start("kv", [port], str(tmp_path), None)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{backends.KV_KEY}", timeout=10) as resp:
+            assert resp.read() == backends.KV_VALUE.encode()
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=10)
+    finally:
+        procs.stop(proc)
 
 
 def test_echo_backend_answers_with_the_uri(tmp_path):
@@ -188,3 +213,23 @@ def test_report_tables_ratios_and_summary_section(tmp_path):
     updated = results_md.read_text()
     assert "kept" in updated and "tail kept" in updated and "\nold\n" not in updated
     assert "## Latest summary: 2026-01-01-0000 (small)" in updated
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_quick_run_of_the_unikernel_echo_route(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--scenario", "uk-echo", "--systems", "gateway",
+         "--duration", "1", "--rounds", "1", "--warmup", "1", "--out", str(tmp_path),
+         "--no-summary"],
+        cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [json_path] = list(tmp_path.glob("*-uk-echo-quick.json"))
+    [scenario] = json.loads(json_path.read_text())["scenarios"]
+    systems = {s["name"]: s for s in scenario["systems"]}
+    assert set(systems) == {"gateway", "gateway-unikernel"}
+    unikernel = systems["gateway-unikernel"]
+    assert unikernel["status"] == "ok", unikernel["stderr"]
+    assert "unikernel_pass echo;" in unikernel["configs"]["gateway.conf"]
+    assert unikernel["summary"]["requests"] > 0
+    assert unikernel["summary"]["non2xx"] == 0 and unikernel["summary"]["socket_errors"] == 0
