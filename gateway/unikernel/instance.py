@@ -32,7 +32,6 @@ class Instance:
         self.restart_at = None
         self.kill_reason = ""
         self.last_exit = ""
-        self.retiring = False
         # Event loop.
         self.state = STARTING
         self.last_pong = time.monotonic()    # read by the supervisor to judge a hang

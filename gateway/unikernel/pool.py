@@ -415,7 +415,8 @@ class Pool:
     # Helpers --------------------------------------------------------------------
 
     def _forget(self, inst):
-        inst.state = RETIRED if not self.closed else inst.state
+        if not self.closed:
+            inst.state = RETIRED
         fd = inst.link.fileno()
         self.loop.remove_reader(fd)
         self.loop.remove_writer(fd)

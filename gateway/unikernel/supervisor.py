@@ -65,10 +65,16 @@ class Supervisor(threading.Thread):
             self._wake()
             self.join(timeout)
         # Whatever the thread did not get to (it should have), killed here by pid.
-        for inst in self.instances:
-            _kill(inst.proc)
+        _kill_all([inst.proc for inst in self.instances])
+        if not self.is_alive() and self._wake_r >= 0:
+            # Closed here, not by the thread, so that no _wake() can write into a reused descriptor.
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
 
     def _wake(self):
+        if self._wake_w < 0:
+            return
         try:
             os.write(self._wake_w, b"!")
         except OSError:
@@ -89,7 +95,6 @@ class Supervisor(threading.Thread):
                         self.instances.append(inst)
                         self._spawn(inst)
                     elif command == "retire":
-                        inst.retiring = True
                         self._reap(inst, kill=True)
                         self.instances.remove(inst)
                         self._notify(self.events.retired, inst)
@@ -99,10 +104,10 @@ class Supervisor(threading.Thread):
                 for inst in self.instances:
                     self._check(inst, now)
         finally:
+            # Every SIGKILL first, then the waits: stopping N instances costs one exit, not N.
+            _kill_all([inst.proc for inst in self.instances])
             for inst in self.instances:
-                self._reap(inst, kill=True)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+                self._reap(inst)
 
     def _wait(self):
         # A pidfd becomes readable the moment its process exits: restarts need no polling; the
@@ -208,6 +213,17 @@ def _last_words(path, code):
     except OSError:
         return ""
     return f" ({lines[-1].strip()})" if lines else ""
+
+
+def _kill_all(procs):
+    live = [p for p in procs if p is not None and p.poll() is None]
+    for proc in live:
+        try:
+            proc.kill()
+        except OSError:
+            pass
+    for proc in live:
+        _kill(proc)
 
 
 def _kill(proc):
