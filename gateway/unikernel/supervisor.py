@@ -102,7 +102,10 @@ class Supervisor(threading.Thread):
                     break
                 now = time.monotonic()
                 for inst in self.instances:
-                    self._check(inst, now)
+                    try:
+                        self._check(inst, now)
+                    except Exception as exc:    # a bug must not end supervision of the others
+                        self._log("alert", f'supervising unikernel "{inst.name}": {type(exc).__name__}: {exc}')
         finally:
             # Every SIGKILL first, then the waits: stopping N instances costs one exit, not N.
             _kill_all([inst.proc for inst in self.instances])
