@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             print(report.scenario_table(record))
     except KeyboardInterrupt:
         print("interrupted: writing what was measured", file=sys.stderr)
+        run["interrupted"] = True
     finally:
         if args.keep:
             print(f"configs and logs kept in {workdir}")
@@ -148,6 +149,8 @@ def finish(run: dict, args: argparse.Namespace) -> int:
     print("Results: " + ", ".join(paths.values()))
     ok = all(s["status"] == "ok" for r in run["scenarios"] for s in r["systems"])
     ok = ok and not any("error" in r for r in run["scenarios"])
+    if run.get("interrupted"):
+        return 130
     return 0 if ok else 1
 
 

@@ -45,6 +45,14 @@ def scenario_table(record: dict) -> str:
     head = f"### {record['scenario']}: {record['title']}\n\n"
     if "unavailable" in record or "error" in record:
         return head + record.get("unavailable", record.get("error")) + "\n"
+    if "timing" in record:
+        t = record["timing"]
+        runs = lambda values: ", ".join(f"{v:.0f}" for v in values)
+        return head + "\n".join([
+            "| gateway-unikernel | median ms | each run, ms |", "|---|---|---|",
+            f"| start to first answer | {t['summary']['start_ms']:.0f} | {runs(t['start_ms'])} |",
+            f"| kill -9 of the QEMU worker to next answer | {t['summary']['restart_ms']:.0f} | "
+            f"{runs(t['restart_ms'])} |"]) + "\n"
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for system in record["systems"]:
         s = system["summary"]
@@ -91,6 +99,8 @@ def markdown(run: dict) -> str:
         parts.append(scenario_table(record))
     parts.append("## Exact commands\n")
     for record in run["scenarios"]:
+        if "timing" in record:
+            parts.append(f"**{record['scenario']}**: `{record['timing']['command']}`\n")
         if not record["systems"]:
             continue
         parts.append(f"**{record['scenario']}**\n")

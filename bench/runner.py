@@ -9,7 +9,7 @@ import subprocess
 import urllib.request
 from dataclasses import dataclass, field
 
-from bench import backends, procs, wrk
+from bench import backends, boot, procs, wrk
 from bench.scenarios import Scenario
 from bench.systems import SYSTEMS, Placement
 
@@ -123,6 +123,13 @@ def run(scenario: Scenario, names: list[str], settings: Settings, where: Placeme
         log(f"[{scenario.name}] {reason}")
         return record
 
+    if scenario.timing:
+        try:
+            record["timing"] = boot.measure(where, workdir, max(3, settings.rounds), log)
+        except (procs.StartError, ValueError, OSError) as exc:
+            record["error"] = f"gateway-unikernel: {exc}"
+            log(f"[{scenario.name}] {record['error']}")
+        return record
     names = systems_for(scenario, names)
     ports = [procs.free_port() for _ in range(scenario.upstreams)]
     try:

@@ -15,10 +15,6 @@ from bench.systems import SYSTEMS, image_path, placement
 from bench.wrk import Load
 
 UNIKERNEL_MISSING = "not available yet: needs unikernel_pass (issue 5)"
-# uk-boot needs its own measurement (kill -9 a QEMU worker, time the replacement's first answer).
-ROUTE_MISSING = ("unikernel_pass answers, but this scenario's comparison is not written yet "
-                 "(bench/scenarios.py)")
-
 
 @dataclass
 class Scenario:
@@ -32,16 +28,14 @@ class Scenario:
     expect_length: int | None = None  # body length the sanity request must get
     unikernel: str | None = None    # service name for the gateway's unikernel_pass scenarios
     latency: bool = True            # False where wrk's per-request latency means nothing
-    route_written: bool = True      # False for unikernel scenarios whose comparison is missing
     seed: tuple[str, str] | None = None   # (path, value) PUT into a unikernel before the runs
+    timing: bool = False            # uk-boot: start and restart times instead of a wrk load
 
     def unavailable(self) -> str | None:
         """Why this scenario cannot run here, or None."""
         if self.unikernel is None:
             return None
-        if not unikernel_pass_ready("echo"):
-            return UNIKERNEL_MISSING
-        return None if self.route_written else ROUTE_MISSING
+        return None if unikernel_pass_ready("echo") else UNIKERNEL_MISSING
 
 
 @functools.lru_cache(maxsize=None)
@@ -95,7 +89,7 @@ SCENARIOS = {s.name: s for s in [
              "the same file (wrk -c64)", Load("/index.html", 64), backend="site",
              unikernel="static", expect_length=os.path.getsize(os.path.join(SITE, "index.html"))
              if os.path.exists(os.path.join(SITE, "index.html")) else None),
-    Scenario("uk-boot", "unikernel worker boot and restart time through the gateway (a bare "
-             "worker's boot: python -m bench.unikernel_metrics)",
-             Load("/echo", 1), unikernel="echo", route_written=False),
+    Scenario("uk-boot", "unikernel route: gateway start to first answer, and kill -9 of the QEMU "
+             "worker to the replacement's first answer (one worker, echo)",
+             Load("/boot", 1), unikernel="echo", timing=True),
 ]}

@@ -143,8 +143,7 @@ def test_unikernel_scenarios_say_what_is_missing(monkeypatch):
     monkeypatch.setattr(scenarios, "unikernel_pass_ready", lambda service: False)
     assert kv.unavailable() == "not available yet: needs unikernel_pass (issue 5)"
     monkeypatch.setattr(scenarios, "unikernel_pass_ready", lambda service: True)
-    assert kv.unavailable() is None
-    assert boot.unavailable() == scenarios.ROUTE_MISSING
+    assert kv.unavailable() is None and boot.unavailable() is None
     assert scenarios.SCENARIOS["small"].unavailable() is None
 
 
@@ -198,6 +197,10 @@ def test_report_tables_ratios_and_summary_section(tmp_path):
                           "configs": {}, "stderr": [], "rounds": [], "summary": {}}]},
             {"scenario": "uk-echo", "title": "u", "systems": [], "backend": {},
              "unavailable": "not available yet: needs unikernel_pass (issue 5)"},
+            {"scenario": "uk-boot", "title": "b", "systems": [], "backend": {},
+             "timing": {"command": "gateway -c x", "configs": {}, "start_ms": [200.0, 300.0],
+                        "restart_ms": [30.0, 50.0],
+                        "summary": {"start_ms": 250.0, "restart_ms": 40.0}}},
         ],
     }
     paths = report.write(run, str(tmp_path))
@@ -205,6 +208,7 @@ def test_report_tables_ratios_and_summary_section(tmp_path):
     assert "gateway / nginx: CPU/req 1.20x, req/s 0.90x, p99 1.50x" in text
     assert "| haproxy | - | - | - | - | - | - | - | failed to start: boom |" in text
     assert "not available yet: needs unikernel_pass (issue 5)" in text
+    assert "| kill -9 of the QEMU worker to next answer | 40 | 30, 50 |" in text
     assert os.path.getsize(paths["png"]) > 0
     results_md = tmp_path / "RESULTS.md"
     results_md.write_text("# Results\n\nkept\n\n" + report.SUMMARY_START + "\nold\n"
