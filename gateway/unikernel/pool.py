@@ -18,6 +18,8 @@ from gateway.upstream.ring import Ring
 READ_BATCH = 256
 # Booting instances are pinged this often until they answer.
 BOOT_PING_INTERVAL = 0.01
+# Keys whose ring owner is remembered until the ring changes.
+OWNER_CACHE = 4096
 # Tap names are "uk<pid hex>p<pool>i<index>": at most 2 + 6 + 1 + 2 + 1 + 2 = 14 bytes (IFNAMSIZ is 16).
 MAX_INDEX = 99
 
@@ -71,6 +73,7 @@ class Pool:
         self._rr = 0
         self._ring = None
         self._ring_names = ()
+        self._owners = {}           # key -> instance name on the current ring (a lookup costs ~2.5 us)
         self._by_name = {}
         self._timer = None
         self._last_ping = 0.0
@@ -249,8 +252,14 @@ class Pool:
                 return None
             if ready != self._ring_names:
                 self._ring, self._ring_names = Ring(list(ready)), ready
+                self._owners = {}
+            owner = self._owners.get(call.key)
+            if owner is None:
+                if len(self._owners) >= OWNER_CACHE:
+                    self._owners.clear()
+                owner = self._owners[call.key] = self._ring.lookup(call.key)
             # The key's owner or nobody: spilling to another instance would split a key's data.
-            inst = self._by_name[self._ring.lookup(call.key)]
+            inst = self._by_name[owner]
             return inst if inst.has_room(call.nframes, self.tunables) else None
         count = len(instances)
         best = None
