@@ -6,8 +6,8 @@ import time
 from gateway.unikernel import wire
 
 # States seen in the status file; "ready" is the only one that takes requests.
-STARTING, READY, DRAINING, RESTARTING, FAILED, RETIRED = (
-    "starting", "ready", "draining", "restarting", "failed", "retired")
+STARTING, READY, DRAINING, RESTARTING, FAILED, RETIRED, STOPPED = (
+    "starting", "ready", "draining", "restarting", "failed", "retired", "stopped")
 
 
 class Instance:

@@ -9,7 +9,8 @@ import time
 from gateway.errors import MalformedFrame
 from gateway.observe.errorlog import log
 from gateway.unikernel import qemu, wire
-from gateway.unikernel.instance import DRAINING, FAILED, READY, RESTARTING, RETIRED, STARTING, Instance
+from gateway.unikernel.instance import (
+    DRAINING, FAILED, READY, RESTARTING, RETIRED, STARTING, STOPPED, Instance)
 from gateway.unikernel.link import SocketpairLink, TapLink
 from gateway.unikernel.supervisor import Supervisor
 from gateway.upstream.ring import Ring
@@ -424,8 +425,7 @@ class Pool:
     # Helpers --------------------------------------------------------------------
 
     def _forget(self, inst):
-        if not self.closed:
-            inst.state = RETIRED
+        inst.state = STOPPED if self.closed else RETIRED
         fd = inst.link.fileno()
         self.loop.remove_reader(fd)
         self.loop.remove_writer(fd)

@@ -235,6 +235,10 @@ def test_shutdown_leaves_no_qemu_and_no_tap(uk_gateway, transport):
     assert not [pid for pid in pids if qemu_alive(pid)]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert not [name for name in names if f" {name}:" in links]
+    [path] = glob.glob(str(gw.dir / "logs" / "unikernel" / "status.*.json"))
+    with open(path) as fh:
+        states = {i["state"] for p in json.load(fh)["pools"].values() for i in p["instances"]}
+    assert states == {"stopped"}
 
 
 def test_a_crashed_gateway_worker_takes_its_qemus_along(uk_gateway):
