@@ -12,7 +12,7 @@ import time
 from gateway.unikernel.instance import READY
 
 # How often hangs are checked (exits wake the thread at once through pidfds).
-POLL_INTERVAL = 0.05
+POLL_INTERVAL = 0.1
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
