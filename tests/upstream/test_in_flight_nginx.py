@@ -142,4 +142,9 @@ def test_choices_with_requests_in_flight(run_nginx, holding_servers, case):
         else:
             balancer.release(in_flight.pop(action), False)
     assert_same(theirs, ours, nginx)
-    assert len(set(theirs)) == len(spec)
+    if balance.method == "hash":
+        # Ring positions depend on the random ports, so a server may own none of the
+        # five keys; what matters is that full peers made nginx move on.
+        assert len(set(theirs)) >= 2
+    else:
+        assert len(set(theirs)) == len(spec)
