@@ -2,6 +2,7 @@
 
 import http.client
 import os
+import socket
 import signal
 import threading
 import time
@@ -144,3 +145,27 @@ def test_an_instance_that_does_not_answer_in_time_gives_504(uk_gateway):
     conn.request("GET", "/lone/y")
     assert conn.getresponse().read() == b"/y"
     assert instances(gw, "lone")[0]["restarts"] == 0
+
+
+def test_a_client_that_leaves_mid_request_is_logged_499_and_forgotten(uk_gateway):
+    slow = "setting hang_timeout 60s;"
+    pools = f"unikernel lone {{ image echo; transport socketpair; {slow} }}"
+    gw = uk_gateway(lambda port: gateway_config(
+        port, "socketpair", pools=pools,
+        locations="location /lone/ { unikernel_pass lone; access_log access.log; }"))
+    victim = instances(gw, "lone")[0]
+    os.kill(victim["pid"], signal.SIGSTOP)
+    try:
+        with socket.create_connection(("127.0.0.1", gw.port)) as sock:
+            sock.sendall(b"GET /lone/gone HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.3)
+        wait_for(lambda: (gw.dir / "access.log").exists() and " 499 " in (gw.dir / "access.log").read_text(),
+                 5, "the 499 in the access log")
+    finally:
+        os.kill(victim["pid"], signal.SIGCONT)
+    # The late reply to the abandoned request is dropped; the next request is answered normally.
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    conn.request("GET", "/lone/next")
+    resp = conn.getresponse()
+    assert (resp.status, resp.read()) == (200, b"/next")
+    assert "Traceback" not in gw.errors()
