@@ -2,8 +2,8 @@
 
 import http.client
 import os
-import socket
 import signal
+import socket
 import threading
 import time
 
