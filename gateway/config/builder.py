@@ -13,7 +13,8 @@ from gateway.config.model import (
     LocationSettings, ProxyPass, Return, Server, UnikernelPass, UnikernelPool, Upstream,
     UpstreamServer)
 from gateway.config.parser import Directive, ParsedConfig
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, UnikernelError
+from gateway.unikernel.tunables import Tunables
 
 COMBINED = ('$remote_addr - $remote_user [$time_local] "$request" $status '
             '$body_bytes_sent "$http_referer" "$http_user_agent"')
@@ -764,7 +765,14 @@ class Builder:
             elif n == "balance":
                 pool.balance = self._pool_balance(e)
             elif n == "setting":
+                if any(c.isspace() for c in a[1]):
+                    # Guest settings travel on the kernel command line, split at spaces.
+                    raise bad
                 pool.settings[a[0]] = a[1]
+                try:
+                    Tunables.split({a[0]: a[1]})
+                except UnikernelError as exc:
+                    raise ConfigError(exc.args[0], f, ln) from exc
         if not pool.image:
             raise ConfigError(f'no "image" is defined in unikernel "{name}"', d.file, d.line)
         self.http.unikernels[name] = pool
