@@ -8,9 +8,9 @@ import os
 
 from gateway.errors import GatewayError, HttpError
 from gateway.http import static
-from gateway.http.connection import ClientConnection
 from gateway.http.mime import content_type
 from gateway.http.plan import LocationPlan
+from gateway.http.protocol import ClientConnection
 from gateway.http.proxy import ProxyExchange
 from gateway.http.responses import ERROR_PAGE_CODES, error_page
 from gateway.http.upstream_connection import UpstreamRuntime

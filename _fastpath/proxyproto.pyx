@@ -1,0 +1,1458 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled twin of the per-request proxy path.
+
+The specification is gateway/http/connection.py (ClientConnection, BodyReader),
+gateway/http/proxy.py (ProxyExchange), gateway/http/upstream_connection.py
+(UpstreamConnection, KeepalivePool.take/put) and WorkerApp.dispatch in
+gateway/http/server.py: same states, same callbacks, same bytes on the wire.
+What differs is only how: typed extension types, C-level calls between them,
+one clock read per event, head pieces joined once.
+"""
+
+import asyncio
+import socket
+from functools import partial
+
+from libc.time cimport time as c_time
+
+from gateway.errors import BadRequest, GatewayError, HttpError, PayloadTooLarge, RequestTimeout
+from gateway.http.plan import HIDDEN_RESPONSE, NON_IDEMPOTENT, UPSTREAM_STATUS_CONDITIONS
+from gateway.http.responses import (
+    ADD_HEADER_CODES, CLOSING_ERRORS, error_page, server_and_date, status_line_cached)
+from gateway.http.variables import variable_getter
+from gateway.observe.errorlog import log
+
+from _fastpath.httpparse import (ChunkedDecoder, parse_request_head, parse_response_head,
+                                 request_body_framing, response_body_framing, split_target)
+
+# The limits of the Python twins (connection.py, proxy.py).
+cdef enum:
+    PIPELINE_LIMIT = 64 * 1024
+    DISCARD_LIMIT = 64 * 1024
+    REPLAY_LIMIT = 1024 * 1024
+    PENDING_LIMIT = 256 * 1024
+    MAX_RESPONSE_HEAD = 64 * 1024
+SHUTDOWN_GRACE = 1.0
+
+# Connection states (connection.py).
+cdef enum:
+    HEAD, BODY, WAIT, CLOSED
+
+# Exchange states (proxy.py).
+cdef enum:
+    CONNECTING, WAITING, RELAYING, DONE
+
+# Body framings, as ints instead of the twins' strings.
+cdef enum:
+    F_NONE, F_LENGTH, F_CHUNKED, F_CLOSE
+
+# Deadline kinds of an exchange.
+cdef enum:
+    D_CONNECT, D_SEND, D_READ
+
+cdef bytes KEEP_ALIVE_END = b"Connection: keep-alive\r\n\r\n"
+cdef bytes CLOSE_END = b"Connection: close\r\n\r\n"
+cdef bytes CRLF = b"\r\n"
+cdef bytes COLON = b": "
+cdef bytes CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
+cdef frozenset _HIDDEN = HIDDEN_RESPONSE
+cdef frozenset _NON_IDEMPOTENT = NON_IDEMPOTENT
+cdef frozenset _ADD_HEADER_CODES = ADD_HEADER_CODES
+cdef dict _STATUS_CONDITIONS = UPSTREAM_STATUS_CONDITIONS
+
+
+cdef int _framing_code(str kind):
+    if kind == "length":
+        return F_LENGTH
+    if kind == "chunked":
+        return F_CHUNKED
+    if kind == "close":
+        return F_CLOSE
+    return F_NONE
+
+
+# Server and Date lines: the twin's cache asked once per second, not once per response.
+cdef long _date_second = -1
+cdef bytes _date_full = b""
+cdef bytes _date_short = b""
+
+
+cdef bytes _server_and_date(bint tokens):
+    global _date_second, _date_full, _date_short
+    cdef long now = <long>c_time(NULL)
+    if now != _date_second:
+        _date_full = server_and_date.lines(True)
+        _date_short = server_and_date.lines(False)
+        _date_second = now
+    return _date_full if tokens else _date_short
+
+
+cdef dict _status_lines = {}
+
+
+cdef bytes _status_line(int status):
+    line = _status_lines.get(status)
+    if line is None:
+        line = _status_lines[status] = status_line_cached(status)
+    return <bytes>line
+
+
+# The getter of $proxy_host, read directly for the default "Host: $proxy_host".
+_PROXY_HOST_GETTER = variable_getter("proxy_host")
+
+
+cdef str _render(template, request):
+    """Template.render (variables.py) without a generator per call."""
+    if template.static:
+        return template.text
+    cdef list parts = template.parts
+    if len(parts) == 1:
+        value = parts[0](request)
+        if type(value) is str:
+            return value
+    return "".join([p if isinstance(p, str) else p(request) for p in parts])
+
+
+cdef object _header(list headers, bytes key, bint cookie):
+    """Request.header() over the raw triples, without encoding the name per call."""
+    cdef object found = None
+    cdef tuple item
+    for item in headers:
+        if <bytes>item[0] == key:
+            text = (<bytes>item[2]).decode("latin-1")
+            if found is None:
+                found = text
+            else:
+                found += ("; " if cookie else ", ") + text
+    return found
+
+
+cdef str _host_name(str value):
+    """A Host header value as nginx stores $host: lowercase, no port, no trailing dot."""
+    cdef Py_ssize_t i, n = len(value), colon = -1, end
+    cdef Py_UCS4 ch
+    # Fast path for the usual "name" or "name:port" already in lowercase: what the
+    # general path below returns for such a value, without its temporary strings.
+    for i in range(n):
+        ch = value[i]
+        if ch == u':':
+            if colon < 0:
+                colon = i
+        elif not (u'a' <= ch <= u'z' or u'0' <= ch <= u'9' or ch == u'.' or ch == u'-'
+                  or ch == u'_'):
+            break
+    else:
+        if colon < 0 and n and value[n - 1] != u'.':
+            return value
+        end = colon if colon >= 0 else n
+        while end > 0 and value[end - 1] == u'.':
+            end -= 1
+        return value[:end]
+    if value.isalnum():
+        return value.lower()
+    host = value.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0:
+            raise BadRequest("client sent invalid host header")
+        return host[:end + 1]
+    host = host.split(":", 1)[0].rstrip(".")
+    if "/" in host or " " in host or "\\" in host:
+        raise BadRequest("client sent invalid host header")
+    return host
+
+
+cdef bint _wants_keep_alive(list headers, int version):
+    value = _header(headers, b"connection", False)
+    if value is None:
+        return version == 11
+    tokens = value.lower()
+    if version == 11:
+        return "close" not in tokens
+    return "keep-alive" in tokens
+
+
+cdef class Request:
+    """Twin of gateway.http.request.Request: the same attributes, set at C level here.
+
+    Header names arrive as ``(lower_name, name, value)`` byte triples from the
+    head parser; ``header()`` looks them up by lowercase name.
+    """
+
+    cdef public object method, request_uri, uri, args, version, headers
+    cdef public object host, scheme, remote_addr, remote_port, server_addr, server_port
+    cdef public object server, server_name, location, start_time, request_length
+    cdef public object connection_id, connection_requests
+    cdef public object status, body_bytes_sent, bytes_sent, proxy_host
+    cdef public object upstream_addr, upstream_status, upstream_response_time
+    cdef public object upstream_connect_time, upstream_header_time
+
+    def __init__(self, method, request_uri, uri, args, version, headers):
+        self.method = method
+        self.request_uri = request_uri
+        self.uri = uri
+        self.args = args
+        self.version = version
+        self.headers = headers
+        self.host = ""
+        self.scheme = "http"
+        self.remote_addr = ""
+        self.remote_port = 0
+        self.server_addr = ""
+        self.server_port = 0
+        self.server = None
+        self.server_name = ""
+        self.location = None
+        self.start_time = 0.0
+        self.request_length = 0
+        self.connection_id = 0
+        self.connection_requests = 0
+        self.status = 0
+        self.body_bytes_sent = 0
+        self.bytes_sent = 0
+        self.proxy_host = ""
+        self.upstream_addr = ""
+        self.upstream_status = ""
+        self.upstream_response_time = ""
+        self.upstream_connect_time = ""
+        self.upstream_header_time = ""
+
+    def header(self, str lower_name):
+        """The value of a request header (repeated ones joined as nginx does)."""
+        return _header(self.headers, lower_name.encode("latin-1"), lower_name == "cookie")
+
+    @property
+    def protocol(self):
+        return "HTTP/1.1" if self.version == 11 else "HTTP/1.0"
+
+
+cdef class _PlanInfo:
+    """What a request reads from a LocationPlan (and its ProxyPlan), as C fields.
+
+    Plans are built once at config load and never change, so this is read once per plan.
+    """
+
+    cdef bint is_return, is_proxy
+    cdef double keepalive_timeout, client_body_timeout
+    cdef long long keepalive_requests, client_max_body_size
+    cdef object add_headers, access_logs
+    # proxy plans only
+    cdef object proxy, proxy_host, key_template, balancer, pool, uri_replacement
+    cdef object http_version, set_headers, next_upstream, tries, next_upstream_timeout
+    cdef object request_timeout, idle, by_peer
+    cdef frozenset dropped
+    cdef bint pass_body, keepalive
+    cdef double connect_timeout, read_timeout, send_timeout
+
+    def __init__(self, plan):
+        kind = plan.kind
+        settings = plan.settings
+        self.is_return = kind == "return"
+        self.is_proxy = kind == "proxy"
+        self.keepalive_timeout = settings.keepalive_timeout
+        self.keepalive_requests = settings.keepalive_requests
+        self.client_max_body_size = settings.client_max_body_size
+        self.client_body_timeout = settings.client_body_timeout
+        self.add_headers = plan.add_headers
+        self.access_logs = plan.access_logs
+        if not self.is_proxy:
+            return
+        proxy = self.proxy = plan.proxy
+        self.proxy_host = proxy.proxy_host
+        self.key_template = proxy.key_template
+        self.balancer = proxy.upstream.balancer
+        self.pool = proxy.upstream.pool
+        self.uri_replacement = proxy.uri_replacement
+        self.http_version = proxy.http_version
+        # (name, template, True when the template is exactly "$proxy_host")
+        self.set_headers = [(name, template, template.parts == [_PROXY_HOST_GETTER])
+                            for name, template in proxy.set_headers]
+        self.idle = proxy.upstream.pool.idle
+        self.by_peer = proxy.upstream.pool.by_peer
+        self.dropped = proxy.dropped
+        self.next_upstream = proxy.next_upstream
+        self.tries = proxy.tries
+        self.next_upstream_timeout = proxy.next_upstream_timeout
+        self.request_timeout = proxy.request_timeout
+        self.pass_body = proxy.pass_body
+        self.keepalive = proxy.keepalive
+        self.connect_timeout = proxy.connect_timeout
+        self.read_timeout = proxy.read_timeout
+        self.send_timeout = proxy.send_timeout
+
+
+# LocationPlan -> _PlanInfo.  Entries live as long as the worker's config (one per plan).
+cdef dict _plan_infos = {}
+
+
+cdef _PlanInfo _plan_info(plan):
+    info = _plan_infos.get(plan)
+    if info is None:
+        info = _plan_infos[plan] = _PlanInfo(plan)
+    return <_PlanInfo>info
+
+
+cdef class BodyReader:
+    """Takes a request body off the connection buffer: Content-Length or chunked."""
+
+    cdef public str kind
+    cdef public long long remaining
+    cdef public object decoder
+    cdef public bint done
+    cdef public long long limit
+    cdef public double timeout
+    cdef public long long received
+    cdef int framing
+
+    def __init__(self, str kind, long long length):
+        self.kind = kind
+        self.framing = _framing_code(kind)
+        self.remaining = length
+        self.decoder = ChunkedDecoder() if self.framing == F_CHUNKED else None
+        self.done = self.framing == F_LENGTH and length == 0
+        self.limit = 0
+        self.timeout = 60.0
+        self.received = 0
+
+    cpdef tuple consume(self, bytes data):
+        """Return (bytes used from data, list of body pieces)."""
+        cdef Py_ssize_t take, size
+        if self.done or not data:
+            return 0, None
+        size = len(data)
+        if self.framing == F_LENGTH:
+            take = self.remaining if self.remaining < size else size
+            self.remaining -= take
+            self.done = self.remaining == 0
+            self.received += take
+            return take, [data if take == size else data[:take]]
+        used, pieces = self.decoder.feed(data, True)
+        self.done = self.decoder.done
+        if pieces:
+            for piece in pieces:
+                self.received += len(piece)
+        if self.limit and self.received > self.limit:
+            raise PayloadTooLarge(f"client intended to send too large chunked body: "
+                                  f"{self.received}+ bytes")
+        return used, pieces
+
+
+cdef class ClientConnection:
+    """Reads requests, hands them to a handler, writes responses in order."""
+
+    cdef public object app
+    cdef public object listen_key
+    cdef public object transport
+    cdef public bytes buffer
+    cdef public int state
+    cdef public double deadline
+    cdef public int timeout_status
+    cdef public Request request
+    cdef public object handler
+    cdef public BodyReader body
+    cdef public bint keep_alive
+    cdef public long requests_served
+    cdef public object id
+    cdef public object remote_addr
+    cdef public object remote_port
+    cdef public object server_addr
+    cdef public object server_port
+    cdef public bint reading_paused
+    cdef public bint writing_paused
+    cdef public bint response_started
+    cdef public bint closing_after_response
+    cdef public bint discarding
+    cdef public bint in_read_loop
+    cdef object clock
+    cdef object default     # app.default_server(listen_key): fixed for the app's life
+
+    def __init__(self, app, listen_key):
+        self.app = app
+        self.listen_key = listen_key
+        self.clock = app.clock
+        self.transport = None
+        self.buffer = b""
+        self.state = HEAD
+        self.deadline = 0.0
+        self.timeout_status = 0
+        self.request = None
+        self.handler = None
+        self.body = None
+        self.keep_alive = False
+        self.requests_served = 0
+        self.id = 0
+        self.remote_addr = ""
+        self.remote_port = 0
+        self.server_addr = ""
+        self.server_port = 0
+
+    # Protocol interface -------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.id = self.app.next_connection_id()
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername") or ("", 0)
+        local = transport.get_extra_info("sockname") or ("", 0)
+        self.remote_addr, self.remote_port = peer[0], peer[1]
+        self.server_addr, self.server_port = local[0], local[1]
+        self.listen_key = self.app.listen_key_for(self.listen_key, self.server_addr)
+        self.default = self.app.default_server(self.listen_key)
+        if len(self.app.connections) >= self.app.max_connections:
+            # nginx's behaviour too: over worker_connections, new connections are dropped.
+            self.app.connections_refused()
+            self.state = CLOSED
+            transport.abort()
+            return
+        self.app.connections.add(self)
+        server = self.app.default_server(self.listen_key)
+        self._arm(server.client_header_timeout, 408)
+
+    def data_received(self, bytes data):
+        if self.state == CLOSED:
+            return
+        self.buffer = self.buffer + data if self.buffer else data
+        if self.state == HEAD:
+            self._read_requests()
+        elif self.state == BODY:
+            self._read_body()
+        elif len(self.buffer) > PIPELINE_LIMIT and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self):
+        if self.state == BODY and self.body is not None and not self.body.done:
+            if self.handler is not None:
+                self.handler.client_aborted()
+        elif self.state == HEAD:
+            self.close()
+        return False
+
+    def connection_lost(self, exc):
+        self.state = CLOSED
+        self.app.connection_closed(self)
+        handler = self.handler
+        self.handler = None
+        if handler is not None:
+            handler.client_aborted()
+
+    def pause_writing(self):
+        self.writing_paused = True
+        if self.handler is not None:
+            self.handler.client_write_paused()
+
+    def resume_writing(self):
+        self.writing_paused = False
+        if self.handler is not None:
+            self.handler.client_write_resumed()
+
+    # Reading requests ----------------------------------------------------
+
+    cdef _read_requests(self):
+        # Iterative, not recursive: pipelined requests answered synchronously loop here.
+        if self.in_read_loop:
+            return
+        self.in_read_loop = True
+        try:
+            while self.state == HEAD and self.buffer:
+                server = self.default
+                number, size = server.large_client_header_buffers
+                try:
+                    head = parse_request_head(self.buffer, size, size * number)
+                    if head is None:
+                        return
+                    self._start_request(head)
+                except HttpError as exc:
+                    self._reject(exc)
+                    return
+        finally:
+            self.in_read_loop = False
+
+    cdef _start_request(self, tuple head):
+        cdef bytes target
+        cdef list headers
+        cdef int version
+        cdef Py_ssize_t consumed
+        method, target, version, headers, consumed = head
+        self.buffer = self.buffer[consumed:]
+        uri, args, request_uri = split_target(target)
+        cdef Request request = Request(method.decode("latin-1"), request_uri, uri, args, version, headers)
+        request.start_time = self.clock()
+        request.request_length = consumed
+        request.remote_addr = self.remote_addr
+        request.remote_port = self.remote_port
+        request.server_addr = self.server_addr
+        request.server_port = self.server_port
+        request.connection_id = self.id
+        self.requests_served += 1
+        request.connection_requests = self.requests_served
+        self.request = request
+        self.response_started = False
+        self.closing_after_response = False
+
+        host = _header(headers, b"host", False)
+        if version == 11 and host is None:
+            raise BadRequest('client sent HTTP/1.1 request without "Host" header')
+        if target[:1] != b"/" and b"://" in target[:16]:
+            # RFC 9112 3.2.2: an absolute-form target's authority replaces Host.
+            request.host = _host_name(target.split(b"/", 3)[2].decode("latin-1"))
+        elif host is not None:
+            if "," in host:
+                raise BadRequest('client sent duplicate host header')
+            request.host = _host_name(host)
+        server = self.app.server_router.select(self.listen_key, request.host or None)
+        request.server = server
+        names = server.server_names
+        request.server_name = names[0] if names else ""
+        self.keep_alive = _wants_keep_alive(headers, version)
+
+        kind, length = request_body_framing(headers, version)
+        if kind != "none":
+            self.state = BODY
+            self.body = BodyReader(kind, length)
+        else:
+            self.state = WAIT
+            self.body = None
+        self.deadline = 0.0
+        self._dispatch(request)
+        if self.state == BODY:
+            self._read_body()
+
+    cdef _dispatch(self, Request request):
+        """WorkerApp.dispatch (server.py), with proxy plans answered by ProxyExchange below."""
+        cdef _PlanInfo info
+        app = self.app
+        server = request.server
+        splan = server.plan
+        if _plan_info(splan).is_return:
+            plan = splan    # a server-level return runs before location matching
+        else:
+            location, redirect = server.router.find(request.uri)
+            if redirect:
+                # nginx's auto_redirect: "/api" -> "/api/" for a proxied "location /api/".
+                target = request.uri + "/" + ("?" + request.args if request.args else "")
+                request.location = location
+                self.send_simple(301, error_page(301), b"text/html", b"Location: %s\r\n"
+                                 % app.absolute_url(request, target).encode("latin-1", "replace"))
+                return
+            request.location = location
+            plan = location.plan if location is not None else splan
+        info = _plan_info(plan)
+        if info.keepalive_timeout <= 0 or self.requests_served >= info.keepalive_requests:
+            self.keep_alive = False
+        self.set_body_limit(info.client_max_body_size, info.client_body_timeout)
+        try:
+            if info.is_proxy:
+                self._answer_proxy(request, plan, info)
+            else:
+                app._answer(self, request, plan, 0)
+        except HttpError:
+            raise
+        except GatewayError as exc:
+            log.error(f"{exc}, client: {request.remote_addr}, request: "
+                      f'"{request.method} {request.request_uri}"')
+            self.send_error(500)
+        except Exception as exc:   # a bug must cost one request, not the worker
+            log.alert(f"unexpected {type(exc).__name__}: {exc} while handling "
+                      f'"{request.method} {request.request_uri}"')
+            if not self.response_started:
+                self.send_error(500)
+            else:
+                self.close()
+
+    cdef _answer_proxy(self, Request request, plan, _PlanInfo info):
+        if self.state == BODY and request.version == 11:
+            expect = _header(request.headers, b"expect", False)
+            if expect is not None and expect.lower() == "100-continue":
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        cdef ProxyExchange exchange = ProxyExchange.__new__(ProxyExchange)
+        exchange.setup(self, request, plan, info, self.app)
+        self.handler = exchange
+        exchange.start()
+
+    cdef _read_body(self):
+        body = self.body
+        try:
+            used, pieces = body.consume(self.buffer)
+        except HttpError as exc:
+            self._reject(exc)
+            return
+        self.buffer = self.buffer[used:] if used < len(self.buffer) else b""
+        handler = self.handler
+        if pieces and handler is not None:
+            handler.client_body(pieces)
+        if body.done:
+            self.state = WAIT
+            self.deadline = 0.0
+            if handler is not None:
+                handler.client_body_end()
+            elif self.discarding:
+                self.discarding = False
+                self._next_request()
+        elif self.state == BODY:
+            self._arm(body.timeout, 408)
+
+    cpdef set_body_limit(self, long long limit, double timeout):
+        """Apply the location's client_max_body_size and client_body_timeout."""
+        body = self.body
+        if body is None:
+            return
+        body.timeout = timeout
+        body.limit = limit
+        if limit and body.framing == F_LENGTH and body.remaining > limit:
+            raise PayloadTooLarge(
+                f"client intended to send too large body: {body.remaining} bytes")
+        self._arm(timeout, 408)
+
+    cpdef bint body_pending(self):
+        return self.state == BODY
+
+    # Writing responses ---------------------------------------------------
+
+    cpdef send_head(self, int status, bytes header_lines, add_headers=None, bytes body=b""):
+        """Write a status line, our Server/Date, the header lines, Connection, then ``body``.
+
+        Head and a body already at hand go out in one write: one system call per response.
+        """
+        cdef Request request = self.request
+        request.status = status
+        self.response_started = True
+        if self.closing_after_response or self.app.shutting_down or \
+                (self.state == BODY and not self._body_discardable()):
+            self.keep_alive = False
+        where = request.location
+        if where is None:
+            where = request.server
+        tokens = where.settings.server_tokens if where is not None else True
+        parts = [_status_line(status), _server_and_date(tokens), header_lines]
+        if add_headers:
+            parts.append(self._render_add_headers(status, add_headers))
+        parts.append(KEEP_ALIVE_END if self.keep_alive else CLOSE_END)
+        if body:
+            parts.append(body)
+            request.body_bytes_sent += len(body)
+        data = b"".join(parts)
+        request.bytes_sent += len(data)
+        self.transport.write(data)
+
+    cdef bytes _render_add_headers(self, int status, add_headers):
+        out = []
+        applies = status in _ADD_HEADER_CODES
+        for name, template, always in add_headers:
+            if applies or always:
+                value = _render(template, self.request)
+                if value:
+                    out.append(b"%s: %s\r\n" % (name, value.encode("latin-1", "replace")))
+        return b"".join(out)
+
+    cpdef send_body(self, bytes data):
+        cdef Request request = self.request
+        request.body_bytes_sent += len(data)
+        request.bytes_sent += len(data)
+        self.transport.write(data)
+
+    def send_simple(self, int status, bytes body=b"", content_type=b"text/html",
+                    bytes extra=b"", add_headers=None, bint empty_type=False):
+        """A complete response with an in-memory body."""
+        lines = []
+        if content_type is not None and (body or empty_type):
+            lines.append(b"Content-Type: %s\r\n" % content_type)
+        if status not in (204, 304) and not 100 <= status < 200:
+            lines.append(b"Content-Length: %d\r\n" % len(body))
+        lines.append(extra)
+        self.send_head(status, b"".join(lines), add_headers,
+                       body if self.request.method != "HEAD" else b"")
+        self.finish_response()
+
+    cpdef send_error(self, int status, add_headers=None):
+        """nginx's error page for ``status``; closes after errors that leave input unread."""
+        if status in CLOSING_ERRORS:
+            self.closing_after_response = True
+        cdef Request request = self.request
+        where = request.location if request.location is not None else request.server
+        tokens = where.settings.server_tokens if where is not None else True
+        self.send_simple(status, error_page(status, tokens), b"text/html", b"", add_headers)
+
+    cdef bint _body_discardable(self):
+        body = self.body
+        return body.framing == F_LENGTH and body.remaining <= DISCARD_LIMIT
+
+    cpdef finish_response(self):
+        """The current response is complete: log it and go on with the next request."""
+        cdef Request request = self.request
+        self.handler = None
+        if request is not None:
+            # WorkerApp.log_request, inlined.
+            location = request.location
+            if location is not None:
+                plan = location.plan
+            else:
+                server = request.server
+                plan = server.plan if server is not None else None
+            if plan is not None:
+                logs = plan.access_logs
+                if logs:
+                    for file, fmt in logs:
+                        file.write(fmt.render(request))
+        if self.state == CLOSED:
+            return
+        if not self.keep_alive:
+            self.close()
+        elif self.state == BODY:
+            if self._body_discardable():
+                self.discarding = True    # _read_body goes on once the body is in
+            else:
+                self.close()
+        else:
+            self._next_request()
+
+    cdef _next_request(self):
+        cdef Request request = self.request
+        self.request = None
+        self.body = None
+        self.state = HEAD
+        if self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
+        location = request.location
+        settings = location.settings if location is not None else request.server.settings
+        if self.requests_served >= settings.keepalive_requests:
+            self.close()
+            return
+        if self.buffer:
+            self._arm(request.server.client_header_timeout, 408)
+            self._read_requests()
+        else:
+            self._arm(settings.keepalive_timeout, 0)
+
+    cpdef close(self):
+        if self.state != CLOSED:
+            self.state = CLOSED
+            self.transport.close()
+
+    # Errors and timeouts -------------------------------------------------
+
+    cdef _reject(self, exc):
+        """Answer a request we cannot take, then close (the input is in an unknown state)."""
+        if self.request is None:
+            request = Request("", "", "", "", 10, [])
+            request.remote_addr = self.remote_addr
+            request.server = self.app.default_server(self.listen_key)
+            request.start_time = self.clock()
+            self.request = request
+        if self.response_started or self.state == CLOSED:
+            self.close()
+            return
+        if log.enabled("info"):
+            log.info(f"{exc.detail} while reading client request, client: {self.remote_addr}")
+        self.state = WAIT
+        self.keep_alive = False
+        handler = self.handler
+        self.handler = None
+        if handler is not None:
+            handler.cancel()
+        self.send_error(exc.status)
+
+    cdef _arm(self, double timeout, int status):
+        self.deadline = self.clock() + timeout if timeout > 0 else 0.0
+        self.timeout_status = status
+
+    def check_deadline(self, double now):
+        """Called by the app's sweep: enforce header, body and keep-alive timeouts."""
+        handler = self.handler
+        if handler is not None:
+            handler.check_deadline(now)
+        if self.deadline == 0.0 or now < self.deadline or self.state == CLOSED:
+            return
+        self.deadline = 0.0
+        if self.timeout_status and (self.buffer or self.state == BODY or self.request is not None):
+            self._reject(RequestTimeout("client timed out"))
+        else:
+            self.close()
+
+    def shutdown(self, bint graceful):
+        """Close now if idle (or if not graceful); otherwise after the current response."""
+        if not graceful or (self.state == HEAD and not self.buffer and self.requests_served):
+            self.close()       # idle between keep-alive requests: nothing is lost
+            return
+        self.keep_alive = False
+        if self.state == HEAD and not self.buffer:
+            # Just accepted, request bytes possibly still in flight: a short grace period.
+            grace = self.clock() + SHUTDOWN_GRACE
+            if self.deadline == 0.0 or self.deadline > grace:
+                self.deadline = grace
+
+
+# The keep-alive pool --------------------------------------------------------
+# KeepalivePool (upstream_connection.py) stays the owner of the idle connections;
+# take and put are done here on its own containers so both twins share one pool.
+
+cdef object _pool_take(_PlanInfo info, peer):
+    stack = info.by_peer.get(peer)
+    if not stack:
+        return None
+    idle = info.idle
+    while stack:
+        conn = stack.pop()
+        del idle[conn]
+        if type(conn) is UpstreamConnection:
+            if (<UpstreamConnection>conn).closed or \
+                    (<UpstreamConnection>conn).transport.is_closing():
+                continue
+            (<UpstreamConnection>conn).reused = True
+            return conn
+        if conn.closed or conn.transport.is_closing():
+            continue
+        conn.reused = True
+        return conn
+    return None
+
+
+cdef _pool_put(pool, conn, double now):
+    if type(conn) is not UpstreamConnection:
+        pool.put(conn, now)
+        return
+    cdef UpstreamConnection up = <UpstreamConnection>conn
+    up.exchange = None
+    size = pool.size
+    if (size <= 0 or up.closed or up.requests >= pool.max_requests
+            or up.transport.is_closing()):
+        up.close()
+        return
+    up.idle_since = now
+    idle = pool.idle
+    idle[up] = None
+    by_peer = pool.by_peer
+    stack = by_peer.get(up.peer)
+    if stack is None:
+        stack = by_peer[up.peer] = []
+    stack.append(up)
+    if len(idle) > size:
+        while len(idle) > size:
+            next(iter(idle)).close()     # close() forgets it
+
+
+cdef class UpstreamConnection:
+    """One TCP connection to a peer; forwards events to the exchange using it."""
+
+    cdef public object pool
+    cdef public object peer
+    cdef public object transport
+    cdef public object exchange
+    cdef public bint reused
+    cdef public long requests
+    cdef public double idle_since
+    cdef public bint closed
+
+    def __init__(self, pool, peer):
+        self.pool = pool
+        self.peer = peer
+        self.transport = None
+        self.exchange = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data):
+        exchange = self.exchange
+        if exchange is None:
+            self.close()   # an idle connection must stay silent
+        elif type(exchange) is ProxyExchange:
+            (<ProxyExchange>exchange).upstream_data(data)
+        else:
+            exchange.upstream_data(data)
+
+    def eof_received(self):
+        if self.exchange is not None:
+            self.exchange.upstream_eof()
+        else:
+            self.close()
+        return False
+
+    def connection_lost(self, exc):
+        self.closed = True
+        exchange = self.exchange
+        self.exchange = None
+        if exchange is not None:
+            exchange.upstream_lost(exc)
+        else:
+            self.pool.forget(self)
+
+    def pause_writing(self):
+        if self.exchange is not None:
+            self.exchange.upstream_write_paused()
+
+    def resume_writing(self):
+        if self.exchange is not None:
+            self.exchange.upstream_write_resumed()
+
+    cpdef close(self):
+        if not self.closed:
+            self.closed = True
+            self.exchange = None
+            self.pool.forget(self)
+            if self.transport is not None:
+                self.transport.close()
+
+
+# Proxying -------------------------------------------------------------------
+
+cdef class ProxyExchange:
+    """One client request on its way to an upstream and back."""
+
+    cdef public ClientConnection conn
+    cdef public Request request
+    cdef public object plan
+    cdef public object proxy
+    cdef public object loop
+    cdef public object app
+    cdef public object peers
+    cdef public object next_peer
+    cdef public object peer
+    cdef public object upstream
+    cdef public int state
+    cdef public bytes head
+    cdef public list body_parts
+    cdef public long long body_size
+    cdef public bint body_complete
+    cdef public bint replayable
+    cdef public bint request_sent
+    cdef public int tries
+    cdef public double started
+    cdef public double try_started
+    cdef public double deadline
+    cdef int deadline_kind
+    cdef public bytes response_buffer
+    cdef int framing
+    cdef public long long remaining
+    cdef public object decoder
+    cdef public bint wrap_chunks
+    cdef public bint reusable
+    cdef public bint client_paused
+    cdef public bint upstream_paused
+    cdef public object connect_future
+    cdef public double header_time
+    cdef public list addresses
+    cdef public list statuses
+    cdef public list times
+    cdef public bint buffer_body
+    cdef public bint fresh_retry_done
+    cdef object clock
+    cdef _PlanInfo info
+
+    def __init__(self, ClientConnection conn, Request request, plan, app):
+        self.setup(conn, request, plan, _plan_info(plan), app)
+
+    cdef setup(self, ClientConnection conn, Request request, plan, _PlanInfo info, app):
+        self.conn = conn
+        self.request = request
+        self.plan = plan
+        self.info = info
+        self.proxy = info.proxy
+        self.app = app
+        self.loop = app.loop
+        self.clock = conn.clock
+        request.proxy_host = info.proxy_host
+        key_template = info.key_template
+        key = _render(key_template, request) if key_template is not None else None
+        self.peers = info.balancer.select(key)
+        self.state = CONNECTING
+        self.body_parts = []
+        self.body_complete = conn.state != BODY
+        # Chunked bodies are read whole and sent with a Content-Length, as nginx does.
+        self.buffer_body = conn.body is not None and conn.body.framing == F_CHUNKED
+        self.replayable = True
+        self.started = request.start_time    # read in this same callback
+        self.try_started = self.started
+        self.deadline_kind = D_CONNECT
+        self.response_buffer = b""
+        self.framing = F_NONE
+        self.addresses = []
+        self.statuses = []
+        self.times = []
+        self.head = self._build_head()
+
+    cpdef start(self):
+        if self.buffer_body and not self.body_complete:
+            return   # client_body_end() starts the first try
+        self._try_next_peer()
+
+    # Building the upstream request ---------------------------------------
+
+    cdef bytes _build_head(self):
+        cdef Request request = self.request
+        cdef _PlanInfo info = self.info
+        if info.uri_replacement is None:
+            target = request.request_uri     # ProxyPlan.upstream_uri's first case
+        else:
+            target = info.proxy.upstream_uri(request)
+        parts = [request.method.encode("latin-1"), b" ", target.encode("latin-1", "replace"),
+                 b" ", info.http_version, CRLF]
+        for name, template, proxy_host in info.set_headers:
+            value = request.proxy_host if proxy_host else _render(template, request)
+            if value:
+                parts += (name, COLON, value.encode("latin-1", "replace"), CRLF)
+        cdef frozenset dropped = info.dropped
+        cdef tuple item
+        for item in request.headers:
+            if item[0] not in dropped:
+                parts += (item[1], COLON, item[2], CRLF)
+        return b"".join(parts)
+
+    cdef bytes _head_with_length(self):
+        body = self.conn.body
+        if body is None or not self.info.pass_body:
+            return self.head + CRLF
+        length = self.body_size if self.buffer_body else body.remaining + body.received
+        return self.head + b"Content-Length: %d\r\n\r\n" % length
+
+    # Choosing and reaching a peer ----------------------------------------
+
+    cdef object _take_peer(self):
+        if self.next_peer is not None:
+            peer = self.next_peer
+            self.next_peer = None
+            return peer
+        return next(self.peers, None)
+
+    cdef _try_next_peer(self):
+        peer = self._take_peer()
+        if peer is None:
+            self._give_up(502, "no live upstreams")
+            return
+        self.tries += 1
+        self._connect(peer, True)
+
+    cdef _connect(self, peer, bint allow_cached):
+        self.peer = peer
+        self.try_started = self.clock()
+        self.addresses.append(peer)
+        cdef _PlanInfo info = self.info
+        pool = info.pool
+        cached = _pool_take(info, peer) if allow_cached and info.keepalive else None
+        if cached is not None:
+            self._attach(cached)
+            return
+        self.state = CONNECTING
+        self._arm(info.connect_timeout, D_CONNECT)
+        factory = partial(UpstreamConnection, pool, peer)
+        future = asyncio.ensure_future(
+            self.loop.create_connection(factory, peer.host, peer.port))
+        self.connect_future = future
+        future.add_done_callback(self._connected)
+
+    def _connected(self, future):
+        if future is not self.connect_future:
+            if not future.cancelled() and future.exception() is None:
+                future.result()[1].close()
+            return
+        self.connect_future = None
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            self._fail(0, 502, f"connect() failed ({exc}) while connecting to upstream")
+            return
+        self._attach(future.result()[1])
+
+    cdef _attach(self, upstream):
+        self.upstream = upstream
+        upstream.exchange = self
+        upstream.requests += 1
+        self.state = WAITING
+        self.response_buffer = b""
+        transport = upstream.transport
+        self.request_sent = True
+        transport.write(self._head_with_length())
+        if self.info.pass_body:
+            for part in self.body_parts:
+                transport.write(part)
+        if not self.replayable:
+            self.body_parts = []
+        self._arm(self.info.read_timeout, D_READ)
+        if self.client_paused and self.conn.transport is not None:
+            self.client_paused = False
+            self.conn.transport.resume_reading()
+
+    # Events from the client ---------------------------------------------
+
+    def client_body(self, pieces):
+        streaming = self.upstream is not None and not self.buffer_body
+        pass_body = self.info.pass_body
+        for piece in pieces:
+            self.body_size += len(piece)
+            if streaming:
+                if pass_body:
+                    self.upstream.transport.write(piece)
+                if self.replayable:
+                    if self.body_size <= REPLAY_LIMIT:
+                        self.body_parts.append(piece)
+                    else:
+                        self.replayable = False
+                        self.body_parts = []
+            else:
+                # No connection yet (or a chunked body read whole): hold the bytes.
+                self.body_parts.append(piece)
+                if self.body_size > REPLAY_LIMIT and not self.buffer_body:
+                    self.replayable = False
+        if not streaming and not self.buffer_body and not self.client_paused \
+                and sum(map(len, self.body_parts)) > PENDING_LIMIT:
+            self.client_paused = True
+            self.conn.transport.pause_reading()
+
+    def client_body_end(self):
+        self.body_complete = True
+        if self.buffer_body and self.state == CONNECTING and self.upstream is None \
+                and self.connect_future is None and self.tries == 0:
+            self._try_next_peer()
+
+    def client_aborted(self):
+        """The client went away: drop the try and log the request as nginx's 499."""
+        if self.state == DONE:
+            return
+        self.request.status = self.request.status or 499
+        self.cancel()
+        self._record()
+        self.conn.finish_response()
+
+    cpdef cancel(self):
+        """Stop without touching the client connection (it answers by itself)."""
+        if self.state != DONE:
+            self._finish_upstream(False, False)
+            self.state = DONE
+
+    def client_write_paused(self):
+        if self.upstream is not None and not self.upstream_paused:
+            self.upstream_paused = True
+            self.upstream.transport.pause_reading()
+
+    def client_write_resumed(self):
+        if self.upstream is not None and self.upstream_paused:
+            self.upstream_paused = False
+            self.upstream.transport.resume_reading()
+        self._arm(self.info.read_timeout, D_READ)
+
+    # Events from the upstream -------------------------------------------
+
+    def upstream_write_paused(self):
+        if not self.client_paused and self.conn.transport is not None:
+            self.client_paused = True
+            self.conn.transport.pause_reading()
+        self._arm(self.info.send_timeout, D_SEND)
+
+    def upstream_write_resumed(self):
+        if self.client_paused:
+            self.client_paused = False
+            self.conn.transport.resume_reading()
+        self._arm(self.info.read_timeout, D_READ)
+
+    cpdef upstream_data(self, bytes data):
+        if self.state == RELAYING:
+            self._arm(self.info.read_timeout, D_READ)
+            self._relay(data)
+            return
+        if self.state != WAITING:
+            return
+        if self.response_buffer:
+            self.response_buffer += data
+        else:
+            self.response_buffer = data
+        try:
+            self._read_response_head()
+        except HttpError as exc:
+            self._fail(2, 502, f"upstream sent invalid header: {exc.detail}")
+
+    cdef _read_response_head(self):
+        cdef int status
+        cdef Py_ssize_t consumed
+        while True:
+            head = parse_response_head(self.response_buffer, MAX_RESPONSE_HEAD)
+            if head is None:
+                return
+            version, status, _reason, headers, consumed = head
+            rest = self.response_buffer[consumed:]
+            self.response_buffer = b""
+            if 100 <= status < 200 and status != 101:
+                self.response_buffer = rest   # interim responses are not relayed
+                continue
+            self._start_response(version, status, headers, rest)
+            return
+
+    cdef _start_response(self, int version, int status, list headers, bytes rest):
+        cdef double now = self.clock()
+        cdef long long length
+        cdef tuple item
+        self.header_time = now - self.try_started
+        cdef _PlanInfo info = self.info
+        condition = _STATUS_CONDITIONS.get(status)
+        if condition is not None and condition in info.next_upstream \
+                and self._may_retry(condition, now):
+            self.statuses.append(status)
+            self.times.append(now - self.try_started)
+            self._finish_upstream(status >= 500 or status == 429, False)
+            peer = self.next_peer
+            self.next_peer = None
+            self.tries += 1
+            self._connect(peer, True)
+            return
+        cdef Request request = self.request
+        self.statuses.append(status)
+        kind_name, length = response_body_framing(status, headers, request.method)
+        cdef int kind = _framing_code(kind_name)
+        cdef bint upstream_close = version == 10
+        lines = []
+        for item in headers:
+            if item[0] in _HIDDEN:
+                if item[0] == b"connection" and (<bytes>item[2]).lower().find(b"close") >= 0:
+                    upstream_close = True
+                continue
+            lines += (item[1], COLON, item[2], CRLF)
+        conn = self.conn
+        if kind == F_CHUNKED:
+            if request.version == 11:
+                lines.append(CHUNKED_LINE)
+            else:
+                conn.keep_alive = False
+            self.decoder = ChunkedDecoder()
+        elif kind == F_CLOSE:
+            if request.version == 11 and request.method != "HEAD":
+                lines.append(CHUNKED_LINE)
+                self.wrap_chunks = True
+            else:
+                conn.keep_alive = False
+            upstream_close = True
+        self.framing = kind
+        self.remaining = length
+        self.reusable = not upstream_close and info.keepalive
+        self.state = RELAYING
+        cdef Py_ssize_t size = len(rest)
+        if kind == F_LENGTH and 0 < length <= size:
+            # The whole body came with the head: answer with a single write.
+            if size > length:
+                self.reusable = False
+            self.remaining = 0
+            conn.send_head(status, b"".join(lines), self.info.add_headers,
+                           rest if size == length else rest[:length])
+            self._complete()
+            return
+        conn.send_head(status, b"".join(lines), self.info.add_headers)
+        if kind == F_NONE or (kind == F_LENGTH and length == 0):
+            self._complete()
+        elif rest:
+            self._relay(rest)
+
+    cdef _relay(self, bytes data):
+        cdef int kind = self.framing
+        cdef ClientConnection conn = self.conn
+        cdef Py_ssize_t size = len(data)
+        if kind == F_LENGTH:
+            if size >= self.remaining:
+                if size > self.remaining:
+                    self.reusable = False   # bytes after the body: do not trust the connection
+                    data = data[:self.remaining]
+                self.remaining = 0
+                conn.send_body(data)
+                self._complete()
+                return
+            self.remaining -= size
+            conn.send_body(data)
+        elif kind == F_CHUNKED:
+            try:
+                if self.request.version == 11:
+                    used, _ = self.decoder.feed(data, False)
+                    conn.send_body(data[:used] if used < size else data)
+                else:
+                    used, pieces = self.decoder.feed(data, True)
+                    for piece in pieces or ():
+                        conn.send_body(piece)
+            except HttpError:
+                self._abort("upstream sent invalid chunked response")
+                return
+            if self.decoder.done:
+                if used < size:
+                    self.reusable = False
+                self._complete()
+        elif kind == F_CLOSE:
+            if self.wrap_chunks:
+                conn.send_body(b"%x\r\n%s\r\n" % (size, data))
+            else:
+                conn.send_body(data)
+
+    def upstream_eof(self):
+        if self.state == RELAYING and self.framing == F_CLOSE:
+            if self.wrap_chunks:
+                self.conn.transport.write(b"0\r\n\r\n")
+            self.reusable = False
+            self._complete()
+        elif self.state == RELAYING:
+            self._abort("upstream prematurely closed connection while reading upstream")
+        elif self.state == WAITING:
+            self._fail(0, 502, "upstream prematurely closed connection while reading "
+                       "response header from upstream")
+
+    def upstream_lost(self, exc):
+        if self.state == WAITING:
+            detail = f"recv() failed ({exc})" if exc else "upstream prematurely closed connection"
+            self._fail(0, 502, f"{detail} while reading response header from upstream")
+        elif self.state == RELAYING:
+            self._abort("upstream connection lost while reading upstream")
+
+    # Outcomes -----------------------------------------------------------
+
+    cdef _complete(self):
+        cdef double now = self.clock()
+        self.times.append(now - self.try_started)
+        self._finish_upstream_at(False, self.reusable and self.body_complete, now)
+        self.state = DONE
+        if self.info.access_logs:
+            self._record()
+        self.conn.finish_response()
+
+    cdef _finish_upstream(self, bint failed, bint reuse):
+        self._finish_upstream_at(failed, reuse, self.clock())
+
+    cdef _finish_upstream_at(self, bint failed, bint reuse, double now):
+        """Report the try to the balancer and put the connection back or close it."""
+        self.deadline = 0.0
+        if self.connect_future is not None:
+            self.connect_future.cancel()
+            self.connect_future = None
+        upstream = self.upstream
+        self.upstream = None
+        if upstream is not None:
+            if self.upstream_paused:
+                self.upstream_paused = False
+                upstream.transport.resume_reading()
+            if reuse:
+                _pool_put(self.info.pool, upstream, now)
+            else:
+                upstream.close()
+        if self.peer is not None:
+            self.info.balancer.release(
+                self.peer, failed, self.header_time or None, now - self.try_started)
+            self.peer = None
+
+    cdef bint _may_retry(self, str condition, double now):
+        """Whether nginx's rules allow another try; fetches the next peer if so."""
+        cdef _PlanInfo info = self.info
+        next_upstream = info.next_upstream
+        if condition not in next_upstream or not self.replayable:
+            return False
+        if self.request_sent and self.request.method in _NON_IDEMPOTENT \
+                and "non_idempotent" not in next_upstream:
+            return False
+        if info.tries and self.tries >= info.tries:
+            return False
+        if info.next_upstream_timeout and now - self.started >= info.next_upstream_timeout:
+            return False
+        if self.next_peer is None:
+            self.next_peer = next(self.peers, None)
+        return self.next_peer is not None
+
+    cdef _fail(self, int which, int status, str detail):
+        """A try failed before any response byte reached the client.
+
+        ``which``: 0 "error", 1 "timeout", 2 "invalid_header" (proxy_next_upstream).
+        """
+        condition = "error" if which == 0 else ("timeout" if which == 1 else "invalid_header")
+        if self.state == RELAYING or self.state == DONE:
+            self._abort(detail)
+            return
+        upstream = self.upstream
+        stale = (which == 0 and upstream is not None and upstream.reused
+                 and not self.fresh_retry_done
+                 and self.request.method not in _NON_IDEMPOTENT)
+        peer = self.peer
+        self._log_upstream_error(detail, peer)
+        if stale:
+            # The peer closed an idle keep-alive connection: not the peer's fault, and
+            # the balancer's choice (and its connection count) stays as it is.
+            self.fresh_retry_done = True
+            upstream.close()
+            self.upstream = None
+            self.addresses.pop()
+            self._connect(peer, False)
+            return
+        cdef double now = self.clock()
+        self.statuses.append(status)
+        self.times.append(now - self.try_started)
+        self._finish_upstream_at(True, False, now)
+        if self._may_retry(condition, now):
+            self.tries += 1
+            peer = self.next_peer
+            self.next_peer = None
+            self._connect(peer, True)
+            return
+        self._give_up(status, detail)
+
+    cdef _give_up(self, int status, str detail):
+        self.state = DONE
+        if not self.addresses:
+            log.error(f'{detail} while connecting to upstream, client: {self.request.remote_addr}, '
+                      f'request: "{self.request.method} {self.request.request_uri}"')
+        self._record()
+        self.conn.send_error(status, self.info.add_headers)
+
+    cdef _abort(self, str detail):
+        """The response already started: all we can do is cut the connection."""
+        self._log_upstream_error(detail, self.peer)
+        self._finish_upstream(True, False)
+        self.state = DONE
+        self._record()
+        self.conn.keep_alive = False
+        self.conn.close()
+        self.conn.finish_response()
+
+    cdef _log_upstream_error(self, str detail, peer):
+        cdef Request request = self.request
+        where = f"{peer.host}:{peer.port}" if peer is not None else "-"
+        log.error(f'{detail}, client: {request.remote_addr}, server: {request.server_name}, '
+                  f'request: "{request.method} {request.request_uri} {request.protocol}", '
+                  f'upstream: "http://{where}{self.proxy.upstream_uri(request)}", '
+                  f'host: "{request.host}"')
+
+    cdef _record(self):
+        """Fill the $upstream_* variables (only needed by access logs)."""
+        cdef Request request = self.request
+        request.upstream_addr = ", ".join([f"{p.host}:{p.port}" for p in self.addresses])
+        request.upstream_status = ", ".join(map(str, self.statuses))
+        request.upstream_response_time = ", ".join([f"{t:.3f}" for t in self.times])
+        request.upstream_header_time = f"{self.header_time:.3f}" if self.header_time else "-"
+
+    # Timeouts --------------------------------------------------------------
+
+    cdef _arm(self, double timeout, int kind):
+        self.deadline = self.clock() + timeout if timeout > 0 else 0.0
+        self.deadline_kind = kind
+
+    def check_deadline(self, double now):
+        if self.state == DONE:
+            return
+        limit = self.info.request_timeout
+        if limit and self.state != RELAYING and now - self.started >= limit:
+            # The whole-exchange deadline: no retry can fit in what is left.
+            detail = "upstream timed out (proxy_request_timeout) waiting for the response"
+            self._log_upstream_error(detail, self.peer)
+            self._finish_upstream(False, False)
+            self._give_up(504, detail)
+            return
+        if self.deadline == 0.0 or now < self.deadline:
+            return
+        kind = self.deadline_kind
+        self.deadline = 0.0
+        if kind == D_CONNECT:
+            if self.connect_future is not None:
+                self.connect_future.cancel()
+                self.connect_future = None
+            self._fail(1, 504, "upstream timed out (110: Connection timed out) "
+                       "while connecting to upstream")
+        elif kind == D_SEND:
+            self._fail(1, 504, "upstream timed out while sending request to upstream")
+        else:
+            self._fail(1, 504, "upstream timed out (110: Connection timed out) "
+                       "while reading response header from upstream")

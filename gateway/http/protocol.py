@@ -1,0 +1,14 @@
+"""The client protocol in use: the compiled proxy path if built, else the pure-Python twins."""
+
+from gateway._select import load_fast
+
+_fast = load_fast("proxyproto")
+
+if _fast is not None:
+    from _fastpath.proxyproto import ClientConnection  # noqa: F401
+else:
+    from gateway.http.connection import ClientConnection  # noqa: F401
+
+IMPLEMENTATION = "cython" if _fast is not None else "python"
+
+__all__ = ["ClientConnection", "IMPLEMENTATION"]
