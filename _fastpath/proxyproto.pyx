@@ -292,6 +292,19 @@ cdef _PlanInfo _plan_info(plan):
     return <_PlanInfo>info
 
 
+# App class -> whether its dispatch is WorkerApp.dispatch, which _dispatch below mirrors.
+cdef dict _mirrored_dispatch = {}
+
+
+cdef bint _dispatch_mirrored(app):
+    cls = type(app)
+    known = _mirrored_dispatch.get(cls)
+    if known is None:
+        from gateway.http.server import WorkerApp   # not at import: server.py imports us
+        known = _mirrored_dispatch[cls] = getattr(cls, "dispatch", None) is WorkerApp.dispatch
+    return known
+
+
 cdef class BodyReader:
     """Takes a request body off the connection buffer: Content-Length or chunked."""
 
@@ -365,11 +378,13 @@ cdef class ClientConnection:
     cdef public bint in_read_loop
     cdef object clock
     cdef object default     # app.default_server(listen_key): fixed for the app's life
+    cdef bint own_dispatch  # the app's dispatch is WorkerApp's: answer proxy plans here
 
     def __init__(self, app, listen_key):
         self.app = app
         self.listen_key = listen_key
         self.clock = app.clock
+        self.own_dispatch = _dispatch_mirrored(app)
         self.transport = None
         self.buffer = b""
         self.state = HEAD
@@ -471,7 +486,7 @@ cdef class ClientConnection:
             self.in_read_loop = False
 
     cdef _start_request(self, tuple head):
-        cdef bytes target
+        cdef bytes target, method
         cdef list headers
         cdef int version
         cdef Py_ssize_t consumed
@@ -516,7 +531,10 @@ cdef class ClientConnection:
             self.state = WAIT
             self.body = None
         self.deadline = 0.0
-        self._dispatch(request)
+        if self.own_dispatch:
+            self._dispatch(request)
+        else:
+            self.app.dispatch(self, request)
         if self.state == BODY:
             self._read_body()
 
@@ -611,11 +629,15 @@ cdef class ClientConnection:
 
     # Writing responses ---------------------------------------------------
 
-    cpdef send_head(self, int status, bytes header_lines, add_headers=None, bytes body=b""):
+    cpdef send_head(self, int status, header_lines, add_headers=None, body=b""):
         """Write a status line, our Server/Date, the header lines, Connection, then ``body``.
 
         Head and a body already at hand go out in one write: one system call per response.
         """
+        self._send_parts(status, [None, None, header_lines], add_headers, body)
+
+    cdef _send_parts(self, int status, list parts, add_headers, body):
+        """send_head with the header lines as pieces after two free slots, joined once."""
         cdef Request request = self.request
         request.status = status
         self.response_started = True
@@ -626,7 +648,8 @@ cdef class ClientConnection:
         if where is None:
             where = request.server
         tokens = where.settings.server_tokens if where is not None else True
-        parts = [_status_line(status), _server_and_date(tokens), header_lines]
+        parts[0] = _status_line(status)
+        parts[1] = _server_and_date(tokens)
         if add_headers:
             parts.append(self._render_add_headers(status, add_headers))
         parts.append(KEEP_ALIVE_END if self.keep_alive else CLOSE_END)
@@ -647,14 +670,14 @@ cdef class ClientConnection:
                     out.append(b"%s: %s\r\n" % (name, value.encode("latin-1", "replace")))
         return b"".join(out)
 
-    cpdef send_body(self, bytes data):
+    cpdef send_body(self, data):
         cdef Request request = self.request
         request.body_bytes_sent += len(data)
         request.bytes_sent += len(data)
         self.transport.write(data)
 
-    def send_simple(self, int status, bytes body=b"", content_type=b"text/html",
-                    bytes extra=b"", add_headers=None, bint empty_type=False):
+    def send_simple(self, int status, body=b"", content_type=b"text/html",
+                    extra=b"", add_headers=None, bint empty_type=False):
         """A complete response with an in-memory body."""
         lines = []
         if content_type is not None and (body or empty_type):
@@ -1062,11 +1085,16 @@ cdef class ProxyExchange:
 
     cdef _attach(self, upstream):
         self.upstream = upstream
-        upstream.exchange = self
-        upstream.requests += 1
+        if type(upstream) is UpstreamConnection:
+            (<UpstreamConnection>upstream).exchange = self
+            (<UpstreamConnection>upstream).requests += 1
+            transport = (<UpstreamConnection>upstream).transport
+        else:
+            upstream.exchange = self
+            upstream.requests += 1
+            transport = upstream.transport
         self.state = WAITING
         self.response_buffer = b""
-        transport = upstream.transport
         self.request_sent = True
         transport.write(self._head_with_length())
         if self.info.pass_body:
@@ -1205,7 +1233,7 @@ cdef class ProxyExchange:
         kind_name, length = response_body_framing(status, headers, request.method)
         cdef int kind = _framing_code(kind_name)
         cdef bint upstream_close = version == 10
-        lines = []
+        cdef list lines = [None, None]    # status line and Server/Date: see _send_parts
         for item in headers:
             if item[0] in _HIDDEN:
                 if item[0] == b"connection" and (<bytes>item[2]).lower().find(b"close") >= 0:
@@ -1236,11 +1264,11 @@ cdef class ProxyExchange:
             if size > length:
                 self.reusable = False
             self.remaining = 0
-            conn.send_head(status, b"".join(lines), self.info.add_headers,
-                           rest if size == length else rest[:length])
+            conn._send_parts(status, lines, self.info.add_headers,
+                             rest if size == length else rest[:length])
             self._complete()
             return
-        conn.send_head(status, b"".join(lines), self.info.add_headers)
+        conn._send_parts(status, lines, self.info.add_headers, b"")
         if kind == F_NONE or (kind == F_LENGTH and length == 0):
             self._complete()
         elif rest:

@@ -416,3 +416,24 @@ async def test_transcripts_show_the_proxied_bytes(tmp_path):
     client_writes = [e[2] for e in events if e[0] == "client" and e[1] == "write"]
     assert len(client_writes) == 2 and all(w.endswith(b"\r\n\r\nok") for w in client_writes)
     assert log.count("200 2 ") == 2
+
+
+async def test_an_app_with_its_own_dispatch_is_asked(tmp_path):
+    """The compiled connection answers proxy plans itself only for WorkerApp's own dispatch."""
+    seen = []
+
+    class RecordingApp(WorkerApp):
+        def dispatch(self, conn, request):
+            seen.append(request.uri)
+            super().dispatch(conn, request)
+
+    harness = Harness(compiled_class(), tmp_path)
+    harness.app.__class__ = RecordingApp
+    harness.client = compiled_class()(harness.app, next(iter(harness.app.listen_keys)))
+    harness.transport = FakeTransport(harness.events, "client", harness.client)
+    harness.client.connection_made(harness.transport)
+    await harness.send(GET)
+    await harness.answer(0, OK)
+    assert seen == ["/a"]
+    assert harness.events[-1][:2] == ("client", "write")
+    assert harness.events[-1][2].endswith(b"\r\n\r\nok")
