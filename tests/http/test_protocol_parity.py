@@ -57,6 +57,13 @@ http {
         location /old {
             proxy_pass http://single;
         }
+        location /big {
+            proxy_pass http://b;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_next_upstream error timeout http_502;
+            client_max_body_size 0;
+        }
         location /ret {
             return 200 "hello $uri";
         }
@@ -111,11 +118,14 @@ class FakeLoop:
         self.events = events
         self.upstreams = []
         self.refuse = set()
+        self.held = {}           # port -> Event: connecting there waits until it is set
 
     def time(self):
         return self.now
 
     async def create_connection(self, factory, host, port):
+        if port in self.held:
+            await self.held[port].wait()
         if port in self.refuse:
             raise ConnectionRefusedError(111, "Connection refused")
         protocol = factory()
@@ -361,6 +371,46 @@ async def scenario_flow_control(h):
 async def scenario_shutdown(h):
     await h.send(GET)
     h.app.shutdown(graceful=True)
+    await h.answer(0, OK)
+
+
+async def scenario_early_answer(h):
+    await h.send(b"POST /p HTTP/1.1\r\nHost: parity.test\r\nContent-Length: 6\r\n\r\nabc")
+    await h.answer(0, OK)
+    await h.send(b"def" + GET)
+    await h.answer(1, OK)
+
+
+async def scenario_post_not_retried(h):
+    await h.send(b"POST /big HTTP/1.1\r\nHost: parity.test\r\nContent-Length: 2\r\n\r\nhi")
+    await h.answer(0, BAD_GATEWAY)
+
+
+async def scenario_head_and_204(h):
+    await h.send(b"HEAD /a HTTP/1.1\r\nHost: parity.test\r\n\r\n")
+    await h.answer(0, b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n")
+    await h.send(GET)
+    await h.answer(0, b"HTTP/1.1 204 No Content\r\n\r\n")
+
+
+async def scenario_big_upload_pauses(h):
+    # The connection is slow to open: the body waits, reading pauses, then both go on.
+    h.loop.held[9001] = asyncio.Event()
+    await h.send(b"PUT /big HTTP/1.1\r\nHost: parity.test\r\nContent-Length: 2000000\r\n\r\n")
+    for _ in range(3):
+        await h.send(b"x" * 100000)
+    h.loop.held[9001].set()
+    await h.settle()
+    for _ in range(17):
+        await h.send(b"x" * 100000)
+    await h.answer(0, OK)
+
+
+async def scenario_upstream_write_paused(h):
+    await h.send(b"PUT /big HTTP/1.1\r\nHost: parity.test\r\nContent-Length: 8\r\n\r\nabcd")
+    h.loop.upstreams[0][0].pause_writing()
+    await h.send(b"efgh")
+    h.loop.upstreams[0][0].resume_writing()
     await h.answer(0, OK)
 
 
