@@ -15,7 +15,8 @@ from functools import partial
 
 from libc.time cimport time as c_time
 
-from gateway.errors import BadRequest, GatewayError, HttpError, PayloadTooLarge, RequestTimeout
+from gateway.errors import (
+    BadRequest, GatewayError, HttpError, PayloadTooLarge, RequestTimeout, UpstreamError)
 from gateway.http.plan import HIDDEN_RESPONSE, NON_IDEMPOTENT, UPSTREAM_STATUS_CONDITIONS
 from gateway.http.responses import (
     ADD_HEADER_CODES, CLOSING_ERRORS, error_page, server_and_date, status_line_cached)
@@ -1192,8 +1193,8 @@ cdef class ProxyExchange:
             self.response_buffer = data
         try:
             self._read_response_head()
-        except HttpError as exc:
-            self._fail(2, 502, f"upstream sent invalid header: {exc.detail}")
+        except (HttpError, UpstreamError) as exc:
+            self._fail(2, 502, f"upstream sent invalid header: {exc}")
 
     cdef _read_response_head(self):
         cdef int status

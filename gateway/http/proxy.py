@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from gateway.observe.errorlog import log
-from gateway.errors import HttpError
+from gateway.errors import HttpError, UpstreamError
 from gateway.http import parser
 from gateway.http.plan import HIDDEN_RESPONSE, NON_IDEMPOTENT, UPSTREAM_STATUS_CONDITIONS
 from gateway.http.upstream_connection import UpstreamConnection
@@ -259,8 +259,8 @@ class ProxyExchange:
         self.response_buffer += data
         try:
             self._read_response_head()
-        except HttpError as exc:
-            self._fail("invalid_header", 502, f"upstream sent invalid header: {exc.detail}")
+        except (HttpError, UpstreamError) as exc:
+            self._fail("invalid_header", 502, f"upstream sent invalid header: {exc}")
 
     def _read_response_head(self):
         while True:

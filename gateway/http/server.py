@@ -173,7 +173,11 @@ class WorkerApp:
             file.write(fmt.render(request))
 
     def dispatch(self, conn: ClientConnection, request):
-        """Route a request whose head was read and start answering it."""
+        """Route a request whose head was read and start answering it.
+
+        _fastpath/proxyproto.pyx mirrors this method (``_dispatch``) for proxied
+        locations: change both together; tests/http/test_protocol_parity.py compares them.
+        """
         server = request.server
         if server.plan.kind == "return":
             plan = server.plan    # a server-level return runs before location matching

@@ -325,8 +325,7 @@ async def scenario_upstream_lost_midway(h):
 
 
 async def scenario_invalid_upstream_head(h):
-    # proxy.py catches HttpError here but the parser raises InvalidUpstreamResponse
-    # (an UpstreamError): both twins let it escape and answer 504 at the read timeout.
+    # The parser raises InvalidUpstreamResponse: both twins answer 502 at once.
     await h.send(GET)
     await h.answer(0, b"HTTP/1.1 2x0 Oops\r\n\r\n")
     await h.tick(11)

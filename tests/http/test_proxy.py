@@ -413,3 +413,34 @@ def test_proxy_request_timeout_bounds_the_whole_exchange(start_gateway, start_ba
     # Without the deadline the first read timeout alone takes 4 s.
     assert elapsed < 3.0
     assert "proxy_request_timeout" in gw.errors()
+
+
+def test_invalid_upstream_head_is_502_at_once(start_gateway, backend):
+    import threading
+    garbage = socket.socket()
+    garbage.bind(("127.0.0.1", 0))
+    garbage.listen(8)
+
+    def answer_garbage():
+        while True:
+            try:
+                client, _ = garbage.accept()
+            except OSError:
+                return
+            with client:
+                client.recv(65536)
+                client.sendall(b"HTTP/1.1 2x0 Oops\r\n\r\n")
+                time.sleep(0.5)
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    port = free_port()
+    extra = f"""location /bad/ {{ proxy_pass http://127.0.0.1:{garbage.getsockname()[1]};
+                                 proxy_read_timeout 30s; }}"""
+    try:
+        gw = start_gateway(config(port, backend, extra_server=extra), port)
+        started = time.monotonic()
+        answer = raw_exchange(port, b"GET /bad/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 502 ")
+        assert time.monotonic() - started < 15     # not the 30 s read timeout
+        assert "upstream sent invalid header" in gw.errors()
+    finally:
+        garbage.close()
