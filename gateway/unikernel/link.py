@@ -26,18 +26,10 @@ _SO_RCVBUFFORCE = 33
 RECEIVE_BUFFER = 8 << 20
 
 
-class SocketpairLink:
-    """A SOCK_DGRAM socketpair: one datagram per frame; QEMU gets the other end as a dgram netdev."""
+class _FrameSocket:
+    """What both links share: one non-blocking socket ``self.sock`` carrying whole frames."""
 
-    def __init__(self, host_mac=HOST_MAC):
-        self.mac = parse_mac(host_mac)
-        self.sock, self._peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.setblocking(False)
-        self.pass_fds = (self._peer.fileno(),)
-
-    def netdev_args(self, netdev_id="n0"):
-        """The -netdev value for QEMU (the fd must be in pass_fds)."""
-        return f"dgram,id={netdev_id},local.type=fd,local.str={self._peer.fileno()}"
+    sock = None
 
     def fileno(self):
         """Our end, for add_reader/add_writer."""
@@ -58,6 +50,20 @@ class SocketpairLink:
         except BlockingIOError:
             return None
 
+
+class SocketpairLink(_FrameSocket):
+    """A SOCK_DGRAM socketpair: one datagram per frame; QEMU gets the other end as a dgram netdev."""
+
+    def __init__(self, host_mac=HOST_MAC):
+        self.mac = parse_mac(host_mac)
+        self.sock, self._peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.pass_fds = (self._peer.fileno(),)
+
+    def netdev_args(self, netdev_id="n0"):
+        """The -netdev value for QEMU (the fd must be in pass_fds)."""
+        return f"dgram,id={netdev_id},local.type=fd,local.str={self._peer.fileno()}"
+
     def discard_stale(self):
         """Drop frames queued for a worker that died, so its replacement starts clean."""
         self._peer.setblocking(False)
@@ -73,7 +79,7 @@ class SocketpairLink:
         self._peer.close()
 
 
-class TapLink:
+class TapLink(_FrameSocket):
     """A tap interface owned by this process: QEMU gets the tap fd, we talk through an AF_PACKET socket.
 
     The tap never gets an IP address and has IPv6 disabled, so nothing but our frames use it; it is not
@@ -138,25 +144,6 @@ class TapLink:
     def netdev_args(self, netdev_id="n0"):
         """The -netdev value for QEMU (the tap fd must be in pass_fds)."""
         return f"tap,id={netdev_id},fd={self._tap}"
-
-    def fileno(self):
-        """The packet socket, for add_reader/add_writer."""
-        return self.sock.fileno()
-
-    def send(self, frame):
-        """Send one frame; False if the socket is full right now."""
-        try:
-            self.sock.send(frame)
-        except BlockingIOError:
-            return False
-        return True
-
-    def recv(self):
-        """One frame, or None if none is waiting."""
-        try:
-            return self.sock.recv(FRAME_MAX + 64)
-        except BlockingIOError:
-            return None
 
     def discard_stale(self):
         """Drop frames queued on the tap for a worker that died, so its replacement starts clean."""
