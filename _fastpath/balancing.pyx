@@ -133,11 +133,16 @@ cdef class Selection:
         self.yielded = True
         return peer
 
+    # Indexes outside the lists the bits were sized for (peers added to a balancer's
+    # public lists afterwards) are never marked: memory safety over a second try.
     cdef inline bint is_tried(self, Py_ssize_t index):
+        if <size_t>index >= <size_t>(self.words << 6):
+            return False
         return (self.tried[index >> 6] >> (index & 63)) & 1
 
     cdef inline void mark(self, Py_ssize_t index):
-        self.tried[index >> 6] |= (<uint64_t>1) << (index & 63)
+        if <size_t>index < <size_t>(self.words << 6):
+            self.tried[index >> 6] |= (<uint64_t>1) << (index & 63)
 
     cdef inline void clear(self):
         memset(self.tried, 0, self.words * sizeof(uint64_t))
@@ -155,7 +160,6 @@ cdef class RoundRobin:
     cdef public long total_weight
     cdef object clock
     cdef bint native_clock
-    cdef Py_ssize_t words
 
     def __init__(self, upstream, now=_monotonic):
         self.upstream = upstream
@@ -171,7 +175,6 @@ cdef class RoundRobin:
         # nginx's "single" case: one primary and no backup is never marked failed.
         self.single = len(self.peers) == 1 and not self.backup
         self.total_weight = sum(server.weight for server in primary)
-        self.words = (max(len(self.peers), len(self.backup)) + 63) >> 6
         self.key_template = None
 
     @property
@@ -197,11 +200,12 @@ cdef class RoundRobin:
         cdef Selection selection = Selection.__new__(Selection)
         selection.balancer = self
         selection.peers = self.peers
-        selection.words = self.words
-        if self.words <= INLINE_WORDS:
+        cdef Py_ssize_t words = (max(len(self.peers), len(self.backup)) + 63) >> 6
+        selection.words = words
+        if words <= INLINE_WORDS:
             selection.tried = selection.inline_tried
         else:
-            selection.tried = <uint64_t *>PyMem_Malloc(self.words * sizeof(uint64_t))
+            selection.tried = <uint64_t *>PyMem_Malloc(words * sizeof(uint64_t))
             if selection.tried == NULL:
                 raise MemoryError()
         selection.clear()

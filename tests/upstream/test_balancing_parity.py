@@ -8,6 +8,7 @@ every step.
 
 import importlib
 import random
+import time
 
 import pytest
 
@@ -276,6 +277,17 @@ def test_a_clock_swapped_later_is_used():
     steps = [("tries", ([True, False],)), ("advance", 6.0)] + [("tries", ([False],))] * 4
     assert run_script(fast, steps) == run_script(python, steps)
     assert fast.peers[0].checked >= 50.0
+
+
+def test_default_clock_reads_the_same_clock_as_time_monotonic():
+    up = upstream("a", "b")
+    balancer = compiled().RoundRobin(up)
+    assert balancer.now is time.monotonic
+    before = time.monotonic()
+    peer = next(balancer.select())
+    balancer.release(peer, True)
+    after = time.monotonic()
+    assert before <= peer.checked == peer.accessed <= after
 
 
 def test_only_primary_backups_is_a_config_error_in_both():
