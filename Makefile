@@ -19,9 +19,13 @@ $(VENV)/.installed: requirements-dev.txt setup.py
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-extensions: venv
+extensions: _fastpath/.built
+
+# Rebuilt only when a .pyx or setup.py changed, so `make run` starts quickly the second time.
+_fastpath/.built: $(VENV)/.installed setup.py $(wildcard _fastpath/*.pyx _fastpath/*.pxd)
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	$(PY) setup.py -q build_ext --inplace
+	touch $@
 
 images:
 	@if [ -f unikernels/Makefile ]; then $(MAKE) -s -C unikernels; fi
