@@ -47,5 +47,5 @@ bench: bootstrap
 	$(PY) -m bench
 
 clean:
-	rm -rf build _fastpath/*.c _fastpath/*.so *.egg-info
+	rm -rf build _fastpath/*.c _fastpath/*.so _fastpath/.built *.egg-info
 	@if [ -f unikernels/Makefile ]; then $(MAKE) -s -C unikernels clean; fi
