@@ -33,6 +33,7 @@ cdef enum:
     REPLAY_LIMIT = 1024 * 1024
     PENDING_LIMIT = 256 * 1024
     MAX_RESPONSE_HEAD = 64 * 1024
+    CHUNKED_MEMORY_LIMIT = 64 * 1024 * 1024
 SHUTDOWN_GRACE = 1.0
 
 # Connection states (connection.py).
@@ -619,7 +620,7 @@ cdef class ClientConnection:
         if body is None:
             return
         body.timeout = timeout
-        body.limit = limit
+        body.limit = limit if limit or body.framing != F_CHUNKED else CHUNKED_MEMORY_LIMIT
         if limit and body.framing == F_LENGTH and body.remaining > limit:
             raise PayloadTooLarge(
                 f"client intended to send too large body: {body.remaining} bytes")

@@ -21,6 +21,9 @@ from gateway.http.responses import (
 PIPELINE_LIMIT = 64 * 1024
 # An unread request body up to this size is read and dropped to keep the connection.
 DISCARD_LIMIT = 64 * 1024
+# A chunked body is held whole in memory before it goes upstream: with no
+# client_max_body_size it is still bounded (nginx would spool it to disk).
+CHUNKED_MEMORY_LIMIT = 64 * 1024 * 1024
 # How long a graceful shutdown waits for the first request on a fresh connection.
 SHUTDOWN_GRACE = 1.0
 
@@ -212,7 +215,7 @@ class ClientConnection(asyncio.Protocol):
         if body is None:
             return
         body.timeout = timeout
-        body.limit = limit
+        body.limit = limit if limit or body.kind != "chunked" else CHUNKED_MEMORY_LIMIT
         if limit and body.kind == "length" and body.remaining > limit:
             raise PayloadTooLarge(
                 f"client intended to send too large body: {body.remaining} bytes")
