@@ -61,10 +61,14 @@ def ketama_points(names: list[bytes], weights: list[int]) -> tuple[array, array]
         for _ in range(weight * 160):
             prev = zlib.crc32(prev.to_bytes(4, "little"), base)
             points.append((prev, owner))
+    return ring_arrays(points)
+
+
+def ring_arrays(points: list[tuple[int, int]]) -> tuple[array, array]:
+    """(hash, owner) points -> sorted hashes and their owners, one point per hash value (nginx)."""
     points.sort(key=lambda point: point[0])
     hashes, owners = array("I"), array("I")
     for value, owner in points:
-        # nginx keeps one point per hash value.
         if hashes and hashes[-1] == value:
             continue
         hashes.append(value)

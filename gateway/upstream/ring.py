@@ -12,6 +12,7 @@ from typing import Iterator
 import mmh3
 
 from gateway.upstream import hashing
+from gateway.upstream.hashing_py import ring_arrays
 
 POINTS_PER_WEIGHT = 160
 
@@ -27,14 +28,7 @@ def mmh3_points(names: list[bytes], weights: list[int]) -> tuple[array, array]:
     for owner, (name, weight) in enumerate(zip(names, weights)):
         for j in range(weight * POINTS_PER_WEIGHT):
             points.append((mmh3_hash(b"%b-%d" % (name, j)), owner))
-    points.sort(key=lambda point: point[0])
-    hashes, owners = array("I"), array("I")
-    for value, owner in points:
-        if hashes and hashes[-1] == value:
-            continue
-        hashes.append(value)
-        owners.append(owner)
-    return hashes, owners
+    return ring_arrays(points)
 
 
 class Ring:
