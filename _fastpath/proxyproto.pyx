@@ -13,6 +13,8 @@ import asyncio
 import socket
 from functools import partial
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.string cimport memcpy
 from libc.time cimport time as c_time
 
 from gateway.errors import (
@@ -99,6 +101,23 @@ cdef bytes _status_line(int status):
     return <bytes>line
 
 
+cdef bytes _join(list parts):
+    """b"".join(parts) for a list of bytes, as one allocation and a memcpy per part."""
+    cdef Py_ssize_t total = 0, size
+    cdef char* out
+    for item in parts:
+        if type(item) is not bytes:
+            return b"".join(parts)   # bytearray, memoryview: the general join
+        total += PyBytes_GET_SIZE(item)
+    data = PyBytes_FromStringAndSize(NULL, total)
+    out = PyBytes_AS_STRING(data)
+    for item in parts:
+        size = PyBytes_GET_SIZE(item)
+        memcpy(out, PyBytes_AS_STRING(item), size)
+        out += size
+    return data
+
+
 # The getter of $proxy_host, read directly for the default "Host: $proxy_host".
 _PROXY_HOST_GETTER = variable_getter("proxy_host")
 
@@ -126,6 +145,16 @@ cdef object _header(list headers, bytes key, bint cookie):
                 found = text
             else:
                 found += ("; " if cookie else ", ") + text
+    return found
+
+
+cdef object _header_bytes(list headers, bytes key):
+    """_header's value as bytes (repeated fields joined with b", "), or None."""
+    cdef object found = None
+    cdef tuple item
+    for item in headers:
+        if <bytes>item[0] == key:
+            found = item[2] if found is None else found + b", " + item[2]
     return found
 
 
@@ -188,8 +217,14 @@ cdef class Request:
     cdef public object status, body_bytes_sent, bytes_sent, proxy_host
     cdef public object upstream_addr, upstream_status, upstream_response_time
     cdef public object upstream_connect_time, upstream_header_time
+    # The request line's method and target as received (None when not kept): what
+    # method.encode() and request_uri re-encoded would give, without the work.
+    cdef object raw_method, raw_target
 
     def __init__(self, method, request_uri, uri, args, version, headers):
+        self._init(method, request_uri, uri, args, version, headers)
+
+    cdef _init(self, method, request_uri, uri, args, version, headers):
         self.method = method
         self.request_uri = request_uri
         self.uri = uri
@@ -234,7 +269,7 @@ cdef class _PlanInfo:
     Plans are built once at config load and never change, so this is read once per plan.
     """
 
-    cdef bint is_return, is_proxy
+    cdef bint is_return, is_proxy, server_tokens
     cdef double keepalive_timeout, client_body_timeout
     cdef long long keepalive_requests, client_max_body_size
     cdef object add_headers, access_logs
@@ -244,6 +279,7 @@ cdef class _PlanInfo:
     cdef object request_timeout, idle, by_peer
     cdef frozenset dropped
     cdef bint pass_body, keepalive
+    cdef long long pool_size, pool_max_requests
     cdef double connect_timeout, read_timeout, send_timeout
 
     def __init__(self, plan):
@@ -253,6 +289,7 @@ cdef class _PlanInfo:
         self.is_proxy = kind == "proxy"
         self.keepalive_timeout = settings.keepalive_timeout
         self.keepalive_requests = settings.keepalive_requests
+        self.server_tokens = settings.server_tokens
         self.client_max_body_size = settings.client_max_body_size
         self.client_body_timeout = settings.client_body_timeout
         self.add_headers = plan.add_headers
@@ -271,6 +308,8 @@ cdef class _PlanInfo:
                             for name, template in proxy.set_headers]
         self.idle = proxy.upstream.pool.idle
         self.by_peer = proxy.upstream.pool.by_peer
+        self.pool_size = proxy.upstream.pool.size
+        self.pool_max_requests = proxy.upstream.pool.max_requests
         self.dropped = proxy.dropped
         self.next_upstream = proxy.next_upstream
         self.tries = proxy.tries
@@ -292,6 +331,38 @@ cdef _PlanInfo _plan_info(plan):
     if info is None:
         info = _plan_infos[plan] = _PlanInfo(plan)
     return <_PlanInfo>info
+
+
+cdef class _ServerInfo:
+    """What a request reads from a server block, as C fields (servers never change)."""
+
+    cdef object server, plan, router, server_name
+    cdef _PlanInfo plan_info
+    cdef Py_ssize_t header_line, header_total   # large_client_header_buffers
+    cdef double client_header_timeout
+
+    def __init__(self, server):
+        self.server = server    # kept alive: _server_infos is keyed by its id
+        number, size = server.large_client_header_buffers
+        self.header_line = size
+        self.header_total = size * number
+        self.client_header_timeout = server.client_header_timeout
+        self.plan = server.plan
+        self.router = server.router
+        self.plan_info = _plan_info(server.plan) if server.plan is not None else None
+        names = server.server_names
+        self.server_name = names[0] if names else ""
+
+
+# id(server) -> _ServerInfo, as _plan_infos (Server, a dataclass, is not hashable).
+cdef dict _server_infos = {}
+
+
+cdef _ServerInfo _server_info(server):
+    info = _server_infos.get(id(server))
+    if info is None:
+        info = _server_infos[id(server)] = _ServerInfo(server)
+    return <_ServerInfo>info
 
 
 # App class -> whether its dispatch is WorkerApp.dispatch, which _dispatch below mirrors.
@@ -381,6 +452,12 @@ cdef class ClientConnection:
     cdef object clock
     cdef object default     # app.default_server(listen_key): fixed for the app's life
     cdef bint own_dispatch  # the app's dispatch is WorkerApp's: answer proxy plans here
+    # The Host value of the previous request, its $host and the server it chose.
+    cdef bytes last_host_value
+    cdef object last_host, last_server
+    # The location (or server) whose plan info was looked up last, and that info.
+    cdef object where_obj
+    cdef _PlanInfo where_info
 
     def __init__(self, app, listen_key):
         self.app = app
@@ -469,15 +546,16 @@ cdef class ClientConnection:
 
     cdef _read_requests(self):
         # Iterative, not recursive: pipelined requests answered synchronously loop here.
+        cdef _ServerInfo limits
         if self.in_read_loop:
             return
         self.in_read_loop = True
         try:
+            limits = _server_info(self.default)
             while self.state == HEAD and self.buffer:
-                server = self.default
-                number, size = server.large_client_header_buffers
                 try:
-                    head = parse_request_head(self.buffer, size, size * number)
+                    head = parse_request_head(self.buffer, limits.header_line,
+                                              limits.header_total)
                     if head is None:
                         return
                     self._start_request(head)
@@ -492,10 +570,16 @@ cdef class ClientConnection:
         cdef list headers
         cdef int version
         cdef Py_ssize_t consumed
+        cdef _ServerInfo sinfo
         method, target, version, headers, consumed = head
         self.buffer = self.buffer[consumed:]
         uri, args, request_uri = split_target(target)
-        cdef Request request = Request(method.decode("latin-1"), request_uri, uri, args, version, headers)
+        cdef Request request = Request.__new__(Request)
+        request._init(method.decode("latin-1"), request_uri, uri, args, version, headers)
+        request.raw_method = method
+        cdef bint origin_form = PyBytes_GET_SIZE(target) > 0 and PyBytes_AS_STRING(target)[0] == b"/"
+        if origin_form:
+            request.raw_target = target      # $request_uri is this target, decoded
         request.start_time = self.clock()
         request.request_length = consumed
         request.remote_addr = self.remote_addr
@@ -509,20 +593,31 @@ cdef class ClientConnection:
         self.response_started = False
         self.closing_after_response = False
 
-        host = _header(headers, b"host", False)
+        host = _header_bytes(headers, b"host")
         if version == 11 and host is None:
             raise BadRequest('client sent HTTP/1.1 request without "Host" header')
-        if target[:1] != b"/" and b"://" in target[:16]:
+        if not origin_form and b"://" in target[:16]:
             # RFC 9112 3.2.2: an absolute-form target's authority replaces Host.
             request.host = _host_name(target.split(b"/", 3)[2].decode("latin-1"))
+            server = self.app.server_router.select(self.listen_key, request.host or None)
         elif host is not None:
-            if "," in host:
-                raise BadRequest('client sent duplicate host header')
-            request.host = _host_name(host)
-        server = self.app.server_router.select(self.listen_key, request.host or None)
+            if host == self.last_host_value:
+                # The server for this socket and Host, found for the previous request.
+                request.host = self.last_host
+                server = self.last_server
+            else:
+                if b"," in host:
+                    raise BadRequest('client sent duplicate host header')
+                request.host = _host_name(host.decode("latin-1"))
+                server = self.app.server_router.select(self.listen_key, request.host or None)
+                self.last_host_value = host
+                self.last_host = request.host
+                self.last_server = server
+        else:
+            server = self.app.server_router.select(self.listen_key, None)
         request.server = server
-        names = server.server_names
-        request.server_name = names[0] if names else ""
+        sinfo = _server_info(server)
+        request.server_name = sinfo.server_name
         self.keep_alive = _wants_keep_alive(headers, version)
 
         kind, length = request_body_framing(headers, version)
@@ -534,22 +629,21 @@ cdef class ClientConnection:
             self.body = None
         self.deadline = 0.0
         if self.own_dispatch:
-            self._dispatch(request)
+            self._dispatch(request, sinfo)
         else:
             self.app.dispatch(self, request)
         if self.state == BODY:
             self._read_body()
 
-    cdef _dispatch(self, Request request):
+    cdef _dispatch(self, Request request, _ServerInfo sinfo):
         """WorkerApp.dispatch (server.py), with proxy plans answered by ProxyExchange below."""
         cdef _PlanInfo info
         app = self.app
-        server = request.server
-        splan = server.plan
-        if _plan_info(splan).is_return:
+        splan = sinfo.plan
+        if sinfo.plan_info.is_return:
             plan = splan    # a server-level return runs before location matching
         else:
-            location, redirect = server.router.find(request.uri)
+            location, redirect = sinfo.router.find(request.uri)
             if redirect:
                 # nginx's auto_redirect: "/api" -> "/api/" for a proxied "location /api/".
                 target = request.uri + "/" + ("?" + request.args if request.args else "")
@@ -646,11 +740,9 @@ cdef class ClientConnection:
         if self.closing_after_response or self.app.shutting_down or \
                 (self.state == BODY and not self._body_discardable()):
             self.keep_alive = False
-        where = request.location
-        if where is None:
-            where = request.server
-        tokens = where.settings.server_tokens if where is not None else True
+        cdef _PlanInfo where = self._where_info(request)
         parts[0] = _status_line(status)
+        tokens = where.server_tokens if where is not None else True
         parts[1] = _server_and_date(tokens)
         if add_headers:
             parts.append(self._render_add_headers(status, add_headers))
@@ -658,7 +750,7 @@ cdef class ClientConnection:
         if body:
             parts.append(body)
             request.body_bytes_sent += len(body)
-        data = b"".join(parts)
+        data = _join(parts)
         request.bytes_sent += len(data)
         self.transport.write(data)
 
@@ -708,16 +800,12 @@ cdef class ClientConnection:
         """The current response is complete: log it and go on with the next request."""
         cdef Request request = self.request
         self.handler = None
+        cdef _PlanInfo where
         if request is not None:
-            # WorkerApp.log_request, inlined.
-            location = request.location
-            if location is not None:
-                plan = location.plan
-            else:
-                server = request.server
-                plan = server.plan if server is not None else None
-            if plan is not None:
-                logs = plan.access_logs
+            # WorkerApp.log_request, inlined: the access logs of the location, else the server.
+            where = self._where_info(request)
+            if where is not None:
+                logs = where.access_logs
                 if logs:
                     for file, fmt in logs:
                         file.write(fmt.render(request))
@@ -741,16 +829,34 @@ cdef class ClientConnection:
         if self.reading_paused:
             self.reading_paused = False
             self.transport.resume_reading()
-        location = request.location
-        settings = location.settings if location is not None else request.server.settings
-        if self.requests_served >= settings.keepalive_requests:
+        cdef _PlanInfo where = self._where_info(request)
+        if where is None:
+            location = request.location
+            settings = location.settings if location is not None else request.server.settings
+            keepalive_requests = settings.keepalive_requests
+            keepalive_timeout = settings.keepalive_timeout
+        else:
+            keepalive_requests = where.keepalive_requests
+            keepalive_timeout = where.keepalive_timeout
+        if self.requests_served >= keepalive_requests:
             self.close()
             return
         if self.buffer:
-            self._arm(request.server.client_header_timeout, 408)
+            self._arm(_server_info(request.server).client_header_timeout, 408)
             self._read_requests()
         else:
-            self._arm(settings.keepalive_timeout, 0)
+            self._arm(keepalive_timeout, 0)
+
+    cdef _PlanInfo _where_info(self, Request request):
+        """The plan info of the request's location, else of its server (None without one)."""
+        where = request.location
+        if where is None:
+            where = request.server
+        if where is not self.where_obj:
+            plan = getattr(where, "plan", None) if where is not None else None
+            self.where_info = _plan_info(plan) if plan is not None else None
+            self.where_obj = where
+        return self.where_info
 
     cpdef close(self):
         if self.state != CLOSED:
@@ -835,21 +941,21 @@ cdef object _pool_take(_PlanInfo info, peer):
     return None
 
 
-cdef _pool_put(pool, conn, double now):
+cdef _pool_put(_PlanInfo info, conn, double now):
     if type(conn) is not UpstreamConnection:
-        pool.put(conn, now)
+        info.pool.put(conn, now)
         return
     cdef UpstreamConnection up = <UpstreamConnection>conn
     up.exchange = None
-    size = pool.size
-    if (size <= 0 or up.closed or up.requests >= pool.max_requests
+    cdef long long size = info.pool_size
+    if (size <= 0 or up.closed or up.requests >= info.pool_max_requests
             or up.transport.is_closing()):
         up.close()
         return
     up.idle_since = now
-    idle = pool.idle
+    idle = info.idle
     idle[up] = None
-    by_peer = pool.by_peer
+    by_peer = info.by_peer
     stack = by_peer.get(up.peer)
     if stack is None:
         stack = by_peer[up.peer] = []
@@ -1012,22 +1118,35 @@ cdef class ProxyExchange:
     cdef bytes _build_head(self):
         cdef Request request = self.request
         cdef _PlanInfo info = self.info
+        cdef list parts
         if info.uri_replacement is None:
-            target = request.request_uri     # ProxyPlan.upstream_uri's first case
+            # ProxyPlan.upstream_uri's first case: $request_uri, which is the raw target
+            # decoded; encoded back it is the raw target itself.
+            raw = request.raw_target
+            target = raw if raw is not None else \
+                (<str>request.request_uri).encode("utf-8", "surrogateescape")
         else:
-            target = info.proxy.upstream_uri(request)
-        parts = [request.method.encode("latin-1"), b" ", target.encode("latin-1", "replace"),
-                 b" ", info.http_version, CRLF]
+            target = (<str>info.proxy.upstream_uri(request)).encode("utf-8", "surrogateescape")
+        method = request.raw_method
+        if method is None:
+            method = (<str>request.method).encode("latin-1")
+        parts = [method, b" ", target, b" ", info.http_version, CRLF]
         for name, template, proxy_host in info.set_headers:
             value = request.proxy_host if proxy_host else _render(template, request)
             if value:
-                parts += (name, COLON, value.encode("latin-1", "replace"), CRLF)
+                parts.append(name)
+                parts.append(COLON)
+                parts.append((<str>value).encode("latin-1", "replace"))
+                parts.append(CRLF)
         cdef frozenset dropped = info.dropped
         cdef tuple item
         for item in request.headers:
             if item[0] not in dropped:
-                parts += (item[1], COLON, item[2], CRLF)
-        return b"".join(parts)
+                parts.append(item[1])
+                parts.append(COLON)
+                parts.append(item[2])
+                parts.append(CRLF)
+        return _join(parts)
 
     cdef bytes _head_with_length(self):
         body = self.conn.body
@@ -1241,7 +1360,10 @@ cdef class ProxyExchange:
                 if item[0] == b"connection" and (<bytes>item[2]).lower().find(b"close") >= 0:
                     upstream_close = True
                 continue
-            lines += (item[1], COLON, item[2], CRLF)
+            lines.append(item[1])
+            lines.append(COLON)
+            lines.append(item[2])
+            lines.append(CRLF)
         conn = self.conn
         if kind == F_CHUNKED:
             if request.version == 11:
@@ -1359,7 +1481,7 @@ cdef class ProxyExchange:
                 self.upstream_paused = False
                 upstream.transport.resume_reading()
             if reuse:
-                _pool_put(self.info.pool, upstream, now)
+                _pool_put(self.info, upstream, now)
             else:
                 upstream.close()
         if self.peer is not None:

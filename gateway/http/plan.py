@@ -83,7 +83,11 @@ class ProxyPlan:
         if self.uri_replacement is None:
             return request.request_uri
         tail = request.uri[self.prefix_length:]
-        uri = escape_uri(self.uri_replacement + tail)
+        if "%" in request.request_uri.partition("?")[0]:
+            # nginx re-escapes the decoded URI only when it arrived %-encoded (quoted_uri),
+            # and only the part after the location prefix.
+            tail = escape_uri(tail)
+        uri = self.uri_replacement + tail
         return uri + "?" + request.args if request.args else uri
 
 
@@ -93,7 +97,7 @@ def escape_uri(uri: str) -> str:
             and "?" not in uri and "%" not in uri:
         return uri
     out = []
-    for byte in uri.encode("latin-1", "surrogateescape"):
+    for byte in uri.encode("utf-8", "surrogateescape"):
         if byte <= 0x20 or byte >= 0x7f or byte in b'"#%?':
             out.append(f"%{byte:02X}")
         else:

@@ -94,7 +94,7 @@ class ProxyExchange:
         proxy = self.proxy
         target = proxy.upstream_uri(request)
         parts = [b"%s %s %s\r\n" % (request.method.encode("latin-1"),
-                                      target.encode("latin-1", "replace"), proxy.http_version)]
+                                      target.encode("utf-8", "surrogateescape"), proxy.http_version)]
         for name, template in proxy.set_headers:
             value = template.render(request)
             if value:

@@ -472,3 +472,45 @@ def test_unlimited_chunked_upload_is_still_bounded_in_memory(start_gateway, back
     while "too large chunked body" not in gw.errors() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert "too large chunked body" in gw.errors()
+
+
+def test_non_ascii_targets_reach_the_upstream_as_nginx_sends_them(start_gateway, backend):
+    """Raw UTF-8 in the target is passed byte for byte; a replaced URI is re-escaped only
+    when it arrived %-encoded, as nginx does (its quoted_uri)."""
+    import threading
+    seen = []
+    recorder = socket.socket()
+    recorder.bind(("127.0.0.1", 0))
+    recorder.listen(8)
+
+    def record():
+        while True:
+            try:
+                client, _ = recorder.accept()
+            except OSError:
+                return
+            with client:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = client.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                seen.append(data.split(b"\r\n", 1)[0])
+                client.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    threading.Thread(target=record, daemon=True).start()
+    port = free_port()
+    address = f"127.0.0.1:{recorder.getsockname()[1]}"
+    extra = f"""location /same/ {{ proxy_pass http://{address}; }}
+                location /swap/ {{ proxy_pass http://{address}/v2/; }}"""
+    try:
+        start_gateway(config(port, backend, extra_server=extra), port)
+        for target in (b"/same/caf\xc3\xa9?q=\xc3\xbc", b"/swap/caf\xc3\xa9", b"/swap/caf%C3%A9"):
+            answer = raw_exchange(port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n"
+                                        b"Connection: close\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.1 200 "), answer
+        # What nginx 1.22 sends upstream for the same three requests.
+        assert seen == [b"GET /same/caf\xc3\xa9?q=\xc3\xbc HTTP/1.0",
+                        b"GET /v2/caf\xc3\xa9 HTTP/1.0", b"GET /v2/caf%C3%A9 HTTP/1.0"]
+    finally:
+        recorder.close()
