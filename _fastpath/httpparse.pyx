@@ -9,7 +9,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t
-from libc.string cimport memchr, memcmp
+from libc.string cimport memchr, memcmp, memcpy
 
 from gateway.errors import (BadRequest, HeadersTooLarge, InvalidUpstreamResponse,
                             NotImplementedMethod, UriTooLong, VersionNotSupported)
@@ -25,6 +25,7 @@ cdef unsigned char TARGET[256]      # request-target bytes: VCHAR and obs-text
 cdef unsigned char FIELD[256]       # field-value bytes: HTAB, SP, VCHAR, obs-text
 cdef unsigned char HOST[256]        # reg-name bytes accepted in absolute-form
 cdef signed char HEXVAL[256]
+cdef unsigned char LOWER[256]       # bytes.lower(): ASCII letters only
 
 cdef void _init_tables():
     cdef int c
@@ -34,6 +35,7 @@ cdef void _init_tables():
         FIELD[c] = 1 if (c == 9 or 0x20 <= c <= 0x7e or c >= 0x80) else 0
         HOST[c] = 0
         HEXVAL[c] = -1
+        LOWER[c] = c + 32 if 65 <= c <= 90 else c
     for c in b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
         TCHAR[c] = 1
     for c in b"._~!$&'()*+,;=%-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
@@ -179,30 +181,40 @@ cdef inline bint _is_ws(unsigned char c):
     return c == 32 or c == 9
 
 
-cdef int _field(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end, list headers) except -1:
-    """Append one field line's (lower_name, name, value); 1 if the line is invalid."""
-    cdef Py_ssize_t i = pos, name_end, v_start, v_end, k
-    cdef bint upper = False
-    cdef unsigned char c
-    cdef char* out
+cdef inline int _field_span(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end,
+                            Py_ssize_t* name_end, Py_ssize_t* v_start,
+                            Py_ssize_t* v_end) noexcept:
+    """Where a field line's name ends and its OWS-stripped value lies; 1 if the line is invalid."""
+    cdef Py_ssize_t i = pos, start, stop
     while i < end and TCHAR[p[i]]:
-        if 65 <= p[i] <= 90:
-            upper = True
         i += 1
     if i == pos or i == end or p[i] != 58:      # ":" right after the name
         return 1
-    name_end = i
+    name_end[0] = i
     i += 1
-    v_start = i
+    start = i
     while i < end:
         if not FIELD[p[i]]:
             return 1
         i += 1
-    v_end = end
-    while v_start < v_end and _is_ws(p[v_start]):
-        v_start += 1
-    while v_end > v_start and _is_ws(p[v_end - 1]):
-        v_end -= 1
+    stop = end
+    while start < stop and _is_ws(p[start]):
+        start += 1
+    while stop > start and _is_ws(p[stop - 1]):
+        stop -= 1
+    v_start[0] = start
+    v_end[0] = stop
+    return 0
+
+
+cdef int _field(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end, list headers) except -1:
+    """Append one field line's (lower_name, name, value); 1 if the line is invalid."""
+    cdef Py_ssize_t name_end, v_start, v_end, k
+    cdef bint upper = False
+    cdef unsigned char c
+    cdef char* out
+    if _field_span(p, pos, end, &name_end, &v_start, &v_end):
+        return 1
     if name_end - pos < 32:
         for pair in <tuple>COMMON[name_end - pos]:
             name = (<tuple>pair)[0]
@@ -212,6 +224,10 @@ cdef int _field(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end, list hea
                     PyBytes_FromStringAndSize(<const char*>p + v_start, v_end - v_start)))
                 return 0
     name = PyBytes_FromStringAndSize(<const char*>p + pos, name_end - pos)
+    for k in range(pos, name_end):
+        if 65 <= p[k] <= 90:
+            upper = True
+            break
     if upper:
         lower = PyBytes_FromStringAndSize(NULL, name_end - pos)
         out = PyBytes_AS_STRING(lower)
@@ -305,13 +321,32 @@ def parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
         pos = lf + 1
 
 
+cdef inline int _status_line(const unsigned char* p, Py_ssize_t end,
+                             int* version, int* status) noexcept:
+    """Check the status line p[:end] (RFC 9112 4); 1 if invalid, else 0 and its version and status."""
+    cdef Py_ssize_t i
+    if (end < 12 or memcmp(p, b"HTTP/1.", 7) != 0 or not (p[7] == 48 or p[7] == 49)
+            or p[8] != 32 or not (49 <= p[9] <= 57) or not (48 <= p[10] <= 57)
+            or not (48 <= p[11] <= 57)):
+        return 1
+    if end > 12:
+        if p[12] != 32:
+            return 1
+        for i in range(13, end):
+            if not FIELD[p[i]]:
+                return 1
+    version[0] = 10 if p[7] == 48 else 11
+    status[0] = (p[9] - 48) * 100 + (p[10] - 48) * 10 + (p[11] - 48)
+    return 0
+
+
 def parse_response_head(buf, Py_ssize_t max_head):
     """Parse a response head: None if incomplete, else (version, status, reason, headers, consumed)."""
     if type(buf) is not bytes:
         buf = bytes(buf)
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(buf)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(buf)
-    cdef Py_ssize_t pos, lf, end, i
+    cdef Py_ssize_t pos, lf, end
     cdef int version, status
     lf = _find_lf(p, 0, n)
     if lf < 0:
@@ -321,21 +356,9 @@ def parse_response_head(buf, Py_ssize_t max_head):
     if lf + 1 > max_head:
         raise _error(E_UP_TOO_BIG)
     end = _line_end(p, 0, lf)
-    if (end < 12 or memcmp(p, b"HTTP/1.", 7) != 0 or not (p[7] == 48 or p[7] == 49)
-            or p[8] != 32 or not (49 <= p[9] <= 57) or not (48 <= p[10] <= 57)
-            or not (48 <= p[11] <= 57)):
+    if _status_line(p, end, &version, &status):
         raise _error(E_UP_STATUS)
-    if end > 12:
-        if p[12] != 32:
-            raise _error(E_UP_STATUS)
-        for i in range(13, end):
-            if not FIELD[p[i]]:
-                raise _error(E_UP_STATUS)
-        reason = PyBytes_FromStringAndSize(<const char*>p + 13, end - 13)
-    else:
-        reason = b""
-    version = 10 if p[7] == 48 else 11
-    status = (p[9] - 48) * 100 + (p[10] - 48) * 10 + (p[11] - 48)
+    reason = PyBytes_FromStringAndSize(<const char*>p + 13, end - 13) if end > 12 else b""
 
     cdef list headers = []
     pos = lf + 1
@@ -355,19 +378,27 @@ def parse_response_head(buf, Py_ssize_t max_head):
         pos = lf + 1
 
 
-cdef int64_t _content_length(bytes value, error) except -1:
-    """A Content-Length value (RFC 9110 8.6: 1*DIGIT, no lists)."""
-    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(value)
-    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(value)
+cdef inline int64_t _length_digits(const unsigned char* p, Py_ssize_t n) noexcept:
+    """A Content-Length value (RFC 9110 8.6: 1*DIGIT, no lists, at most INT64_MAX), or -1."""
+    cdef Py_ssize_t i
     cdef int64_t length = 0
     cdef int d
     if n == 0:
-        raise error("invalid Content-Length")
+        return -1
     for i in range(n):
         d = p[i] - 48
         if d < 0 or d > 9 or length > (INT64_MAX - d) // 10:
-            raise error("invalid Content-Length")
+            return -1
         length = length * 10 + d
+    return length
+
+
+cdef int64_t _content_length(bytes value, error) except -1:
+    """A Content-Length value (RFC 9110 8.6: 1*DIGIT, no lists)."""
+    cdef int64_t length = _length_digits(<const unsigned char*>PyBytes_AS_STRING(value),
+                                         PyBytes_GET_SIZE(value))
+    if length < 0:
+        raise error("invalid Content-Length")
     return length
 
 
@@ -423,6 +454,261 @@ def response_body_framing(int status, headers, request_method):
     if length is not None:
         return "length", _content_length(length, InvalidUpstreamResponse)
     return "close", 0
+
+
+# Response heads for the relay -------------------------------------------------
+#
+# scan_response_head() validates a head exactly as parse_response_head() and
+# decides its framing exactly as response_body_framing(), but builds no object
+# per field: it records spans, then copies the relayed fields into one bytes.
+
+# The lowercase names of the fields not relayed (set_hidden_response), and a
+# bit per name length (63 for longer names) so most fields skip the table.
+cdef struct _Name:
+    const char* text            # owned by _hidden_names
+    Py_ssize_t size
+
+cdef _Name* _hidden = NULL
+cdef Py_ssize_t _hidden_count = 0
+cdef unsigned long long _hidden_lengths = 0
+cdef tuple _hidden_names = ()
+
+
+cdef int set_hidden_response(frozenset lower_names) except -1:
+    """Set the lowercase field names scan_response_head() leaves out of the relayed block."""
+    global _hidden, _hidden_count, _hidden_lengths, _hidden_names
+    if lower_names is None:
+        raise TypeError("hidden field names must be a frozenset of bytes")
+    cdef tuple names = tuple(lower_names)
+    cdef Py_ssize_t i, count = len(names)
+    cdef unsigned long long lengths = 0
+    cdef _Name* table
+    for name in names:
+        if not isinstance(name, bytes):
+            raise TypeError("hidden field names must be a frozenset of bytes")
+    table = <_Name*>PyMem_Malloc((count if count else 1) * sizeof(_Name))
+    if table == NULL:
+        raise MemoryError()
+    for i in range(count):
+        table[i].text = PyBytes_AS_STRING(names[i])
+        table[i].size = PyBytes_GET_SIZE(names[i])
+        lengths |= 1ULL << (table[i].size if table[i].size < 63 else 63)
+    PyMem_Free(_hidden)
+    _hidden = table
+    _hidden_count = count
+    _hidden_lengths = lengths
+    _hidden_names = names
+    return 0
+
+
+cdef inline bint _lower_eq(const unsigned char* p, const char* lower, Py_ssize_t n) noexcept:
+    """p[:n].lower() == lower[:n]."""
+    cdef Py_ssize_t k
+    for k in range(n):
+        if LOWER[p[k]] != <unsigned char>lower[k]:
+            return False
+    return True
+
+
+cdef inline bint _is_hidden(const unsigned char* p, Py_ssize_t n) noexcept:
+    cdef Py_ssize_t i
+    if not (_hidden_lengths >> (n if n < 63 else 63)) & 1:
+        return False
+    for i in range(_hidden_count):
+        if _hidden[i].size == n and _lower_eq(p, _hidden[i].text, n):
+            return True
+    return False
+
+
+cdef inline bint _has_close(const unsigned char* p, Py_ssize_t start, Py_ssize_t end) noexcept:
+    """b"close" in p[start:end].lower(), as proxy.py checks a Connection value."""
+    cdef Py_ssize_t i
+    for i in range(start, end - 4):
+        if _lower_eq(p + i, b"close", 5):
+            return True
+    return False
+
+
+cdef int _last_coding(const unsigned char* p, Py_ssize_t start, Py_ssize_t end,
+                      int last) noexcept:
+    """The last transfer-coding so far (-1 none, 0 other, 1 chunked) after one more value.
+
+    Joining the Transfer-Encoding fields with "," and splitting the result on ","
+    (response_body_framing) gives the items of each field in turn, so they can
+    be taken field by field; items empty once stripped of SP/HTAB do not count.
+    """
+    cdef Py_ssize_t i = start, j, a, b
+    while i <= end:
+        j = i
+        while j < end and p[j] != 44:
+            j += 1
+        a = i
+        b = j
+        while a < b and _is_ws(p[a]):
+            a += 1
+        while b > a and _is_ws(p[b - 1]):
+            b -= 1
+        if b > a:
+            last = 1 if b - a == 7 and _lower_eq(p + a, b"chunked", 7) else 0
+        i = j + 1
+    return last
+
+
+cdef struct _Span:
+    Py_ssize_t name
+    Py_ssize_t name_end
+    Py_ssize_t value
+    Py_ssize_t value_end
+
+cdef enum:
+    SPANS_ON_STACK = 64
+
+
+cdef object scan_response_head(bytes buf, Py_ssize_t max_head, bint head_request,
+                               ResponseHead* out):
+    """Validate a response head: None if incomplete, else fill *out and return the relayed fields.
+
+    Raises what parse_response_head(buf, max_head) raises.  The result is
+    name + b": " + value + b"\\r\\n" for each field not hidden (set_hidden_response),
+    in order; *out is written only then.
+    """
+    if buf is None:
+        raise TypeError("buf must be bytes")
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(buf)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(buf)
+    cdef Py_ssize_t pos, lf, end, name_end, v_start, v_end, size, k
+    cdef Py_ssize_t count = 0, capacity = SPANS_ON_STACK, total = 0
+    cdef Py_ssize_t cl_start = 0, cl_end = 0
+    cdef int version, status, content_lengths = 0, coding = -1, framing
+    cdef bint te_seen = False, close = False
+    cdef int64_t length = 0
+    cdef _Span stack_spans[SPANS_ON_STACK]
+    cdef _Span* spans = stack_spans
+    cdef _Span* grown
+    cdef char* w
+
+    lf = _find_lf(p, 0, n)
+    if lf < 0:
+        if n > max_head:
+            raise _error(E_UP_TOO_BIG)
+        return None
+    if lf + 1 > max_head:
+        raise _error(E_UP_TOO_BIG)
+    if _status_line(p, _line_end(p, 0, lf), &version, &status):
+        raise _error(E_UP_STATUS)
+
+    try:
+        pos = lf + 1
+        while True:
+            lf = _find_lf(p, pos, n)
+            if lf < 0:
+                if n > max_head:
+                    raise _error(E_UP_TOO_BIG)
+                return None
+            if lf + 1 > max_head:
+                raise _error(E_UP_TOO_BIG)
+            end = _line_end(p, pos, lf)
+            if end == pos:
+                break
+            if _field_span(p, pos, end, &name_end, &v_start, &v_end):
+                raise _error(E_UP_HEADER)
+            size = name_end - pos
+            if size == 14 and _lower_eq(p + pos, b"content-length", 14):
+                content_lengths += 1
+                cl_start = v_start
+                cl_end = v_end
+            elif size == 17 and _lower_eq(p + pos, b"transfer-encoding", 17):
+                te_seen = True
+                coding = _last_coding(p, v_start, v_end, coding)
+            elif size == 10 and _lower_eq(p + pos, b"connection", 10):
+                if not close:
+                    close = _has_close(p, v_start, v_end)
+            if not _is_hidden(p + pos, size):
+                if count == capacity:
+                    grown = <_Span*>PyMem_Malloc(2 * capacity * sizeof(_Span))
+                    if grown == NULL:
+                        raise MemoryError()
+                    memcpy(grown, spans, count * sizeof(_Span))
+                    if spans != stack_spans:
+                        PyMem_Free(spans)
+                    spans = grown
+                    capacity *= 2
+                spans[count].name = pos
+                spans[count].name_end = name_end
+                spans[count].value = v_start
+                spans[count].value_end = v_end
+                count += 1
+                total += size + v_end - v_start + 4
+            pos = lf + 1
+
+        # The order of response_body_framing(): no body for HEAD, 1xx, 204 and
+        # 304 whatever the fields say; a second Content-Length is an error even
+        # beside Transfer-Encoding; Transfer-Encoding overrides Content-Length.
+        if head_request or status < 200 or status == 204 or status == 304:
+            framing = FRAME_NONE
+        elif content_lengths > 1:
+            framing = FRAME_ERROR
+        elif te_seen:
+            framing = FRAME_CHUNKED if coding == 1 else FRAME_CLOSE
+        elif content_lengths:
+            length = _length_digits(p + cl_start, cl_end - cl_start)
+            if length < 0:
+                framing = FRAME_ERROR
+                length = 0
+            else:
+                framing = FRAME_LENGTH
+        else:
+            framing = FRAME_CLOSE
+
+        block = PyBytes_FromStringAndSize(NULL, total)
+        w = PyBytes_AS_STRING(block)
+        for k in range(count):
+            size = spans[k].name_end - spans[k].name
+            memcpy(w, p + spans[k].name, size)
+            w += size
+            w[0] = 58
+            w[1] = 32
+            w += 2
+            size = spans[k].value_end - spans[k].value
+            memcpy(w, p + spans[k].value, size)
+            w += size
+            w[0] = 13
+            w[1] = 10
+            w += 2
+    finally:
+        if spans != stack_spans:
+            PyMem_Free(spans)
+
+    out.version = version
+    out.status = status
+    out.consumed = lf + 1
+    out.framing = framing
+    out.length = length
+    out.connection_close = close
+    return block
+
+
+_FRAMING_NAMES = ("none", "length", "chunked", "close", "error")
+
+
+def _set_hidden_response(lower_names):
+    """Test hook: set_hidden_response(frozenset(lower_names)); returns the names it replaced."""
+    previous = frozenset(_hidden_names)
+    set_hidden_response(frozenset(lower_names))
+    return previous
+
+
+def _scan_response_head(buf, Py_ssize_t max_head, bint head_request):
+    """Test hook: scan_response_head() as None or (version, status, consumed, framing, length,
+    connection_close, block)."""
+    cdef ResponseHead head
+    if type(buf) is not bytes:
+        buf = bytes(buf)
+    block = scan_response_head(buf, max_head, head_request, &head)
+    if block is None:
+        return None
+    return (head.version, head.status, head.consumed, _FRAMING_NAMES[head.framing],
+            head.length, head.connection_close, block)
 
 
 # Chunked decoder states, as in the twin.

@@ -13,6 +13,7 @@ import time
 import timeit
 
 from gateway.config.model import Listen, Location, LocationSettings, Server
+from gateway.http.plan import HIDDEN_RESPONSE
 
 # A typical browser request head (Firefox loading a script), 9 header fields.
 BROWSER = (
@@ -30,6 +31,12 @@ BROWSER = (
 )
 RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: app\r\nContent-Type: text/plain\r\n"
             b"Content-Length: 13\r\nConnection: keep-alive\r\n\r\n")
+# An nginx upstream's head as the proxy relays it (Server, Date, Connection hidden).
+NGINX_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Thu, 26 Nov 2026 11:00:00 GMT\r\n"
+    b"Content-Type: text/plain\r\nContent-Length: 13\r\nConnection: keep-alive\r\n\r\n"
+    b"hello, world\n"
+)
 CHUNKED = b"".join(b"%x\r\n%s\r\n" % (64, b"x" * 64) for _ in range(16)) + b"0\r\n\r\n"
 
 
@@ -51,6 +58,21 @@ def _servers():
             for name in ("default", "www.example.com", "*.example.org", "www.test.*")]
 
 
+def relay_head(parser, data: bytes):
+    """What proxy.py does with an upstream head: parse, frame, drop hidden fields, join."""
+    version, status, _reason, headers, _consumed = parser.parse_response_head(data, 65536)
+    kind, length = parser.response_body_framing(status, headers, "GET")
+    close = version == 10
+    lines = []
+    for lower, name, value in headers:
+        if lower in HIDDEN_RESPONSE:
+            if lower == b"connection" and b"close" in value.lower():
+                close = True
+            continue
+        lines.append(b"%s: %s\r\n" % (name, value))
+    return kind, length, close, b"".join(lines)
+
+
 def measure(label: str, stmt, number: int) -> float:
     timer = timeit.Timer(stmt, timer=time.process_time)
     best = min(timer.repeat(number=number, repeat=7)) / number * 1e9
@@ -68,6 +90,12 @@ def run(kind: str, parser, router):
     measure("split_target", lambda: parser.split_target(target), 50000)
     measure("parse_response_head (4 headers)",
             lambda: parser.parse_response_head(RESPONSE, 65536), 20000)
+    measure("relay head: parse+framing+filter (nginx)",
+            lambda: relay_head(parser, NGINX_RESPONSE), 20000)
+    if hasattr(parser, "_scan_response_head"):      # compiled only: one C pass, one bytes
+        parser._set_hidden_response(HIDDEN_RESPONSE)
+        measure("relay head: _scan_response_head (nginx)",
+                lambda: parser._scan_response_head(NGINX_RESPONSE, 65536, False), 50000)
     measure("ChunkedDecoder.feed (16 x 64 B, collect)",
             lambda: parser.ChunkedDecoder().feed(CHUNKED, True), 5000)
     locations = router.LocationRouter(_locations())

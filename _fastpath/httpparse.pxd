@@ -1,0 +1,21 @@
+"""C interface of _fastpath/httpparse.pyx, for modules that cimport it (proxyproto)."""
+
+# How a response body is delimited, as response_body_framing() decides.
+cdef enum:
+    FRAME_NONE = 0          # no body ("none")
+    FRAME_LENGTH = 1        # Content-Length bytes ("length")
+    FRAME_CHUNKED = 2       # chunked transfer-coding ("chunked")
+    FRAME_CLOSE = 3         # until the upstream closes ("close")
+    FRAME_ERROR = 4         # response_body_framing would raise; the caller decides when to
+
+cdef struct ResponseHead:
+    int version                 # 10 or 11
+    int status
+    Py_ssize_t consumed         # length of the head, final blank line included
+    int framing                 # FRAME_*
+    long long length            # the Content-Length when framing == FRAME_LENGTH, else 0
+    bint connection_close       # a "Connection" field whose value, lowercased, contains b"close"
+
+cdef int set_hidden_response(frozenset lower_names) except -1
+cdef object scan_response_head(bytes buf, Py_ssize_t max_head, bint head_request,
+                               ResponseHead* out)
