@@ -27,6 +27,9 @@ from gateway.observe.errorlog import log
 
 from _fastpath.httpparse import (ChunkedDecoder, parse_request_head, parse_response_head,
                                  request_body_framing, response_body_framing, split_target)
+from _fastpath.httpparse cimport (FRAME_CHUNKED, FRAME_CLOSE, FRAME_ERROR, FRAME_LENGTH,
+                                  FRAME_NONE, ResponseHead, scan_response_head,
+                                  set_hidden_response)
 
 # The limits of the Python twins (connection.py, proxy.py).
 cdef enum:
@@ -46,9 +49,12 @@ cdef enum:
 cdef enum:
     CONNECTING, WAITING, RELAYING, DONE
 
-# Body framings, as ints instead of the twins' strings.
+# Body framings, as ints instead of the twins' strings (httpparse's codes for responses).
 cdef enum:
-    F_NONE, F_LENGTH, F_CHUNKED, F_CLOSE
+    F_NONE = FRAME_NONE
+    F_LENGTH = FRAME_LENGTH
+    F_CHUNKED = FRAME_CHUNKED
+    F_CLOSE = FRAME_CLOSE
 
 # Deadline kinds of an exchange.
 cdef enum:
@@ -59,7 +65,7 @@ cdef bytes CLOSE_END = b"Connection: close\r\n\r\n"
 cdef bytes CRLF = b"\r\n"
 cdef bytes COLON = b": "
 cdef bytes CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
-cdef frozenset _HIDDEN = HIDDEN_RESPONSE
+set_hidden_response(HIDDEN_RESPONSE)    # the fields scan_response_head leaves out
 cdef frozenset _NON_IDEMPOTENT = NON_IDEMPOTENT
 cdef frozenset _ADD_HEADER_CODES = ADD_HEADER_CODES
 cdef dict _STATUS_CONDITIONS = UPSTREAM_STATUS_CONDITIONS
@@ -1075,6 +1081,7 @@ cdef class ProxyExchange:
     cdef public bint fresh_retry_done
     cdef object clock
     cdef _PlanInfo info
+    cdef bint head_request
 
     def __init__(self, ClientConnection conn, Request request, plan, app):
         self.setup(conn, request, plan, _plan_info(plan), app)
@@ -1106,6 +1113,7 @@ cdef class ProxyExchange:
         self.addresses = []
         self.statuses = []
         self.times = []
+        self.head_request = request.method == "HEAD"
         self.head = self._build_head()
 
     cpdef start(self):
@@ -1317,25 +1325,27 @@ cdef class ProxyExchange:
             self._fail(2, 502, f"upstream sent invalid header: {exc}")
 
     cdef _read_response_head(self):
-        cdef int status
-        cdef Py_ssize_t consumed
+        cdef ResponseHead head
+        cdef bytes buffer
         while True:
-            head = parse_response_head(self.response_buffer, MAX_RESPONSE_HEAD)
-            if head is None:
+            buffer = self.response_buffer
+            # parse_response_head, response_body_framing and the hidden-field filter of
+            # the twin in one pass: the relayed fields come back as one bytes object.
+            fields = scan_response_head(buffer, MAX_RESPONSE_HEAD, self.head_request, &head)
+            if fields is None:
                 return
-            version, status, _reason, headers, consumed = head
-            rest = self.response_buffer[consumed:]
             self.response_buffer = b""
-            if 100 <= status < 200 and status != 101:
-                self.response_buffer = rest   # interim responses are not relayed
+            if 100 <= head.status < 200 and head.status != 101:
+                self.response_buffer = buffer[head.consumed:]   # interim: not relayed
                 continue
-            self._start_response(version, status, headers, rest)
+            self._start_response(&head, <bytes>fields, buffer)
             return
 
-    cdef _start_response(self, int version, int status, list headers, bytes rest):
+    cdef _start_response(self, ResponseHead* head, bytes fields, bytes buffer):
         cdef double now = self.clock()
+        cdef int status = head.status
         cdef long long length
-        cdef tuple item
+        cdef Py_ssize_t start = head.consumed, size = PyBytes_GET_SIZE(buffer) - head.consumed
         self.header_time = now - self.try_started
         cdef _PlanInfo info = self.info
         condition = _STATUS_CONDITIONS.get(status)
@@ -1351,28 +1361,23 @@ cdef class ProxyExchange:
             return
         cdef Request request = self.request
         self.statuses.append(status)
-        kind_name, length = response_body_framing(status, headers, request.method)
-        cdef int kind = _framing_code(kind_name)
-        cdef bint upstream_close = version == 10
-        cdef list lines = [None, None]    # status line and Server/Date: see _send_parts
-        for item in headers:
-            if item[0] in _HIDDEN:
-                if item[0] == b"connection" and (<bytes>item[2]).lower().find(b"close") >= 0:
-                    upstream_close = True
-                continue
-            lines.append(item[1])
-            lines.append(COLON)
-            lines.append(item[2])
-            lines.append(CRLF)
+        cdef int kind = head.framing
+        if kind == FRAME_ERROR:
+            # The twin's response_body_framing raises here: raise the same exception.
+            headers = parse_response_head(buffer, MAX_RESPONSE_HEAD)[3]
+            response_body_framing(status, headers, request.method)
+        length = head.length
+        cdef bint upstream_close = head.version == 10 or head.connection_close
+        cdef list lines = [None, None, fields]    # status line and Server/Date: see _send_parts
         conn = self.conn
-        if kind == F_CHUNKED:
+        if kind == FRAME_CHUNKED:
             if request.version == 11:
                 lines.append(CHUNKED_LINE)
             else:
                 conn.keep_alive = False
             self.decoder = ChunkedDecoder()
-        elif kind == F_CLOSE:
-            if request.version == 11 and request.method != "HEAD":
+        elif kind == FRAME_CLOSE:
+            if request.version == 11 and not self.head_request:
                 lines.append(CHUNKED_LINE)
                 self.wrap_chunks = True
             else:
@@ -1382,21 +1387,19 @@ cdef class ProxyExchange:
         self.remaining = length
         self.reusable = not upstream_close and info.keepalive
         self.state = RELAYING
-        cdef Py_ssize_t size = len(rest)
-        if kind == F_LENGTH and 0 < length <= size:
+        if kind == FRAME_LENGTH and 0 < length <= size:
             # The whole body came with the head: answer with a single write.
             if size > length:
                 self.reusable = False
             self.remaining = 0
-            conn._send_parts(status, lines, self.info.add_headers,
-                             rest if size == length else rest[:length])
+            conn._send_parts(status, lines, info.add_headers, buffer[start:start + length])
             self._complete()
             return
-        conn._send_parts(status, lines, self.info.add_headers, b"")
-        if kind == F_NONE or (kind == F_LENGTH and length == 0):
+        conn._send_parts(status, lines, info.add_headers, b"")
+        if kind == FRAME_NONE or (kind == FRAME_LENGTH and length == 0):
             self._complete()
-        elif rest:
-            self._relay(rest)
+        elif size:
+            self._relay(buffer[start:])
 
     cdef _relay(self, bytes data):
         cdef int kind = self.framing
