@@ -10,7 +10,6 @@ one clock read per event, head pieces joined once.
 """
 
 import asyncio
-import socket
 from functools import partial
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -491,9 +490,7 @@ cdef class ClientConnection:
     def connection_made(self, transport):
         self.transport = transport
         self.id = self.app.next_connection_id()
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # No TCP_NODELAY here: uvloop and asyncio set it on every TCP transport already.
         peer = transport.get_extra_info("peername") or ("", 0)
         local = transport.get_extra_info("sockname") or ("", 0)
         self.remote_addr, self.remote_port = peer[0], peer[1]
@@ -990,10 +987,7 @@ cdef class UpstreamConnection:
         self.exchange = None
 
     def connection_made(self, transport):
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.transport = transport     # TCP_NODELAY: set by uvloop and asyncio already
 
     def data_received(self, data):
         exchange = self.exchange

@@ -8,7 +8,6 @@ No task is created per request: handlers call back into this object.
 from __future__ import annotations
 
 import asyncio
-import socket
 
 from gateway.observe.errorlog import log
 from gateway.errors import BadRequest, HttpError, PayloadTooLarge, RequestTimeout
@@ -68,9 +67,7 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
         self.id = self.app.next_connection_id()
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # No TCP_NODELAY here: uvloop and asyncio set it on every TCP transport already.
         peer = transport.get_extra_info("peername") or ("", 0)
         local = transport.get_extra_info("sockname") or ("", 0)
         self.remote_addr, self.remote_port = peer[0], peer[1]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections import OrderedDict
 
 
@@ -24,10 +23,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport):
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.transport = transport     # TCP_NODELAY: set by uvloop and asyncio already
 
     def data_received(self, data):
         if self.exchange is not None:
