@@ -29,6 +29,7 @@ from _fastpath.httpparse import (ChunkedDecoder, parse_request_head, parse_respo
 from _fastpath.httpparse cimport (FRAME_CHUNKED, FRAME_CLOSE, FRAME_ERROR, FRAME_LENGTH,
                                   FRAME_NONE, ResponseHead, scan_response_head,
                                   set_hidden_response)
+from _fastpath.router cimport LocationRouter
 
 # The limits of the Python twins (connection.py, proxy.py).
 cdef enum:
@@ -641,12 +642,17 @@ cdef class ClientConnection:
     cdef _dispatch(self, Request request, _ServerInfo sinfo):
         """WorkerApp.dispatch (server.py), with proxy plans answered by ProxyExchange below."""
         cdef _PlanInfo info
+        cdef bint redirect = False
         app = self.app
         splan = sinfo.plan
         if sinfo.plan_info.is_return:
             plan = splan    # a server-level return runs before location matching
         else:
-            location, redirect = sinfo.router.find(request.uri)
+            router = sinfo.router
+            if type(router) is LocationRouter:
+                location = (<LocationRouter>router).locate(request.uri, &redirect)
+            else:
+                location, redirect = router.find(request.uri)
             if redirect:
                 # nginx's auto_redirect: "/api" -> "/api/" for a proxied "location /api/".
                 target = request.uri + "/" + ("?" + request.args if request.args else "")
@@ -687,7 +693,7 @@ cdef class ClientConnection:
         cdef ProxyExchange exchange = ProxyExchange.__new__(ProxyExchange)
         exchange.setup(self, request, plan, info, self.app)
         self.handler = exchange
-        exchange.start()
+        exchange._start(request.start_time)    # read in this same callback
 
     cdef _read_body(self):
         body = self.body
@@ -1111,9 +1117,12 @@ cdef class ProxyExchange:
         self.head = self._build_head()
 
     cpdef start(self):
+        self._start(self.clock())
+
+    cdef _start(self, double now):
         if self.buffer_body and not self.body_complete:
             return   # client_body_end() starts the first try
-        self._try_next_peer()
+        self._try_next_peer(now)
 
     # Building the upstream request ---------------------------------------
 
@@ -1166,26 +1175,29 @@ cdef class ProxyExchange:
             return peer
         return next(self.peers, None)
 
-    cdef _try_next_peer(self):
+    # ``now`` below is the loop's clock read once in the current event (nginx too reads
+    # the time once per event-loop iteration), not once per step.
+
+    cdef _try_next_peer(self, double now):
         peer = self._take_peer()
         if peer is None:
             self._give_up(502, "no live upstreams")
             return
         self.tries += 1
-        self._connect(peer, True)
+        self._connect(peer, True, now)
 
-    cdef _connect(self, peer, bint allow_cached):
+    cdef _connect(self, peer, bint allow_cached, double now):
         self.peer = peer
-        self.try_started = self.clock()
+        self.try_started = now
         self.addresses.append(peer)
         cdef _PlanInfo info = self.info
         pool = info.pool
         cached = _pool_take(info, peer) if allow_cached and info.keepalive else None
         if cached is not None:
-            self._attach(cached)
+            self._attach(cached, now)
             return
         self.state = CONNECTING
-        self._arm(info.connect_timeout, D_CONNECT)
+        self._arm_at(info.connect_timeout, D_CONNECT, now)
         factory = partial(UpstreamConnection, pool, peer)
         future = asyncio.ensure_future(
             self.loop.create_connection(factory, peer.host, peer.port))
@@ -1204,9 +1216,9 @@ cdef class ProxyExchange:
         if exc is not None:
             self._fail(0, 502, f"connect() failed ({exc}) while connecting to upstream")
             return
-        self._attach(future.result()[1])
+        self._attach(future.result()[1], self.clock())
 
-    cdef _attach(self, upstream):
+    cdef _attach(self, upstream, double now):
         self.upstream = upstream
         if type(upstream) is UpstreamConnection:
             (<UpstreamConnection>upstream).exchange = self
@@ -1225,7 +1237,7 @@ cdef class ProxyExchange:
                 transport.write(part)
         if not self.replayable:
             self.body_parts = []
-        self._arm(self.info.read_timeout, D_READ)
+        self._arm_at(self.info.read_timeout, D_READ, now)
         if self.client_paused and self.conn.transport is not None:
             self.client_paused = False
             self.conn.transport.resume_reading()
@@ -1260,7 +1272,7 @@ cdef class ProxyExchange:
         self.body_complete = True
         if self.buffer_body and self.state == CONNECTING and self.upstream is None \
                 and self.connect_future is None and self.tries == 0:
-            self._try_next_peer()
+            self._try_next_peer(self.clock())
 
     def client_aborted(self):
         """The client went away: drop the try and log the request as nginx's 499."""
@@ -1351,7 +1363,7 @@ cdef class ProxyExchange:
             peer = self.next_peer
             self.next_peer = None
             self.tries += 1
-            self._connect(peer, True)
+            self._connect(peer, True, now)
             return
         cdef Request request = self.request
         self.statuses.append(status)
@@ -1387,11 +1399,11 @@ cdef class ProxyExchange:
                 self.reusable = False
             self.remaining = 0
             conn._send_parts(status, lines, info.add_headers, buffer[start:start + length])
-            self._complete()
+            self._complete_at(now)
             return
         conn._send_parts(status, lines, info.add_headers, b"")
         if kind == FRAME_NONE or (kind == FRAME_LENGTH and length == 0):
-            self._complete()
+            self._complete_at(now)
         elif size:
             self._relay(buffer[start:])
 
@@ -1454,7 +1466,9 @@ cdef class ProxyExchange:
     # Outcomes -----------------------------------------------------------
 
     cdef _complete(self):
-        cdef double now = self.clock()
+        self._complete_at(self.clock())
+
+    cdef _complete_at(self, double now):
         self.times.append(now - self.try_started)
         self._finish_upstream_at(False, self.reusable and self.body_complete, now)
         self.state = DONE
@@ -1525,7 +1539,7 @@ cdef class ProxyExchange:
             upstream.close()
             self.upstream = None
             self.addresses.pop()
-            self._connect(peer, False)
+            self._connect(peer, False, self.clock())
             return
         cdef double now = self.clock()
         self.statuses.append(status)
@@ -1535,7 +1549,7 @@ cdef class ProxyExchange:
             self.tries += 1
             peer = self.next_peer
             self.next_peer = None
-            self._connect(peer, True)
+            self._connect(peer, True, now)
             return
         self._give_up(status, detail)
 
@@ -1576,7 +1590,10 @@ cdef class ProxyExchange:
     # Timeouts --------------------------------------------------------------
 
     cdef _arm(self, double timeout, int kind):
-        self.deadline = self.clock() + timeout if timeout > 0 else 0.0
+        self._arm_at(timeout, kind, self.clock())
+
+    cdef _arm_at(self, double timeout, int kind, double now):
+        self.deadline = now + timeout if timeout > 0 else 0.0
         self.deadline_kind = kind
 
     def check_deadline(self, double now):

@@ -17,16 +17,7 @@ cdef enum:
 
 
 cdef class _Level:
-    """The locations directly inside one block, arranged for lookup."""
-
-    cdef dict exact
-    cdef dict prefixes
-    cdef Py_ssize_t[64] lengths     # distinct prefix lengths, longest first
-    cdef Py_ssize_t nlengths
-    cdef tuple long_lengths         # used instead when there are more than 64
-    cdef list regexes               # [(search, location, level)]
-    cdef dict children              # id(location) -> _Level
-    cdef dict redirects             # "/app" -> the "/app/" location (auto_redirect)
+    """The locations directly inside one block, arranged for lookup (fields: router.pxd)."""
 
     def __init__(self, list locations):
         cdef Py_ssize_t k
@@ -110,9 +101,6 @@ cdef class _Level:
 cdef class LocationRouter:
     """Finds the location for a URI with ngx_http_core_find_location's algorithm."""
 
-    cdef _Level top
-    cdef dict _named
-
     def __init__(self, locations):
         self.top = _Level(list(locations))
         self._named = {loc.pattern.lstrip("@"): loc for loc in locations if loc.modifier == "@"}
@@ -131,9 +119,15 @@ cdef class LocationRouter:
 
     def find(self, str uri):
         """(location, redirect): redirect means nginx answers 301 to uri + "/" (auto_redirect)."""
+        cdef bint redirect = False
+        location = self.locate(uri, &redirect)
+        return location, redirect
+
+    cdef object locate(self, str uri, bint* redirect):
+        """find() for C callers: the location, with redirect set instead of a tuple."""
         cdef list out = [None]
-        cdef int end = self.top.find(uri, out, True)
-        return out[0], end == REDIRECT
+        redirect[0] = self.top.find(uri, out, True) == REDIRECT
+        return out[0]
 
 
 cpdef str normalize_host(host):

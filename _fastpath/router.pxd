@@ -1,0 +1,22 @@
+"""C interface of _fastpath/router.pyx, for modules that cimport it (proxyproto)."""
+
+
+cdef class _Level:
+    cdef dict exact
+    cdef dict prefixes
+    cdef Py_ssize_t[64] lengths     # distinct prefix lengths, longest first
+    cdef Py_ssize_t nlengths
+    cdef tuple long_lengths         # used instead when there are more than 64
+    cdef list regexes               # [(search, location, level)]
+    cdef dict children              # id(location) -> _Level
+    cdef dict redirects             # "/app" -> the "/app/" location (auto_redirect)
+
+    cdef object longest_prefix(self, str uri)
+    cdef int find(self, str uri, list out, bint redirects) except -1
+
+
+cdef class LocationRouter:
+    cdef _Level top
+    cdef dict _named
+
+    cdef object locate(self, str uri, bint* redirect)
