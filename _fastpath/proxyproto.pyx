@@ -576,7 +576,7 @@ cdef class ClientConnection:
         cdef Py_ssize_t consumed
         cdef _ServerInfo sinfo
         method, target, version, headers, consumed = head
-        self.buffer = self.buffer[consumed:]
+        self.buffer = b"" if consumed == PyBytes_GET_SIZE(self.buffer) else self.buffer[consumed:]
         uri, args, request_uri = split_target(target)
         cdef Request request = Request.__new__(Request)
         request._init(method.decode("latin-1"), request_uri, uri, args, version, headers)

@@ -10,6 +10,7 @@ cdef class _Level:
     cdef list regexes               # [(search, location, level)]
     cdef dict children              # id(location) -> _Level
     cdef dict redirects             # "/app" -> the "/app/" location (auto_redirect)
+    cdef bint owner_caret           # the location owning this level is "^~" (no regexes)
 
     cdef object longest_prefix(self, str uri)
     cdef int find(self, str uri, list out, bint redirects) except -1

