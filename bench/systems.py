@@ -51,7 +51,7 @@ class System:
     """One proxy under test."""
 
     name: str
-    kind: str                 # nginx, gateway, haproxy, aiohttp
+    kind: str                 # nginx, gateway, haproxy, aiohttp, relay
     workers: str = "1"        # "1" or "auto"
     unikernel: bool = False   # routes with unikernel_pass (only in the unikernel scenarios)
 
@@ -80,8 +80,9 @@ class System:
             threads = len(os.sched_getaffinity(0)) if self.workers == "auto" else int(self.workers)
             text = configs.haproxy(port, upstreams, threads)
             argv = [HAPROXY, "-f", os.path.join(workdir, name), "-db"]
-        elif self.kind == "aiohttp":
-            argv = [sys.executable, "-m", "bench.aiohttp_proxy", "--port", str(port)]
+        elif self.kind in ("aiohttp", "relay"):
+            module = "bench.aiohttp_proxy" if self.kind == "aiohttp" else "bench.relay_floor"
+            argv = [sys.executable, "-m", module, "--port", str(port)]
             for p in upstreams:
                 argv += ["--upstream", f"127.0.0.1:{p}"]
             return argv, {}
@@ -113,5 +114,6 @@ SYSTEMS = {s.name: s for s in [
     System("nginx-auto", "nginx", "auto"),
     System("haproxy-auto", "haproxy", "auto"),
     System("gateway-unikernel", "gateway", unikernel=True),
+    System("uvloop-relay", "relay"),     # the floor: bytes relayed, no HTTP (relay_floor.py)
 ]}
 DEFAULT_SYSTEMS = ["nginx", "haproxy", "aiohttp", "gateway", "gateway-auto", "nginx-auto"]

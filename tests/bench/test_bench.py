@@ -237,3 +237,19 @@ def test_quick_run_of_the_unikernel_echo_route(tmp_path):
     assert "unikernel_pass echo;" in unikernel["configs"]["gateway.conf"]
     assert unikernel["summary"]["requests"] > 0
     assert unikernel["summary"]["non2xx"] == 0 and unikernel["summary"]["socket_errors"] == 0
+
+
+def test_instruction_counts_for_nginx_and_the_relay_floor():
+    """bench.instructions under valgrind: a count per request for each system asked for."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.instructions", "--systems", "nginx,uvloop-relay",
+         "--requests", "40,120"],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    counts = {}
+    for line in done.stdout.splitlines()[1:]:
+        name, value = line.split()
+        counts[name] = int(value.replace(",", ""))
+    assert set(counts) == {"nginx", "uvloop-relay"}
+    # Thousands of instructions for one proxied request, never zero or negative.
+    assert all(1_000 < value < 1_000_000 for value in counts.values()), counts
