@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import os
 import signal
@@ -46,6 +47,26 @@ def app_class():
         raise GatewayError(f'the worker application "{spec}" cannot be loaded: {exc}') from exc
 
 
+# Net new container objects between two young collections (CPython's default: 700).
+# A proxied request keeps about twenty alive while in flight, so with the default and a
+# few hundred connections every collection finds them alive and promotes them, and the
+# older generations fill with objects that die by reference counting anyway; measured
+# at wrk -c1000, that was about 10% of the worker's CPU. 20,000 waits for a few MB.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def tune_garbage_collector() -> None:
+    """Keep the cyclic collector off the request path.
+
+    The config, plans and modules built at start live as long as the worker: frozen,
+    the collector never walks them again; see GC_YOUNG_THRESHOLD for the rest.
+    """
+    gc.collect()
+    gc.freeze()
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), middle, old)
+
+
 class Worker:
     """Runs one application instance until a stop signal, then shuts it down."""
 
@@ -73,6 +94,7 @@ class Worker:
             # before it accepts a single connection.
             privileges.drop(account)
         await self.app.start(sockets)
+        tune_garbage_collector()
         self.ready = True
         if self.master_pid is not None:
             self._report_ready()
