@@ -970,8 +970,7 @@ cdef _pool_put(_PlanInfo info, conn, double now):
         stack = by_peer[up.peer] = []
     stack.append(up)
     if len(idle) > size:
-        while len(idle) > size:
-            next(iter(idle)).close()     # close() forgets it
+        info.pool.over_size()
 
 
 cdef class UpstreamConnection:

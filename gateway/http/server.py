@@ -55,7 +55,7 @@ class WorkerApp:
             self.unikernels = UnikernelPools(http.unikernels, loop, config.prefix)
             self.make_unikernel_handler = make_handler
         self.upstreams = {
-            name: UpstreamRuntime(upstream, build_balancer(upstream))
+            name: UpstreamRuntime(upstream, build_balancer(upstream), loop)
             for name, upstream in (http.upstreams.items() if http else ())
         }
         servers = http.servers if http else []

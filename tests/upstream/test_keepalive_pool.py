@@ -1,0 +1,78 @@
+"""The keep-alive cache of idle upstream connections (KeepalivePool), on a real event loop.
+
+The connections here are small stand-ins: the pool only reads their peer, counters and
+``transport.is_closing()``, and calls ``close()``; a real connection's close() likewise
+makes the pool forget it.
+"""
+
+import asyncio
+
+from gateway.http.upstream_connection import KeepalivePool
+
+
+class Transport:
+    def __init__(self):
+        self.closed = False
+
+    def is_closing(self):
+        return self.closed
+
+
+class Conn:
+    def __init__(self, pool, peer, name):
+        self.pool, self.peer, self.name = pool, peer, name
+        self.transport = Transport()
+        self.exchange = None
+        self.closed = False
+        self.requests = 1
+        self.reused = False
+        self.idle_since = 0.0
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self.transport.closed = True
+            self.pool.forget(self)
+
+
+def test_without_a_loop_the_least_recently_used_beyond_size_is_closed_at_once():
+    pool = KeepalivePool(2, 60.0, 100)
+    conns = [Conn(pool, "p", n) for n in "abc"]
+    for conn in conns:
+        pool.put(conn, 0.0)
+    assert [c.closed for c in conns] == [True, False, False]
+    assert pool.take("p").name == "c"          # most recently used first
+
+
+def test_with_a_loop_the_excess_stays_usable_until_the_iteration_ends():
+    async def scenario():
+        pool = KeepalivePool(2, 60.0, 100, asyncio.get_running_loop())
+        conns = [Conn(pool, "p", n) for n in "abcd"]
+        for conn in conns:                     # four responses in one iteration...
+            pool.put(conn, 0.0)
+        assert not any(c.closed for c in conns)
+        taken = pool.take("p")                 # ...and a request read in the same one
+        assert taken.name == "d" and taken.reused
+        await asyncio.sleep(0)                 # the iteration ends: trimmed to size
+        await asyncio.sleep(0)
+        return pool, conns
+    pool, conns = asyncio.run(scenario())
+    assert [c.closed for c in conns] == [True, False, False, False]
+    assert list(pool.idle) == [conns[1], conns[2]]
+    assert not pool.trim_pending
+
+
+def test_one_trim_is_scheduled_however_many_connections_overflow():
+    calls = []
+
+    class CountingLoop:
+        def call_soon(self, callback):
+            calls.append(callback)
+
+    pool = KeepalivePool(1, 60.0, 100, CountingLoop())
+    conns = [Conn(pool, "p", n) for n in "abcde"]
+    for conn in conns:
+        pool.put(conn, 0.0)
+    assert len(calls) == 1 and len(pool.idle) == 5
+    calls[0]()
+    assert [c.closed for c in conns] == [True, True, True, True, False]
