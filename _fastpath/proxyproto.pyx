@@ -493,19 +493,26 @@ cdef class ClientConnection:
         self.id = self.app.next_connection_id()
         # No TCP_NODELAY here: uvloop and asyncio set it on every TCP transport already.
         peer = transport.get_extra_info("peername") or ("", 0)
-        local = transport.get_extra_info("sockname") or ("", 0)
         self.remote_addr, self.remote_port = peer[0], peer[1]
-        self.server_addr, self.server_port = local[0], local[1]
-        self.listen_key = self.app.listen_key_for(self.listen_key, self.server_addr)
-        self.default = self.app.default_server(self.listen_key)
-        if len(self.app.connections) >= self.app.max_connections:
+        key = self.listen_key
+        if key[0] in ("0.0.0.0", "::") or (":" in key[0] and "." in key[0]):
+            local = transport.get_extra_info("sockname") or ("", 0)
+            self.server_addr, self.server_port = local[0], local[1]
+            self.listen_key = self.app.listen_key_for(key, self.server_addr)
+        else:
+            # A socket bound to one address: that address is the local one, known
+            # without asking the transport (nginx skips getsockname() the same way).
+            self.server_addr, self.server_port = key[0], key[1]
+        app = self.app
+        server = self.default = app.default_server(self.listen_key)
+        connections = app.connections
+        if len(connections) >= app.max_connections:
             # nginx's behaviour too: over worker_connections, new connections are dropped.
-            self.app.connections_refused()
+            app.connections_refused()
             self.state = CLOSED
             transport.abort()
             return
-        self.app.connections.add(self)
-        server = self.app.default_server(self.listen_key)
+        connections.add(self)
         self._arm(server.client_header_timeout, 408)
 
     def data_received(self, bytes data):

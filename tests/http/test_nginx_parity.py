@@ -46,6 +46,7 @@ http {{
             proxy_set_header X-Method $request_method;
             proxy_set_header X-Req-Uri $request_uri;
             proxy_set_header X-Uri $uri;
+            proxy_set_header X-Local $server_addr;     # the ports differ: not $server_port
             location /api/inner/ {{ proxy_pass http://app/nested/; proxy_set_header X-Loc nested; }}
         }}
         location /plain/ {{ proxy_pass http://app_plain; }}
