@@ -456,6 +456,7 @@ cdef class ClientConnection:
     cdef public bint discarding
     cdef public bint in_read_loop
     cdef object clock
+    cdef object write       # transport.write, looked up once
     cdef object default     # app.default_server(listen_key): fixed for the app's life
     cdef bint own_dispatch  # the app's dispatch is WorkerApp's: answer proxy plans here
     # The Host value of the previous request, its $host and the server it chose.
@@ -490,6 +491,7 @@ cdef class ClientConnection:
 
     def connection_made(self, transport):
         self.transport = transport
+        self.write = transport.write
         self.id = self.app.next_connection_id()
         # No TCP_NODELAY here: uvloop and asyncio set it on every TCP transport already.
         peer = transport.get_extra_info("peername") or ("", 0)
@@ -768,7 +770,7 @@ cdef class ClientConnection:
             request.body_bytes_sent += len(body)
         data = _join(parts)
         request.bytes_sent += len(data)
-        self.transport.write(data)
+        self.write(data)
 
     cdef bytes _render_add_headers(self, int status, add_headers):
         out = []
@@ -784,7 +786,7 @@ cdef class ClientConnection:
         cdef Request request = self.request
         request.body_bytes_sent += len(data)
         request.bytes_sent += len(data)
-        self.transport.write(data)
+        self.write(data)
 
     def send_simple(self, int status, body=b"", content_type=b"text/html",
                     extra=b"", add_headers=None, bint empty_type=False):
@@ -991,6 +993,7 @@ cdef class UpstreamConnection:
     cdef public long requests
     cdef public double idle_since
     cdef public bint closed
+    cdef object write       # transport.write, looked up once
 
     def __init__(self, pool, peer):
         self.pool = pool
@@ -1000,6 +1003,7 @@ cdef class UpstreamConnection:
 
     def connection_made(self, transport):
         self.transport = transport     # TCP_NODELAY: set by uvloop and asyncio already
+        self.write = transport.write
 
     def data_received(self, data):
         exchange = self.exchange
@@ -1230,14 +1234,16 @@ cdef class ProxyExchange:
             (<UpstreamConnection>upstream).exchange = self
             (<UpstreamConnection>upstream).requests += 1
             transport = (<UpstreamConnection>upstream).transport
+            write = (<UpstreamConnection>upstream).write
         else:
             upstream.exchange = self
             upstream.requests += 1
             transport = upstream.transport
+            write = transport.write
         self.state = WAITING
         self.response_buffer = b""
         self.request_sent = True
-        transport.write(self._head_with_length())
+        write(self._head_with_length())
         if self.info.pass_body:
             for part in self.body_parts:
                 transport.write(part)
