@@ -12,6 +12,8 @@ one clock read per event, head pieces joined once.
 import asyncio
 from functools import partial
 
+cimport cython
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memcpy
 from libc.time cimport time as c_time
@@ -209,6 +211,7 @@ cdef bint _wants_keep_alive(list headers, int version):
     return "keep-alive" in tokens
 
 
+@cython.freelist(64)     # one per request: reuse the memory of finished ones
 cdef class Request:
     """Twin of gateway.http.request.Request: the same attributes, set at C level here.
 
@@ -1049,6 +1052,7 @@ cdef class UpstreamConnection:
 
 # Proxying -------------------------------------------------------------------
 
+@cython.freelist(64)
 cdef class ProxyExchange:
     """One client request on its way to an upstream and back."""
 
