@@ -340,6 +340,22 @@ cdef inline int _status_line(const unsigned char* p, Py_ssize_t end,
     return 0
 
 
+cdef inline Py_ssize_t _response_line(const unsigned char* p, Py_ssize_t pos, Py_ssize_t n,
+                                      Py_ssize_t max_head) except -2:
+    """The LF ending the response-head line at pos, or -1 while it has not all arrived.
+
+    Raises "upstream sent too big header" once the head cannot fit in max_head.
+    """
+    cdef Py_ssize_t lf = _find_lf(p, pos, n)
+    if lf < 0:
+        if n > max_head:
+            raise _error(E_UP_TOO_BIG)
+        return -1
+    if lf + 1 > max_head:
+        raise _error(E_UP_TOO_BIG)
+    return lf
+
+
 def parse_response_head(buf, Py_ssize_t max_head):
     """Parse a response head: None if incomplete, else (version, status, reason, headers, consumed)."""
     if type(buf) is not bytes:
@@ -348,13 +364,9 @@ def parse_response_head(buf, Py_ssize_t max_head):
     cdef Py_ssize_t n = PyBytes_GET_SIZE(buf)
     cdef Py_ssize_t pos, lf, end
     cdef int version, status
-    lf = _find_lf(p, 0, n)
+    lf = _response_line(p, 0, n, max_head)
     if lf < 0:
-        if n > max_head:
-            raise _error(E_UP_TOO_BIG)
         return None
-    if lf + 1 > max_head:
-        raise _error(E_UP_TOO_BIG)
     end = _line_end(p, 0, lf)
     if _status_line(p, end, &version, &status):
         raise _error(E_UP_STATUS)
@@ -363,13 +375,9 @@ def parse_response_head(buf, Py_ssize_t max_head):
     cdef list headers = []
     pos = lf + 1
     while True:
-        lf = _find_lf(p, pos, n)
+        lf = _response_line(p, pos, n, max_head)
         if lf < 0:
-            if n > max_head:
-                raise _error(E_UP_TOO_BIG)
             return None
-        if lf + 1 > max_head:
-            raise _error(E_UP_TOO_BIG)
         end = _line_end(p, pos, lf)
         if end == pos:
             return version, status, reason, headers, lf + 1
@@ -587,26 +595,18 @@ cdef object scan_response_head(bytes buf, Py_ssize_t max_head, bint head_request
     cdef _Span* grown
     cdef char* w
 
-    lf = _find_lf(p, 0, n)
+    lf = _response_line(p, 0, n, max_head)
     if lf < 0:
-        if n > max_head:
-            raise _error(E_UP_TOO_BIG)
         return None
-    if lf + 1 > max_head:
-        raise _error(E_UP_TOO_BIG)
     if _status_line(p, _line_end(p, 0, lf), &version, &status):
         raise _error(E_UP_STATUS)
 
     try:
         pos = lf + 1
         while True:
-            lf = _find_lf(p, pos, n)
+            lf = _response_line(p, pos, n, max_head)
             if lf < 0:
-                if n > max_head:
-                    raise _error(E_UP_TOO_BIG)
                 return None
-            if lf + 1 > max_head:
-                raise _error(E_UP_TOO_BIG)
             end = _line_end(p, pos, lf)
             if end == pos:
                 break
