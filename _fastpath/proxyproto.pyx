@@ -15,6 +15,7 @@ from functools import partial
 cimport cython
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.long cimport PyLong_FromVoidPtr
 from libc.string cimport memcpy
 from libc.time cimport time as c_time
 
@@ -109,13 +110,16 @@ cdef bytes _status_line(int status):
     return <bytes>line
 
 
-cdef bytes _join(list parts):
-    """b"".join(parts) for a list of bytes, as one allocation and a memcpy per part."""
-    cdef Py_ssize_t total = 0, size
+cdef bytes _join(list parts, const char* tail=NULL, Py_ssize_t tail_size=0):
+    """b"".join(parts) + tail[:tail_size] for a list of bytes: one allocation, a memcpy each.
+
+    ``tail`` lets a body still inside a larger buffer be copied once, without a slice.
+    """
+    cdef Py_ssize_t total = tail_size, size
     cdef char* out
     for item in parts:
-        if type(item) is not bytes:
-            return b"".join(parts)   # bytearray, memoryview: the general join
+        if type(item) is not bytes:   # bytearray, memoryview: the general join
+            return b"".join(parts) + PyBytes_FromStringAndSize(tail, tail_size)
         total += PyBytes_GET_SIZE(item)
     data = PyBytes_FromStringAndSize(NULL, total)
     out = PyBytes_AS_STRING(data)
@@ -123,6 +127,8 @@ cdef bytes _join(list parts):
         size = PyBytes_GET_SIZE(item)
         memcpy(out, PyBytes_AS_STRING(item), size)
         out += size
+    if tail_size:
+        memcpy(out, tail, tail_size)
     return data
 
 
@@ -368,9 +374,10 @@ cdef dict _server_infos = {}
 
 
 cdef _ServerInfo _server_info(server):
-    info = _server_infos.get(id(server))
+    key = PyLong_FromVoidPtr(<void*>server)     # id(server), without calling id()
+    info = _server_infos.get(key)
     if info is None:
-        info = _server_infos[id(server)] = _ServerInfo(server)
+        info = _server_infos[key] = _ServerInfo(server)
     return <_ServerInfo>info
 
 
@@ -753,8 +760,12 @@ cdef class ClientConnection:
         """
         self._send_parts(status, [None, None, header_lines], add_headers, body)
 
-    cdef _send_parts(self, int status, list parts, add_headers, body):
-        """send_head with the header lines as pieces after two free slots, joined once."""
+    cdef _send_parts(self, int status, list parts, add_headers, body,
+                     const char* tail=NULL, Py_ssize_t tail_size=0):
+        """send_head with the header lines as pieces after two free slots, joined once.
+
+        ``tail``: body bytes still inside another buffer, sent after ``body``.
+        """
         cdef Request request = self.request
         request.status = status
         self.response_started = True
@@ -771,7 +782,8 @@ cdef class ClientConnection:
         if body:
             parts.append(body)
             request.body_bytes_sent += len(body)
-        data = _join(parts)
+        request.body_bytes_sent += tail_size
+        data = _join(parts, tail, tail_size)
         request.bytes_sent += len(data)
         self.write(data)
 
@@ -1414,7 +1426,8 @@ cdef class ProxyExchange:
             if size > length:
                 self.reusable = False
             self.remaining = 0
-            conn._send_parts(status, lines, info.add_headers, buffer[start:start + length])
+            conn._send_parts(status, lines, info.add_headers, b"",
+                             PyBytes_AS_STRING(buffer) + start, length)
             self._complete_at(now)
             return
         conn._send_parts(status, lines, info.add_headers, b"")
