@@ -10,7 +10,7 @@ import time
 
 cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t
 from libc.string cimport memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
@@ -21,23 +21,8 @@ from gateway.upstream.peer import EWMA_ALPHA as _EWMA_ALPHA
 cdef double EWMA_ALPHA = _EWMA_ALPHA
 cdef object _monotonic = time.monotonic
 
-cdef enum:
-    # Tried bits kept inside the selection object: up to 128 peers per list.
-    INLINE_WORDS = 2
-
-
 cdef class Peer:
-    """An upstream server (one resolved address) and its per-worker state."""
-
-    cdef public Py_ssize_t index              # position in its list (nginx's tried bit)
-    cdef public object name, host, port
-    cdef public long weight, max_fails, max_conns
-    cdef public double fail_timeout
-    cdef public bint backup, down, healthy    # healthy: set by active health checks
-    cdef public long conns, fails, effective_weight, current_weight
-    cdef public double accessed               # time of the last failure
-    cdef public double checked                # start of the current fail_timeout window
-    cdef public object header_time, response_time   # EWMA seconds, None until sampled
+    """An upstream server (one resolved address) and its per-worker state (fields: .pxd)."""
 
     def __init__(self, server, Py_ssize_t index=0):
         self.index = index
@@ -105,13 +90,6 @@ cdef inline void _record_times(Peer peer, object header_time, object response_ti
 cdef class Selection:
     """Peers for one request in preference order (nginx's per-request peer data)."""
 
-    cdef RoundRobin balancer
-    cdef list peers                       # the list in use: primary, then backup
-    cdef uint64_t inline_tried[INLINE_WORDS]
-    cdef uint64_t *tried                  # bit i set: peers[i] already tried
-    cdef Py_ssize_t words
-    cdef bint yielded, done
-
     def __dealloc__(self):
         if self.tried != NULL and self.tried != self.inline_tried:
             PyMem_Free(self.tried)
@@ -120,31 +98,38 @@ cdef class Selection:
         return self
 
     def __next__(self):
-        if self.done:
+        peer = self.next_peer()
+        if peer is None:
             raise StopIteration
+        return peer
+
+    cdef Peer next_peer(self):
+        """__next__ for C callers: the next peer, or None when there is none left."""
+        if self.done:
+            return None
         if self.yielded and self.balancer.single:
             # nginx spends every try on a single peer at its first failure.
             self.done = True
-            raise StopIteration
+            return None
         peer = self.balancer._get(self)
         if peer is None:
             self.done = True
-            raise StopIteration
+            return None
         self.yielded = True
         return peer
 
     # Indexes outside the lists the bits were sized for (peers added to a balancer's
     # public lists afterwards) are never marked: memory safety over a second try.
-    cdef inline bint is_tried(self, Py_ssize_t index):
+    cdef bint is_tried(self, Py_ssize_t index):
         if <size_t>index >= <size_t>(self.words << 6):
             return False
         return (self.tried[index >> 6] >> (index & 63)) & 1
 
-    cdef inline void mark(self, Py_ssize_t index):
+    cdef void mark(self, Py_ssize_t index):
         if <size_t>index < <size_t>(self.words << 6):
             self.tried[index >> 6] |= (<uint64_t>1) << (index & 63)
 
-    cdef inline void clear(self):
+    cdef void clear(self):
         memset(self.tried, 0, self.words * sizeof(uint64_t))
 
 
@@ -153,13 +138,6 @@ cdef class RoundRobin:
 
     method = "round_robin"
     uses_backup = True
-
-    cdef public object upstream, name, key_template
-    cdef public list peers, backup
-    cdef public bint single
-    cdef public long total_weight
-    cdef object clock
-    cdef bint native_clock
 
     def __init__(self, upstream, now=_monotonic):
         self.upstream = upstream
@@ -197,6 +175,10 @@ cdef class RoundRobin:
 
     def select(self, key=None):
         """Peers in preference order; each one yielded counts as an active connection."""
+        return self.new_selection()
+
+    cdef Selection new_selection(self):
+        """select() for C callers (round robin and least_conn take no key)."""
         cdef Selection selection = Selection.__new__(Selection)
         selection.balancer = self
         selection.peers = self.peers
@@ -213,10 +195,14 @@ cdef class RoundRobin:
 
     def release(self, Peer peer, bint failed, header_time=None, response_time=None):
         """Report the outcome of a request sent to ``peer``."""
+        self.finish(peer, failed, header_time, response_time)
+
+    cdef int finish(self, Peer peer, bint failed, header_time, response_time) except -1:
+        """release() for C callers."""
         cdef double now
         peer.conns -= 1
         if self.single:
-            return
+            return 0
         if failed:
             now = self._now()
             peer.fails += 1
@@ -229,11 +215,12 @@ cdef class RoundRobin:
                              f'in upstream "{self.name}"')
             if peer.effective_weight < 0:
                 peer.effective_weight = 0
-            return
+            return 0
         # A success after the fail_timeout window reopened clears the failures.
         if peer.accessed < peer.checked:
             peer.fails = 0
         _record_times(peer, header_time, response_time)
+        return 0
 
     # Method hooks
 
@@ -288,7 +275,7 @@ cdef class RoundRobin:
         self._taken(selection, best, now)
         return best
 
-    cdef inline void _taken(self, Selection selection, Peer peer, double now):
+    cdef void _taken(self, Selection selection, Peer peer, double now):
         """Mark ``peer`` tried and open a new fail_timeout window if the last one passed."""
         selection.mark(peer.index)
         if now - peer.checked > peer.fail_timeout:

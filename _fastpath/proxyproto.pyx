@@ -32,6 +32,7 @@ from _fastpath.httpparse import (ChunkedDecoder, parse_request_head, parse_respo
 from _fastpath.httpparse cimport (FRAME_CHUNKED, FRAME_CLOSE, FRAME_ERROR, FRAME_LENGTH,
                                   FRAME_NONE, ResponseHead, scan_response_head,
                                   set_hidden_response)
+from _fastpath.balancing cimport LeastConn, Peer, RoundRobin, Selection
 from _fastpath.router cimport LocationRouter
 
 # The limits of the Python twins (connection.py, proxy.py).
@@ -293,7 +294,7 @@ cdef class _PlanInfo:
     cdef object http_version, set_headers, next_upstream, tries, next_upstream_timeout
     cdef object request_timeout, idle, by_peer
     cdef frozenset dropped
-    cdef bint pass_body, keepalive
+    cdef bint pass_body, keepalive, compiled_balancer
     cdef long long pool_size, pool_max_requests
     cdef double connect_timeout, read_timeout, send_timeout
 
@@ -315,6 +316,8 @@ cdef class _PlanInfo:
         self.proxy_host = proxy.proxy_host
         self.key_template = proxy.key_template
         self.balancer = proxy.upstream.balancer
+        # Compiled round robin and least_conn (not Python subclasses): called at C level.
+        self.compiled_balancer = type(self.balancer) in (RoundRobin, LeastConn)
         self.pool = proxy.upstream.pool
         self.uri_replacement = proxy.uri_replacement
         self.http_version = proxy.http_version
@@ -1122,9 +1125,12 @@ cdef class ProxyExchange:
         self.loop = app.loop
         self.clock = conn.clock
         request.proxy_host = info.proxy_host
-        key_template = info.key_template
-        key = _render(key_template, request) if key_template is not None else None
-        self.peers = info.balancer.select(key)
+        if info.compiled_balancer:
+            self.peers = (<RoundRobin>info.balancer).new_selection()
+        else:
+            key_template = info.key_template
+            key = _render(key_template, request) if key_template is not None else None
+            self.peers = info.balancer.select(key)
         self.state = CONNECTING
         self.body_parts = []
         self.body_complete = conn.state != BODY
@@ -1199,6 +1205,12 @@ cdef class ProxyExchange:
             peer = self.next_peer
             self.next_peer = None
             return peer
+        return self._next_peer()
+
+    cdef object _next_peer(self):
+        """next(self.peers, None), straight from a compiled balancer's selection."""
+        if type(self.peers) is Selection:
+            return (<Selection>self.peers).next_peer()
         return next(self.peers, None)
 
     # ``now`` below is the loop's clock read once in the current event (nginx too reads
@@ -1525,8 +1537,13 @@ cdef class ProxyExchange:
             else:
                 upstream.close()
         if self.peer is not None:
-            self.info.balancer.release(
-                self.peer, failed, self.header_time or None, now - self.try_started)
+            header_time = self.header_time or None
+            if self.info.compiled_balancer:
+                (<RoundRobin>self.info.balancer).finish(
+                    <Peer>self.peer, failed, header_time, now - self.try_started)
+            else:
+                self.info.balancer.release(self.peer, failed, header_time,
+                                           now - self.try_started)
             self.peer = None
 
     cdef bint _may_retry(self, str condition, double now):
@@ -1543,7 +1560,7 @@ cdef class ProxyExchange:
         if info.next_upstream_timeout and now - self.started >= info.next_upstream_timeout:
             return False
         if self.next_peer is None:
-            self.next_peer = next(self.peers, None)
+            self.next_peer = self._next_peer()
         return self.next_peer is not None
 
     cdef _fail(self, int which, int status, str detail):
