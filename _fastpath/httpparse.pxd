@@ -19,3 +19,8 @@ cdef struct ResponseHead:
 cdef int set_hidden_response(frozenset lower_names) except -1
 cdef object scan_response_head(bytes buf, Py_ssize_t max_head, bint head_request,
                                ResponseHead* out)
+
+# Called once per request by proxyproto: cpdef, so that call skips Python's argument passing.
+cpdef parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head)
+cpdef tuple request_body_framing(headers, int version)
+cpdef tuple split_target(target)

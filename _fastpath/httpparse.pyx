@@ -241,7 +241,7 @@ cdef int _field(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end, list hea
     return 0
 
 
-def parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
+cpdef parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
     """Parse a request head: None if incomplete, else (method, target, version, headers, consumed)."""
     if type(buf) is not bytes:
         buf = bytes(buf)
@@ -428,7 +428,7 @@ cdef list _codings(bytes value):
     return [c for c in (item.strip(b" \t").lower() for item in value.split(b",")) if c]
 
 
-def request_body_framing(headers, int version):
+cpdef tuple request_body_framing(headers, int version):
     """How a request body is delimited: ("none"|"length"|"chunked", length)."""
     length, coding = _framing_fields(headers, BadRequest)
     if coding is not None:
@@ -889,7 +889,7 @@ cdef inline str _decode(const unsigned char* p, Py_ssize_t n):
     return PyUnicode_DecodeUTF8(<const char*>p, n, "surrogateescape")
 
 
-def split_target(target):
+cpdef tuple split_target(target):
     """Split a request target into ($uri decoded and normalised, $args, $request_uri)."""
     if type(target) is not bytes:
         target = bytes(target)

@@ -27,11 +27,11 @@ from gateway.http.responses import (
 from gateway.http.variables import variable_getter
 from gateway.observe.errorlog import log
 
-from _fastpath.httpparse import (ChunkedDecoder, parse_request_head, parse_response_head,
-                                 request_body_framing, response_body_framing, split_target)
+from _fastpath.httpparse import ChunkedDecoder, parse_response_head, response_body_framing
 from _fastpath.httpparse cimport (FRAME_CHUNKED, FRAME_CLOSE, FRAME_ERROR, FRAME_LENGTH,
-                                  FRAME_NONE, ResponseHead, scan_response_head,
-                                  set_hidden_response)
+                                  FRAME_NONE, ResponseHead, parse_request_head,
+                                  request_body_framing, scan_response_head,
+                                  set_hidden_response, split_target)
 from _fastpath.balancing cimport LeastConn, Peer, RoundRobin, Selection
 from _fastpath.router cimport LocationRouter
 
@@ -351,6 +351,10 @@ cdef _PlanInfo _plan_info(plan):
     return <_PlanInfo>info
 
 
+# Request methods as received -> their str, decoded once.
+cdef dict _method_names = {}
+
+
 cdef class _ServerInfo:
     """What a request reads from a server block, as C fields (servers never change)."""
 
@@ -601,7 +605,12 @@ cdef class ClientConnection:
         self.buffer = b"" if consumed == PyBytes_GET_SIZE(self.buffer) else self.buffer[consumed:]
         uri, args, request_uri = split_target(target)
         cdef Request request = Request.__new__(Request)
-        request._init(method.decode("latin-1"), request_uri, uri, args, version, headers)
+        name = _method_names.get(method)
+        if name is None:
+            name = method.decode("latin-1")
+            if len(_method_names) < 64:     # the usual few; clients cannot grow it further
+                _method_names[method] = name
+        request._init(name, request_uri, uri, args, version, headers)
         request.raw_method = method
         cdef bint origin_form = PyBytes_GET_SIZE(target) > 0 and PyBytes_AS_STRING(target)[0] == b"/"
         if origin_form:
