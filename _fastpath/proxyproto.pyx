@@ -475,10 +475,12 @@ cdef class ClientConnection:
     cdef object clock
     cdef object write       # transport.write, looked up once
     cdef object default     # app.default_server(listen_key): fixed for the app's life
+    cdef _ServerInfo default_info
     cdef bint own_dispatch  # the app's dispatch is WorkerApp's: answer proxy plans here
     # The Host value of the previous request, its $host and the server it chose.
     cdef bytes last_host_value
     cdef object last_host, last_server
+    cdef _ServerInfo last_info
     # The location (or server) whose plan info was looked up last, and that info.
     cdef object where_obj
     cdef _PlanInfo where_info
@@ -524,6 +526,7 @@ cdef class ClientConnection:
             self.server_addr, self.server_port = key[0], key[1]
         app = self.app
         server = self.default = app.default_server(self.listen_key)
+        self.default_info = _server_info(server)
         connections = app.connections
         if len(connections) >= app.max_connections:
             # nginx's behaviour too: over worker_connections, new connections are dropped.
@@ -581,7 +584,7 @@ cdef class ClientConnection:
             return
         self.in_read_loop = True
         try:
-            limits = _server_info(self.default)
+            limits = self.default_info
             while self.state == HEAD and self.buffer:
                 try:
                     head = parse_request_head(self.buffer, limits.header_line,
@@ -600,7 +603,7 @@ cdef class ClientConnection:
         cdef list headers
         cdef int version
         cdef Py_ssize_t consumed
-        cdef _ServerInfo sinfo
+        cdef _ServerInfo sinfo = None
         method, target, version, headers, consumed = head
         self.buffer = b"" if consumed == PyBytes_GET_SIZE(self.buffer) else self.buffer[consumed:]
         uri, args, request_uri = split_target(target)
@@ -640,18 +643,22 @@ cdef class ClientConnection:
                 # The server for this socket and Host, found for the previous request.
                 request.host = self.last_host
                 server = self.last_server
+                sinfo = self.last_info
             else:
                 if b"," in host:
                     raise BadRequest('client sent duplicate host header')
                 request.host = _host_name(host.decode("latin-1"))
                 server = self.app.server_router.select(self.listen_key, request.host or None)
+                sinfo = _server_info(server)
                 self.last_host_value = host
                 self.last_host = request.host
                 self.last_server = server
+                self.last_info = sinfo
         else:
             server = self.app.server_router.select(self.listen_key, None)
         request.server = server
-        sinfo = _server_info(server)
+        if sinfo is None:
+            sinfo = _server_info(server)
         request.server_name = sinfo.server_name
         self.keep_alive = _wants_keep_alive(headers, version)
 
@@ -1120,6 +1127,7 @@ cdef class ProxyExchange:
     cdef object clock
     cdef _PlanInfo info
     cdef bint head_request
+    cdef bint bodiless      # no request body goes upstream: head ends with its blank line
 
     def __init__(self, ClientConnection conn, Request request, plan, app):
         self.setup(conn, request, plan, _plan_info(plan), app)
@@ -1155,7 +1163,10 @@ cdef class ProxyExchange:
         self.statuses = []
         self.times = []
         self.head_request = request.method == "HEAD"
-        self.head = self._build_head()
+        # No body to announce: the head gets its final CRLF in the same join (the twin
+        # adds it in _head_with_length).
+        self.bodiless = conn.body is None or not info.pass_body
+        self.head = self._build_head(self.bodiless)
 
     cpdef start(self):
         self._start(self.clock())
@@ -1167,7 +1178,7 @@ cdef class ProxyExchange:
 
     # Building the upstream request ---------------------------------------
 
-    cdef bytes _build_head(self):
+    cdef bytes _build_head(self, bint end):
         cdef Request request = self.request
         cdef _PlanInfo info = self.info
         cdef list parts
@@ -1198,12 +1209,14 @@ cdef class ProxyExchange:
                 parts.append(COLON)
                 parts.append(item[2])
                 parts.append(CRLF)
+        if end:
+            parts.append(CRLF)
         return _join(parts)
 
     cdef bytes _head_with_length(self):
+        if self.bodiless:
+            return self.head       # ended by _build_head already
         body = self.conn.body
-        if body is None or not self.info.pass_body:
-            return self.head + CRLF
         length = self.body_size if self.buffer_body else body.remaining + body.received
         return self.head + b"Content-Length: %d\r\n\r\n" % length
 
