@@ -476,6 +476,7 @@ cdef class ClientConnection:
     cdef object write       # transport.write, looked up once
     cdef object default     # app.default_server(listen_key): fixed for the app's life
     cdef _ServerInfo default_info
+    cdef double event_now   # set while an event that already read the clock finishes
     cdef bint own_dispatch  # the app's dispatch is WorkerApp's: answer proxy plans here
     # The Host value of the previous request, its $host and the server it chose.
     cdef bytes last_host_value
@@ -939,7 +940,8 @@ cdef class ClientConnection:
         self.send_error(exc.status)
 
     cdef _arm(self, double timeout, int status):
-        self.deadline = self.clock() + timeout if timeout > 0 else 0.0
+        cdef double now = self.event_now if self.event_now > 0.0 else self.clock()
+        self.deadline = now + timeout if timeout > 0 else 0.0
         self.timeout_status = status
 
     def check_deadline(self, double now):
@@ -1537,7 +1539,12 @@ cdef class ProxyExchange:
         self.state = DONE
         if self.info.access_logs:
             self._record()
-        self.conn.finish_response()
+        cdef ClientConnection conn = self.conn
+        conn.event_now = now        # the clock of this event, for the keep-alive deadline
+        try:
+            conn.finish_response()
+        finally:
+            conn.event_now = 0.0
 
     cdef _finish_upstream(self, bint failed, bint reuse):
         self._finish_upstream_at(failed, reuse, self.clock())
