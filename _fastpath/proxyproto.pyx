@@ -792,10 +792,8 @@ cdef class ClientConnection:
         if self.closing_after_response or self.app.shutting_down or \
                 (self.state == BODY and not self._body_discardable()):
             self.keep_alive = False
-        cdef _PlanInfo where = self._where_info(request)
         parts[0] = _status_line(status)
-        tokens = where.server_tokens if where is not None else True
-        parts[1] = _server_and_date(tokens)
+        parts[1] = _server_and_date(self._server_tokens(request))
         if add_headers:
             parts.append(self._render_add_headers(status, add_headers))
         parts.append(KEEP_ALIVE_END if self.keep_alive else CLOSE_END)
@@ -840,9 +838,7 @@ cdef class ClientConnection:
         """nginx's error page for ``status``; closes after errors that leave input unread."""
         if status in CLOSING_ERRORS:
             self.closing_after_response = True
-        cdef Request request = self.request
-        where = request.location if request.location is not None else request.server
-        tokens = where.settings.server_tokens if where is not None else True
+        tokens = self._server_tokens(self.request)
         self.send_simple(status, error_page(status, tokens), b"text/html", b"", add_headers)
 
     cdef bint _body_discardable(self):
@@ -899,6 +895,14 @@ cdef class ClientConnection:
             self._read_requests()
         else:
             self._arm(keepalive_timeout, 0)
+
+    cdef bint _server_tokens(self, Request request):
+        """server_tokens of the request's location, else of its server (on when neither)."""
+        cdef _PlanInfo info = self._where_info(request)
+        if info is not None:
+            return info.server_tokens
+        where = request.location if request.location is not None else request.server
+        return where.settings.server_tokens if where is not None else True
 
     cdef _PlanInfo _where_info(self, Request request):
         """The plan info of the request's location, else of its server (None without one)."""
