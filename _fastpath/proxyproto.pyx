@@ -16,8 +16,9 @@ cimport cython
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_FromVoidPtr
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 from libc.time cimport time as c_time
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from gateway.errors import (
     BadRequest, GatewayError, HttpError, PayloadTooLarge, RequestTimeout, UpstreamError)
@@ -86,6 +87,31 @@ cdef int _framing_code(str kind):
 
 
 # Server and Date lines: the twin's cache asked once per second, not once per response.
+cdef inline double _monotonic() noexcept:
+    """loop.time() without a Python call: uvloop's and asyncio's clocks are both
+    CLOCK_MONOTONIC in seconds (uvloop's rounded to the millisecond it cached when
+    the loop iteration began; this reading is exact, so never earlier than it)."""
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
+
+
+cdef dict _native_clocks = {}
+
+
+cdef bint _is_native_clock(clock):
+    """Whether clock is uvloop's or asyncio's own loop.time (not a test's fake)."""
+    owner = getattr(clock, "__self__", None)
+    cls = type(owner)
+    known = _native_clocks.get(cls)
+    if known is None:
+        import uvloop
+        own = getattr(cls, "time", None)
+        known = _native_clocks[cls] = getattr(clock, "__name__", "") == "time" and (
+            own is uvloop.Loop.time or own is asyncio.BaseEventLoop.time)
+    return known
+
+
 cdef long _date_second = -1
 cdef bytes _date_full = b""
 cdef bytes _date_short = b""
@@ -292,8 +318,13 @@ cdef class _PlanInfo:
     # proxy plans only
     cdef object proxy, proxy_host, key_template, balancer, pool, uri_replacement
     cdef object http_version, set_headers, next_upstream, tries, next_upstream_timeout
-    cdef object request_timeout, idle, by_peer
+    cdef object request_timeout
+    cdef dict idle, by_peer
     cdef frozenset dropped
+    # The dropped names (lowercase), by length: bit n set when a name has n bytes (63:
+    # longer), so most request fields are passed on without a comparison.
+    cdef tuple dropped_names
+    cdef unsigned long long dropped_lengths
     cdef bint pass_body, keepalive, compiled_balancer
     cdef long long pool_size, pool_max_requests
     cdef double connect_timeout, read_timeout, send_timeout
@@ -321,14 +352,23 @@ cdef class _PlanInfo:
         self.pool = proxy.upstream.pool
         self.uri_replacement = proxy.uri_replacement
         self.http_version = proxy.http_version
-        # (name, template, True when the template is exactly "$proxy_host")
-        self.set_headers = [(name, template, template.parts == [_PROXY_HOST_GETTER])
-                            for name, template in proxy.set_headers]
+        # (name, template, its value as bytes when that is the same for every request:
+        # a static text, or exactly "$proxy_host"; else None)
+        proxy_host_bytes = (<str>self.proxy_host).encode("latin-1", "replace")
+        self.set_headers = [
+            (name, template,
+             (<str>template.text).encode("latin-1", "replace") if template.static
+             else proxy_host_bytes if template.parts == [_PROXY_HOST_GETTER] else None)
+            for name, template in proxy.set_headers]
         self.idle = proxy.upstream.pool.idle
         self.by_peer = proxy.upstream.pool.by_peer
         self.pool_size = proxy.upstream.pool.size
         self.pool_max_requests = proxy.upstream.pool.max_requests
         self.dropped = proxy.dropped
+        self.dropped_names = tuple(self.dropped)
+        self.dropped_lengths = 0
+        for name in self.dropped_names:
+            self.dropped_lengths |= 1ULL << min(len(<bytes>name), 63)
         self.next_upstream = proxy.next_upstream
         self.tries = proxy.tries
         self.next_upstream_timeout = proxy.next_upstream_timeout
@@ -342,6 +382,27 @@ cdef class _PlanInfo:
 
 # LocationPlan -> _PlanInfo.  Entries live as long as the worker's config (one per plan).
 cdef dict _plan_infos = {}
+
+
+cdef inline bint _dropped(_PlanInfo info, bytes lower):
+    """lower in info.dropped, with a length test first and no hashing."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(lower)
+    if not (info.dropped_lengths >> (n if n < 63 else 63)) & 1:
+        return False
+    for name in info.dropped_names:
+        if PyBytes_GET_SIZE(<bytes>name) == n and \
+                memcmp(PyBytes_AS_STRING(<bytes>name), PyBytes_AS_STRING(lower), n) == 0:
+            return True
+    return False
+
+
+cdef inline char* _put(char* w, bytes item, const char* after, Py_ssize_t after_size):
+    """Copy item then after[:after_size] to w; the position after them."""
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(item)
+    memcpy(w, PyBytes_AS_STRING(item), size)
+    w += size
+    memcpy(w, after, after_size)
+    return w + after_size
 
 
 cdef _PlanInfo _plan_info(plan):
@@ -472,10 +533,11 @@ cdef class ClientConnection:
     cdef public bint closing_after_response
     cdef public bint discarding
     cdef public bint in_read_loop
-    cdef object clock
     cdef object write       # transport.write, looked up once
     cdef object default     # app.default_server(listen_key): fixed for the app's life
     cdef _ServerInfo default_info
+    cdef object clock       # app.clock: the loop's time()
+    cdef bint native_clock  # it is a real loop's: read CLOCK_MONOTONIC directly instead
     cdef double event_now   # set while an event that already read the clock finishes
     cdef bint own_dispatch  # the app's dispatch is WorkerApp's: answer proxy plans here
     # The Host value of the previous request, its $host and the server it chose.
@@ -489,8 +551,9 @@ cdef class ClientConnection:
     def __init__(self, app, listen_key):
         self.app = app
         self.listen_key = listen_key
-        self.clock = app.clock
         self.own_dispatch = _dispatch_mirrored(app)
+        self.clock = app.clock
+        self.native_clock = _is_native_clock(self.clock)
         self.transport = None
         self.buffer = b""
         self.state = HEAD
@@ -506,6 +569,9 @@ cdef class ClientConnection:
         self.remote_port = 0
         self.server_addr = ""
         self.server_port = 0
+
+    cdef inline double _now(self):
+        return _monotonic() if self.native_clock else self.clock()
 
     # Protocol interface -------------------------------------------------
 
@@ -619,7 +685,7 @@ cdef class ClientConnection:
         cdef bint origin_form = PyBytes_GET_SIZE(target) > 0 and PyBytes_AS_STRING(target)[0] == b"/"
         if origin_form:
             request.raw_target = target      # $request_uri is this target, decoded
-        request.start_time = self.clock()
+        request.start_time = self._now()
         request.request_length = consumed
         request.remote_addr = self.remote_addr
         request.remote_port = self.remote_port
@@ -872,6 +938,8 @@ cdef class ClientConnection:
 
     cdef _next_request(self):
         cdef Request request = self.request
+        cdef long long keepalive_requests
+        cdef double keepalive_timeout
         self.request = None
         self.body = None
         self.state = HEAD
@@ -928,7 +996,7 @@ cdef class ClientConnection:
             request = Request("", "", "", "", 10, [])
             request.remote_addr = self.remote_addr
             request.server = self.app.default_server(self.listen_key)
-            request.start_time = self.clock()
+            request.start_time = self._now()
             self.request = request
         if self.response_started or self.state == CLOSED:
             self.close()
@@ -944,7 +1012,7 @@ cdef class ClientConnection:
         self.send_error(exc.status)
 
     cdef _arm(self, double timeout, int status):
-        cdef double now = self.event_now if self.event_now > 0.0 else self.clock()
+        cdef double now = self.event_now if self.event_now > 0.0 else self._now()
         self.deadline = now + timeout if timeout > 0 else 0.0
         self.timeout_status = status
 
@@ -969,7 +1037,7 @@ cdef class ClientConnection:
         self.keep_alive = False
         if self.state == HEAD and not self.buffer:
             # Just accepted, request bytes possibly still in flight: a short grace period.
-            grace = self.clock() + SHUTDOWN_GRACE
+            grace = self._now() + SHUTDOWN_GRACE
             if self.deadline == 0.0 or self.deadline > grace:
                 self.deadline = grace
 
@@ -1006,8 +1074,9 @@ cdef _pool_put(_PlanInfo info, conn, double now):
     cdef UpstreamConnection up = <UpstreamConnection>conn
     up.exchange = None
     cdef long long size = info.pool_size
-    if (size <= 0 or up.closed or up.requests >= info.pool_max_requests
-            or up.transport.is_closing()):
+    # A transport that is closing is not checked here: take() skips it, and its
+    # connection_lost() takes it out of the pool.
+    if size <= 0 or up.closed or up.requests >= info.pool_max_requests:
         up.close()
         return
     up.idle_since = now
@@ -1130,7 +1199,6 @@ cdef class ProxyExchange:
     cdef public list times
     cdef public bint buffer_body
     cdef public bint fresh_retry_done
-    cdef object clock
     cdef _PlanInfo info
     cdef bint head_request
     cdef bint bodiless      # no request body goes upstream: head ends with its blank line
@@ -1146,7 +1214,6 @@ cdef class ProxyExchange:
         self.proxy = info.proxy
         self.app = app
         self.loop = app.loop
-        self.clock = conn.clock
         request.proxy_host = info.proxy_host
         if info.compiled_balancer:
             self.peers = (<RoundRobin>info.balancer).new_selection()
@@ -1175,7 +1242,7 @@ cdef class ProxyExchange:
         self.head = self._build_head(self.bodiless)
 
     cpdef start(self):
-        self._start(self.clock())
+        self._start(self.conn._now())
 
     cdef _start(self, double now):
         if self.buffer_body and not self.body_complete:
@@ -1185,9 +1252,13 @@ cdef class ProxyExchange:
     # Building the upstream request ---------------------------------------
 
     cdef bytes _build_head(self, bint end):
+        """The request line and fields for the upstream, measured first, then copied once."""
         cdef Request request = self.request
         cdef _PlanInfo info = self.info
-        cdef list parts
+        cdef list values = None     # the rendered set-header values, when some vary
+        cdef tuple item
+        cdef Py_ssize_t total, size
+        cdef char* w
         if info.uri_replacement is None:
             # ProxyPlan.upstream_uri's first case: $request_uri, which is the raw target
             # decoded; encoded back it is the raw target itself.
@@ -1199,25 +1270,46 @@ cdef class ProxyExchange:
         method = request.raw_method
         if method is None:
             method = (<str>request.method).encode("latin-1")
-        parts = [method, b" ", target, b" ", info.http_version, CRLF]
-        for name, template, proxy_host in info.set_headers:
-            value = request.proxy_host if proxy_host else _render(template, request)
-            if value:
-                parts.append(name)
-                parts.append(COLON)
-                parts.append((<str>value).encode("latin-1", "replace"))
-                parts.append(CRLF)
-        cdef frozenset dropped = info.dropped
-        cdef tuple item
-        for item in request.headers:
-            if item[0] not in dropped:
-                parts.append(item[1])
-                parts.append(COLON)
-                parts.append(item[2])
-                parts.append(CRLF)
+        version = info.http_version
+        total = PyBytes_GET_SIZE(method) + PyBytes_GET_SIZE(target) + PyBytes_GET_SIZE(version) + 4
+        for item in info.set_headers:
+            value = item[2]
+            if value is None:
+                text = _render(item[1], request)
+                value = (<str>text).encode("latin-1", "replace") if text else b""
+                if values is None:
+                    values = []
+                values.append(value)
+            if PyBytes_GET_SIZE(value):
+                total += PyBytes_GET_SIZE(item[0]) + PyBytes_GET_SIZE(value) + 4
+        headers = request.headers
+        for item in headers:
+            if not _dropped(info, <bytes>item[0]):
+                total += PyBytes_GET_SIZE(item[1]) + PyBytes_GET_SIZE(item[2]) + 4
         if end:
-            parts.append(CRLF)
-        return _join(parts)
+            total += 2
+        data = PyBytes_FromStringAndSize(NULL, total)
+        w = PyBytes_AS_STRING(data)
+        w = _put(w, method, b" ", 1)
+        w = _put(w, target, b" ", 1)
+        w = _put(w, version, b"\r\n", 2)
+        cdef Py_ssize_t k = 0
+        for item in info.set_headers:
+            value = item[2]
+            if value is None:
+                value = values[k]
+                k += 1
+            if PyBytes_GET_SIZE(value):
+                w = _put(w, item[0], b": ", 2)
+                w = _put(w, value, b"\r\n", 2)
+        for item in headers:
+            if not _dropped(info, <bytes>item[0]):
+                w = _put(w, item[1], b": ", 2)
+                w = _put(w, item[2], b"\r\n", 2)
+        if end:
+            w[0] = 13
+            w[1] = 10
+        return data
 
     cdef bytes _head_with_length(self):
         if self.bodiless:
@@ -1282,7 +1374,7 @@ cdef class ProxyExchange:
         if exc is not None:
             self._fail(0, 502, f"connect() failed ({exc}) while connecting to upstream")
             return
-        self._attach(future.result()[1], self.clock())
+        self._attach(future.result()[1], self.conn._now())
 
     cdef _attach(self, upstream, double now):
         self.upstream = upstream
@@ -1340,7 +1432,7 @@ cdef class ProxyExchange:
         self.body_complete = True
         if self.buffer_body and self.state == CONNECTING and self.upstream is None \
                 and self.connect_future is None and self.tries == 0:
-            self._try_next_peer(self.clock())
+            self._try_next_peer(self.conn._now())
 
     def client_aborted(self):
         """The client went away: drop the try and log the request as nginx's 499."""
@@ -1416,7 +1508,7 @@ cdef class ProxyExchange:
             return
 
     cdef _start_response(self, ResponseHead* head, bytes fields, bytes buffer):
-        cdef double now = self.clock()
+        cdef double now = self.conn._now()
         cdef int status = head.status
         cdef long long length
         cdef Py_ssize_t start = head.consumed, size = PyBytes_GET_SIZE(buffer) - head.consumed
@@ -1535,7 +1627,7 @@ cdef class ProxyExchange:
     # Outcomes -----------------------------------------------------------
 
     cdef _complete(self):
-        self._complete_at(self.clock())
+        self._complete_at(self.conn._now())
 
     cdef _complete_at(self, double now):
         self.times.append(now - self.try_started)
@@ -1551,7 +1643,7 @@ cdef class ProxyExchange:
             conn.event_now = 0.0
 
     cdef _finish_upstream(self, bint failed, bint reuse):
-        self._finish_upstream_at(failed, reuse, self.clock())
+        self._finish_upstream_at(failed, reuse, self.conn._now())
 
     cdef _finish_upstream_at(self, bint failed, bint reuse, double now):
         """Report the try to the balancer and put the connection back or close it."""
@@ -1618,9 +1710,9 @@ cdef class ProxyExchange:
             upstream.close()
             self.upstream = None
             self.addresses.pop()
-            self._connect(peer, False, self.clock())
+            self._connect(peer, False, self.conn._now())
             return
-        cdef double now = self.clock()
+        cdef double now = self.conn._now()
         self.statuses.append(status)
         self.times.append(now - self.try_started)
         self._finish_upstream_at(True, False, now)
@@ -1669,7 +1761,7 @@ cdef class ProxyExchange:
     # Timeouts --------------------------------------------------------------
 
     cdef _arm(self, double timeout, int kind):
-        self._arm_at(timeout, kind, self.clock())
+        self._arm_at(timeout, kind, self.conn._now())
 
     cdef _arm_at(self, double timeout, int kind, double now):
         self.deadline = now + timeout if timeout > 0 else 0.0

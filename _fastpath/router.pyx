@@ -4,8 +4,6 @@
 The specification is gateway/routing/router_py.py: results must be identical.
 """
 
-from cpython.long cimport PyLong_FromVoidPtr
-
 from gateway.routing.router_py import _auto_redirect, compile_regex
 
 __all__ = ["LocationRouter", "ServerRouter"]
@@ -42,6 +40,9 @@ cdef class _Level:
             if loc.modifier == "~" or loc.modifier == "~*":
                 regex = loc.regex or compile_regex(loc.pattern, loc.modifier == "~*")
                 self.regexes.append((regex.search, loc, self.children[id(loc)]))
+        # A prefix's own level next to it: no id() lookup while searching.
+        self.prefix_levels = {pattern: (loc, self.children[id(loc)])
+                              for pattern, loc in self.prefixes.items()}
         self.redirects = {}
         for name in {*self.exact, *self.prefixes}:
             pair = [loc for loc in (self.exact.get(name), self.prefixes.get(name)) if loc is not None]
@@ -55,20 +56,25 @@ cdef class _Level:
                 self.lengths[k] = ordered[k]
 
     cdef object longest_prefix(self, str uri):
+        cdef tuple entry = self._longest_entry(uri)
+        return entry[0] if entry is not None else None
+
+    cdef tuple _longest_entry(self, str uri):
+        """(location, its level) for the longest prefix of uri, or None."""
         cdef Py_ssize_t k, length, size = len(uri)
         if self.nlengths <= 64:
             for k in range(self.nlengths):
                 length = self.lengths[k]
                 if length <= size:
-                    found = self.prefixes.get(uri[:length])
+                    found = self.prefix_levels.get(uri[:length])
                     if found is not None:
-                        return found
+                        return <tuple>found
             return None
         for length in self.long_lengths:
             if length <= size:
-                found = self.prefixes.get(uri[:length])
+                found = self.prefix_levels.get(uri[:length])
                 if found is not None:
-                    return found
+                    return <tuple>found
         return None
 
     cdef int find(self, str uri, list out, bint redirects) except -1:
@@ -76,19 +82,21 @@ cdef class _Level:
         cdef _Level sub
         cdef bint noregex = False
         cdef int end
-        loc = self.exact.get(uri)
-        if loc is not None:
-            out[0] = loc
-            return FOUND
+        cdef tuple entry
+        if self.exact:     # an empty dict would still hash uri
+            loc = self.exact.get(uri)
+            if loc is not None:
+                out[0] = loc
+                return FOUND
         if redirects and self.redirects and uri not in self.prefixes:
             loc = self.redirects.get(uri)
             if loc is not None:
                 out[0] = loc
                 return REDIRECT
-        found = self.longest_prefix(uri)
-        if found is not None:
-            out[0] = found
-            sub = self.children[PyLong_FromVoidPtr(<void*>found)]   # id(found)
+        entry = self._longest_entry(uri) if self.nlengths else None
+        if entry is not None:
+            out[0] = entry[0]
+            sub = <_Level>entry[1]
             noregex = sub.owner_caret
             end = sub.find(uri, out, redirects)
             if end != GO_ON:
@@ -107,6 +115,7 @@ cdef class LocationRouter:
 
     def __init__(self, locations):
         self.top = _Level(list(locations))
+        self._out = [None]
         self._named = {loc.pattern.lstrip("@"): loc for loc in locations if loc.modifier == "@"}
 
     def named(self, str name):
@@ -129,9 +138,14 @@ cdef class LocationRouter:
 
     cdef object locate(self, str uri, bint* redirect):
         """find() for C callers: the location, with redirect set instead of a tuple."""
-        cdef list out = [None]
-        redirect[0] = self.top.find(uri, out, True) == REDIRECT
-        return out[0]
+        # One result slot kept for every call: nothing in a search runs Python code that
+        # could re-enter here (regex search is C), so it is free again on return.
+        cdef list out = self._out
+        try:
+            redirect[0] = self.top.find(uri, out, True) == REDIRECT
+            return out[0]
+        finally:
+            out[0] = None
 
 
 cpdef str normalize_host(host):

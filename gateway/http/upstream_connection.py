@@ -101,8 +101,9 @@ class KeepalivePool:
     def put(self, conn: UpstreamConnection, now: float):
         """Keep ``conn`` for reuse, evicting the least recently used beyond ``size``."""
         conn.exchange = None
-        if (self.size <= 0 or conn.closed or conn.requests >= self.max_requests
-                or conn.transport.is_closing()):
+        # A transport that is closing is not checked here: take() skips it, and its
+        # connection_lost() takes it out of the pool.
+        if self.size <= 0 or conn.closed or conn.requests >= self.max_requests:
             conn.close()
             return
         conn.idle_since = now
