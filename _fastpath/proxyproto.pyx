@@ -73,7 +73,6 @@ cdef bytes CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
 set_hidden_response(HIDDEN_RESPONSE)    # the fields scan_response_head leaves out
 cdef frozenset _NON_IDEMPOTENT = NON_IDEMPOTENT
 cdef frozenset _ADD_HEADER_CODES = ADD_HEADER_CODES
-cdef dict _STATUS_CONDITIONS = UPSTREAM_STATUS_CONDITIONS
 
 
 cdef int _framing_code(str kind):
@@ -127,11 +126,16 @@ cdef bytes _server_and_date(bint tokens):
     return _date_full if tokens else _date_short
 
 
-cdef dict _status_lines = {}
+# Status code -> its status line / its proxy_next_upstream condition (None if none):
+# lists indexed by the three-digit code, cheaper than dicts keyed by an int object.
+cdef list _status_lines = [None] * 1000
+cdef list _status_conditions = [UPSTREAM_STATUS_CONDITIONS.get(code) for code in range(1000)]
 
 
 cdef bytes _status_line(int status):
-    line = _status_lines.get(status)
+    if not 0 <= status < 1000:
+        return status_line_cached(status)
+    line = _status_lines[status]
     if line is None:
         line = _status_lines[status] = status_line_cached(status)
     return <bytes>line
@@ -401,7 +405,8 @@ cdef inline char* _put(char* w, bytes item, const char* after, Py_ssize_t after_
     cdef Py_ssize_t size = PyBytes_GET_SIZE(item)
     memcpy(w, PyBytes_AS_STRING(item), size)
     w += size
-    memcpy(w, after, after_size)
+    if after_size:
+        memcpy(w, after, after_size)
     return w + after_size
 
 
@@ -533,6 +538,7 @@ cdef class ClientConnection:
     cdef public bint closing_after_response
     cdef public bint discarding
     cdef public bint in_read_loop
+    cdef bint draining      # the app is shutting down: no keep-alive (app.shutting_down)
     cdef object write       # transport.write, looked up once
     cdef object default     # app.default_server(listen_key): fixed for the app's life
     cdef _ServerInfo default_info
@@ -546,6 +552,8 @@ cdef class ClientConnection:
     cdef _ServerInfo last_info
     # The location (or server) whose plan info was looked up last, and that info.
     cdef object where_obj
+    cdef object last_location, last_plan    # the previous request's location and its plan
+    cdef _PlanInfo last_plan_info
     cdef _PlanInfo where_info
 
     def __init__(self, app, listen_key):
@@ -603,6 +611,8 @@ cdef class ClientConnection:
             return
         connections.add(self)
         self._arm(server.client_header_timeout, 408)
+        if app.shutting_down:     # accepted as the app began to shut down
+            self.draining = True
 
     def data_received(self, bytes data):
         if self.state == CLOSED:
@@ -698,7 +708,26 @@ cdef class ClientConnection:
         self.response_started = False
         self.closing_after_response = False
 
-        host = _header_bytes(headers, b"host")
+        # One pass over the fields for the few that matter here, by lowercase name.
+        cdef tuple item
+        cdef const char* lower
+        cdef Py_ssize_t n
+        cdef int hosts = 0
+        cdef bint has_connection = False, has_framing = False
+        host = None
+        for item in headers:
+            n = PyBytes_GET_SIZE(<bytes>item[0])
+            lower = PyBytes_AS_STRING(<bytes>item[0])
+            if n == 4 and memcmp(lower, b"host", 4) == 0:
+                hosts += 1
+                host = item[2]
+            elif n == 10 and memcmp(lower, b"connection", 10) == 0:
+                has_connection = True
+            elif (n == 14 and memcmp(lower, b"content-length", 14) == 0) or \
+                    (n == 17 and memcmp(lower, b"transfer-encoding", 17) == 0):
+                has_framing = True
+        if hosts > 1:
+            host = _header_bytes(headers, b"host")    # joined, as the twin reads it
         if version == 11 and host is None:
             raise BadRequest('client sent HTTP/1.1 request without "Host" header')
         if not origin_form and b"://" in target[:16]:
@@ -727,9 +756,12 @@ cdef class ClientConnection:
         if sinfo is None:
             sinfo = _server_info(server)
         request.server_name = sinfo.server_name
-        self.keep_alive = _wants_keep_alive(headers, version)
+        self.keep_alive = _wants_keep_alive(headers, version) if has_connection else version == 11
 
-        kind, length = request_body_framing(headers, version)
+        if has_framing:
+            kind, length = request_body_framing(headers, version)
+        else:
+            kind, length = "none", 0
         if kind != "none":
             self.state = BODY
             self.body = BodyReader(kind, length)
@@ -766,8 +798,17 @@ cdef class ClientConnection:
                                  % app.absolute_url(request, target).encode("latin-1", "replace"))
                 return
             request.location = location
-            plan = location.plan if location is not None else splan
-        info = _plan_info(plan)
+            if location is None:
+                plan = splan
+            elif location is self.last_location:
+                plan = self.last_plan       # the previous request's location: same plan
+            else:
+                plan = location.plan
+                self.last_location = location
+                self.last_plan = plan
+                self.last_plan_info = _plan_info(plan)
+        info = self.last_plan_info if plan is self.last_plan and plan is not None \
+            else _plan_info(plan)
         if info.keepalive_timeout <= 0 or self.requests_served >= info.keepalive_requests:
             self.keep_alive = False
         self.set_body_limit(info.client_max_body_size, info.client_body_timeout)
@@ -855,7 +896,7 @@ cdef class ClientConnection:
         cdef Request request = self.request
         request.status = status
         self.response_started = True
-        if self.closing_after_response or self.app.shutting_down or \
+        if self.closing_after_response or self.draining or \
                 (self.state == BODY and not self._body_discardable()):
             self.keep_alive = False
         parts[0] = _status_line(status)
@@ -869,6 +910,43 @@ cdef class ClientConnection:
         request.body_bytes_sent += tail_size
         data = _join(parts, tail, tail_size)
         request.bytes_sent += len(data)
+        self.write(data)
+
+    cdef _send_relayed_head(self, int status, bytes fields, bytes extra, add_headers,
+                            const char* tail, Py_ssize_t tail_size):
+        """_send_parts for an upstream's head: the same bytes, without a list of parts.
+
+        Status line, Server/Date, the relayed ``fields``, ``extra`` (a framing line or
+        None), the add_header lines, Connection, then ``tail[:tail_size]`` (a body that
+        came with the head), measured first and copied once into one write.
+        """
+        cdef Request request = self.request
+        cdef Py_ssize_t total
+        cdef char* w
+        request.status = status
+        self.response_started = True
+        if self.closing_after_response or self.draining or \
+                (self.state == BODY and not self._body_discardable()):
+            self.keep_alive = False
+        line = _status_line(status)
+        server_date = _server_and_date(self._server_tokens(request))
+        added = self._render_add_headers(status, add_headers) if add_headers else b""
+        end = KEEP_ALIVE_END if self.keep_alive else CLOSE_END
+        if extra is None:
+            extra = b""
+        total = (PyBytes_GET_SIZE(line) + PyBytes_GET_SIZE(server_date)
+                 + PyBytes_GET_SIZE(fields) + PyBytes_GET_SIZE(extra)
+                 + PyBytes_GET_SIZE(added) + PyBytes_GET_SIZE(end) + tail_size)
+        data = PyBytes_FromStringAndSize(NULL, total)
+        w = PyBytes_AS_STRING(data)
+        w = _put(w, line, NULL, 0)
+        w = _put(w, server_date, NULL, 0)
+        w = _put(w, fields, NULL, 0)
+        w = _put(w, extra, NULL, 0)
+        w = _put(w, added, NULL, 0)
+        w = _put(w, end, tail, tail_size)
+        request.body_bytes_sent += tail_size
+        request.bytes_sent += total
         self.write(data)
 
     cdef bytes _render_add_headers(self, int status, add_headers):
@@ -1031,6 +1109,7 @@ cdef class ClientConnection:
 
     def shutdown(self, bint graceful):
         """Close now if idle (or if not graceful); otherwise after the current response."""
+        self.draining = True
         if not graceful or (self.state == HEAD and not self.buffer and self.requests_served):
             self.close()       # idle between keep-alive requests: nothing is lost
             return
@@ -1213,7 +1292,6 @@ cdef class ProxyExchange:
         self.info = info
         self.proxy = info.proxy
         self.app = app
-        self.loop = app.loop
         request.proxy_host = info.proxy_host
         if info.compiled_balancer:
             self.peers = (<RoundRobin>info.balancer).new_selection()
@@ -1222,7 +1300,8 @@ cdef class ProxyExchange:
             key = _render(key_template, request) if key_template is not None else None
             self.peers = info.balancer.select(key)
         self.state = CONNECTING
-        self.body_parts = []
+        # Body pieces held for sending or replaying (None: the request has no body).
+        self.body_parts = [] if conn.body is not None else None
         self.body_complete = conn.state != BODY
         # Chunked bodies are read whole and sent with a Content-Length, as nginx does.
         self.buffer_body = conn.body is not None and conn.body.framing == F_CHUNKED
@@ -1235,7 +1314,8 @@ cdef class ProxyExchange:
         self.addresses = []
         self.statuses = []
         self.times = []
-        self.head_request = request.method == "HEAD"
+        cdef str method = request.method
+        self.head_request = method == "HEAD"
         # No body to announce: the head gets its final CRLF in the same join (the twin
         # adds it in _head_with_length).
         self.bodiless = conn.body is None or not info.pass_body
@@ -1357,6 +1437,8 @@ cdef class ProxyExchange:
         self.state = CONNECTING
         self._arm_at(info.connect_timeout, D_CONNECT, now)
         factory = partial(UpstreamConnection, pool, peer)
+        if self.loop is None:
+            self.loop = self.app.loop
         future = asyncio.ensure_future(
             self.loop.create_connection(factory, peer.host, peer.port))
         self.connect_future = future
@@ -1392,10 +1474,10 @@ cdef class ProxyExchange:
         self.response_buffer = b""
         self.request_sent = True
         write(self._head_with_length())
-        if self.info.pass_body:
+        if self.info.pass_body and self.body_parts:
             for part in self.body_parts:
                 transport.write(part)
-        if not self.replayable:
+        if not self.replayable and self.body_parts is not None:
             self.body_parts = []
         self._arm_at(self.info.read_timeout, D_READ, now)
         if self.client_paused and self.conn.transport is not None:
@@ -1514,7 +1596,7 @@ cdef class ProxyExchange:
         cdef Py_ssize_t start = head.consumed, size = PyBytes_GET_SIZE(buffer) - head.consumed
         self.header_time = now - self.try_started
         cdef _PlanInfo info = self.info
-        condition = _STATUS_CONDITIONS.get(status)
+        condition = _status_conditions[status]     # scan_response_head: 100..999
         if condition is not None and condition in info.next_upstream \
                 and self._may_retry(condition, now):
             self.statuses.append(status)
@@ -1534,17 +1616,17 @@ cdef class ProxyExchange:
             response_body_framing(status, headers, request.method)
         length = head.length
         cdef bint upstream_close = head.version == 10 or head.connection_close
-        cdef list lines = [None, None, fields]    # status line and Server/Date: see _send_parts
-        conn = self.conn
+        cdef bytes extra = None     # a Transfer-Encoding line of ours after the fields
+        cdef ClientConnection conn = self.conn
         if kind == FRAME_CHUNKED:
             if request.version == 11:
-                lines.append(CHUNKED_LINE)
+                extra = CHUNKED_LINE
             else:
                 conn.keep_alive = False
             self.decoder = ChunkedDecoder()
         elif kind == FRAME_CLOSE:
             if request.version == 11 and not self.head_request:
-                lines.append(CHUNKED_LINE)
+                extra = CHUNKED_LINE
                 self.wrap_chunks = True
             else:
                 conn.keep_alive = False
@@ -1558,11 +1640,11 @@ cdef class ProxyExchange:
             if size > length:
                 self.reusable = False
             self.remaining = 0
-            conn._send_parts(status, lines, info.add_headers, b"",
-                             PyBytes_AS_STRING(buffer) + start, length)
+            conn._send_relayed_head(status, fields, extra, info.add_headers,
+                                    PyBytes_AS_STRING(buffer) + start, length)
             self._complete_at(now)
             return
-        conn._send_parts(status, lines, info.add_headers, b"")
+        conn._send_relayed_head(status, fields, extra, info.add_headers, NULL, 0)
         if kind == FRAME_NONE or (kind == FRAME_LENGTH and length == 0):
             self._complete_at(now)
         elif size:
