@@ -256,11 +256,15 @@ cdef class Request:
     head parser; ``header()`` looks them up by lowercase name.
     """
 
-    cdef public object method, request_uri, uri, args, version, headers
-    cdef public object host, scheme, remote_addr, remote_port, server_addr, server_port
-    cdef public object server, server_name, location, start_time, request_length
-    cdef public object connection_id, connection_requests
-    cdef public object status, body_bytes_sent, bytes_sent, proxy_host
+    cdef public object method, request_uri, uri, args, headers
+    cdef public object host, scheme, remote_addr, server_addr
+    cdef public object server, server_name, location
+    cdef public object proxy_host
+    # Numbers as C fields: no int or float object made, kept or freed per request.
+    cdef public int version, remote_port, server_port, status
+    cdef public double start_time
+    cdef public long long request_length, connection_id, connection_requests
+    cdef public long long body_bytes_sent, bytes_sent
     cdef public object upstream_addr, upstream_status, upstream_response_time
     cdef public object upstream_connect_time, upstream_header_time
     # The request line's method and target as received (None when not kept): what
@@ -1126,10 +1130,10 @@ cdef class ClientConnection:
 # take and put are done here on its own containers so both twins share one pool.
 
 cdef object _pool_take(_PlanInfo info, peer):
-    stack = info.by_peer.get(peer)
+    cdef list stack = info.by_peer.get(peer)
     if not stack:
         return None
-    idle = info.idle
+    cdef dict idle = info.idle
     while stack:
         conn = stack.pop()
         del idle[conn]
@@ -1159,10 +1163,10 @@ cdef _pool_put(_PlanInfo info, conn, double now):
         up.close()
         return
     up.idle_since = now
-    idle = info.idle
+    cdef dict idle = info.idle
     idle[up] = None
-    by_peer = info.by_peer
-    stack = by_peer.get(up.peer)
+    cdef dict by_peer = info.by_peer
+    cdef list stack = by_peer.get(up.peer)
     if stack is None:
         stack = by_peer[up.peer] = []
     stack.append(up)
