@@ -36,6 +36,11 @@ from _fastpath.httpparse cimport (FRAME_CHUNKED, FRAME_CLOSE, FRAME_ERROR, FRAME
 from _fastpath.balancing cimport LeastConn, Peer, RoundRobin, Selection
 from _fastpath.router cimport LocationRouter
 
+cdef extern from "<sys/socket.h>" nogil:
+    ssize_t send(int fd, const void* buf, size_t n, int flags)
+    int MSG_NOSIGNAL
+    int MSG_DONTWAIT
+
 # The limits of the Python twins (connection.py, proxy.py).
 cdef enum:
     PIPELINE_LIMIT = 64 * 1024
@@ -516,12 +521,92 @@ cdef class BodyReader:
         return used, pieces
 
 
-cdef class ClientConnection:
+# Writes straight to the socket --------------------------------------------------
+#
+# A transport's write() costs about a thousand instructions of uvloop bookkeeping
+# before the one send the kernel sees.  When the transport holds no bytes of its own,
+# a send() on its socket is that same system call: what the kernel takes at once is
+# sent, and only a remainder (or an error) goes through write(), which then buffers,
+# applies flow control and reports errors exactly as before.  Order is kept because
+# nothing is sent directly while the transport may still hold earlier bytes.
+#
+# The socket stays open until the protocol's connection_lost() has returned (uvloop
+# and asyncio close it after calling it), and direct sends stop before: on close(),
+# on EOF (the transport then closes itself) and in connection_lost().
+
+cdef enum:
+    FD_UNKNOWN = -2     # not looked up yet
+    FD_NONE = -1        # no direct sends on this transport
+
+# Transport class -> whether its socket may be written directly (uvloop's and
+# asyncio's TCP transports; not test fakes or TLS).
+cdef dict _direct_transports = {}
+
+
+cdef int _socket_fd(transport) except -2:
+    """The socket of a known TCP transport, else FD_NONE."""
+    cls = type(transport)
+    known = _direct_transports.get(cls)
+    if known is None:
+        import asyncio.selector_events
+        import uvloop.loop
+        known = _direct_transports[cls] = cls is uvloop.loop.TCPTransport or \
+            cls is asyncio.selector_events._SelectorSocketTransport
+    if not known:
+        return FD_NONE
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return FD_NONE
+    return sock.fileno()
+
+
+cdef class _Sender:
+    """The write side of a stream connection: direct sends while its transport holds nothing."""
+
+    cdef public object transport
+    cdef object write           # transport.write, looked up once
+    cdef int fd                 # FD_UNKNOWN, FD_NONE or the socket
+    cdef bint buffered          # the transport may hold bytes of an earlier write
+    cdef long writes
+
+    cdef _attach_transport(self, transport):
+        self.transport = transport
+        self.write = transport.write
+        self.fd = FD_UNKNOWN
+
+    cdef _stop_direct(self):
+        self.fd = FD_NONE
+
+    cdef _write(self, data):
+        cdef Py_ssize_t size, sent
+        self.writes += 1
+        if self.fd == FD_UNKNOWN and self.writes >= 2:
+            # Looked up once a connection carries a second write: a connection used
+            # for one response only never pays for it.
+            self.fd = _socket_fd(self.transport)
+        if self.fd >= 0 and type(data) is bytes:
+            if self.buffered:
+                if self.transport.get_write_buffer_size():
+                    self.write(data)
+                    return
+                self.buffered = False
+            size = PyBytes_GET_SIZE(data)
+            if size == 0:
+                return
+            sent = send(self.fd, PyBytes_AS_STRING(data), size, MSG_NOSIGNAL | MSG_DONTWAIT)
+            if sent == size:
+                return
+            if sent > 0:
+                data = data[sent:]
+        self.buffered = True
+        self.write(data)
+
+
+cdef class ClientConnection(_Sender):
     """Reads requests, hands them to a handler, writes responses in order."""
 
     cdef public object app
     cdef public object listen_key
-    cdef public object transport
     cdef public bytes buffer
     cdef public int state
     cdef public double deadline
@@ -543,7 +628,6 @@ cdef class ClientConnection:
     cdef public bint discarding
     cdef public bint in_read_loop
     cdef bint draining      # the app is shutting down: no keep-alive (app.shutting_down)
-    cdef object write       # transport.write, looked up once
     cdef object default     # app.default_server(listen_key): fixed for the app's life
     cdef _ServerInfo default_info
     cdef object clock       # app.clock: the loop's time()
@@ -588,8 +672,7 @@ cdef class ClientConnection:
     # Protocol interface -------------------------------------------------
 
     def connection_made(self, transport):
-        self.transport = transport
-        self.write = transport.write
+        self._attach_transport(transport)
         self.id = self.app.next_connection_id()
         # No TCP_NODELAY here: uvloop and asyncio set it on every TCP transport already.
         peer = transport.get_extra_info("peername") or ("", 0)
@@ -631,6 +714,7 @@ cdef class ClientConnection:
             self.transport.pause_reading()
 
     def eof_received(self):
+        self._stop_direct()     # returning False below: the transport closes itself
         if self.state == BODY and self.body is not None and not self.body.done:
             if self.handler is not None:
                 self.handler.client_aborted()
@@ -639,6 +723,7 @@ cdef class ClientConnection:
         return False
 
     def connection_lost(self, exc):
+        self._stop_direct()
         self.state = CLOSED
         self.app.connection_closed(self)
         handler = self.handler
@@ -839,7 +924,7 @@ cdef class ClientConnection:
         if self.state == BODY and request.version == 11:
             expect = _header(request.headers, b"expect", False)
             if expect is not None and expect.lower() == "100-continue":
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                self.send_raw(b"HTTP/1.1 100 Continue\r\n\r\n")
         cdef ProxyExchange exchange = ProxyExchange.__new__(ProxyExchange)
         exchange.setup(self, request, plan, info, self.app)
         self.handler = exchange
@@ -914,7 +999,7 @@ cdef class ClientConnection:
         request.body_bytes_sent += tail_size
         data = _join(parts, tail, tail_size)
         request.bytes_sent += len(data)
-        self.write(data)
+        self._write(data)
 
     cdef _send_relayed_head(self, int status, bytes fields, bytes extra, add_headers,
                             const char* tail, Py_ssize_t tail_size):
@@ -951,7 +1036,7 @@ cdef class ClientConnection:
         w = _put(w, end, tail, tail_size)
         request.body_bytes_sent += tail_size
         request.bytes_sent += total
-        self.write(data)
+        self._write(data)
 
     cdef bytes _render_add_headers(self, int status, add_headers):
         out = []
@@ -963,11 +1048,15 @@ cdef class ClientConnection:
                     out.append(b"%s: %s\r\n" % (name, value.encode("latin-1", "replace")))
         return b"".join(out)
 
+    cpdef send_raw(self, data):
+        """Bytes that are neither head nor body (100 Continue, a last chunk), in order."""
+        self._write(data)
+
     cpdef send_body(self, data):
         cdef Request request = self.request
         request.body_bytes_sent += len(data)
         request.bytes_sent += len(data)
-        self.write(data)
+        self._write(data)
 
     def send_simple(self, int status, body=b"", content_type=b"text/html",
                     extra=b"", add_headers=None, bint empty_type=False):
@@ -1068,6 +1157,7 @@ cdef class ClientConnection:
     cpdef close(self):
         if self.state != CLOSED:
             self.state = CLOSED
+            self._stop_direct()
             self.transport.close()
 
     # Errors and timeouts -------------------------------------------------
@@ -1174,18 +1264,16 @@ cdef _pool_put(_PlanInfo info, conn, double now):
         info.pool.over_size()
 
 
-cdef class UpstreamConnection:
+cdef class UpstreamConnection(_Sender):
     """One TCP connection to a peer; forwards events to the exchange using it."""
 
     cdef public object pool
     cdef public object peer
-    cdef public object transport
     cdef public object exchange
     cdef public bint reused
     cdef public long requests
     cdef public double idle_since
     cdef public bint closed
-    cdef object write       # transport.write, looked up once
 
     def __init__(self, pool, peer):
         self.pool = pool
@@ -1194,8 +1282,7 @@ cdef class UpstreamConnection:
         self.exchange = None
 
     def connection_made(self, transport):
-        self.transport = transport     # TCP_NODELAY: set by uvloop and asyncio already
-        self.write = transport.write
+        self._attach_transport(transport)     # TCP_NODELAY: set by uvloop and asyncio already
 
     def data_received(self, data):
         exchange = self.exchange
@@ -1207,6 +1294,7 @@ cdef class UpstreamConnection:
             exchange.upstream_data(data)
 
     def eof_received(self):
+        self._stop_direct()     # returning False below: the transport closes itself
         if self.exchange is not None:
             self.exchange.upstream_eof()
         else:
@@ -1214,6 +1302,7 @@ cdef class UpstreamConnection:
         return False
 
     def connection_lost(self, exc):
+        self._stop_direct()
         self.closed = True
         exchange = self.exchange
         self.exchange = None
@@ -1236,6 +1325,7 @@ cdef class UpstreamConnection:
             self.exchange = None
             self.pool.forget(self)
             if self.transport is not None:
+                self._stop_direct()
                 self.transport.close()
 
 
@@ -1462,25 +1552,28 @@ cdef class ProxyExchange:
             return
         self._attach(future.result()[1], self.conn._now())
 
+    cdef _upstream_write(self, data):
+        upstream = self.upstream
+        if type(upstream) is UpstreamConnection:
+            (<UpstreamConnection>upstream)._write(data)
+        else:
+            upstream.transport.write(data)
+
     cdef _attach(self, upstream, double now):
         self.upstream = upstream
         if type(upstream) is UpstreamConnection:
             (<UpstreamConnection>upstream).exchange = self
             (<UpstreamConnection>upstream).requests += 1
-            transport = (<UpstreamConnection>upstream).transport
-            write = (<UpstreamConnection>upstream).write
         else:
             upstream.exchange = self
             upstream.requests += 1
-            transport = upstream.transport
-            write = transport.write
         self.state = WAITING
         self.response_buffer = b""
         self.request_sent = True
-        write(self._head_with_length())
+        self._upstream_write(self._head_with_length())
         if self.info.pass_body and self.body_parts:
             for part in self.body_parts:
-                transport.write(part)
+                self._upstream_write(part)
         if not self.replayable and self.body_parts is not None:
             self.body_parts = []
         self._arm_at(self.info.read_timeout, D_READ, now)
@@ -1497,7 +1590,7 @@ cdef class ProxyExchange:
             self.body_size += len(piece)
             if streaming:
                 if pass_body:
-                    self.upstream.transport.write(piece)
+                    self._upstream_write(piece)
                 if self.replayable:
                     if self.body_size <= REPLAY_LIMIT:
                         self.body_parts.append(piece)
@@ -1694,7 +1787,7 @@ cdef class ProxyExchange:
     def upstream_eof(self):
         if self.state == RELAYING and self.framing == F_CLOSE:
             if self.wrap_chunks:
-                self.conn.transport.write(b"0\r\n\r\n")
+                self.conn.send_raw(b"0\r\n\r\n")
             self.reusable = False
             self._complete()
         elif self.state == RELAYING:

@@ -269,6 +269,14 @@ class ClientConnection(asyncio.Protocol):
         self.request.bytes_sent += len(data)
         self.transport.write(data)
 
+    def send_raw(self, data):
+        """Bytes that are neither head nor body (100 Continue, a last chunk), in order.
+
+        Every write to the client goes through this object: the compiled twin sends
+        straight to the socket when nothing is pending, which is right only if so.
+        """
+        self.transport.write(data)
+
     def send_simple(self, status: int, body: bytes = b"", content_type: bytes | None = b"text/html",
                     extra: bytes = b"", add_headers=None, empty_type: bool = False):
         """A complete response with an in-memory body."""

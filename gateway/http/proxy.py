@@ -373,7 +373,7 @@ class ProxyExchange:
     def upstream_eof(self):
         if self.state == RELAYING and self.framing == "close":
             if self.wrap_chunks:
-                self.conn.transport.write(b"0\r\n\r\n")
+                self.conn.send_raw(b"0\r\n\r\n")
             self.reusable = False
             self._complete()
         elif self.state == RELAYING:

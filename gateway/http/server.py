@@ -217,7 +217,7 @@ class WorkerApp:
         if kind == "proxy":
             if conn.body_pending() and request.version == 11 and \
                     (request.header("expect") or "").lower() == "100-continue":
-                conn.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                conn.send_raw(b"HTTP/1.1 100 Continue\r\n\r\n")
             exchange = ProxyExchange(conn, request, plan, self)
             conn.handler = exchange
             exchange.start()

@@ -191,7 +191,7 @@ class UnikernelExchange:
         if not conn.body_pending():
             self._submit()
         elif self.request.version == 11 and (self.request.header("expect") or "").lower() == "100-continue":
-            conn.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            conn.send_raw(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def client_body(self, pieces):
         if self.done:
