@@ -601,6 +601,15 @@ cdef class _Sender:
         self.buffered = True
         self.write(data)
 
+    def send(self, data):
+        """Write data after everything written before it (what _write does, for Python)."""
+        self._write(data)
+
+
+def _allow_direct_sends(cls):
+    """Test hook: let sends go straight to the socket of transports of class cls."""
+    _direct_transports[cls] = True
+
 
 cdef class ClientConnection(_Sender):
     """Reads requests, hands them to a handler, writes responses in order."""
