@@ -334,10 +334,9 @@ cdef class _PlanInfo:
     cdef object request_timeout
     cdef dict idle, by_peer
     cdef frozenset dropped
-    # The dropped names (lowercase), by length: bit n set when a name has n bytes (63:
-    # longer), so most request fields are passed on without a comparison.
-    cdef tuple dropped_names
-    cdef unsigned long long dropped_lengths
+    # The dropped names (lowercase) by length: dropped_by_length[n] holds those of n
+    # bytes (64: longer), so a field is compared with a name of its own length only.
+    cdef tuple dropped_by_length
     cdef bint pass_body, keepalive, compiled_balancer
     cdef long long pool_size, pool_max_requests
     cdef double connect_timeout, read_timeout, send_timeout
@@ -378,10 +377,10 @@ cdef class _PlanInfo:
         self.pool_size = proxy.upstream.pool.size
         self.pool_max_requests = proxy.upstream.pool.max_requests
         self.dropped = proxy.dropped
-        self.dropped_names = tuple(self.dropped)
-        self.dropped_lengths = 0
-        for name in self.dropped_names:
-            self.dropped_lengths |= 1ULL << min(len(<bytes>name), 63)
+        self.dropped_by_length = tuple(
+            tuple(name for name in self.dropped
+                  if len(name) == n or (n == 64 and len(name) > 64))
+            for n in range(65))
         self.next_upstream = proxy.next_upstream
         self.tries = proxy.tries
         self.next_upstream_timeout = proxy.next_upstream_timeout
@@ -398,11 +397,9 @@ cdef dict _plan_infos = {}
 
 
 cdef inline bint _dropped(_PlanInfo info, bytes lower):
-    """lower in info.dropped, with a length test first and no hashing."""
+    """lower in info.dropped, compared only with names of its length, without hashing."""
     cdef Py_ssize_t n = PyBytes_GET_SIZE(lower)
-    if not (info.dropped_lengths >> (n if n < 63 else 63)) & 1:
-        return False
-    for name in info.dropped_names:
+    for name in <tuple>(info.dropped_by_length[n if n < 64 else 64]):
         if PyBytes_GET_SIZE(<bytes>name) == n and \
                 memcmp(PyBytes_AS_STRING(<bytes>name), PyBytes_AS_STRING(lower), n) == 0:
             return True

@@ -11,6 +11,7 @@ cdef class _Level:
     cdef list regexes               # [(search, location, level)]
     cdef dict children              # id(location) -> _Level
     cdef dict redirects             # "/app" -> the "/app/" location (auto_redirect)
+    cdef frozenset redirect_lengths # the lengths of those keys
     cdef bint owner_caret           # the location owning this level is "^~" (no regexes)
 
     cdef object longest_prefix(self, str uri)

@@ -48,6 +48,8 @@ cdef class _Level:
             pair = [loc for loc in (self.exact.get(name), self.prefixes.get(name)) if loc is not None]
             if name.endswith("/") and any(_auto_redirect(loc) for loc in pair):
                 self.redirects[name[:len(name) - 1]] = pair[0]
+        # Only a URI of one of these lengths can be a redirect key: no hashing for others.
+        self.redirect_lengths = frozenset(len(name) for name in self.redirects)
         ordered = sorted({len(p) for p in self.prefixes}, reverse=True)
         self.nlengths = len(ordered)
         self.long_lengths = tuple(ordered)
@@ -88,7 +90,8 @@ cdef class _Level:
             if loc is not None:
                 out[0] = loc
                 return FOUND
-        if redirects and self.redirects and uri not in self.prefixes:
+        if redirects and self.redirects and len(uri) in self.redirect_lengths \
+                and uri not in self.prefixes:
             loc = self.redirects.get(uri)
             if loc is not None:
                 out[0] = loc
