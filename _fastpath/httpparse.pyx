@@ -7,7 +7,7 @@ return the same values and raise the same exception classes for every input.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from cpython.unicode cimport PyUnicode_DecodeUTF8
+from cpython.unicode cimport PyUnicode_1BYTE_DATA, PyUnicode_DecodeUTF8, PyUnicode_New
 from libc.stdint cimport int64_t
 from libc.string cimport memchr, memcmp, memcpy
 
@@ -19,6 +19,14 @@ __all__ = [
     "response_body_framing", "ChunkedDecoder", "split_target",
 ]
 
+# Classes of PATH[], for split_target's fast path.
+cdef enum:
+    P_PLAIN = 0     # ASCII the normaliser copies as it is
+    P_SLASH         # "/": look at what follows
+    P_QUERY         # "?": the path ends
+    P_NUL           # NUL: the end of the bytes, or a byte copied as it is
+    P_OTHER         # "%", "#", non-ASCII: leave it to the normaliser
+
 # Character classes, filled once at import.
 cdef unsigned char TCHAR[256]       # RFC 9110 token characters
 cdef unsigned char TARGET[256]      # request-target bytes: VCHAR and obs-text
@@ -26,6 +34,7 @@ cdef unsigned char FIELD[256]       # field-value bytes: HTAB, SP, VCHAR, obs-te
 cdef unsigned char HOST[256]        # reg-name bytes accepted in absolute-form
 cdef signed char HEXVAL[256]
 cdef unsigned char LOWER[256]       # bytes.lower(): ASCII letters only
+cdef unsigned char PATH[256]        # split_target's fast path: P_* below
 
 cdef void _init_tables():
     cdef int c
@@ -36,6 +45,12 @@ cdef void _init_tables():
         HOST[c] = 0
         HEXVAL[c] = -1
         LOWER[c] = c + 32 if 65 <= c <= 90 else c
+        PATH[c] = P_PLAIN if c < 0x80 else P_OTHER
+    PATH[0] = P_NUL
+    PATH[47] = P_SLASH
+    PATH[63] = P_QUERY
+    PATH[37] = P_OTHER          # "%" and "#" need the normaliser
+    PATH[35] = P_OTHER
     for c in b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
         TCHAR[c] = 1
     for c in b"._~!$&'()*+,;=%-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
@@ -889,13 +904,96 @@ cdef inline str _decode(const unsigned char* p, Py_ssize_t n):
     return PyUnicode_DecodeUTF8(<const char*>p, n, "surrogateescape")
 
 
+cdef inline void _copy(void* dst, const void* src, Py_ssize_t n) noexcept:
+    """memcpy(dst, src, n), without a call into libc for the short spans of heads and targets."""
+    cdef unsigned char* d = <unsigned char*>dst
+    cdef const unsigned char* s = <const unsigned char*>src
+    if n > 16:
+        memcpy(d, s, n)
+    elif n >= 8:                # two 8-byte moves that may overlap
+        memcpy(d, s, 8)
+        memcpy(d + n - 8, s + n - 8, 8)
+    elif n >= 4:
+        memcpy(d, s, 4)
+        memcpy(d + n - 4, s + n - 4, 4)
+    else:
+        while n > 0:
+            n -= 1
+            d[n] = s[n]
+
+
+cdef inline str _ascii(const unsigned char* p, Py_ssize_t n):
+    """p[:n], every byte below 0x80, as str: what _decode() gives, without its checks."""
+    cdef str s = PyUnicode_New(n, 127)
+    _copy(PyUnicode_1BYTE_DATA(s), p, n)
+    return s
+
+
+cdef inline Py_ssize_t _plain_path(const unsigned char* t, Py_ssize_t n) noexcept:
+    """The end of the path of an origin-form target (n, or where its "?" is) if the path is
+    ASCII without "%" or "#" and the normaliser would leave it as it is; else -1.
+
+    The normaliser changes a path only at "%", "//" and "." or ".." segments
+    ("/." or "/.." followed by "/", "?", "#" or the end), and "#" ends it;
+    a "#" anywhere gives -1, so the segment check need not look for it.
+    t[n] must be 0, as at the end of every bytes object: it stops the scan.
+    """
+    cdef Py_ssize_t i = 0, j
+    cdef unsigned char k
+    while True:
+        while PATH[t[i]] == P_PLAIN:
+            i += 1
+        k = PATH[t[i]]
+        if k == P_SLASH:
+            j = i + 1
+            if t[j] == 46:
+                j += 1
+                if t[j] == 46:
+                    j += 1
+                if j == n or t[j] == 47 or t[j] == 63:
+                    return -1
+            elif t[j] == 47:
+                return -1
+            i += 1
+        elif k == P_NUL:
+            if i == n:
+                return n
+            i += 1              # a NUL byte of the target: copied as it is
+        elif k == P_QUERY:
+            return i
+        else:
+            return -1
+
+
 cpdef tuple split_target(target):
     """Split a request target into ($uri decoded and normalised, $args, $request_uri)."""
     if type(target) is not bytes:
-        target = bytes(target)
+        return split_target(bytes(target))     # (not reassigned: that costs a reference)
     cdef const unsigned char* t = <const unsigned char*>PyBytes_AS_STRING(target)
     cdef Py_ssize_t tn = PyBytes_GET_SIZE(target)
-    cdef Py_ssize_t start, i, n, ulen = 0, a_start = 0, a_end = 0, k
+    cdef Py_ssize_t q, k
+    cdef str whole
+    if tn > 0 and t[0] == 47:
+        # Fast path: an ASCII target without "#" whose path the normaliser would
+        # not change: $uri is the path as it is, $args the query, if any.
+        q = _plain_path(t, tn)
+        if q == tn:
+            if tn == 1:
+                return "/", "", "/"
+            whole = _ascii(t, tn)
+            return whole, "", whole
+        if q > 0:
+            k = q + 1
+            while k < tn and t[k] < 0x80 and t[k] != 35:
+                k += 1
+            if k == tn:
+                return _ascii(t, q), _ascii(t + q + 1, tn - q - 1), _ascii(t, tn)
+    return _split_target(target, t, tn)
+
+
+cdef tuple _split_target(bytes target, const unsigned char* t, Py_ssize_t tn):
+    """split_target() for any target: the normaliser."""
+    cdef Py_ssize_t start, i, n, ulen = 0, a_start = 0, a_end = 0
     cdef const unsigned char* path
     cdef unsigned char* u
     cdef unsigned char ch
