@@ -8,7 +8,7 @@ return the same values and raise the same exception classes for every input.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.unicode cimport PyUnicode_1BYTE_DATA, PyUnicode_DecodeUTF8, PyUnicode_New
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy
 
 from gateway.errors import (BadRequest, HeadersTooLarge, InvalidUpstreamResponse,
@@ -34,6 +34,7 @@ cdef unsigned char FIELD[256]       # field-value bytes: HTAB, SP, VCHAR, obs-te
 cdef unsigned char HOST[256]        # reg-name bytes accepted in absolute-form
 cdef signed char HEXVAL[256]
 cdef unsigned char LOWER[256]       # bytes.lower(): ASCII letters only
+cdef unsigned char OWS[256]         # SP and HTAB
 cdef unsigned char PATH[256]        # split_target's fast path: P_* below
 
 cdef void _init_tables():
@@ -45,6 +46,7 @@ cdef void _init_tables():
         HOST[c] = 0
         HEXVAL[c] = -1
         LOWER[c] = c + 32 if 65 <= c <= 90 else c
+        OWS[c] = c == 32 or c == 9
         PATH[c] = P_PLAIN if c < 0x80 else P_OTHER
     PATH[0] = P_NUL
     PATH[47] = P_SLASH
@@ -220,6 +222,165 @@ cdef inline int _field_span(const unsigned char* p, Py_ssize_t pos, Py_ssize_t e
     v_start[0] = start
     v_end[0] = stop
     return 0
+
+
+# Word-at-a-time helpers.  memcpy of 4 or 8 bytes compiles to one unaligned load.
+
+cdef inline uint64_t _load8(const unsigned char* p) noexcept:
+    cdef uint64_t v
+    memcpy(&v, p, 8)
+    return v
+
+
+cdef inline uint64_t _load4(const unsigned char* p) noexcept:
+    cdef uint32_t v
+    memcpy(&v, p, 4)
+    return v
+
+
+cdef inline void _copy(void* dst, const void* src, Py_ssize_t n) noexcept:
+    """memcpy(dst, src, n), without a call into libc for the short spans of heads and targets."""
+    cdef unsigned char* d = <unsigned char*>dst
+    cdef const unsigned char* s = <const unsigned char*>src
+    if n > 16:
+        memcpy(d, s, n)
+    elif n >= 8:                # two 8-byte moves that may overlap
+        memcpy(d, s, 8)
+        memcpy(d + n - 8, s + n - 8, 8)
+    elif n >= 4:
+        memcpy(d, s, 4)
+        memcpy(d + n - 4, s + n - 4, 4)
+    else:
+        while n > 0:
+            n -= 1
+            d[n] = s[n]
+
+
+# Runs of common bytes 16 at a time, where SSE2 is there (every x86-64): from
+# p[i] on, the index of the first byte that is not a field-value byte (HTAB,
+# SP, VCHAR, obs-text; _value_run) or not a letter, digit or "-" (_name_run:
+# most name bytes); or, once fewer than 16 bytes are left, where they stopped.
+# Elsewhere they return i: the byte loops that follow them do all the work.
+cdef extern from *:
+    """
+    #if defined(__SSE2__) && defined(__GNUC__)
+    #include <emmintrin.h>
+    static inline Py_ssize_t httpparse_value_run(const unsigned char* p, Py_ssize_t i,
+                                                 Py_ssize_t n) {
+        const __m128i sp = _mm_set1_epi8(0x20), tab = _mm_set1_epi8(9), del = _mm_set1_epi8(0x7f);
+        while (i + 16 <= n) {
+            __m128i x = _mm_loadu_si128((const __m128i*)(p + i));
+            __m128i ok = _mm_or_si128(_mm_cmpeq_epi8(_mm_max_epu8(x, sp), x),   /* x >= 0x20 */
+                                      _mm_cmpeq_epi8(x, tab));
+            int bad = ~_mm_movemask_epi8(_mm_andnot_si128(_mm_cmpeq_epi8(x, del), ok)) & 0xffff;
+            if (bad)
+                return i + __builtin_ctz(bad);
+            i += 16;
+        }
+        return i;
+    }
+    static inline Py_ssize_t httpparse_name_run(const unsigned char* p, Py_ssize_t i,
+                                                Py_ssize_t n) {
+        while (i + 16 <= n) {
+            __m128i x = _mm_loadu_si128((const __m128i*)(p + i));
+            __m128i l = _mm_or_si128(x, _mm_set1_epi8(0x20));    /* letters lowered */
+            /* Signed compares: bytes from 0x80 on are below everything here. */
+            __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(l, _mm_set1_epi8('a' - 1)),
+                                           _mm_cmplt_epi8(l, _mm_set1_epi8('z' + 1)));
+            __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('0' - 1)),
+                                          _mm_cmplt_epi8(x, _mm_set1_epi8('9' + 1)));
+            __m128i ok = _mm_or_si128(_mm_or_si128(letter, digit),
+                                      _mm_cmpeq_epi8(x, _mm_set1_epi8('-')));
+            int other = ~_mm_movemask_epi8(ok) & 0xffff;
+            if (other)
+                return i + __builtin_ctz(other);
+            i += 16;
+        }
+        return i;
+    }
+    #else
+    #define httpparse_value_run(p, i, n) (i)
+    #define httpparse_name_run(p, i, n) (i)
+    #endif
+    """
+    Py_ssize_t _value_run "httpparse_value_run"(const unsigned char* p, Py_ssize_t i,
+                                                Py_ssize_t n) noexcept nogil
+    Py_ssize_t _name_run "httpparse_name_run"(const unsigned char* p, Py_ssize_t i,
+                                              Py_ssize_t n) noexcept nogil
+
+
+cdef inline void _name_key(const unsigned char* p, Py_ssize_t n,
+                           uint64_t* head, uint64_t* tail) noexcept:
+    """Two words that stand for the name p[:n] in comparisons with names of the same size.
+
+    From 8 bytes on: its first and last 8 bytes (overlapping, and missing the
+    middle from 17 bytes on); from 4: its first and last 4; below: its bytes;
+    each byte ORed with 0x20.  Among token characters that maps exactly the
+    two cases of a letter together, and "^" with "~": so a field name (all
+    token characters) and a name of token characters without capitals, "^" and
+    "~" have equal keys and sizes exactly when name == field_name.lower(), up
+    to the middle bytes of longer names.
+    """
+    cdef uint64_t h = 0, t = 0
+    cdef Py_ssize_t k
+    if n >= 8:
+        h = _load8(p) | 0x2020202020202020ULL
+        t = _load8(p + n - 8) | 0x2020202020202020ULL
+    elif n >= 4:
+        h = _load4(p) | 0x20202020
+        t = _load4(p + n - 4) | 0x20202020
+    else:
+        for k in range(n):
+            h |= (<uint64_t>(p[k] | 0x20)) << (8 * k)
+    head[0] = h
+    tail[0] = t
+
+
+cdef inline Py_ssize_t _value_end(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
+    """Where the field-value bytes (HTAB, SP, VCHAR, obs-text) from p[i] on end; p[n] must be 0."""
+    i = _value_run(p, i, n)
+    while FIELD[p[i]]:
+        i += 1
+    return i
+
+
+cdef inline Py_ssize_t _lf_at(const unsigned char* p, Py_ssize_t i) noexcept:
+    """The LF of the line end (LF or CR LF) at p[i], or -1; p[i] may be the 0 after the bytes."""
+    if p[i] == 13:
+        return i + 1 if p[i + 1] == 10 else -1
+    return i if p[i] == 10 else -1
+
+
+cdef inline Py_ssize_t _field_line(const unsigned char* p, Py_ssize_t pos, Py_ssize_t n,
+                                   Py_ssize_t* name_end, Py_ssize_t* v_start,
+                                   Py_ssize_t* v_end) noexcept:
+    """The LF ending the field line at pos, if it is all there and valid (as _field_span
+    checks it), with where its name ends and its OWS-stripped value lies; else -1.
+
+    -1 also for the blank line ending a head: the caller then takes the line the
+    usual way (memchr, limits, _field_span), which tells incomplete, too long,
+    the end of the head and invalid apart.  p[n] must be 0, as at the end of
+    every bytes object: it stops the byte loops, so they need no bound.
+    """
+    cdef Py_ssize_t i = _name_run(p, pos, n), start, stop, lf
+    while TCHAR[p[i]]:
+        i += 1
+    if i == pos or p[i] != 58:      # ":" right after the name
+        return -1
+    name_end[0] = i
+    i += 1
+    while OWS[p[i]]:
+        i += 1
+    start = i
+    stop = _value_end(p, i, n)
+    lf = _lf_at(p, stop)            # the first byte that is not a field-value byte
+    if lf < 0:
+        return -1
+    while stop > start and OWS[p[stop - 1]]:
+        stop -= 1
+    v_start[0] = start
+    v_end[0] = stop
+    return lf
 
 
 cdef int _field(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end, list headers) except -1:
@@ -408,6 +569,13 @@ cdef inline int64_t _length_digits(const unsigned char* p, Py_ssize_t n) noexcep
     cdef int d
     if n == 0:
         return -1
+    if n <= 18:                 # 18 digits cannot reach INT64_MAX
+        for i in range(n):
+            d = p[i] - 48
+            if d < 0 or d > 9:
+                return -1
+            length = length * 10 + d
+        return length
     for i in range(n):
         d = p[i] - 48
         if d < 0 or d > 9 or length > (INT64_MAX - d) // 10:
@@ -485,42 +653,72 @@ def response_body_framing(int status, headers, request_method):
 # decides its framing exactly as response_body_framing(), but builds no object
 # per field: it records spans, then copies the relayed fields into one bytes.
 
-# The lowercase names of the fields not relayed (set_hidden_response), and a
-# bit per name length (63 for longer names) so most fields skip the table.
+# The lowercase names of the fields not relayed (set_hidden_response) that a
+# field can have, grouped by size (63: 63 and more), with a bit per size so
+# most fields skip the table.
 cdef struct _Name:
     const char* text            # owned by _hidden_names
     Py_ssize_t size
+    uint64_t head               # _name_key(text, size)
+    uint64_t tail
+    bint exact                  # with "^" or "~": _name_key cannot tell them apart
 
 cdef _Name* _hidden = NULL
-cdef Py_ssize_t _hidden_count = 0
+cdef Py_ssize_t _hidden_start[65]   # the names of size group s: _hidden[_hidden_start[s]:_hidden_start[s + 1]]
 cdef unsigned long long _hidden_lengths = 0
-cdef tuple _hidden_names = ()
+cdef tuple _hidden_names = ()       # as set, names no field can have included
+
+
+cdef inline Py_ssize_t _size_group(Py_ssize_t size) noexcept:
+    return size if size < 63 else 63
+
+
+cdef bint _lowered_token(bytes name):
+    """Whether name is what a field name lowered can be: token characters, no capitals."""
+    if not name:
+        return False
+    for c in name:
+        if not TCHAR[c] or 65 <= c <= 90:
+            return False
+    return True
 
 
 cdef int set_hidden_response(frozenset lower_names) except -1:
     """Set the lowercase field names scan_response_head() leaves out of the relayed block."""
-    global _hidden, _hidden_count, _hidden_lengths, _hidden_names
+    global _hidden, _hidden_lengths, _hidden_names
     if lower_names is None:
         raise TypeError("hidden field names must be a frozenset of bytes")
-    cdef tuple names = tuple(lower_names)
-    cdef Py_ssize_t i, count = len(names)
+    cdef Py_ssize_t i, group, count
     cdef unsigned long long lengths = 0
     cdef _Name* table
-    for name in names:
+    for name in lower_names:
         if not isinstance(name, bytes):
             raise TypeError("hidden field names must be a frozenset of bytes")
+    cdef list ordered = []
+    cdef Py_ssize_t start[65]
+    for group in range(64):
+        start[group] = len(ordered)
+        for name in lower_names:
+            if _size_group(len(name)) == group and _lowered_token(name):
+                ordered.append(name)
+    count = len(ordered)
+    start[64] = count
     table = <_Name*>PyMem_Malloc((count if count else 1) * sizeof(_Name))
     if table == NULL:
         raise MemoryError()
     for i in range(count):
-        table[i].text = PyBytes_AS_STRING(names[i])
-        table[i].size = PyBytes_GET_SIZE(names[i])
-        lengths |= 1ULL << (table[i].size if table[i].size < 63 else 63)
+        name = ordered[i]
+        table[i].text = PyBytes_AS_STRING(name)
+        table[i].size = PyBytes_GET_SIZE(name)
+        _name_key(<const unsigned char*>table[i].text, table[i].size,
+                  &table[i].head, &table[i].tail)
+        table[i].exact = b"^" in name or b"~" in name
+        lengths |= 1ULL << _size_group(table[i].size)
     PyMem_Free(_hidden)
     _hidden = table
-    _hidden_count = count
+    memcpy(_hidden_start, start, sizeof(start))
     _hidden_lengths = lengths
-    _hidden_names = names
+    _hidden_names = tuple(lower_names)      # keeps the texts of the table alive
     return 0
 
 
@@ -533,21 +731,54 @@ cdef inline bint _lower_eq(const unsigned char* p, const char* lower, Py_ssize_t
     return True
 
 
-cdef inline bint _is_hidden(const unsigned char* p, Py_ssize_t n) noexcept:
-    cdef Py_ssize_t i
-    if not (_hidden_lengths >> (n if n < 63 else 63)) & 1:
-        return False
-    for i in range(_hidden_count):
-        if _hidden[i].size == n and _lower_eq(p, _hidden[i].text, n):
-            return True
+cdef inline bint _is_hidden(const unsigned char* p, Py_ssize_t n, uint64_t head,
+                            uint64_t tail) noexcept:
+    """Whether the field name p[:n], of key (head, tail), is a hidden name."""
+    cdef Py_ssize_t i, group = _size_group(n)
+    for i in range(_hidden_start[group], _hidden_start[group + 1]):
+        if _hidden[i].head == head and _hidden[i].tail == tail and _hidden[i].size == n:
+            # Several names can share a key: only a full match ends the search.
+            if _hidden[i].exact:
+                if _lower_eq(p, _hidden[i].text, n):
+                    return True
+            elif n <= 16 or _lower_eq(p + 8, _hidden[i].text + 8, n - 16):
+                return True
     return False
 
 
+# Keys of the names scan_response_head() acts on, and their sizes as bits.
+cdef uint64_t CL_HEAD, CL_TAIL, TE_HEAD, TE_TAIL, CONN_HEAD, CONN_TAIL
+_name_key(<const unsigned char*>b"content-length", 14, &CL_HEAD, &CL_TAIL)
+_name_key(<const unsigned char*>b"transfer-encoding", 17, &TE_HEAD, &TE_TAIL)
+_name_key(<const unsigned char*>b"connection", 10, &CONN_HEAD, &CONN_TAIL)
+cdef unsigned long long FRAMING_LENGTHS = (1ULL << 14) | (1ULL << 17) | (1ULL << 10)
+cdef uint64_t LOSE = _load4(<const unsigned char*>b"lose")
+cdef uint64_t KEEP_ALIVE_HEAD, KEEP_ALIVE_TAIL     # the usual Connection value
+_name_key(<const unsigned char*>b"keep-alive", 10, &KEEP_ALIVE_HEAD, &KEEP_ALIVE_TAIL)
+
+
+cdef inline bint _is_keep_alive(const unsigned char* p, Py_ssize_t n) noexcept:
+    """p[:n].lower() == b"keep-alive" for field-value bytes: the usual Connection value.
+
+    Keys compare field values too: of the bytes that give "-" ORed with 0x20,
+    CR is not a field-value byte.
+    """
+    cdef uint64_t head, tail
+    if n != 10:
+        return False
+    _name_key(p, 10, &head, &tail)
+    return head == KEEP_ALIVE_HEAD and tail == KEEP_ALIVE_TAIL
+
+
 cdef inline bint _has_close(const unsigned char* p, Py_ssize_t start, Py_ssize_t end) noexcept:
-    """b"close" in p[start:end].lower(), as proxy.py checks a Connection value."""
+    """b"close" in p[start:end].lower(), as proxy.py checks a Connection value.
+
+    A byte ORed with 0x20 equals a lowercase letter only if it is that letter
+    in either case, so the ORed bytes can be compared with "close".
+    """
     cdef Py_ssize_t i
     for i in range(start, end - 4):
-        if _lower_eq(p + i, b"close", 5):
+        if (p[i] | 0x20) == 99 and (_load4(p + i + 1) | 0x20202020) == LOSE:
             return True
     return False
 
@@ -578,8 +809,8 @@ cdef int _last_coding(const unsigned char* p, Py_ssize_t start, Py_ssize_t end,
 
 
 cdef struct _Span:
-    Py_ssize_t name
-    Py_ssize_t name_end
+    Py_ssize_t name             # a field's name and value; with value -1, bytes
+    Py_ssize_t name_end         # [name, name_end) of lines copied as they are
     Py_ssize_t value
     Py_ssize_t value_end
 
@@ -603,42 +834,78 @@ cdef object scan_response_head(bytes buf, Py_ssize_t max_head, bint head_request
     cdef Py_ssize_t count = 0, capacity = SPANS_ON_STACK, total = 0
     cdef Py_ssize_t cl_start = 0, cl_end = 0
     cdef int version, status, content_lengths = 0, coding = -1, framing
-    cdef bint te_seen = False, close = False
+    cdef bint te_seen = False, close = False, hidden
     cdef int64_t length = 0
+    cdef uint64_t head, tail
     cdef _Span stack_spans[SPANS_ON_STACK]
     cdef _Span* spans = stack_spans
     cdef _Span* grown
     cdef char* w
 
-    lf = _response_line(p, 0, n, max_head)
+    # A status line all there and valid is taken without memchr and a second pass.
+    lf = -1
+    if n > 12 and _status_line(p, 12, &version, &status) == 0:
+        lf = _lf_at(p, _value_end(p, 13, n) if p[12] == 32 else 12)
+        if lf >= 0 and lf + 1 > max_head:
+            raise _error(E_UP_TOO_BIG)
     if lf < 0:
-        return None
-    if _status_line(p, _line_end(p, 0, lf), &version, &status):
-        raise _error(E_UP_STATUS)
+        lf = _response_line(p, 0, n, max_head)
+        if lf < 0:
+            return None
+        if _status_line(p, _line_end(p, 0, lf), &version, &status):
+            raise _error(E_UP_STATUS)
 
     try:
         pos = lf + 1
         while True:
-            lf = _response_line(p, pos, n, max_head)
+            lf = _field_line(p, pos, n, &name_end, &v_start, &v_end)
             if lf < 0:
-                return None
-            end = _line_end(p, pos, lf)
-            if end == pos:
-                break
-            if _field_span(p, pos, end, &name_end, &v_start, &v_end):
-                raise _error(E_UP_HEADER)
+                lf = _lf_at(p, pos)
+                if lf >= 0:             # the blank line ending the head
+                    if lf + 1 > max_head:
+                        raise _error(E_UP_TOO_BIG)
+                    break
+                # A line not all there, or invalid: the twin's checks, in its order.
+                lf = _response_line(p, pos, n, max_head)
+                if lf < 0:
+                    return None
+                end = _line_end(p, pos, lf)
+                if end == pos:
+                    break
+                if _field_span(p, pos, end, &name_end, &v_start, &v_end):
+                    raise _error(E_UP_HEADER)
+            elif lf + 1 > max_head:
+                raise _error(E_UP_TOO_BIG)
             size = name_end - pos
-            if size == 14 and _lower_eq(p + pos, b"content-length", 14):
-                content_lengths += 1
-                cl_start = v_start
-                cl_end = v_end
-            elif size == 17 and _lower_eq(p + pos, b"transfer-encoding", 17):
-                te_seen = True
-                coding = _last_coding(p, v_start, v_end, coding)
-            elif size == 10 and _lower_eq(p + pos, b"connection", 10):
-                if not close:
-                    close = _has_close(p, v_start, v_end)
-            if not _is_hidden(p + pos, size):
+            hidden = False
+            # Only names of a size some known name has are compared, a word at a time.
+            if ((_hidden_lengths | FRAMING_LENGTHS) >> _size_group(size)) & 1:
+                _name_key(p + pos, size, &head, &tail)
+                if size == 14 and head == CL_HEAD and tail == CL_TAIL:
+                    content_lengths += 1
+                    cl_start = v_start
+                    cl_end = v_end
+                elif (size == 17 and head == TE_HEAD and tail == TE_TAIL
+                        and p[pos + 8] == 45):      # the "-" the key leaves out
+                    te_seen = True
+                    coding = _last_coding(p, v_start, v_end, coding)
+                elif size == 10 and head == CONN_HEAD and tail == CONN_TAIL:
+                    if not close and not _is_keep_alive(p + v_start, v_end - v_start):
+                        close = _has_close(p, v_start, v_end)
+                if (_hidden_lengths >> _size_group(size)) & 1:
+                    hidden = _is_hidden(p + pos, size, head, tail)
+            if not hidden:
+                total += size + v_end - v_start + 4
+                if (v_start == name_end + 2 and p[name_end + 1] == 32
+                        and lf == v_end + 1 and p[v_end] == 13):
+                    # Already "name: value\r\n": copied as it is, with the line before
+                    # if that one was too.
+                    if count and spans[count - 1].value < 0 and spans[count - 1].name_end == pos:
+                        spans[count - 1].name_end = lf + 1
+                        pos = lf + 1
+                        continue
+                    v_start = -1
+                    name_end = lf + 1
                 if count == capacity:
                     grown = <_Span*>PyMem_Malloc(2 * capacity * sizeof(_Span))
                     if grown == NULL:
@@ -653,7 +920,6 @@ cdef object scan_response_head(bytes buf, Py_ssize_t max_head, bint head_request
                 spans[count].value = v_start
                 spans[count].value_end = v_end
                 count += 1
-                total += size + v_end - v_start + 4
             pos = lf + 1
 
         # The order of response_body_framing(): no body for HEAD, 1xx, 204 and
@@ -679,17 +945,18 @@ cdef object scan_response_head(bytes buf, Py_ssize_t max_head, bint head_request
         w = PyBytes_AS_STRING(block)
         for k in range(count):
             size = spans[k].name_end - spans[k].name
-            memcpy(w, p + spans[k].name, size)
+            _copy(w, p + spans[k].name, size)
             w += size
-            w[0] = 58
-            w[1] = 32
-            w += 2
-            size = spans[k].value_end - spans[k].value
-            memcpy(w, p + spans[k].value, size)
-            w += size
-            w[0] = 13
-            w[1] = 10
-            w += 2
+            if spans[k].value >= 0:
+                w[0] = 58
+                w[1] = 32
+                w += 2
+                size = spans[k].value_end - spans[k].value
+                _copy(w, p + spans[k].value, size)
+                w += size
+                w[0] = 13
+                w[1] = 10
+                w += 2
     finally:
         if spans != stack_spans:
             PyMem_Free(spans)
@@ -902,24 +1169,6 @@ cdef inline void _pop_segment(unsigned char* u, Py_ssize_t* ulen) except *:
 
 cdef inline str _decode(const unsigned char* p, Py_ssize_t n):
     return PyUnicode_DecodeUTF8(<const char*>p, n, "surrogateescape")
-
-
-cdef inline void _copy(void* dst, const void* src, Py_ssize_t n) noexcept:
-    """memcpy(dst, src, n), without a call into libc for the short spans of heads and targets."""
-    cdef unsigned char* d = <unsigned char*>dst
-    cdef const unsigned char* s = <const unsigned char*>src
-    if n > 16:
-        memcpy(d, s, n)
-    elif n >= 8:                # two 8-byte moves that may overlap
-        memcpy(d, s, 8)
-        memcpy(d + n - 8, s + n - 8, 8)
-    elif n >= 4:
-        memcpy(d, s, 4)
-        memcpy(d + n - 4, s + n - 4, 4)
-    else:
-        while n > 0:
-            n -= 1
-            d[n] = s[n]
 
 
 cdef inline str _ascii(const unsigned char* p, Py_ssize_t n):

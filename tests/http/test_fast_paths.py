@@ -9,8 +9,12 @@ or the same exception class and message, as gateway/http/parser_py.py.
 import itertools
 import random
 
+import pytest
+
 from _fastpath import httpparse
+from gateway.errors import InvalidUpstreamResponse
 from gateway.http import parser_py
+from gateway.http.plan import HIDDEN_RESPONSE
 
 
 def outcome(fn, *args):
@@ -60,3 +64,126 @@ def test_plain_target_shares_one_str():
     uri, args, request_uri = httpparse.split_target(b"/small")
     assert (uri, args, request_uri) == ("/small", "", "/small")
     assert uri is request_uri
+
+
+# scan_response_head ---------------------------------------------------------
+
+def scan_reference(buf, max_head, head_request, hidden_names):
+    """What the relay computes from the twin, in _scan_response_head's result shape."""
+    head = parser_py.parse_response_head(buf, max_head)
+    if head is None:
+        return None
+    version, status, _reason, headers, consumed = head
+    try:
+        kind, length = parser_py.response_body_framing(
+            status, headers, b"HEAD" if head_request else b"GET")
+    except InvalidUpstreamResponse:
+        kind, length = "error", 0
+    close = any(lower == b"connection" and b"close" in value.lower()
+                for lower, _name, value in headers)
+    block = b"".join(b"%s: %s\r\n" % (name, value)
+                     for lower, name, value in headers if lower not in hidden_names)
+    return version, status, consumed, kind, length, close, block
+
+
+def scan_same(buf, hidden_names, max_head=65536, head_request=False):
+    expected = outcome(scan_reference, buf, max_head, head_request, hidden_names)
+    got = outcome(httpparse._scan_response_head, buf, max_head, head_request)
+    assert got == expected, (buf, max_head, head_request, sorted(hidden_names))
+    return got
+
+
+@pytest.fixture
+def hidden():
+    """Set the scanner's hidden names for one test, then put back what was there."""
+    previous = httpparse._set_hidden_response(HIDDEN_RESPONSE)
+
+    def use(names):
+        httpparse._set_hidden_response(names)
+        return frozenset(names)
+
+    yield use
+    httpparse._set_hidden_response(previous)
+
+
+# Names and values longer than the 16 bytes the scanner looks at in one go,
+# names of every token character, and lines already in the relayed form.
+LONG_HEAD = (
+    b"HTTP/1.1 200 A reason phrase of some length\r\n"
+    b"Server: nginx/1.22.1\r\nDate: Thu, 26 Nov 2026 15:00:00 GMT\r\n"
+    b"Content-Type: text/html; charset=utf-8\r\nContent-Length: 1234567\r\n"
+    b"X-Custom-Header-With-A-Long-Name: value\twith tab \xc3\xa9\r\n"
+    b"X!#$%&'*+-.^_`|~09azAZ: odd name\r\n"
+    b"Connection:   Keep-Alive   \r\n"
+    b"Cache-Control: no-cache\r\nVary: Accept-Encoding\r\n\r\nbody"
+)
+PROBES = b"\x00\x01\x08\t\n\x0b\r\x1f \"(),/:;<=>?@[\\]{}\x7f\x80\xff_^~-aZ0"
+
+
+def test_scan_every_byte_everywhere(hidden):
+    """Each probe byte put in, and put over, every position of a long head."""
+    names = hidden(HIDDEN_RESPONSE)
+    for at in range(len(LONG_HEAD)):
+        for byte in PROBES:
+            probe = bytes([byte])
+            scan_same(LONG_HEAD[:at] + probe + LONG_HEAD[at:], names)
+            scan_same(LONG_HEAD[:at] + probe + LONG_HEAD[at + 1:], names)
+
+
+def test_scan_every_prefix_and_limit(hidden):
+    names = hidden(HIDDEN_RESPONSE)
+    for cut in range(len(LONG_HEAD) + 1):
+        for max_head in (65536, cut, cut - 1, 40):
+            scan_same(LONG_HEAD[:cut], names, max_head)
+
+
+def test_scan_names_the_keys_must_tell_apart(hidden):
+    """Hidden names with "^", "~", capitals or other bytes, and names alike but for one byte."""
+    tables = [
+        {b"x^y", b"a~b", b"X-Up", b"x(y", b"", b"transfer_encoding", b"x-accel-limit-rate",
+         b"abc", b"ab", b"a", b"0123456789abcdefghij", b"keep-alive", b"x\xe9"},
+        {b"x~y", b"a^b", b"x-accel-limit_rate", b"0123456789abcdefghiJ"},
+        # Names that share a key: each must still be found.
+        {b"x^y", b"x~y", b"a^b", b"a~b", b"0123456789abcdefghij", b"01234567-_abcdefghij",
+         b"x-accel-limit-rate", b"x-accel_limit-rate"},
+        HIDDEN_RESPONSE,
+    ]
+    field_names = [b"x^y", b"X~Y", b"x~y", b"A^B", b"a~b", b"X-Up", b"x-up", b"transfer_encoding",
+                   b"Transfer-Encoding", b"Transfer_Encoding", b"TRANSFER-ENCODINg",
+                   b"X-Accel-Limit-Rate", b"x-accel-limit_rate", b"x-accel-limit-ratE",
+                   b"ABC", b"Ab", b"A", b"abd", b"0123456789ABCDEFGHIJ",
+                   b"0123456789abcdefghiJ", b"0123456789abcdefGhij", b"0123456789abcdef_hij",
+                   b"01234567-_ABCDEFGHIJ", b"01234567__abcdefghij", b"X-Accel_Limit-Rate",
+                   b"Keep-Alive", b"keep_alive", b"Content-Length", b"Content_Length",
+                   b"content-lengtH", b"Connection", b"Connectio_", b"Date", b"date", b"Dat_",
+                   b"Server", b"`erver", b"@erver", b"Upgrade", b"Trailer", b"X-Pad"]
+    for table in tables:
+        names = hidden(table)
+        for name in field_names:
+            for value in (b"1", b"close", b"keep-alive", b"Keep-Alive", b"keep-alivE",
+                          b"keep_alive", b"keep-alive, close", b"chunked"):
+                scan_same(b"HTTP/1.1 200 OK\r\n" + name + b": " + value + b"\r\n\r\n", names)
+
+
+def test_scan_connection_values(hidden):
+    names = hidden(HIDDEN_RESPONSE)
+    for value in (b"keep-alive", b"KEEP-ALIVE", b"keep-alive ", b"keep-alive,close",
+                  b"keep\x80alive", b"keep-alivf", b"kEEp-aLIVe", b"close", b"xCLOSEx", b"clos",
+                  b"c", b"", b"keep-alive\tclose", b"Close, keep-alive", b"keep-alive1"):
+        scan_same(b"HTTP/1.1 200 OK\r\nConnection: " + value + b"\r\n\r\n", names)
+        scan_same(b"HTTP/1.1 200 OK\nConnection:" + value + b"\nConnection: close\n\n", names)
+
+
+def test_scan_random_lines(hidden):
+    rng = random.Random(77)
+    alphabet = b"aZ-_:;  \t\t\r\n\x00\x7f\x80~^,"
+    for _ in range(4000):
+        names = hidden(rng.choice([HIDDEN_RESPONSE, frozenset({b"a-b", b"x"})]))
+        lines = []
+        for _ in range(rng.randint(0, 4)):
+            name = bytes(rng.choice(b"aZ-_x~^0") for _ in range(rng.randint(0, 20)))
+            value = bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
+            lines.append(name + rng.choice([b": ", b":", b" : "]) + value)
+        data = b"HTTP/1.1 200 OK\r\n" + b"".join(
+            line + rng.choice([b"\r\n", b"\n"]) for line in lines) + b"\r\n"
+        scan_same(data, names, rng.choice([65536, len(data), len(data) - 1]))
