@@ -6,7 +6,10 @@ return the same values and raise the same exception classes for every input.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
 from cpython.unicode cimport PyUnicode_1BYTE_DATA, PyUnicode_DecodeUTF8, PyUnicode_New
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy
@@ -198,32 +201,6 @@ cdef inline bint _is_ws(unsigned char c):
     return c == 32 or c == 9
 
 
-cdef inline int _field_span(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end,
-                            Py_ssize_t* name_end, Py_ssize_t* v_start,
-                            Py_ssize_t* v_end) noexcept:
-    """Where a field line's name ends and its OWS-stripped value lies; 1 if the line is invalid."""
-    cdef Py_ssize_t i = pos, start, stop
-    while i < end and TCHAR[p[i]]:
-        i += 1
-    if i == pos or i == end or p[i] != 58:      # ":" right after the name
-        return 1
-    name_end[0] = i
-    i += 1
-    start = i
-    while i < end:
-        if not FIELD[p[i]]:
-            return 1
-        i += 1
-    stop = end
-    while start < stop and _is_ws(p[start]):
-        start += 1
-    while stop > start and _is_ws(p[stop - 1]):
-        stop -= 1
-    v_start[0] = start
-    v_end[0] = stop
-    return 0
-
-
 # Word-at-a-time helpers.  memcpy of 4 or 8 bytes compiles to one unaligned load.
 
 cdef inline uint64_t _load8(const unsigned char* p) noexcept:
@@ -309,35 +286,47 @@ cdef extern from *:
                                               Py_ssize_t n) noexcept nogil
 
 
-cdef inline void _name_key(const unsigned char* p, Py_ssize_t n,
-                           uint64_t* head, uint64_t* tail) noexcept:
+cdef inline void _key(const unsigned char* p, Py_ssize_t n, uint64_t fold,
+                      uint64_t* head, uint64_t* tail) noexcept:
     """Two words that stand for the name p[:n] in comparisons with names of the same size.
 
     From 8 bytes on: its first and last 8 bytes (overlapping, and missing the
     middle from 17 bytes on); from 4: its first and last 4; below: its bytes;
-    each byte ORed with 0x20.  Among token characters that maps exactly the
-    two cases of a letter together, and "^" with "~": so a field name (all
-    token characters) and a name of token characters without capitals, "^" and
-    "~" have equal keys and sizes exactly when name == field_name.lower(), up
-    to the middle bytes of longer names.
+    each byte ORed with the bytes of fold (0, or 0x20 each: see _name_key).
     """
     cdef uint64_t h = 0, t = 0
     cdef Py_ssize_t k
     if n >= 8:
-        h = _load8(p) | 0x2020202020202020ULL
-        t = _load8(p + n - 8) | 0x2020202020202020ULL
+        h = _load8(p) | fold
+        t = _load8(p + n - 8) | fold
     elif n >= 4:
-        h = _load4(p) | 0x20202020
-        t = _load4(p + n - 4) | 0x20202020
+        h = _load4(p) | (fold & 0xffffffffULL)
+        t = _load4(p + n - 4) | (fold & 0xffffffffULL)
     else:
         for k in range(n):
-            h |= (<uint64_t>(p[k] | 0x20)) << (8 * k)
+            h |= (<uint64_t>(p[k] | (fold & 0xff))) << (8 * k)
     head[0] = h
     tail[0] = t
 
 
+cdef inline void _name_key(const unsigned char* p, Py_ssize_t n,
+                           uint64_t* head, uint64_t* tail) noexcept:
+    """_key(p, n) with 0x20 ORed into every byte, for comparing names without case.
+
+    Among token characters that maps exactly the two cases of a letter
+    together, and "^" with "~": so a field name (all token characters) and a
+    name of token characters without capitals, "^" and "~" have equal keys and
+    sizes exactly when name == field_name.lower(), up to the middle bytes of
+    longer names.
+    """
+    _key(p, n, 0x2020202020202020ULL, head, tail)
+
+
 cdef inline Py_ssize_t _value_end(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
-    """Where the field-value bytes (HTAB, SP, VCHAR, obs-text) from p[i] on end; p[n] must be 0."""
+    """Where the field-value bytes (HTAB, SP, VCHAR, obs-text) from p[i] on end.
+
+    p[n] must not be one: the 0 after the bytes, or the CR or LF ending a line.
+    """
     i = _value_run(p, i, n)
     while FIELD[p[i]]:
         i += 1
@@ -349,6 +338,34 @@ cdef inline Py_ssize_t _lf_at(const unsigned char* p, Py_ssize_t i) noexcept:
     if p[i] == 13:
         return i + 1 if p[i + 1] == 10 else -1
     return i if p[i] == 10 else -1
+
+
+cdef inline int _field_span(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end,
+                            Py_ssize_t n, Py_ssize_t* name_end, Py_ssize_t* v_start,
+                            Py_ssize_t* v_end) noexcept:
+    """Where a field line's name ends and its OWS-stripped value lies; 1 if the line is invalid.
+
+    p[end] must be the CR or LF ending the line: it stops the scans, which
+    may look at the bytes after it up to p[n].
+    """
+    cdef Py_ssize_t i = _name_run(p, pos, n), start, stop
+    while TCHAR[p[i]]:
+        i += 1
+    if i == pos or p[i] != 58:      # ":" right after the name
+        return 1
+    name_end[0] = i
+    i += 1
+    while OWS[p[i]]:
+        i += 1
+    start = i
+    if _value_end(p, i, n) != end:
+        return 1
+    stop = end
+    while stop > start and OWS[p[stop - 1]]:
+        stop -= 1
+    v_start[0] = start
+    v_end[0] = stop
+    return 0
 
 
 cdef inline Py_ssize_t _field_line(const unsigned char* p, Py_ssize_t pos, Py_ssize_t n,
@@ -383,38 +400,144 @@ cdef inline Py_ssize_t _field_line(const unsigned char* p, Py_ssize_t pos, Py_ss
     return lf
 
 
-cdef int _field(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end, list headers) except -1:
-    """Append one field line's (lower_name, name, value); 1 if the line is invalid."""
-    cdef Py_ssize_t name_end, v_start, v_end, k
+# COMMON as a C table: the names of size s are _common[_common_start[s]:_common_start[s + 1]],
+# each with its exact _key, so a field name is looked up without calls.
+cdef struct _Common:
+    uint64_t head
+    uint64_t tail
+    const char* text
+    PyObject* name              # owned by COMMON
+    PyObject* lower
+
+cdef enum:
+    COMMON_ROOM = 128           # at least 2 * len(_COMMON_NAMES)
+
+cdef _Common _common[COMMON_ROOM]
+cdef Py_ssize_t _common_start[33]
+
+
+cdef int _init_common() except -1:
+    cdef Py_ssize_t size, k = 0
+    if 2 * len(_COMMON_NAMES) > COMMON_ROOM:
+        raise RuntimeError("_common is too small for _COMMON_NAMES")
+    for size in range(32):
+        _common_start[size] = k
+        for pair in <tuple>COMMON[size]:
+            name = (<tuple>pair)[0]
+            _common[k].text = PyBytes_AS_STRING(name)
+            _key(<const unsigned char*>_common[k].text, size, 0, &_common[k].head, &_common[k].tail)
+            _common[k].name = <PyObject*>name
+            _common[k].lower = <PyObject*>(<tuple>pair)[1]
+            k += 1
+    _common_start[32] = k
+    return 0
+
+_init_common()
+
+
+cdef inline Py_ssize_t _common_name(const unsigned char* p, Py_ssize_t n) noexcept:
+    """The index in _common of the field name p[:n] as it is, or -1."""
+    cdef uint64_t head, tail
+    cdef Py_ssize_t i
+    if n >= 32:
+        return -1
+    _key(p, n, 0, &head, &tail)
+    for i in range(_common_start[n], _common_start[n + 1]):
+        if (_common[i].head == head and _common[i].tail == tail
+                and (n <= 16 or memcmp(p + 8, _common[i].text + 8, n - 16) == 0)):
+            return i
+    return -1
+
+
+# Where the fields of a head lie, kept until the objects for them are made.
+cdef struct _Span:
+    Py_ssize_t name             # a field's name and value; in scan_response_head,
+    Py_ssize_t name_end         # with value -1: [name, name_end) of lines copied as
+    Py_ssize_t value            # they are
+    Py_ssize_t value_end
+
+cdef enum:
+    SPANS_ON_STACK = 64
+
+
+cdef _Span* _more_spans(_Span* spans, _Span* stack_spans, Py_ssize_t* capacity) except NULL:
+    """Room for twice as many spans, holding the capacity[0] ones of spans (freed unless on the stack)."""
+    cdef _Span* grown = <_Span*>PyMem_Malloc(2 * capacity[0] * sizeof(_Span))
+    if grown == NULL:
+        raise MemoryError()
+    memcpy(grown, spans, capacity[0] * sizeof(_Span))
+    if spans != stack_spans:
+        PyMem_Free(spans)
+    capacity[0] *= 2
+    return grown
+
+
+cdef tuple _field_tuple(const unsigned char* p, Py_ssize_t pos, Py_ssize_t name_end,
+                        Py_ssize_t v_start, Py_ssize_t v_end):
+    """The field (lower_name, name, value) of a valid line: name p[pos:name_end]."""
+    cdef Py_ssize_t k, size = name_end - pos
     cdef bint upper = False
     cdef unsigned char c
     cdef char* out
-    if _field_span(p, pos, end, &name_end, &v_start, &v_end):
-        return 1
-    if name_end - pos < 32:
-        for pair in <tuple>COMMON[name_end - pos]:
-            name = (<tuple>pair)[0]
-            if memcmp(PyBytes_AS_STRING(name), p + pos, name_end - pos) == 0:
-                headers.append((
-                    (<tuple>pair)[1], name,
-                    PyBytes_FromStringAndSize(<const char*>p + v_start, v_end - v_start)))
-                return 0
-    name = PyBytes_FromStringAndSize(<const char*>p + pos, name_end - pos)
+    value = PyBytes_FromStringAndSize(<const char*>p + v_start, v_end - v_start)
+    k = _common_name(p + pos, size)
+    if k >= 0:
+        return <object>_common[k].lower, <object>_common[k].name, value
+    name = PyBytes_FromStringAndSize(<const char*>p + pos, size)
     for k in range(pos, name_end):
         if 65 <= p[k] <= 90:
             upper = True
             break
     if upper:
-        lower = PyBytes_FromStringAndSize(NULL, name_end - pos)
+        lower = PyBytes_FromStringAndSize(NULL, size)
         out = PyBytes_AS_STRING(lower)
-        for k in range(name_end - pos):
+        for k in range(size):
             c = p[pos + k]
             out[k] = c + 32 if 65 <= c <= 90 else c
     else:
         lower = name
-    headers.append((lower, name,
-                    PyBytes_FromStringAndSize(<const char*>p + v_start, v_end - v_start)))
+    return lower, name, value
+
+
+cdef int _field(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t n,
+                list headers) except -1:
+    """Append one field line's (lower_name, name, value); 1 if the line is invalid."""
+    cdef Py_ssize_t name_end, v_start, v_end
+    if _field_span(p, pos, end, n, &name_end, &v_start, &v_end):
+        return 1
+    headers.append(_field_tuple(p, pos, name_end, v_start, v_end))
     return 0
+
+
+cdef inline Py_ssize_t _request_line(const unsigned char* p, Py_ssize_t pos, Py_ssize_t n,
+                                     Py_ssize_t* m_end, Py_ssize_t* t_start,
+                                     Py_ssize_t* t_end) noexcept:
+    """The LF ending the request line at pos if it is all there and of the form
+    method 1*SP target 1*SP "HTTP/" DIGIT "." DIGIT, with where its parts lie; else -1.
+
+    The caller then takes the line the usual way, which tells incomplete, too
+    long and invalid apart.  p[n] must be 0: it stops the byte loops.
+    """
+    cdef Py_ssize_t i = pos
+    while TCHAR[p[i]]:
+        i += 1
+    if i == pos or p[i] != 32:
+        return -1
+    m_end[0] = i
+    while p[i] == 32:
+        i += 1
+    t_start[0] = i
+    while TARGET[p[i]]:
+        i += 1
+    if i == t_start[0] or p[i] != 32:
+        return -1
+    t_end[0] = i
+    while p[i] == 32:
+        i += 1
+    if (i + 8 > n or memcmp(p + i, b"HTTP/", 5) != 0 or not (48 <= p[i + 5] <= 57)
+            or p[i + 6] != 46 or not (48 <= p[i + 7] <= 57)):
+        return -1
+    return _lf_at(p, i + 8)
 
 
 cpdef parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
@@ -423,7 +546,7 @@ cpdef parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
         buf = bytes(buf)
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(buf)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(buf)
-    cdef Py_ssize_t pos = 0, lf, end, i, m_end, t_start, t_end
+    cdef Py_ssize_t pos = 0, lf, end, i, m_start, m_end, t_start, t_end
     cdef int code, version
     while pos < n:
         if p[pos] == 10:
@@ -432,38 +555,50 @@ cpdef parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
             pos += 2
         else:
             break
+    m_start = pos
 
-    lf = _find_lf(p, pos, n)
-    if lf < 0:
-        code = _partial(p, n, pos, max_line, max_head, E_REQUEST_LINE_LONG)
-        if code:
-            raise _error(code)
-        return None
-    end = _line_end(p, pos, lf)
-    if end - pos > max_line:
-        raise _error(E_REQUEST_LINE_LONG)
-    if lf + 1 > max_head:
-        raise _error(E_HEAD_LARGE)
+    # A request line all there and well formed is taken in one scan; any other
+    # the usual way, which finds its end first, as the twin's order of errors needs.
+    lf = _request_line(p, pos, n, &m_end, &t_start, &t_end)
+    if lf >= 0:
+        end = _line_end(p, pos, lf)
+        if end - pos > max_line:
+            raise _error(E_REQUEST_LINE_LONG)
+        if lf + 1 > max_head:
+            raise _error(E_HEAD_LARGE)
+        i = end - 8
+    else:
+        lf = _find_lf(p, pos, n)
+        if lf < 0:
+            code = _partial(p, n, pos, max_line, max_head, E_REQUEST_LINE_LONG)
+            if code:
+                raise _error(code)
+            return None
+        end = _line_end(p, pos, lf)
+        if end - pos > max_line:
+            raise _error(E_REQUEST_LINE_LONG)
+        if lf + 1 > max_head:
+            raise _error(E_HEAD_LARGE)
 
-    i = pos
-    while i < end and TCHAR[p[i]]:
-        i += 1
-    if i == pos or i == end or p[i] != 32:
-        raise _error(E_REQUEST_LINE)
-    m_end = i
-    while i < end and p[i] == 32:
-        i += 1
-    t_start = i
-    while i < end and TARGET[p[i]]:
-        i += 1
-    if i == t_start or i == end or p[i] != 32:
-        raise _error(E_REQUEST_LINE)
-    t_end = i
-    while i < end and p[i] == 32:
-        i += 1
-    if (end - i != 8 or memcmp(p + i, b"HTTP/", 5) != 0 or not (48 <= p[i + 5] <= 57)
-            or p[i + 6] != 46 or not (48 <= p[i + 7] <= 57)):
-        raise _error(E_REQUEST_LINE)
+        i = pos
+        while i < end and TCHAR[p[i]]:
+            i += 1
+        if i == pos or i == end or p[i] != 32:
+            raise _error(E_REQUEST_LINE)
+        m_end = i
+        while i < end and p[i] == 32:
+            i += 1
+        t_start = i
+        while i < end and TARGET[p[i]]:
+            i += 1
+        if i == t_start or i == end or p[i] != 32:
+            raise _error(E_REQUEST_LINE)
+        t_end = i
+        while i < end and p[i] == 32:
+            i += 1
+        if (end - i != 8 or memcmp(p + i, b"HTTP/", 5) != 0 or not (48 <= p[i + 5] <= 57)
+                or p[i + 6] != 46 or not (48 <= p[i + 7] <= 57)):
+            raise _error(E_REQUEST_LINE)
     if p[i + 5] == 49 and (p[i + 7] == 48 or p[i + 7] == 49):
         version = 10 if p[i + 7] == 48 else 11
     elif p[i + 5] == 48:
@@ -474,27 +609,52 @@ cpdef parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
             and not (m_end - pos == 7 and memcmp(p + pos, b"OPTIONS", 7) == 0)):
         raise _error(E_ASTERISK)
 
-    method = _method(p + pos, m_end - pos)
-    target = PyBytes_FromStringAndSize(<const char*>p + t_start, t_end - t_start)
-    cdef list headers = []
-    pos = lf + 1
-    while True:
-        lf = _find_lf(p, pos, n)
-        if lf < 0:
-            code = _partial(p, n, pos, max_line, max_head, E_HEADER_LINE_LONG)
-            if code:
-                raise _error(code)
-            return None
-        end = _line_end(p, pos, lf)
-        if end - pos > max_line:
-            raise _error(E_HEADER_LINE_LONG)
-        if lf + 1 > max_head:
-            raise _error(E_HEAD_LARGE)
-        if end == pos:
-            return method, target, version, headers, lf + 1
-        if _field(p, pos, end, headers):
-            raise _error(E_HEADER_LINE)
+    # The field lines are checked first, keeping where their parts lie: the
+    # objects are made once the head is complete and valid, the list at its size.
+    cdef _Span stack_spans[SPANS_ON_STACK]
+    cdef _Span* spans = stack_spans
+    cdef Py_ssize_t count = 0, capacity = SPANS_ON_STACK, k, name_end, v_start, v_end
+    try:
         pos = lf + 1
+        while True:
+            lf = _lf_at(p, pos)             # the blank line, without memchr
+            if lf < 0:
+                lf = _find_lf(p, pos, n)
+            if lf < 0:
+                code = _partial(p, n, pos, max_line, max_head, E_HEADER_LINE_LONG)
+                if code:
+                    raise _error(code)
+                return None
+            end = _line_end(p, pos, lf)
+            if end - pos > max_line:
+                raise _error(E_HEADER_LINE_LONG)
+            if lf + 1 > max_head:
+                raise _error(E_HEAD_LARGE)
+            if end == pos:
+                break
+            if _field_span(p, pos, end, n, &name_end, &v_start, &v_end):
+                raise _error(E_HEADER_LINE)
+            if count == capacity:
+                spans = _more_spans(spans, stack_spans, &capacity)
+            spans[count].name = pos
+            spans[count].name_end = name_end
+            spans[count].value = v_start
+            spans[count].value_end = v_end
+            count += 1
+            pos = lf + 1
+
+        headers = PyList_New(count)
+        for k in range(count):
+            field = _field_tuple(p, spans[k].name, spans[k].name_end, spans[k].value,
+                                 spans[k].value_end)
+            Py_INCREF(field)                # PyList_SET_ITEM takes this reference
+            PyList_SET_ITEM(headers, k, field)
+    finally:
+        if spans != stack_spans:
+            PyMem_Free(spans)
+    return (_method(p + m_start, m_end - m_start),
+            PyBytes_FromStringAndSize(<const char*>p + t_start, t_end - t_start),
+            version, headers, lf + 1)
 
 
 cdef inline int _status_line(const unsigned char* p, Py_ssize_t end,
@@ -557,7 +717,7 @@ def parse_response_head(buf, Py_ssize_t max_head):
         end = _line_end(p, pos, lf)
         if end == pos:
             return version, status, reason, headers, lf + 1
-        if _field(p, pos, end, headers):
+        if _field(p, pos, end, n, headers):
             raise _error(E_UP_HEADER)
         pos = lf + 1
 
@@ -808,16 +968,6 @@ cdef int _last_coding(const unsigned char* p, Py_ssize_t start, Py_ssize_t end,
     return last
 
 
-cdef struct _Span:
-    Py_ssize_t name             # a field's name and value; with value -1, bytes
-    Py_ssize_t name_end         # [name, name_end) of lines copied as they are
-    Py_ssize_t value
-    Py_ssize_t value_end
-
-cdef enum:
-    SPANS_ON_STACK = 64
-
-
 cdef object scan_response_head(bytes buf, Py_ssize_t max_head, bint head_request,
                                ResponseHead* out):
     """Validate a response head: None if incomplete, else fill *out and return the relayed fields.
@@ -839,7 +989,6 @@ cdef object scan_response_head(bytes buf, Py_ssize_t max_head, bint head_request
     cdef uint64_t head, tail
     cdef _Span stack_spans[SPANS_ON_STACK]
     cdef _Span* spans = stack_spans
-    cdef _Span* grown
     cdef char* w
 
     # A status line all there and valid is taken without memchr and a second pass.
@@ -872,7 +1021,7 @@ cdef object scan_response_head(bytes buf, Py_ssize_t max_head, bint head_request
                 end = _line_end(p, pos, lf)
                 if end == pos:
                     break
-                if _field_span(p, pos, end, &name_end, &v_start, &v_end):
+                if _field_span(p, pos, end, n, &name_end, &v_start, &v_end):
                     raise _error(E_UP_HEADER)
             elif lf + 1 > max_head:
                 raise _error(E_UP_TOO_BIG)
@@ -907,14 +1056,7 @@ cdef object scan_response_head(bytes buf, Py_ssize_t max_head, bint head_request
                     v_start = -1
                     name_end = lf + 1
                 if count == capacity:
-                    grown = <_Span*>PyMem_Malloc(2 * capacity * sizeof(_Span))
-                    if grown == NULL:
-                        raise MemoryError()
-                    memcpy(grown, spans, count * sizeof(_Span))
-                    if spans != stack_spans:
-                        PyMem_Free(spans)
-                    spans = grown
-                    capacity *= 2
+                    spans = _more_spans(spans, stack_spans, &capacity)
                 spans[count].name = pos
                 spans[count].name_end = name_end
                 spans[count].value = v_start

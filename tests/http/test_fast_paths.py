@@ -187,3 +187,70 @@ def test_scan_random_lines(hidden):
         data = b"HTTP/1.1 200 OK\r\n" + b"".join(
             line + rng.choice([b"\r\n", b"\n"]) for line in lines) + b"\r\n"
         scan_same(data, names, rng.choice([65536, len(data), len(data) - 1]))
+
+
+# parse_request_head ---------------------------------------------------------
+
+def kind(fn, *args):
+    """fn's result, or the class of what it raised (the two differ in some messages)."""
+    try:
+        return "returned", fn(*args)
+    except Exception as exc:    # noqa: BLE001 - compared, not handled
+        return "raised", type(exc)
+
+
+def request_same(data, max_line=8192, max_head=65536):
+    expected = kind(parser_py.parse_request_head, data, max_line, max_head)
+    got = kind(httpparse.parse_request_head, data, max_line, max_head)
+    assert got == expected, (data, max_line, max_head)
+
+
+REQUEST = (
+    b"GET /static/app.js?v=3 HTTP/1.1\r\nHost: www.example.com\r\n"
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0\r\n"
+    b"Accept-Language: en-US,en;q=0.5\r\nX-Odd_Name!: \tv\t \r\nUpgrade-Insecure-Requests: 1\r\n"
+    b"Sec-CH-UA-Platform: \"Linux\"\r\nsec-ch-ua-platform: x\r\nSec-CH-UA-PlatforM: y\r\n\r\nBODY"
+)
+
+
+def test_request_every_byte_everywhere():
+    for at in range(len(REQUEST)):
+        for byte in PROBES:
+            probe = bytes([byte])
+            request_same(REQUEST[:at] + probe + REQUEST[at:])
+            request_same(REQUEST[:at] + probe + REQUEST[at + 1:])
+
+
+def test_request_every_prefix_and_limit():
+    small = b"GET /small HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
+    for data in (REQUEST, small, b"\r\n\n" + small, small.replace(b"\r\n", b"\n")):
+        for cut in range(len(data) + 1):
+            for max_line, max_head in ((8192, 65536), (20, 65536), (8192, cut), (8192, cut - 1),
+                                       (30, 40)):
+                request_same(data[:cut], max_line, max_head)
+
+
+def test_request_lines():
+    for line in (b"GET / HTTP/1.1", b"GET / HTTP/1.0", b"GET / HTTP/2.0", b"GET / HTTP/0.9",
+                 b"GET / HTTP/1.x", b"GET / HTTP/11", b"GET  /  HTTP/1.1", b"GET / HTTP/1.1 ",
+                 b"OPTIONS * HTTP/1.1", b"GET * HTTP/1.1", b"G_T /a HTTP/1.1", b"GET /\xff HTTP/1.1",
+                 b"GET\t/ HTTP/1.1", b"GET / HTTP/1.1\r", b" GET / HTTP/1.1", b"GET /", b"GET",
+                 b"DELETE /x HTTP/1.1", b"PUT /x HTTP/1.1", b"HEAD /x HTTP/1.0"):
+        for end in (b"\r\n", b"\n"):
+            request_same(line + end + b"Host: a" + end + end)
+            request_same(line + end)
+    parsed = httpparse.parse_request_head(b"GET /small HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",
+                                          8192, 65536)
+    assert parsed[3] == [(b"host", b"Host", b"a"), (b"host", b"host", b"b")]
+    assert parsed[0] is httpparse.parse_request_head(b"GET / HTTP/1.1\r\n\r\n", 99, 99)[0]
+
+
+def test_request_with_many_fields():
+    """More fields than the scanner keeps on the stack, some invalid or over the limits."""
+    fields = b"".join(b"X-F%d: %d\r\n" % (i, i) for i in range(200))
+    head = b"GET / HTTP/1.1\r\nHost: a\r\n" + fields + b"Accept: */*\r\n\r\n"
+    request_same(head)
+    request_same(head, 8192, len(head) - 1)
+    request_same(head.replace(b"X-F150:", b"X F150:"))
+    request_same(head[:-1])
+    assert len(httpparse.parse_request_head(head, 8192, 65536)[3]) == 202
