@@ -773,6 +773,40 @@ cdef list _codings(bytes value):
 
 cpdef tuple request_body_framing(headers, int version):
     """How a request body is delimited: ("none"|"length"|"chunked", length)."""
+    cdef Py_ssize_t size
+    cdef int64_t length
+    value = None
+    # What parse_request_head gives, without Transfer-Encoding and with at most
+    # one Content-Length, is answered here; names are compared only when their
+    # size is one of the two.  Anything else takes the general code below.
+    if type(headers) is list:
+        for item in <list>headers:
+            if type(item) is not tuple or len(<tuple>item) != 3:
+                break
+            lower = (<tuple>item)[0]
+            if type(lower) is not bytes:
+                break
+            size = PyBytes_GET_SIZE(lower)
+            if size == 14 and memcmp(PyBytes_AS_STRING(lower), b"content-length", 14) == 0:
+                if value is not None:
+                    break
+                value = (<tuple>item)[2]
+            elif size == 17 and memcmp(PyBytes_AS_STRING(lower), b"transfer-encoding", 17) == 0:
+                break
+        else:
+            if value is None:
+                return "none", 0
+            if type(value) is bytes:
+                length = _length_digits(<const unsigned char*>PyBytes_AS_STRING(value),
+                                        PyBytes_GET_SIZE(value))
+                if length < 0:
+                    raise BadRequest("invalid Content-Length")
+                return "length", length
+    return _request_body_framing(headers, version)
+
+
+cdef tuple _request_body_framing(headers, int version):
+    """request_body_framing() for any headers."""
     length, coding = _framing_fields(headers, BadRequest)
     if coding is not None:
         if version == 10:

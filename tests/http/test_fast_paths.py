@@ -189,6 +189,52 @@ def test_scan_random_lines(hidden):
         scan_same(data, names, rng.choice([65536, len(data), len(data) - 1]))
 
 
+# request_body_framing -------------------------------------------------------
+
+class Name(bytes):
+    """A bytes subclass: the fast path leaves it to the general code."""
+
+
+def test_framing_header_lists():
+    rng = random.Random(5)
+    names = [b"content-length", b"transfer-encoding", b"host", b"content-lengt",
+             b"content-lengthx", b"transfer_encoding", b"x" * 14, b"y" * 17, b""]
+    values = [b"0", b"13", b"007", b"", b" 1", b"1 ", b"-1", b"+1", b"1,1", b"x",
+              b"9223372036854775807", b"9223372036854775808", b"9" * 19, b"9" * 18,
+              b"chunked", b"gzip, chunked", b"CHUNKED", b", chunked", b"identity"]
+    for _ in range(5000):
+        headers = []
+        for _ in range(rng.choice([0, 1, 1, 2, 3, 9])):
+            lower = rng.choice(names)
+            headers.append((lower, lower.title(), rng.choice(values)))
+        for version in (10, 11):
+            same("request_body_framing", headers, version)
+
+
+def test_framing_unusual_items():
+    cl = (b"content-length", b"Content-Length", b"5")
+    # (A value not of bytes is left out: the compiled code has always refused one.)
+    for headers in ([cl], [cl, cl], [(Name(b"content-length"), b"C", b"5")],
+                    [[b"content-length", b"C", b"5"]], [(b"content-length", b"C", b"5", b"")],
+                    [(b"host", b"Host", b"a"), (b"content-length", b"C", b"x")],
+                    [(b"host", b"Host", b"a"), (b"transfer-encoding", b"T", b"chunked"), cl],
+                    [], [(b"host", b"Host", b"a")] * 20):
+        for version in (10, 11):
+            same("request_body_framing", headers, version)
+
+
+def test_framing_of_parsed_heads():
+    for head in (b"GET /small HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+                 b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n",
+                 b"POST /a HTTP/1.1\r\nHost: a\r\nCONTENT-LENGTH: 1\r\ncontent-length: 1\r\n\r\n",
+                 b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                 b"POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"):
+        _method, _target, version, headers, _consumed = parser_py.parse_request_head(
+            head, 8192, 65536)
+        assert httpparse.parse_request_head(head, 8192, 65536)[3] == headers
+        same("request_body_framing", headers, version)
+
+
 # parse_request_head ---------------------------------------------------------
 
 def kind(fn, *args):
