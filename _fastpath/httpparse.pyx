@@ -38,7 +38,7 @@ cdef unsigned char HOST[256]        # reg-name bytes accepted in absolute-form
 cdef signed char HEXVAL[256]
 cdef unsigned char LOWER[256]       # bytes.lower(): ASCII letters only
 cdef unsigned char OWS[256]         # SP and HTAB
-cdef unsigned char PATH[256]        # split_target's fast path: P_* below
+cdef unsigned char PATH[256]        # split_target's fast path: P_* above
 
 cdef void _init_tables():
     cdef int c
