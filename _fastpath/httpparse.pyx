@@ -499,6 +499,18 @@ cdef tuple _field_tuple(const unsigned char* p, Py_ssize_t pos, Py_ssize_t name_
     return lower, name, value
 
 
+cdef list _field_list(const unsigned char* p, const _Span* spans, Py_ssize_t count):
+    """The fields of spans[:count], valid lines, as a list of (lower_name, name, value)."""
+    cdef Py_ssize_t k
+    cdef list headers = PyList_New(count)
+    for k in range(count):
+        field = _field_tuple(p, spans[k].name, spans[k].name_end, spans[k].value,
+                             spans[k].value_end)
+        Py_INCREF(field)                # PyList_SET_ITEM takes this reference
+        PyList_SET_ITEM(headers, k, field)
+    return headers
+
+
 cdef int _field(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t n,
                 list headers) except -1:
     """Append one field line's (lower_name, name, value); 1 if the line is invalid."""
@@ -613,7 +625,7 @@ cpdef parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
     # objects are made once the head is complete and valid, the list at its size.
     cdef _Span stack_spans[SPANS_ON_STACK]
     cdef _Span* spans = stack_spans
-    cdef Py_ssize_t count = 0, capacity = SPANS_ON_STACK, k, name_end, v_start, v_end
+    cdef Py_ssize_t count = 0, capacity = SPANS_ON_STACK, name_end, v_start, v_end
     try:
         pos = lf + 1
         while True:
@@ -643,12 +655,7 @@ cpdef parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
             count += 1
             pos = lf + 1
 
-        headers = PyList_New(count)
-        for k in range(count):
-            field = _field_tuple(p, spans[k].name, spans[k].name_end, spans[k].value,
-                                 spans[k].value_end)
-            Py_INCREF(field)                # PyList_SET_ITEM takes this reference
-            PyList_SET_ITEM(headers, k, field)
+        headers = _field_list(p, spans, count)
     finally:
         if spans != stack_spans:
             PyMem_Free(spans)
