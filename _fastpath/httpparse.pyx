@@ -6,9 +6,12 @@ return the same values and raise the same exception classes for every input.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdint cimport int64_t
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
+from cpython.unicode cimport PyUnicode_1BYTE_DATA, PyUnicode_DecodeUTF8, PyUnicode_New
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy
 
 from gateway.errors import (BadRequest, HeadersTooLarge, InvalidUpstreamResponse,
@@ -19,6 +22,14 @@ __all__ = [
     "response_body_framing", "ChunkedDecoder", "split_target",
 ]
 
+# Classes of PATH[], for split_target's fast path.
+cdef enum:
+    P_PLAIN = 0     # ASCII the normaliser copies as it is
+    P_SLASH         # "/": look at what follows
+    P_QUERY         # "?": the path ends
+    P_NUL           # NUL: the end of the bytes, or a byte copied as it is
+    P_OTHER         # "%", "#", non-ASCII: leave it to the normaliser
+
 # Character classes, filled once at import.
 cdef unsigned char TCHAR[256]       # RFC 9110 token characters
 cdef unsigned char TARGET[256]      # request-target bytes: VCHAR and obs-text
@@ -26,6 +37,8 @@ cdef unsigned char FIELD[256]       # field-value bytes: HTAB, SP, VCHAR, obs-te
 cdef unsigned char HOST[256]        # reg-name bytes accepted in absolute-form
 cdef signed char HEXVAL[256]
 cdef unsigned char LOWER[256]       # bytes.lower(): ASCII letters only
+cdef unsigned char OWS[256]         # SP and HTAB
+cdef unsigned char PATH[256]        # split_target's fast path: P_* above
 
 cdef void _init_tables():
     cdef int c
@@ -36,6 +49,13 @@ cdef void _init_tables():
         HOST[c] = 0
         HEXVAL[c] = -1
         LOWER[c] = c + 32 if 65 <= c <= 90 else c
+        OWS[c] = c == 32 or c == 9
+        PATH[c] = P_PLAIN if c < 0x80 else P_OTHER
+    PATH[0] = P_NUL
+    PATH[47] = P_SLASH
+    PATH[63] = P_QUERY
+    PATH[37] = P_OTHER          # "%" and "#" need the normaliser
+    PATH[35] = P_OTHER
     for c in b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
         TCHAR[c] = 1
     for c in b"._~!$&'()*+,;=%-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
@@ -181,64 +201,355 @@ cdef inline bint _is_ws(unsigned char c):
     return c == 32 or c == 9
 
 
-cdef inline int _field_span(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end,
-                            Py_ssize_t* name_end, Py_ssize_t* v_start,
-                            Py_ssize_t* v_end) noexcept:
-    """Where a field line's name ends and its OWS-stripped value lies; 1 if the line is invalid."""
-    cdef Py_ssize_t i = pos, start, stop
-    while i < end and TCHAR[p[i]]:
+# Word-at-a-time helpers.  memcpy of 4 or 8 bytes compiles to one unaligned load.
+
+cdef inline uint64_t _load8(const unsigned char* p) noexcept:
+    cdef uint64_t v
+    memcpy(&v, p, 8)
+    return v
+
+
+cdef inline uint64_t _load4(const unsigned char* p) noexcept:
+    cdef uint32_t v
+    memcpy(&v, p, 4)
+    return v
+
+
+cdef inline void _copy(void* dst, const void* src, Py_ssize_t n) noexcept:
+    """memcpy(dst, src, n), without a call into libc for the short spans of heads and targets."""
+    cdef unsigned char* d = <unsigned char*>dst
+    cdef const unsigned char* s = <const unsigned char*>src
+    if n > 16:
+        memcpy(d, s, n)
+    elif n >= 8:                # two 8-byte moves that may overlap
+        memcpy(d, s, 8)
+        memcpy(d + n - 8, s + n - 8, 8)
+    elif n >= 4:
+        memcpy(d, s, 4)
+        memcpy(d + n - 4, s + n - 4, 4)
+    else:
+        while n > 0:
+            n -= 1
+            d[n] = s[n]
+
+
+# Runs of common bytes 16 at a time, where SSE2 is there (every x86-64): from
+# p[i] on, the index of the first byte that is not a field-value byte (HTAB,
+# SP, VCHAR, obs-text; _value_run) or not a letter, digit or "-" (_name_run:
+# most name bytes); or, once fewer than 16 bytes are left, where they stopped.
+# Elsewhere they return i: the byte loops that follow them do all the work.
+cdef extern from *:
+    """
+    #if defined(__SSE2__) && defined(__GNUC__)
+    #include <emmintrin.h>
+    static inline Py_ssize_t httpparse_value_run(const unsigned char* p, Py_ssize_t i,
+                                                 Py_ssize_t n) {
+        const __m128i sp = _mm_set1_epi8(0x20), tab = _mm_set1_epi8(9), del = _mm_set1_epi8(0x7f);
+        while (i + 16 <= n) {
+            __m128i x = _mm_loadu_si128((const __m128i*)(p + i));
+            __m128i ok = _mm_or_si128(_mm_cmpeq_epi8(_mm_max_epu8(x, sp), x),   /* x >= 0x20 */
+                                      _mm_cmpeq_epi8(x, tab));
+            int bad = ~_mm_movemask_epi8(_mm_andnot_si128(_mm_cmpeq_epi8(x, del), ok)) & 0xffff;
+            if (bad)
+                return i + __builtin_ctz(bad);
+            i += 16;
+        }
+        return i;
+    }
+    static inline Py_ssize_t httpparse_name_run(const unsigned char* p, Py_ssize_t i,
+                                                Py_ssize_t n) {
+        while (i + 16 <= n) {
+            __m128i x = _mm_loadu_si128((const __m128i*)(p + i));
+            __m128i l = _mm_or_si128(x, _mm_set1_epi8(0x20));    /* letters lowered */
+            /* Signed compares: bytes from 0x80 on are below everything here. */
+            __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(l, _mm_set1_epi8('a' - 1)),
+                                           _mm_cmplt_epi8(l, _mm_set1_epi8('z' + 1)));
+            __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('0' - 1)),
+                                          _mm_cmplt_epi8(x, _mm_set1_epi8('9' + 1)));
+            __m128i ok = _mm_or_si128(_mm_or_si128(letter, digit),
+                                      _mm_cmpeq_epi8(x, _mm_set1_epi8('-')));
+            int other = ~_mm_movemask_epi8(ok) & 0xffff;
+            if (other)
+                return i + __builtin_ctz(other);
+            i += 16;
+        }
+        return i;
+    }
+    #else
+    #define httpparse_value_run(p, i, n) (i)
+    #define httpparse_name_run(p, i, n) (i)
+    #endif
+    """
+    Py_ssize_t _value_run "httpparse_value_run"(const unsigned char* p, Py_ssize_t i,
+                                                Py_ssize_t n) noexcept nogil
+    Py_ssize_t _name_run "httpparse_name_run"(const unsigned char* p, Py_ssize_t i,
+                                              Py_ssize_t n) noexcept nogil
+
+
+cdef inline void _key(const unsigned char* p, Py_ssize_t n, uint64_t fold,
+                      uint64_t* head, uint64_t* tail) noexcept:
+    """Two words that stand for the name p[:n] in comparisons with names of the same size.
+
+    From 8 bytes on: its first and last 8 bytes (overlapping, and missing the
+    middle from 17 bytes on); from 4: its first and last 4; below: its bytes;
+    each byte ORed with the bytes of fold (0, or 0x20 each: see _name_key).
+    """
+    cdef uint64_t h = 0, t = 0
+    cdef Py_ssize_t k
+    if n >= 8:
+        h = _load8(p) | fold
+        t = _load8(p + n - 8) | fold
+    elif n >= 4:
+        h = _load4(p) | (fold & 0xffffffffULL)
+        t = _load4(p + n - 4) | (fold & 0xffffffffULL)
+    else:
+        for k in range(n):
+            h |= (<uint64_t>(p[k] | (fold & 0xff))) << (8 * k)
+    head[0] = h
+    tail[0] = t
+
+
+cdef inline void _name_key(const unsigned char* p, Py_ssize_t n,
+                           uint64_t* head, uint64_t* tail) noexcept:
+    """_key(p, n) with 0x20 ORed into every byte, for comparing names without case.
+
+    Among token characters that maps exactly the two cases of a letter
+    together, and "^" with "~": so a field name (all token characters) and a
+    name of token characters without capitals, "^" and "~" have equal keys and
+    sizes exactly when name == field_name.lower(), up to the middle bytes of
+    longer names.
+    """
+    _key(p, n, 0x2020202020202020ULL, head, tail)
+
+
+cdef inline Py_ssize_t _value_end(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
+    """Where the field-value bytes (HTAB, SP, VCHAR, obs-text) from p[i] on end.
+
+    p[n] must not be one: the 0 after the bytes, or the CR or LF ending a line.
+    """
+    i = _value_run(p, i, n)
+    while FIELD[p[i]]:
         i += 1
-    if i == pos or i == end or p[i] != 58:      # ":" right after the name
+    return i
+
+
+cdef inline Py_ssize_t _lf_at(const unsigned char* p, Py_ssize_t i) noexcept:
+    """The LF of the line end (LF or CR LF) at p[i], or -1; p[i] may be the 0 after the bytes."""
+    if p[i] == 13:
+        return i + 1 if p[i + 1] == 10 else -1
+    return i if p[i] == 10 else -1
+
+
+cdef inline int _field_span(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end,
+                            Py_ssize_t n, Py_ssize_t* name_end, Py_ssize_t* v_start,
+                            Py_ssize_t* v_end) noexcept:
+    """Where a field line's name ends and its OWS-stripped value lies; 1 if the line is invalid.
+
+    p[end] must be the CR or LF ending the line: it stops the scans, which
+    may look at the bytes after it up to p[n].
+    """
+    cdef Py_ssize_t i = _name_run(p, pos, n), start, stop
+    while TCHAR[p[i]]:
+        i += 1
+    if i == pos or p[i] != 58:      # ":" right after the name
         return 1
     name_end[0] = i
     i += 1
-    start = i
-    while i < end:
-        if not FIELD[p[i]]:
-            return 1
+    while OWS[p[i]]:
         i += 1
+    start = i
+    if _value_end(p, i, n) != end:
+        return 1
     stop = end
-    while start < stop and _is_ws(p[start]):
-        start += 1
-    while stop > start and _is_ws(p[stop - 1]):
+    while stop > start and OWS[p[stop - 1]]:
         stop -= 1
     v_start[0] = start
     v_end[0] = stop
     return 0
 
 
-cdef int _field(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end, list headers) except -1:
-    """Append one field line's (lower_name, name, value); 1 if the line is invalid."""
-    cdef Py_ssize_t name_end, v_start, v_end, k
+cdef inline Py_ssize_t _field_line(const unsigned char* p, Py_ssize_t pos, Py_ssize_t n,
+                                   Py_ssize_t* name_end, Py_ssize_t* v_start,
+                                   Py_ssize_t* v_end) noexcept:
+    """The LF ending the field line at pos, if it is all there and valid (as _field_span
+    checks it), with where its name ends and its OWS-stripped value lies; else -1.
+
+    -1 also for the blank line ending a head: the caller then takes the line the
+    usual way (memchr, limits, _field_span), which tells incomplete, too long,
+    the end of the head and invalid apart.  p[n] must be 0, as at the end of
+    every bytes object: it stops the byte loops, so they need no bound.
+    """
+    cdef Py_ssize_t i = _name_run(p, pos, n), start, stop, lf
+    while TCHAR[p[i]]:
+        i += 1
+    if i == pos or p[i] != 58:      # ":" right after the name
+        return -1
+    name_end[0] = i
+    i += 1
+    while OWS[p[i]]:
+        i += 1
+    start = i
+    stop = _value_end(p, i, n)
+    lf = _lf_at(p, stop)            # the first byte that is not a field-value byte
+    if lf < 0:
+        return -1
+    while stop > start and OWS[p[stop - 1]]:
+        stop -= 1
+    v_start[0] = start
+    v_end[0] = stop
+    return lf
+
+
+# COMMON as a C table: the names of size s are _common[_common_start[s]:_common_start[s + 1]],
+# each with its exact _key, so a field name is looked up without calls.
+cdef struct _Common:
+    uint64_t head
+    uint64_t tail
+    const char* text
+    PyObject* name              # owned by COMMON
+    PyObject* lower
+
+cdef enum:
+    COMMON_ROOM = 128           # at least 2 * len(_COMMON_NAMES)
+
+cdef _Common _common[COMMON_ROOM]
+cdef Py_ssize_t _common_start[33]
+
+
+cdef int _init_common() except -1:
+    cdef Py_ssize_t size, k = 0
+    if 2 * len(_COMMON_NAMES) > COMMON_ROOM:
+        raise RuntimeError("_common is too small for _COMMON_NAMES")
+    for size in range(32):
+        _common_start[size] = k
+        for pair in <tuple>COMMON[size]:
+            name = (<tuple>pair)[0]
+            _common[k].text = PyBytes_AS_STRING(name)
+            _key(<const unsigned char*>_common[k].text, size, 0, &_common[k].head, &_common[k].tail)
+            _common[k].name = <PyObject*>name
+            _common[k].lower = <PyObject*>(<tuple>pair)[1]
+            k += 1
+    _common_start[32] = k
+    return 0
+
+_init_common()
+
+
+cdef inline Py_ssize_t _common_name(const unsigned char* p, Py_ssize_t n) noexcept:
+    """The index in _common of the field name p[:n] as it is, or -1."""
+    cdef uint64_t head, tail
+    cdef Py_ssize_t i
+    if n >= 32:
+        return -1
+    _key(p, n, 0, &head, &tail)
+    for i in range(_common_start[n], _common_start[n + 1]):
+        if (_common[i].head == head and _common[i].tail == tail
+                and (n <= 16 or memcmp(p + 8, _common[i].text + 8, n - 16) == 0)):
+            return i
+    return -1
+
+
+# Where the fields of a head lie, kept until the objects for them are made.
+cdef struct _Span:
+    Py_ssize_t name             # a field's name and value; in scan_response_head,
+    Py_ssize_t name_end         # with value -1: [name, name_end) of lines copied as
+    Py_ssize_t value            # they are
+    Py_ssize_t value_end
+
+cdef enum:
+    SPANS_ON_STACK = 64
+
+
+cdef _Span* _more_spans(_Span* spans, _Span* stack_spans, Py_ssize_t* capacity) except NULL:
+    """Room for twice as many spans, holding the capacity[0] ones of spans (freed unless on the stack)."""
+    cdef _Span* grown = <_Span*>PyMem_Malloc(2 * capacity[0] * sizeof(_Span))
+    if grown == NULL:
+        raise MemoryError()
+    memcpy(grown, spans, capacity[0] * sizeof(_Span))
+    if spans != stack_spans:
+        PyMem_Free(spans)
+    capacity[0] *= 2
+    return grown
+
+
+cdef tuple _field_tuple(const unsigned char* p, Py_ssize_t pos, Py_ssize_t name_end,
+                        Py_ssize_t v_start, Py_ssize_t v_end):
+    """The field (lower_name, name, value) of a valid line: name p[pos:name_end]."""
+    cdef Py_ssize_t k, size = name_end - pos
     cdef bint upper = False
     cdef unsigned char c
     cdef char* out
-    if _field_span(p, pos, end, &name_end, &v_start, &v_end):
-        return 1
-    if name_end - pos < 32:
-        for pair in <tuple>COMMON[name_end - pos]:
-            name = (<tuple>pair)[0]
-            if memcmp(PyBytes_AS_STRING(name), p + pos, name_end - pos) == 0:
-                headers.append((
-                    (<tuple>pair)[1], name,
-                    PyBytes_FromStringAndSize(<const char*>p + v_start, v_end - v_start)))
-                return 0
-    name = PyBytes_FromStringAndSize(<const char*>p + pos, name_end - pos)
+    value = PyBytes_FromStringAndSize(<const char*>p + v_start, v_end - v_start)
+    k = _common_name(p + pos, size)
+    if k >= 0:
+        return <object>_common[k].lower, <object>_common[k].name, value
+    name = PyBytes_FromStringAndSize(<const char*>p + pos, size)
     for k in range(pos, name_end):
         if 65 <= p[k] <= 90:
             upper = True
             break
     if upper:
-        lower = PyBytes_FromStringAndSize(NULL, name_end - pos)
+        lower = PyBytes_FromStringAndSize(NULL, size)
         out = PyBytes_AS_STRING(lower)
-        for k in range(name_end - pos):
+        for k in range(size):
             c = p[pos + k]
             out[k] = c + 32 if 65 <= c <= 90 else c
     else:
         lower = name
-    headers.append((lower, name,
-                    PyBytes_FromStringAndSize(<const char*>p + v_start, v_end - v_start)))
+    return lower, name, value
+
+
+cdef list _field_list(const unsigned char* p, const _Span* spans, Py_ssize_t count):
+    """The fields of spans[:count], valid lines, as a list of (lower_name, name, value)."""
+    cdef Py_ssize_t k
+    cdef list headers = PyList_New(count)
+    for k in range(count):
+        field = _field_tuple(p, spans[k].name, spans[k].name_end, spans[k].value,
+                             spans[k].value_end)
+        Py_INCREF(field)                # PyList_SET_ITEM takes this reference
+        PyList_SET_ITEM(headers, k, field)
+    return headers
+
+
+cdef int _field(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t n,
+                list headers) except -1:
+    """Append one field line's (lower_name, name, value); 1 if the line is invalid."""
+    cdef Py_ssize_t name_end, v_start, v_end
+    if _field_span(p, pos, end, n, &name_end, &v_start, &v_end):
+        return 1
+    headers.append(_field_tuple(p, pos, name_end, v_start, v_end))
     return 0
+
+
+cdef inline Py_ssize_t _request_line(const unsigned char* p, Py_ssize_t pos, Py_ssize_t n,
+                                     Py_ssize_t* m_end, Py_ssize_t* t_start,
+                                     Py_ssize_t* t_end) noexcept:
+    """The LF ending the request line at pos if it is all there and of the form
+    method 1*SP target 1*SP "HTTP/" DIGIT "." DIGIT, with where its parts lie; else -1.
+
+    The caller then takes the line the usual way, which tells incomplete, too
+    long and invalid apart.  p[n] must be 0: it stops the byte loops.
+    """
+    cdef Py_ssize_t i = pos
+    while TCHAR[p[i]]:
+        i += 1
+    if i == pos or p[i] != 32:
+        return -1
+    m_end[0] = i
+    while p[i] == 32:
+        i += 1
+    t_start[0] = i
+    while TARGET[p[i]]:
+        i += 1
+    if i == t_start[0] or p[i] != 32:
+        return -1
+    t_end[0] = i
+    while p[i] == 32:
+        i += 1
+    if (i + 8 > n or memcmp(p + i, b"HTTP/", 5) != 0 or not (48 <= p[i + 5] <= 57)
+            or p[i + 6] != 46 or not (48 <= p[i + 7] <= 57)):
+        return -1
+    return _lf_at(p, i + 8)
 
 
 cpdef parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
@@ -247,7 +558,7 @@ cpdef parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
         buf = bytes(buf)
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(buf)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(buf)
-    cdef Py_ssize_t pos = 0, lf, end, i, m_end, t_start, t_end
+    cdef Py_ssize_t pos = 0, lf, end, i, m_start, m_end, t_start, t_end
     cdef int code, version
     while pos < n:
         if p[pos] == 10:
@@ -256,38 +567,50 @@ cpdef parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
             pos += 2
         else:
             break
+    m_start = pos
 
-    lf = _find_lf(p, pos, n)
-    if lf < 0:
-        code = _partial(p, n, pos, max_line, max_head, E_REQUEST_LINE_LONG)
-        if code:
-            raise _error(code)
-        return None
-    end = _line_end(p, pos, lf)
-    if end - pos > max_line:
-        raise _error(E_REQUEST_LINE_LONG)
-    if lf + 1 > max_head:
-        raise _error(E_HEAD_LARGE)
+    # A request line all there and well formed is taken in one scan; any other
+    # the usual way, which finds its end first, as the twin's order of errors needs.
+    lf = _request_line(p, pos, n, &m_end, &t_start, &t_end)
+    if lf >= 0:
+        end = _line_end(p, pos, lf)
+        if end - pos > max_line:
+            raise _error(E_REQUEST_LINE_LONG)
+        if lf + 1 > max_head:
+            raise _error(E_HEAD_LARGE)
+        i = end - 8
+    else:
+        lf = _find_lf(p, pos, n)
+        if lf < 0:
+            code = _partial(p, n, pos, max_line, max_head, E_REQUEST_LINE_LONG)
+            if code:
+                raise _error(code)
+            return None
+        end = _line_end(p, pos, lf)
+        if end - pos > max_line:
+            raise _error(E_REQUEST_LINE_LONG)
+        if lf + 1 > max_head:
+            raise _error(E_HEAD_LARGE)
 
-    i = pos
-    while i < end and TCHAR[p[i]]:
-        i += 1
-    if i == pos or i == end or p[i] != 32:
-        raise _error(E_REQUEST_LINE)
-    m_end = i
-    while i < end and p[i] == 32:
-        i += 1
-    t_start = i
-    while i < end and TARGET[p[i]]:
-        i += 1
-    if i == t_start or i == end or p[i] != 32:
-        raise _error(E_REQUEST_LINE)
-    t_end = i
-    while i < end and p[i] == 32:
-        i += 1
-    if (end - i != 8 or memcmp(p + i, b"HTTP/", 5) != 0 or not (48 <= p[i + 5] <= 57)
-            or p[i + 6] != 46 or not (48 <= p[i + 7] <= 57)):
-        raise _error(E_REQUEST_LINE)
+        i = pos
+        while i < end and TCHAR[p[i]]:
+            i += 1
+        if i == pos or i == end or p[i] != 32:
+            raise _error(E_REQUEST_LINE)
+        m_end = i
+        while i < end and p[i] == 32:
+            i += 1
+        t_start = i
+        while i < end and TARGET[p[i]]:
+            i += 1
+        if i == t_start or i == end or p[i] != 32:
+            raise _error(E_REQUEST_LINE)
+        t_end = i
+        while i < end and p[i] == 32:
+            i += 1
+        if (end - i != 8 or memcmp(p + i, b"HTTP/", 5) != 0 or not (48 <= p[i + 5] <= 57)
+                or p[i + 6] != 46 or not (48 <= p[i + 7] <= 57)):
+            raise _error(E_REQUEST_LINE)
     if p[i + 5] == 49 and (p[i + 7] == 48 or p[i + 7] == 49):
         version = 10 if p[i + 7] == 48 else 11
     elif p[i + 5] == 48:
@@ -298,27 +621,47 @@ cpdef parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
             and not (m_end - pos == 7 and memcmp(p + pos, b"OPTIONS", 7) == 0)):
         raise _error(E_ASTERISK)
 
-    method = _method(p + pos, m_end - pos)
-    target = PyBytes_FromStringAndSize(<const char*>p + t_start, t_end - t_start)
-    cdef list headers = []
-    pos = lf + 1
-    while True:
-        lf = _find_lf(p, pos, n)
-        if lf < 0:
-            code = _partial(p, n, pos, max_line, max_head, E_HEADER_LINE_LONG)
-            if code:
-                raise _error(code)
-            return None
-        end = _line_end(p, pos, lf)
-        if end - pos > max_line:
-            raise _error(E_HEADER_LINE_LONG)
-        if lf + 1 > max_head:
-            raise _error(E_HEAD_LARGE)
-        if end == pos:
-            return method, target, version, headers, lf + 1
-        if _field(p, pos, end, headers):
-            raise _error(E_HEADER_LINE)
+    # The field lines are checked first, keeping where their parts lie: the
+    # objects are made once the head is complete and valid, the list at its size.
+    cdef _Span stack_spans[SPANS_ON_STACK]
+    cdef _Span* spans = stack_spans
+    cdef Py_ssize_t count = 0, capacity = SPANS_ON_STACK, name_end, v_start, v_end
+    try:
         pos = lf + 1
+        while True:
+            lf = _lf_at(p, pos)             # the blank line, without memchr
+            if lf < 0:
+                lf = _find_lf(p, pos, n)
+            if lf < 0:
+                code = _partial(p, n, pos, max_line, max_head, E_HEADER_LINE_LONG)
+                if code:
+                    raise _error(code)
+                return None
+            end = _line_end(p, pos, lf)
+            if end - pos > max_line:
+                raise _error(E_HEADER_LINE_LONG)
+            if lf + 1 > max_head:
+                raise _error(E_HEAD_LARGE)
+            if end == pos:
+                break
+            if _field_span(p, pos, end, n, &name_end, &v_start, &v_end):
+                raise _error(E_HEADER_LINE)
+            if count == capacity:
+                spans = _more_spans(spans, stack_spans, &capacity)
+            spans[count].name = pos
+            spans[count].name_end = name_end
+            spans[count].value = v_start
+            spans[count].value_end = v_end
+            count += 1
+            pos = lf + 1
+
+        headers = _field_list(p, spans, count)
+    finally:
+        if spans != stack_spans:
+            PyMem_Free(spans)
+    return (_method(p + m_start, m_end - m_start),
+            PyBytes_FromStringAndSize(<const char*>p + t_start, t_end - t_start),
+            version, headers, lf + 1)
 
 
 cdef inline int _status_line(const unsigned char* p, Py_ssize_t end,
@@ -381,7 +724,7 @@ def parse_response_head(buf, Py_ssize_t max_head):
         end = _line_end(p, pos, lf)
         if end == pos:
             return version, status, reason, headers, lf + 1
-        if _field(p, pos, end, headers):
+        if _field(p, pos, end, n, headers):
             raise _error(E_UP_HEADER)
         pos = lf + 1
 
@@ -393,6 +736,13 @@ cdef inline int64_t _length_digits(const unsigned char* p, Py_ssize_t n) noexcep
     cdef int d
     if n == 0:
         return -1
+    if n <= 18:                 # 18 digits cannot reach INT64_MAX
+        for i in range(n):
+            d = p[i] - 48
+            if d < 0 or d > 9:
+                return -1
+            length = length * 10 + d
+        return length
     for i in range(n):
         d = p[i] - 48
         if d < 0 or d > 9 or length > (INT64_MAX - d) // 10:
@@ -430,6 +780,40 @@ cdef list _codings(bytes value):
 
 cpdef tuple request_body_framing(headers, int version):
     """How a request body is delimited: ("none"|"length"|"chunked", length)."""
+    cdef Py_ssize_t size
+    cdef int64_t length
+    value = None
+    # What parse_request_head gives, without Transfer-Encoding and with at most
+    # one Content-Length, is answered here; names are compared only when their
+    # size is one of the two.  Anything else takes the general code below.
+    if type(headers) is list:
+        for item in <list>headers:
+            if type(item) is not tuple or len(<tuple>item) != 3:
+                break
+            lower = (<tuple>item)[0]
+            if type(lower) is not bytes:
+                break
+            size = PyBytes_GET_SIZE(lower)
+            if size == 14 and memcmp(PyBytes_AS_STRING(lower), b"content-length", 14) == 0:
+                if value is not None:
+                    break
+                value = (<tuple>item)[2]
+            elif size == 17 and memcmp(PyBytes_AS_STRING(lower), b"transfer-encoding", 17) == 0:
+                break
+        else:
+            if value is None:
+                return "none", 0
+            if type(value) is bytes:
+                length = _length_digits(<const unsigned char*>PyBytes_AS_STRING(value),
+                                        PyBytes_GET_SIZE(value))
+                if length < 0:
+                    raise BadRequest("invalid Content-Length")
+                return "length", length
+    return _request_body_framing(headers, version)
+
+
+cdef tuple _request_body_framing(headers, int version):
+    """request_body_framing() for any headers."""
     length, coding = _framing_fields(headers, BadRequest)
     if coding is not None:
         if version == 10:
@@ -470,42 +854,72 @@ def response_body_framing(int status, headers, request_method):
 # decides its framing exactly as response_body_framing(), but builds no object
 # per field: it records spans, then copies the relayed fields into one bytes.
 
-# The lowercase names of the fields not relayed (set_hidden_response), and a
-# bit per name length (63 for longer names) so most fields skip the table.
+# The lowercase names of the fields not relayed (set_hidden_response) that a
+# field can have, grouped by size (63: 63 and more), with a bit per size so
+# most fields skip the table.
 cdef struct _Name:
     const char* text            # owned by _hidden_names
     Py_ssize_t size
+    uint64_t head               # _name_key(text, size)
+    uint64_t tail
+    bint exact                  # with "^" or "~": _name_key cannot tell them apart
 
 cdef _Name* _hidden = NULL
-cdef Py_ssize_t _hidden_count = 0
+cdef Py_ssize_t _hidden_start[65]   # the names of size group s: _hidden[_hidden_start[s]:_hidden_start[s + 1]]
 cdef unsigned long long _hidden_lengths = 0
-cdef tuple _hidden_names = ()
+cdef tuple _hidden_names = ()       # as set, names no field can have included
+
+
+cdef inline Py_ssize_t _size_group(Py_ssize_t size) noexcept:
+    return size if size < 63 else 63
+
+
+cdef bint _lowered_token(bytes name):
+    """Whether name is what a field name lowered can be: token characters, no capitals."""
+    if not name:
+        return False
+    for c in name:
+        if not TCHAR[c] or 65 <= c <= 90:
+            return False
+    return True
 
 
 cdef int set_hidden_response(frozenset lower_names) except -1:
     """Set the lowercase field names scan_response_head() leaves out of the relayed block."""
-    global _hidden, _hidden_count, _hidden_lengths, _hidden_names
+    global _hidden, _hidden_lengths, _hidden_names
     if lower_names is None:
         raise TypeError("hidden field names must be a frozenset of bytes")
-    cdef tuple names = tuple(lower_names)
-    cdef Py_ssize_t i, count = len(names)
+    cdef Py_ssize_t i, group, count
     cdef unsigned long long lengths = 0
     cdef _Name* table
-    for name in names:
+    for name in lower_names:
         if not isinstance(name, bytes):
             raise TypeError("hidden field names must be a frozenset of bytes")
+    cdef list ordered = []
+    cdef Py_ssize_t start[65]
+    for group in range(64):
+        start[group] = len(ordered)
+        for name in lower_names:
+            if _size_group(len(name)) == group and _lowered_token(name):
+                ordered.append(name)
+    count = len(ordered)
+    start[64] = count
     table = <_Name*>PyMem_Malloc((count if count else 1) * sizeof(_Name))
     if table == NULL:
         raise MemoryError()
     for i in range(count):
-        table[i].text = PyBytes_AS_STRING(names[i])
-        table[i].size = PyBytes_GET_SIZE(names[i])
-        lengths |= 1ULL << (table[i].size if table[i].size < 63 else 63)
+        name = ordered[i]
+        table[i].text = PyBytes_AS_STRING(name)
+        table[i].size = PyBytes_GET_SIZE(name)
+        _name_key(<const unsigned char*>table[i].text, table[i].size,
+                  &table[i].head, &table[i].tail)
+        table[i].exact = b"^" in name or b"~" in name
+        lengths |= 1ULL << _size_group(table[i].size)
     PyMem_Free(_hidden)
     _hidden = table
-    _hidden_count = count
+    memcpy(_hidden_start, start, sizeof(start))
     _hidden_lengths = lengths
-    _hidden_names = names
+    _hidden_names = tuple(lower_names)      # keeps the texts of the table alive
     return 0
 
 
@@ -518,21 +932,54 @@ cdef inline bint _lower_eq(const unsigned char* p, const char* lower, Py_ssize_t
     return True
 
 
-cdef inline bint _is_hidden(const unsigned char* p, Py_ssize_t n) noexcept:
-    cdef Py_ssize_t i
-    if not (_hidden_lengths >> (n if n < 63 else 63)) & 1:
-        return False
-    for i in range(_hidden_count):
-        if _hidden[i].size == n and _lower_eq(p, _hidden[i].text, n):
-            return True
+cdef inline bint _is_hidden(const unsigned char* p, Py_ssize_t n, uint64_t head,
+                            uint64_t tail) noexcept:
+    """Whether the field name p[:n], of key (head, tail), is a hidden name."""
+    cdef Py_ssize_t i, group = _size_group(n)
+    for i in range(_hidden_start[group], _hidden_start[group + 1]):
+        if _hidden[i].head == head and _hidden[i].tail == tail and _hidden[i].size == n:
+            # Several names can share a key: only a full match ends the search.
+            if _hidden[i].exact:
+                if _lower_eq(p, _hidden[i].text, n):
+                    return True
+            elif n <= 16 or _lower_eq(p + 8, _hidden[i].text + 8, n - 16):
+                return True
     return False
 
 
+# Keys of the names scan_response_head() acts on, and their sizes as bits.
+cdef uint64_t CL_HEAD, CL_TAIL, TE_HEAD, TE_TAIL, CONN_HEAD, CONN_TAIL
+_name_key(<const unsigned char*>b"content-length", 14, &CL_HEAD, &CL_TAIL)
+_name_key(<const unsigned char*>b"transfer-encoding", 17, &TE_HEAD, &TE_TAIL)
+_name_key(<const unsigned char*>b"connection", 10, &CONN_HEAD, &CONN_TAIL)
+cdef unsigned long long FRAMING_LENGTHS = (1ULL << 14) | (1ULL << 17) | (1ULL << 10)
+cdef uint64_t LOSE = _load4(<const unsigned char*>b"lose")
+cdef uint64_t KEEP_ALIVE_HEAD, KEEP_ALIVE_TAIL     # the usual Connection value
+_name_key(<const unsigned char*>b"keep-alive", 10, &KEEP_ALIVE_HEAD, &KEEP_ALIVE_TAIL)
+
+
+cdef inline bint _is_keep_alive(const unsigned char* p, Py_ssize_t n) noexcept:
+    """p[:n].lower() == b"keep-alive" for field-value bytes: the usual Connection value.
+
+    Keys compare field values too: of the bytes that give "-" ORed with 0x20,
+    CR is not a field-value byte.
+    """
+    cdef uint64_t head, tail
+    if n != 10:
+        return False
+    _name_key(p, 10, &head, &tail)
+    return head == KEEP_ALIVE_HEAD and tail == KEEP_ALIVE_TAIL
+
+
 cdef inline bint _has_close(const unsigned char* p, Py_ssize_t start, Py_ssize_t end) noexcept:
-    """b"close" in p[start:end].lower(), as proxy.py checks a Connection value."""
+    """b"close" in p[start:end].lower(), as proxy.py checks a Connection value.
+
+    A byte ORed with 0x20 equals a lowercase letter only if it is that letter
+    in either case, so the ORed bytes can be compared with "close".
+    """
     cdef Py_ssize_t i
     for i in range(start, end - 4):
-        if _lower_eq(p + i, b"close", 5):
+        if (p[i] | 0x20) == 99 and (_load4(p + i + 1) | 0x20202020) == LOSE:
             return True
     return False
 
@@ -562,16 +1009,6 @@ cdef int _last_coding(const unsigned char* p, Py_ssize_t start, Py_ssize_t end,
     return last
 
 
-cdef struct _Span:
-    Py_ssize_t name
-    Py_ssize_t name_end
-    Py_ssize_t value
-    Py_ssize_t value_end
-
-cdef enum:
-    SPANS_ON_STACK = 64
-
-
 cdef object scan_response_head(bytes buf, Py_ssize_t max_head, bint head_request,
                                ResponseHead* out):
     """Validate a response head: None if incomplete, else fill *out and return the relayed fields.
@@ -588,57 +1025,84 @@ cdef object scan_response_head(bytes buf, Py_ssize_t max_head, bint head_request
     cdef Py_ssize_t count = 0, capacity = SPANS_ON_STACK, total = 0
     cdef Py_ssize_t cl_start = 0, cl_end = 0
     cdef int version, status, content_lengths = 0, coding = -1, framing
-    cdef bint te_seen = False, close = False
+    cdef bint te_seen = False, close = False, hidden
     cdef int64_t length = 0
+    cdef uint64_t head, tail
     cdef _Span stack_spans[SPANS_ON_STACK]
     cdef _Span* spans = stack_spans
-    cdef _Span* grown
     cdef char* w
 
-    lf = _response_line(p, 0, n, max_head)
+    # A status line all there and valid is taken without memchr and a second pass.
+    lf = -1
+    if n > 12 and _status_line(p, 12, &version, &status) == 0:
+        lf = _lf_at(p, _value_end(p, 13, n) if p[12] == 32 else 12)
+        if lf >= 0 and lf + 1 > max_head:
+            raise _error(E_UP_TOO_BIG)
     if lf < 0:
-        return None
-    if _status_line(p, _line_end(p, 0, lf), &version, &status):
-        raise _error(E_UP_STATUS)
+        lf = _response_line(p, 0, n, max_head)
+        if lf < 0:
+            return None
+        if _status_line(p, _line_end(p, 0, lf), &version, &status):
+            raise _error(E_UP_STATUS)
 
     try:
         pos = lf + 1
         while True:
-            lf = _response_line(p, pos, n, max_head)
+            lf = _field_line(p, pos, n, &name_end, &v_start, &v_end)
             if lf < 0:
-                return None
-            end = _line_end(p, pos, lf)
-            if end == pos:
-                break
-            if _field_span(p, pos, end, &name_end, &v_start, &v_end):
-                raise _error(E_UP_HEADER)
+                lf = _lf_at(p, pos)
+                if lf >= 0:             # the blank line ending the head
+                    if lf + 1 > max_head:
+                        raise _error(E_UP_TOO_BIG)
+                    break
+                # A line not all there, or invalid: the twin's checks, in its order.
+                lf = _response_line(p, pos, n, max_head)
+                if lf < 0:
+                    return None
+                end = _line_end(p, pos, lf)
+                if end == pos:
+                    break
+                if _field_span(p, pos, end, n, &name_end, &v_start, &v_end):
+                    raise _error(E_UP_HEADER)
+            elif lf + 1 > max_head:
+                raise _error(E_UP_TOO_BIG)
             size = name_end - pos
-            if size == 14 and _lower_eq(p + pos, b"content-length", 14):
-                content_lengths += 1
-                cl_start = v_start
-                cl_end = v_end
-            elif size == 17 and _lower_eq(p + pos, b"transfer-encoding", 17):
-                te_seen = True
-                coding = _last_coding(p, v_start, v_end, coding)
-            elif size == 10 and _lower_eq(p + pos, b"connection", 10):
-                if not close:
-                    close = _has_close(p, v_start, v_end)
-            if not _is_hidden(p + pos, size):
+            hidden = False
+            # Only names of a size some known name has are compared, a word at a time.
+            if ((_hidden_lengths | FRAMING_LENGTHS) >> _size_group(size)) & 1:
+                _name_key(p + pos, size, &head, &tail)
+                if size == 14 and head == CL_HEAD and tail == CL_TAIL:
+                    content_lengths += 1
+                    cl_start = v_start
+                    cl_end = v_end
+                elif (size == 17 and head == TE_HEAD and tail == TE_TAIL
+                        and p[pos + 8] == 45):      # the "-" the key leaves out
+                    te_seen = True
+                    coding = _last_coding(p, v_start, v_end, coding)
+                elif size == 10 and head == CONN_HEAD and tail == CONN_TAIL:
+                    if not close and not _is_keep_alive(p + v_start, v_end - v_start):
+                        close = _has_close(p, v_start, v_end)
+                if (_hidden_lengths >> _size_group(size)) & 1:
+                    hidden = _is_hidden(p + pos, size, head, tail)
+            if not hidden:
+                total += size + v_end - v_start + 4
+                if (v_start == name_end + 2 and p[name_end + 1] == 32
+                        and lf == v_end + 1 and p[v_end] == 13):
+                    # Already "name: value\r\n": copied as it is, with the line before
+                    # if that one was too.
+                    if count and spans[count - 1].value < 0 and spans[count - 1].name_end == pos:
+                        spans[count - 1].name_end = lf + 1
+                        pos = lf + 1
+                        continue
+                    v_start = -1
+                    name_end = lf + 1
                 if count == capacity:
-                    grown = <_Span*>PyMem_Malloc(2 * capacity * sizeof(_Span))
-                    if grown == NULL:
-                        raise MemoryError()
-                    memcpy(grown, spans, count * sizeof(_Span))
-                    if spans != stack_spans:
-                        PyMem_Free(spans)
-                    spans = grown
-                    capacity *= 2
+                    spans = _more_spans(spans, stack_spans, &capacity)
                 spans[count].name = pos
                 spans[count].name_end = name_end
                 spans[count].value = v_start
                 spans[count].value_end = v_end
                 count += 1
-                total += size + v_end - v_start + 4
             pos = lf + 1
 
         # The order of response_body_framing(): no body for HEAD, 1xx, 204 and
@@ -664,17 +1128,18 @@ cdef object scan_response_head(bytes buf, Py_ssize_t max_head, bint head_request
         w = PyBytes_AS_STRING(block)
         for k in range(count):
             size = spans[k].name_end - spans[k].name
-            memcpy(w, p + spans[k].name, size)
+            _copy(w, p + spans[k].name, size)
             w += size
-            w[0] = 58
-            w[1] = 32
-            w += 2
-            size = spans[k].value_end - spans[k].value
-            memcpy(w, p + spans[k].value, size)
-            w += size
-            w[0] = 13
-            w[1] = 10
-            w += 2
+            if spans[k].value >= 0:
+                w[0] = 58
+                w[1] = 32
+                w += 2
+                size = spans[k].value_end - spans[k].value
+                _copy(w, p + spans[k].value, size)
+                w += size
+                w[0] = 13
+                w[1] = 10
+                w += 2
     finally:
         if spans != stack_spans:
             PyMem_Free(spans)
@@ -889,13 +1354,78 @@ cdef inline str _decode(const unsigned char* p, Py_ssize_t n):
     return PyUnicode_DecodeUTF8(<const char*>p, n, "surrogateescape")
 
 
+cdef inline str _ascii(const unsigned char* p, Py_ssize_t n):
+    """p[:n], every byte below 0x80, as str: what _decode() gives, without its checks."""
+    cdef str s = PyUnicode_New(n, 127)
+    _copy(PyUnicode_1BYTE_DATA(s), p, n)
+    return s
+
+
+cdef inline Py_ssize_t _plain_path(const unsigned char* t, Py_ssize_t n) noexcept:
+    """The end of the path of an origin-form target (n, or where its "?" is) if the path is
+    ASCII without "%" or "#" and the normaliser would leave it as it is; else -1.
+
+    The normaliser changes a path only at "%", "//" and "." or ".." segments
+    ("/." or "/.." followed by "/", "?", "#" or the end), and "#" ends it;
+    a "#" anywhere gives -1, so the segment check need not look for it.
+    t[n] must be 0, as at the end of every bytes object: it stops the scan.
+    """
+    cdef Py_ssize_t i = 0, j
+    cdef unsigned char k
+    while True:
+        while PATH[t[i]] == P_PLAIN:
+            i += 1
+        k = PATH[t[i]]
+        if k == P_SLASH:
+            j = i + 1
+            if t[j] == 46:
+                j += 1
+                if t[j] == 46:
+                    j += 1
+                if j == n or t[j] == 47 or t[j] == 63:
+                    return -1
+            elif t[j] == 47:
+                return -1
+            i += 1
+        elif k == P_NUL:
+            if i == n:
+                return n
+            i += 1              # a NUL byte of the target: copied as it is
+        elif k == P_QUERY:
+            return i
+        else:
+            return -1
+
+
 cpdef tuple split_target(target):
     """Split a request target into ($uri decoded and normalised, $args, $request_uri)."""
     if type(target) is not bytes:
-        target = bytes(target)
+        return split_target(bytes(target))     # (not reassigned: that costs a reference)
     cdef const unsigned char* t = <const unsigned char*>PyBytes_AS_STRING(target)
     cdef Py_ssize_t tn = PyBytes_GET_SIZE(target)
-    cdef Py_ssize_t start, i, n, ulen = 0, a_start = 0, a_end = 0, k
+    cdef Py_ssize_t q, k
+    cdef str whole
+    if tn > 0 and t[0] == 47:
+        # Fast path: an ASCII target without "#" whose path the normaliser would
+        # not change: $uri is the path as it is, $args the query, if any.
+        q = _plain_path(t, tn)
+        if q == tn:
+            if tn == 1:
+                return "/", "", "/"
+            whole = _ascii(t, tn)
+            return whole, "", whole
+        if q > 0:
+            k = q + 1
+            while k < tn and t[k] < 0x80 and t[k] != 35:
+                k += 1
+            if k == tn:
+                return _ascii(t, q), _ascii(t + q + 1, tn - q - 1), _ascii(t, tn)
+    return _split_target(target, t, tn)
+
+
+cdef tuple _split_target(bytes target, const unsigned char* t, Py_ssize_t tn):
+    """split_target() for any target: the normaliser."""
+    cdef Py_ssize_t start, i, n, ulen = 0, a_start = 0, a_end = 0
     cdef const unsigned char* path
     cdef unsigned char* u
     cdef unsigned char ch
