@@ -1373,9 +1373,13 @@ cdef class ProxyExchange:
     cdef public bint upstream_paused
     cdef public object connect_future
     cdef public double header_time
-    cdef public list addresses
-    cdef public list statuses
-    cdef public list times
+    # Each try's peer, status and time ($upstream_addr, _status, _response_time): the
+    # first in C fields, later ones in lists made only for a retry.
+    cdef object peer0
+    cdef int status0
+    cdef double time0
+    cdef int n_peers, n_statuses, n_times
+    cdef list more_peers, more_statuses, more_times
     cdef public bint buffer_body
     cdef public bint fresh_retry_done
     cdef _PlanInfo info
@@ -1411,9 +1415,6 @@ cdef class ProxyExchange:
         self.deadline_kind = D_CONNECT
         self.response_buffer = b""
         self.framing = F_NONE
-        self.addresses = []
-        self.statuses = []
-        self.times = []
         cdef str method = request.method
         self.head_request = method == "HEAD"
         # No body to announce: the head gets its final CRLF in the same join (the twin
@@ -1527,7 +1528,7 @@ cdef class ProxyExchange:
     cdef _connect(self, peer, bint allow_cached, double now):
         self.peer = peer
         self.try_started = now
-        self.addresses.append(peer)
+        self._note_peer(peer)
         cdef _PlanInfo info = self.info
         pool = info.pool
         cached = _pool_take(info, peer) if allow_cached and info.keepalive else None
@@ -1702,8 +1703,8 @@ cdef class ProxyExchange:
         condition = _status_conditions[status]     # scan_response_head: 100..999
         if condition is not None and condition in info.next_upstream \
                 and self._may_retry(condition, now):
-            self.statuses.append(status)
-            self.times.append(now - self.try_started)
+            self._note_status(status)
+            self._note_time(now - self.try_started)
             self._finish_upstream(status >= 500 or status == 429, False)
             peer = self.next_peer
             self.next_peer = None
@@ -1711,7 +1712,7 @@ cdef class ProxyExchange:
             self._connect(peer, True, now)
             return
         cdef Request request = self.request
-        self.statuses.append(status)
+        self._note_status(status)
         cdef int kind = head.framing
         if kind == FRAME_ERROR:
             # The twin's response_body_framing raises here: raise the same exception.
@@ -1815,7 +1816,7 @@ cdef class ProxyExchange:
         self._complete_at(self.conn._now())
 
     cdef _complete_at(self, double now):
-        self.times.append(now - self.try_started)
+        self._note_time(now - self.try_started)
         self._finish_upstream_at(False, self.reusable and self.body_complete, now)
         self.state = DONE
         if self.info.access_logs:
@@ -1894,12 +1895,12 @@ cdef class ProxyExchange:
             self.fresh_retry_done = True
             upstream.close()
             self.upstream = None
-            self.addresses.pop()
+            self._drop_last_peer()
             self._connect(peer, False, self.conn._now())
             return
         cdef double now = self.conn._now()
-        self.statuses.append(status)
-        self.times.append(now - self.try_started)
+        self._note_status(status)
+        self._note_time(now - self.try_started)
         self._finish_upstream_at(True, False, now)
         if self._may_retry(condition, now):
             self.tries += 1
@@ -1911,7 +1912,7 @@ cdef class ProxyExchange:
 
     cdef _give_up(self, int status, str detail):
         self.state = DONE
-        if not self.addresses:
+        if not self.n_peers:
             log.error(f'{detail} while connecting to upstream, client: {self.request.remote_addr}, '
                       f'request: "{self.request.method} {self.request.request_uri}"')
         self._record()
@@ -1934,6 +1935,53 @@ cdef class ProxyExchange:
                   f'request: "{request.method} {request.request_uri} {request.protocol}", '
                   f'upstream: "http://{where}{self.proxy.upstream_uri(request)}", '
                   f'host: "{request.host}"')
+
+    cdef _note_peer(self, peer):
+        if self.n_peers == 0:
+            self.peer0 = peer
+        else:
+            if self.more_peers is None:
+                self.more_peers = []
+            self.more_peers.append(peer)
+        self.n_peers += 1
+
+    cdef _drop_last_peer(self):
+        self.n_peers -= 1
+        if self.n_peers == 0:
+            self.peer0 = None
+        else:
+            self.more_peers.pop()
+
+    cdef _note_status(self, int status):
+        if self.n_statuses == 0:
+            self.status0 = status
+        else:
+            if self.more_statuses is None:
+                self.more_statuses = []
+            self.more_statuses.append(status)
+        self.n_statuses += 1
+
+    cdef _note_time(self, double seconds):
+        if self.n_times == 0:
+            self.time0 = seconds
+        else:
+            if self.more_times is None:
+                self.more_times = []
+            self.more_times.append(seconds)
+        self.n_times += 1
+
+    @property
+    def addresses(self):
+        """The peer of each try, in order (the twin's list)."""
+        return ([self.peer0] if self.n_peers else []) + (self.more_peers or [])
+
+    @property
+    def statuses(self):
+        return ([self.status0] if self.n_statuses else []) + (self.more_statuses or [])
+
+    @property
+    def times(self):
+        return ([self.time0] if self.n_times else []) + (self.more_times or [])
 
     cdef _record(self):
         """Fill the $upstream_* variables (only needed by access logs)."""
