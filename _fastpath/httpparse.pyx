@@ -552,6 +552,30 @@ cdef inline Py_ssize_t _request_line(const unsigned char* p, Py_ssize_t pos, Py_
     return _lf_at(p, i + 8)
 
 
+cdef inline Py_ssize_t _head_line(const unsigned char* p, Py_ssize_t pos, Py_ssize_t lf,
+                                  Py_ssize_t n, Py_ssize_t max_line, Py_ssize_t max_head,
+                                  int too_long, Py_ssize_t* end) except -2:
+    """The LF ending the request-head line at pos (lf when already found, else -1), with
+    the line's end in *end; -1 while the line has not all arrived.
+
+    Raises too_long for a line over max_line and "head too large" past max_head.
+    """
+    cdef int code
+    if lf < 0:
+        lf = _find_lf(p, pos, n)
+        if lf < 0:
+            code = _partial(p, n, pos, max_line, max_head, too_long)
+            if code:
+                raise _error(code)
+            return -1
+    end[0] = _line_end(p, pos, lf)
+    if end[0] - pos > max_line:
+        raise _error(too_long)
+    if lf + 1 > max_head:
+        raise _error(E_HEAD_LARGE)
+    return lf
+
+
 cpdef parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
     """Parse a request head: None if incomplete, else (method, target, version, headers, consumed)."""
     if type(buf) is not bytes:
@@ -559,7 +583,7 @@ cpdef parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(buf)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(buf)
     cdef Py_ssize_t pos = 0, lf, end, i, m_start, m_end, t_start, t_end
-    cdef int code, version
+    cdef int version
     while pos < n:
         if p[pos] == 10:
             pos += 1
@@ -573,25 +597,12 @@ cpdef parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
     # the usual way, which finds its end first, as the twin's order of errors needs.
     lf = _request_line(p, pos, n, &m_end, &t_start, &t_end)
     if lf >= 0:
-        end = _line_end(p, pos, lf)
-        if end - pos > max_line:
-            raise _error(E_REQUEST_LINE_LONG)
-        if lf + 1 > max_head:
-            raise _error(E_HEAD_LARGE)
+        lf = _head_line(p, pos, lf, n, max_line, max_head, E_REQUEST_LINE_LONG, &end)
         i = end - 8
     else:
-        lf = _find_lf(p, pos, n)
+        lf = _head_line(p, pos, -1, n, max_line, max_head, E_REQUEST_LINE_LONG, &end)
         if lf < 0:
-            code = _partial(p, n, pos, max_line, max_head, E_REQUEST_LINE_LONG)
-            if code:
-                raise _error(code)
             return None
-        end = _line_end(p, pos, lf)
-        if end - pos > max_line:
-            raise _error(E_REQUEST_LINE_LONG)
-        if lf + 1 > max_head:
-            raise _error(E_HEAD_LARGE)
-
         i = pos
         while i < end and TCHAR[p[i]]:
             i += 1
@@ -630,18 +641,9 @@ cpdef parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
         pos = lf + 1
         while True:
             lf = _lf_at(p, pos)             # the blank line, without memchr
+            lf = _head_line(p, pos, lf, n, max_line, max_head, E_HEADER_LINE_LONG, &end)
             if lf < 0:
-                lf = _find_lf(p, pos, n)
-            if lf < 0:
-                code = _partial(p, n, pos, max_line, max_head, E_HEADER_LINE_LONG)
-                if code:
-                    raise _error(code)
                 return None
-            end = _line_end(p, pos, lf)
-            if end - pos > max_line:
-                raise _error(E_HEADER_LINE_LONG)
-            if lf + 1 > max_head:
-                raise _error(E_HEAD_LARGE)
             if end == pos:
                 break
             if _field_span(p, pos, end, n, &name_end, &v_start, &v_end):

@@ -1337,6 +1337,14 @@ cdef class UpstreamConnection(_Sender):
 
 # Proxying -------------------------------------------------------------------
 
+cdef inline list _appended(list items, value):
+    """items with value appended; a new list when items is None (made on first use)."""
+    if items is None:
+        return [value]
+    items.append(value)
+    return items
+
+
 @cython.freelist(64)
 cdef class ProxyExchange:
     """One client request on its way to an upstream and back."""
@@ -1940,9 +1948,7 @@ cdef class ProxyExchange:
         if self.n_peers == 0:
             self.peer0 = peer
         else:
-            if self.more_peers is None:
-                self.more_peers = []
-            self.more_peers.append(peer)
+            self.more_peers = _appended(self.more_peers, peer)
         self.n_peers += 1
 
     cdef _drop_last_peer(self):
@@ -1956,18 +1962,14 @@ cdef class ProxyExchange:
         if self.n_statuses == 0:
             self.status0 = status
         else:
-            if self.more_statuses is None:
-                self.more_statuses = []
-            self.more_statuses.append(status)
+            self.more_statuses = _appended(self.more_statuses, status)
         self.n_statuses += 1
 
     cdef _note_time(self, double seconds):
         if self.n_times == 0:
             self.time0 = seconds
         else:
-            if self.more_times is None:
-                self.more_times = []
-            self.more_times.append(seconds)
+            self.more_times = _appended(self.more_times, seconds)
         self.n_times += 1
 
     @property

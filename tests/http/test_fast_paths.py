@@ -12,17 +12,9 @@ import random
 import pytest
 
 from _fastpath import httpparse
-from gateway.errors import InvalidUpstreamResponse
 from gateway.http import parser_py
 from gateway.http.plan import HIDDEN_RESPONSE
-
-
-def outcome(fn, *args):
-    """fn's result, or the class and message of what it raised."""
-    try:
-        return "returned", fn(*args)
-    except Exception as exc:    # noqa: BLE001 - compared, not handled
-        return "raised", type(exc), str(exc)
+from tests.http.test_response_scan import outcome, reference
 
 
 def same(fn_name, *args):
@@ -68,26 +60,8 @@ def test_plain_target_shares_one_str():
 
 # scan_response_head ---------------------------------------------------------
 
-def scan_reference(buf, max_head, head_request, hidden_names):
-    """What the relay computes from the twin, in _scan_response_head's result shape."""
-    head = parser_py.parse_response_head(buf, max_head)
-    if head is None:
-        return None
-    version, status, _reason, headers, consumed = head
-    try:
-        kind, length = parser_py.response_body_framing(
-            status, headers, b"HEAD" if head_request else b"GET")
-    except InvalidUpstreamResponse:
-        kind, length = "error", 0
-    close = any(lower == b"connection" and b"close" in value.lower()
-                for lower, _name, value in headers)
-    block = b"".join(b"%s: %s\r\n" % (name, value)
-                     for lower, name, value in headers if lower not in hidden_names)
-    return version, status, consumed, kind, length, close, block
-
-
 def scan_same(buf, hidden_names, max_head=65536, head_request=False):
-    expected = outcome(scan_reference, buf, max_head, head_request, hidden_names)
+    expected = outcome(reference, buf, max_head, head_request, hidden_names)
     got = outcome(httpparse._scan_response_head, buf, max_head, head_request)
     assert got == expected, (buf, max_head, head_request, sorted(hidden_names))
     return got
