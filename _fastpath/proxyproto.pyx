@@ -72,8 +72,6 @@ cdef enum:
 
 cdef bytes KEEP_ALIVE_END = b"Connection: keep-alive\r\n\r\n"
 cdef bytes CLOSE_END = b"Connection: close\r\n\r\n"
-cdef bytes CRLF = b"\r\n"
-cdef bytes COLON = b": "
 cdef bytes CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
 set_hidden_response(HIDDEN_RESPONSE)    # the fields scan_response_head leaves out
 cdef frozenset _NON_IDEMPOTENT = NON_IDEMPOTENT
@@ -146,16 +144,13 @@ cdef bytes _status_line(int status):
     return <bytes>line
 
 
-cdef bytes _join(list parts, const char* tail=NULL, Py_ssize_t tail_size=0):
-    """b"".join(parts) + tail[:tail_size] for a list of bytes: one allocation, a memcpy each.
-
-    ``tail`` lets a body still inside a larger buffer be copied once, without a slice.
-    """
-    cdef Py_ssize_t total = tail_size, size
+cdef bytes _join(list parts):
+    """b"".join(parts) for a list of bytes: one allocation, a memcpy each."""
+    cdef Py_ssize_t total = 0, size
     cdef char* out
     for item in parts:
         if type(item) is not bytes:   # bytearray, memoryview: the general join
-            return b"".join(parts) + PyBytes_FromStringAndSize(tail, tail_size)
+            return b"".join(parts)
         total += PyBytes_GET_SIZE(item)
     data = PyBytes_FromStringAndSize(NULL, total)
     out = PyBytes_AS_STRING(data)
@@ -163,8 +158,6 @@ cdef bytes _join(list parts, const char* tail=NULL, Py_ssize_t tail_size=0):
         size = PyBytes_GET_SIZE(item)
         memcpy(out, PyBytes_AS_STRING(item), size)
         out += size
-    if tail_size:
-        memcpy(out, tail, tail_size)
     return data
 
 
@@ -982,18 +975,19 @@ cdef class ClientConnection(_Sender):
         """
         self._send_parts(status, [None, None, header_lines], add_headers, body)
 
-    cdef _send_parts(self, int status, list parts, add_headers, body,
-                     const char* tail=NULL, Py_ssize_t tail_size=0):
-        """send_head with the header lines as pieces after two free slots, joined once.
-
-        ``tail``: body bytes still inside another buffer, sent after ``body``.
-        """
+    cdef Request _begin_response(self, int status):
+        """The request, its status set; keep-alive decided for the response now starting."""
         cdef Request request = self.request
         request.status = status
         self.response_started = True
         if self.closing_after_response or self.draining or \
                 (self.state == BODY and not self._body_discardable()):
             self.keep_alive = False
+        return request
+
+    cdef _send_parts(self, int status, list parts, add_headers, body):
+        """send_head with the header lines as pieces after two free slots, joined once."""
+        cdef Request request = self._begin_response(status)
         parts[0] = _status_line(status)
         parts[1] = _server_and_date(self._server_tokens(request))
         if add_headers:
@@ -1002,8 +996,7 @@ cdef class ClientConnection(_Sender):
         if body:
             parts.append(body)
             request.body_bytes_sent += len(body)
-        request.body_bytes_sent += tail_size
-        data = _join(parts, tail, tail_size)
+        data = _join(parts)
         request.bytes_sent += len(data)
         self._write(data)
 
@@ -1015,14 +1008,9 @@ cdef class ClientConnection(_Sender):
         None), the add_header lines, Connection, then ``tail[:tail_size]`` (a body that
         came with the head), measured first and copied once into one write.
         """
-        cdef Request request = self.request
+        cdef Request request = self._begin_response(status)
         cdef Py_ssize_t total
         cdef char* w
-        request.status = status
-        self.response_started = True
-        if self.closing_after_response or self.draining or \
-                (self.state == BODY and not self._body_discardable()):
-            self.keep_alive = False
         line = _status_line(status)
         server_date = _server_and_date(self._server_tokens(request))
         added = self._render_add_headers(status, add_headers) if add_headers else b""
@@ -1446,7 +1434,7 @@ cdef class ProxyExchange:
         cdef _PlanInfo info = self.info
         cdef list values = None     # the rendered set-header values, when some vary
         cdef tuple item
-        cdef Py_ssize_t total, size
+        cdef Py_ssize_t total
         cdef char* w
         if info.uri_replacement is None:
             # ProxyPlan.upstream_uri's first case: $request_uri, which is the raw target
