@@ -76,6 +76,8 @@ enum uk_op {
     UK_OP_STATIC_GET = 0x30,
     UK_OP_AUTH_VERIFY = 0x40,
     UK_OP_AUTH_SETKEY = 0x41,
+    UK_OP_WEBHOOK_VERIFY = 0x50,
+    UK_OP_WEBHOOK_SETKEY = 0x51,
 };
 
 enum uk_status {
@@ -88,7 +90,7 @@ enum uk_status {
     UK_UNAUTHORIZED = 6,    /* token malformed or signature wrong */
     UK_EXPIRED = 7,         /* now >= exp */
     UK_NOT_YET_VALID = 8,   /* now < nbf */
-    UK_NO_KEY = 9,          /* auth has no key yet */
+    UK_NO_KEY = 9,          /* auth or webhook has no key yet */
     UK_NOT_MODIFIED = 10,   /* static: If-None-Match matched */
 };
 
