@@ -31,6 +31,8 @@ class Op(enum.IntEnum):
     STATIC_GET = 0x30
     AUTH_VERIFY = 0x40
     AUTH_SETKEY = 0x41
+    WEBHOOK_VERIFY = 0x50
+    WEBHOOK_SETKEY = 0x51
 
 
 class Status(enum.IntEnum):
