@@ -8,10 +8,13 @@
 | kv | DELETE | KV_DELETE(key) | 204, 404 if absent |
 | static | GET, HEAD | STATIC_GET(path [\\0 If-None-Match]) | 200 with Content-Type and ETag, 304 on a matching If-None-Match, 404 |
 | auth | any method | AUTH_VERIFY(bearer token) | 200 with the claims (application/json); 401 otherwise |
+| webhook | any method | WEBHOOK_VERIFY(u16 length, signature header, body) | 204 if the body's HMAC-SHA256 matches; 401 wrong or missing, 400 malformed, 413, 503 no key |
 
 The part ("uri", "args", "body" or "header:NAME") is the location's `unikernel_pass` second argument; kv's key
 and static's path use it too (default uri; "body" means the URI for kv, whose body is the value). In a
 prefix location ending in "/", the URI part loses the location's prefix: `/kv/a` in `location /kv/` is `/a`.
+webhook always sends the body; its part names the signature header (any other part means
+header:x-hub-signature-256, GitHub's).
 """
 
 from gateway.http.responses import error_page
@@ -21,6 +24,7 @@ from gateway.unikernel.wire import MAX_PAYLOAD, Op, Status
 
 OCTETS = b"application/octet-stream"
 IDEMPOTENT = frozenset({"GET", "HEAD"})
+WEBHOOK_HEADER = "header:x-hub-signature-256"
 # Statuses any operation may get, as HTTP statuses.
 COMMON_STATUS = {Status.BAD_REQUEST: 400, Status.TOO_LARGE: 413, Status.NO_MEMORY: 507,
                  Status.UNKNOWN_OP: 502, Status.NOT_FOUND: 404}
@@ -104,6 +108,17 @@ def _auth(request, body, spec):
     return Op.AUTH_VERIFY, value, True, None
 
 
+def _webhook(request, body, spec):
+    if not spec.startswith("header:"):
+        spec = WEBHOOK_HEADER
+    sig = _part(request, body, spec)
+    if sig is None:
+        raise Refused(401)
+    if len(sig) > 0xFFFF:
+        raise Refused(400)
+    return Op.WEBHOOK_VERIFY, len(sig).to_bytes(2, "little") + sig + body, True, None
+
+
 def _arg(args, name):
     for pair in args.split("&"):
         key, _, value = pair.partition("=")
@@ -155,11 +170,22 @@ def _auth_reply(request, status, payload):
     return COMMON_STATUS.get(status, 502), None, None, b""
 
 
+def _webhook_reply(request, status, payload):
+    if status == Status.OK:
+        return 204, b"", None, b""
+    if status == Status.UNAUTHORIZED:
+        return 401, None, None, b""     # a shared secret, not an HTTP auth scheme: no WWW-Authenticate
+    if status == Status.NO_KEY:
+        return 503, None, None, b""
+    return COMMON_STATUS.get(status, 502), None, None, b""
+
+
 SERVICES = {
     "echo": (_echo, _echo_reply),
     "kv": (_kv, _kv_reply),
     "static": (_static, _static_reply),
     "auth": (_auth, _auth_reply),
+    "webhook": (_webhook, _webhook_reply),
 }
 
 
