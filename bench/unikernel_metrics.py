@@ -18,7 +18,7 @@ from gateway.unikernel import qemu, wire
 from tests.unikernel.harness import Worker
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-SERVICES = ("echo", "kv", "static", "auth")
+SERVICES = ("echo", "kv", "static", "auth", "webhook")
 
 
 def cpu_seconds(pid):

@@ -138,7 +138,7 @@ async def test_unknown_service_is_one_clear_sentence(pools, tmp_path):
     with pytest.raises(LaunchFailed) as caught:
         await pools(thing=UnikernelPool("thing", str(image), transport="socketpair"))
     assert str(caught.value) == 'unikernel "thing": unknown service "thing": the gateway speaks to echo, kv, ' \
-                                'static, auth'
+                                'static, auth, webhook'
 
 
 @pytest.mark.qemu

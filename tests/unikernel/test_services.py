@@ -176,11 +176,13 @@ def test_auth_key_by_control_message(boot):
     assert stats["svc0"] == 1 and stats["svc1"] == 1
 
 
-def test_four_services_side_by_side(boot):
-    workers = [boot(name, instance_id=i) for i, name in enumerate(("echo", "kv", "static", "auth"), start=10)]
+def test_five_services_side_by_side(boot):
+    workers = [boot(name, instance_id=i)
+               for i, name in enumerate(("echo", "kv", "static", "auth", "webhook"), start=10)]
     for i, worker in enumerate(workers, start=10):
         assert worker.request(Op.PING).payload == f"{worker.service} {i}".encode()
     assert workers[0].request(Op.ECHO, b"e").payload == b"e"
     assert workers[1].request(Op.KV_GET, b"e").status == Status.NOT_FOUND
     assert workers[2].request(Op.STATIC_GET, b"/hello.txt").status == Status.OK
     assert workers[3].request(Op.AUTH_VERIFY, JWT_IO_TOKEN).status == Status.NO_KEY
+    assert workers[4].request(Op.WEBHOOK_VERIFY, b"\0\0").status == Status.NO_KEY
