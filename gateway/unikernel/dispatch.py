@@ -8,7 +8,7 @@
 | kv | DELETE | KV_DELETE(key) | 204, 404 if absent |
 | static | GET, HEAD | STATIC_GET(path [\\0 If-None-Match]) | 200 with Content-Type and ETag, 304 on a matching If-None-Match, 404 |
 | auth | any method | AUTH_VERIFY(bearer token) | 200 with the claims (application/json); 401 otherwise |
-| webhook | any method | WEBHOOK_VERIFY(u16 length, signature header, body) | 204 if the body's HMAC-SHA256 matches; 401 wrong or missing, 400 malformed, 413, 503 no key |
+| webhook | any method | WEBHOOK_VERIFY(u16 length, signature, body) | 204 valid; 401 wrong or missing, 400 malformed, 413, 503 no key |
 
 The part ("uri", "args", "body" or "header:NAME") is the location's `unikernel_pass` second argument; kv's key
 and static's path use it too (default uri; "body" means the URI for kv, whose body is the value). In a
