@@ -265,6 +265,7 @@ cdef class Request:
     cdef public long long body_bytes_sent, bytes_sent
     cdef public object upstream_addr, upstream_status, upstream_response_time
     cdef public object upstream_connect_time, upstream_header_time
+    cdef public object cache_status
     # The request line's method and target as received (None when not kept): what
     # method.encode() and request_uri re-encoded would give, without the work.
     cdef object raw_method, raw_target
@@ -301,6 +302,7 @@ cdef class Request:
         self.upstream_response_time = ""
         self.upstream_connect_time = ""
         self.upstream_header_time = ""
+        self.cache_status = None
 
     def header(self, str lower_name):
         """The value of a request header (repeated ones joined as nginx does)."""

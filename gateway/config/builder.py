@@ -7,7 +7,7 @@ import os
 import re
 import socket
 
-from gateway.config import values
+from gateway.config import compose, values
 from gateway.config.model import (
     AccessLog, AddHeader, Balance, Config, ErrorLog, HealthCheck, Http, Listen, Location,
     LocationSettings, ProxyPass, Return, Server, UnikernelPass, UnikernelPool, Upstream,
@@ -94,6 +94,7 @@ class Builder:
         self.warnings: list[str] = []
         self.pending_proxy: list[tuple[ProxyPass, str, str | None, str, int]] = []
         self.pending_unikernel: list[tuple[UnikernelPass, str, int]] = []
+        self.pending_parts: list[tuple[str, object]] = []
         self.listens_with_options: set[int] = set()
 
     # Helpers --------------------------------------------------------------
@@ -279,6 +280,10 @@ class Builder:
                 own["proxy_pass"] = d
             elif n == "unikernel_pass":
                 own["unikernel_pass"] = d
+            elif n in ("unikernel_auth", "unikernel_cache", "unikernel_body"):
+                part = own[n] = compose.build_part(d, _compile)
+                if part is not None:
+                    self.pending_parts.append((n, part))
             elif n == "error_log":
                 self._error_log(d)
                 self.warnings.append(f'"error_log" directive is accepted but not acted on '
@@ -803,3 +808,5 @@ class Builder:
         for up, f, ln in self.pending_unikernel:
             if up.pool not in self.http.unikernels:
                 raise ConfigError(f'host not found in unikernel "{up.pool}"', f, ln)
+        for name, part in self.pending_parts:
+            compose.check_pool(name, part, self.http.unikernels)

@@ -114,6 +114,9 @@ TABLE: dict[str, list[Spec]] = {
     "balance": [_s([UNIKERNEL], 1, 3)],
     "setting": [_s([UNIKERNEL], 2, 2, unique=False)],
     "unikernel_pass": [_s([LOCATION], 1, 2)],
+    "unikernel_auth": [_s(_HSL, 1, _ANY)],
+    "unikernel_cache": [_s(_HSL, 1, _ANY)],
+    "unikernel_body": [_s(_HSL, 1, _ANY)],
     # accepted but not acted on
     "load_module": [_ignored([MAIN], 1, 1)],
     "worker_rlimit_nofile": [_ignored([MAIN], 1, 1)],

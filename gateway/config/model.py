@@ -72,6 +72,46 @@ class UnikernelPass:
 
 
 @dataclass
+class AuthPart:
+    """``unikernel_auth``: the request's credential checked by an auth pool before anything is sent."""
+
+    pool: str
+    token: str = "$http_authorization"       # a "Bearer " prefix is taken off
+    claim_headers: list[tuple[str, str]] = field(default_factory=list)   # (header, claim)
+    fail: str = "closed"                     # pool down or slow: closed = 503, open = go on
+    timeout: float = 1.0
+    file: str | None = None
+    line: int | None = None
+
+
+@dataclass
+class CachePart:
+    """``unikernel_cache``: responses kept in a kv pool, looked up while the other parts run."""
+
+    pool: str
+    key: str = "$scheme$host$request_uri"
+    ttl: float = 60.0                        # when the response names no lifetime of its own
+    methods: frozenset[str] = frozenset({"GET", "HEAD"})
+    max_size: int = 512 * 1024               # largest response (head and body) stored
+    fail: str = "bypass"                     # pool down or slow: bypass = go upstream, closed = 503
+    timeout: float = 0.5
+    file: str | None = None
+    line: int | None = None
+
+
+@dataclass
+class BodyPart:
+    """``unikernel_body``: the request body checked by a pool (webhook signatures) before it goes on."""
+
+    pool: str
+    signature: str = "$http_x_hub_signature_256"
+    fail: str = "closed"                     # pool down or slow: closed = 503, open = go on
+    timeout: float = 5.0
+    file: str | None = None
+    line: int | None = None
+
+
+@dataclass
 class LocationSettings:
     """Fully merged settings that apply to a request handled at this level."""
 
@@ -80,6 +120,11 @@ class LocationSettings:
     return_: Return | None = None
     proxy_pass: ProxyPass | None = None
     unikernel_pass: UnikernelPass | None = None
+
+    # Request parts worked on by unikernel pools before the content handler (inherited).
+    unikernel_auth: AuthPart | None = None
+    unikernel_cache: CachePart | None = None
+    unikernel_body: BodyPart | None = None
 
     # Proxying.  Defaults are nginx's.
     proxy_set_headers: list[tuple[str, str]] = field(default_factory=lambda: [

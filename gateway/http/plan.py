@@ -109,7 +109,7 @@ class LocationPlan:
     """What to do for requests that end in one location (or a server's fallback)."""
 
     __slots__ = ("location", "settings", "kind", "return_code", "return_text",
-                 "proxy", "add_headers", "access_logs", "unikernel")
+                 "proxy", "add_headers", "access_logs", "unikernel", "compose")
 
     def __init__(self, location, settings: model.LocationSettings, upstreams, access_logs):
         self.location = location
@@ -134,3 +134,10 @@ class LocationPlan:
         self.add_headers = [(h.name.encode("latin-1"), compile_template(h.value), h.always)
                             for h in settings.add_headers]
         self.access_logs = access_logs
+        self.compose = None
+        # Parts for unikernel pools run before content, as nginx's access phase; `return` runs earlier.
+        if self.kind != "return" and (settings.unikernel_auth or settings.unikernel_cache
+                                      or settings.unikernel_body):
+            from gateway.unikernel.compose import ComposePlan   # only configs with parts load it
+            self.compose = ComposePlan(self, settings)
+            self.kind = "compose"

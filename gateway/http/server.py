@@ -214,6 +214,16 @@ class WorkerApp:
 
     def _answer(self, conn, request, plan, redirects):
         kind = plan.kind
+        if kind == "compose":
+            from gateway.unikernel.compose import Composition
+            handler = Composition(conn, request, plan, self)
+            conn.handler = handler
+            handler.start()
+            return
+        self.answer_content(conn, request, plan, kind, redirects)
+
+    def answer_content(self, conn, request, plan, kind, redirects=0):
+        """Run the location's content handler (for a composed location: once its parts passed)."""
         if kind == "proxy":
             if conn.body_pending() and request.version == 11 and \
                     (request.header("expect") or "").lower() == "100-continue":

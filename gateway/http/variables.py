@@ -136,6 +136,7 @@ _SIMPLE = {
     "upstream_response_time": lambda r: r.upstream_response_time,
     "upstream_connect_time": lambda r: r.upstream_connect_time,
     "upstream_header_time": lambda r: r.upstream_header_time,
+    "unikernel_cache_status": lambda r: r.cache_status or "",
     "connection": lambda r: str(r.connection_id),
     "connection_requests": lambda r: str(r.connection_requests),
     "pid": lambda r: str(os.getpid()),

@@ -1,0 +1,294 @@
+"""One request's parts worked on by several unikernel pools: auth and cache before the upstream.
+
+Real gateway process, real QEMU auth and kv workers, a real upstream (tests/support/echo_backend.py)
+whose request log shows what reached it.
+"""
+
+import concurrent.futures
+import os
+import signal
+import threading
+import time
+
+import orjson
+import pytest
+
+from tests.support.processes import EchoBackend
+from tests.unikernel.test_gateway_services import (  # noqa: F401  (uk_gateway is a fixture)
+    AUTH_KEY, instances, jwt, request, uk_gateway, wait_for)
+
+pytestmark = pytest.mark.qemu
+
+PUBLIC = "/headers?Cache-Control=public,max-age=60"
+
+
+def compose_config(port, upstream, transport="socketpair", auth="", cache="", pools=""):
+    fast = "setting ping_interval 100ms; setting hang_timeout 5s; setting backoff_min 20ms;"
+    return f"""
+worker_processes 1;
+error_log error.log info;
+pid gateway.pid;
+events {{ worker_connections 256; }}
+http {{
+    access_log access.log cachelog;
+    log_format cachelog '$request_uri $unikernel_cache_status $status';
+    unikernel auth {{ image auth; transport {transport}; setting key {AUTH_KEY.hex()}; {fast} }}
+    unikernel kv {{ image kv; instances 2 2; transport {transport}; balance hash $request_uri consistent; {fast} }}
+    {pools}
+    server {{
+        listen 127.0.0.1:{port};
+        location /api/ {{
+            unikernel_auth auth timeout=2s {auth} set_header X-User=sub X-Role=role;
+            unikernel_cache kv ttl=30s timeout=10s {cache};
+            proxy_pass http://{upstream};
+        }}
+        location /cache/ {{
+            unikernel_cache kv timeout=2s {cache};
+            proxy_pass http://{upstream};
+        }}
+        location /private/ {{
+            unikernel_auth auth;
+            proxy_pass http://{upstream};
+        }}
+    }}
+}}
+"""
+
+
+@pytest.fixture
+def upstream(tmp_path):
+    log = tmp_path / "upstream.log"
+    log.touch()
+    backend = EchoBackend("app", log=log)
+    backend.log = log
+    yield backend
+    backend.stop()
+
+
+def seen(upstream):
+    """The requests the upstream received, as "METHOD TARGET" lines."""
+    return upstream.log.read_text().splitlines()
+
+
+def bearer(**claims):
+    now = int(time.time())
+    return {"Authorization": "Bearer " + jwt({"sub": "alice", "role": "admin", "exp": now + 600, **claims})}
+
+
+def upstream_headers(body):
+    return dict(orjson.loads(body)["headers"])
+
+
+def pid_of(gateway, pool):
+    (inst,) = [i for i in instances(gateway, pool) if i["state"] == "ready"][:1]
+    return inst["pid"]
+
+
+@pytest.mark.parametrize("transport", ["tap", "socketpair"])
+def test_auth_gates_the_upstream(uk_gateway, upstream, transport):
+    gw = uk_gateway(lambda port: compose_config(port, upstream.address, transport))
+    port = gw.port
+    now = int(time.time())
+    refused = {
+        "missing": ({}, 'Bearer'),
+        "garbage": ({"Authorization": "Bearer not.a.token"}, 'Bearer error="invalid_token"'),
+        "wrong key": ({"Authorization": "Bearer " + jwt({"sub": "x"}, key=b"other key")},
+                      'Bearer error="invalid_token"'),
+        "expired": ({"Authorization": "Bearer " + jwt({"sub": "x", "exp": now - 5})},
+                    'Bearer error="invalid_token"'),
+        "not yet valid": ({"Authorization": "Bearer " + jwt({"sub": "x", "nbf": now + 600})},
+                          'Bearer error="invalid_token"'),
+        "alg none": ({"Authorization": "Bearer " + jwt({"sub": "x"}, alg="none")},
+                     'Bearer error="invalid_token"'),
+    }
+    for why, (headers, challenge) in refused.items():
+        code, got, _ = request(port, "GET", "/private/x", headers=headers)
+        assert (code, got.get("www-authenticate")) == (401, challenge), why
+        # A refused upload is refused before its body is asked for, and never reaches the upstream.
+        code, _, _ = request(port, "POST", "/private/upload", body=b"b" * 5000, headers=headers)
+        assert code == 401, why
+    assert seen(upstream) == []
+
+    # A good token: the request goes on, with the verified claims as headers and the client's own
+    # copies of those headers dropped.
+    headers = {**bearer(), "X-User": "mallory", "X-Role": "root"}
+    code, _, body = request(port, "POST", "/api/submit", body=b"payload", headers=headers)
+    assert code == 200
+    echoed = upstream_headers(body)
+    assert (echoed["x-user"], echoed["x-role"]) == ("alice", "admin")
+    assert [k for k, _ in orjson.loads(body)["headers"]].count("x-user") == 1
+    assert orjson.loads(body)["body_length"] == 7
+    assert seen(upstream) == ["POST /api/submit"]
+
+
+def test_cache_hit_miss_and_what_is_not_stored(uk_gateway, upstream):
+    gw = uk_gateway(lambda port: compose_config(port, upstream.address))
+    port = gw.port
+
+    def get(path, method="GET", headers=None):
+        code, got, body = request(port, method, path, headers=headers)
+        return code, got.get("x-cache"), body
+
+    # Stored, then served from the kv guest without the upstream.
+    first = get("/cache" + PUBLIC)
+    second = get("/cache" + PUBLIC)
+    assert (first[0], first[1]) == (200, "MISS")
+    assert second == (200, "HIT", first[2])
+    code, got, _ = request(port, "GET", "/cache" + PUBLIC)
+    assert got["cache-control"] == "public,max-age=60" and int(got["age"]) >= 0
+    # HEAD is answered from the stored GET.
+    code, got, body = request(port, "HEAD", "/cache" + PUBLIC)
+    assert (code, got["x-cache"], body, got["content-length"]) == (200, "HIT", b"", str(len(first[2])))
+    assert seen(upstream) == ["GET /cache" + PUBLIC]
+
+    # Not stored: no-store, private, no-cache, Set-Cookie, Vary: *, an uncacheable status.
+    for path in ("/cache/headers?Cache-Control=no-store", "/cache/headers?Cache-Control=private",
+                 "/cache/headers?Cache-Control=no-cache", "/cache/headers?Set-Cookie=a=1",
+                 "/cache/headers?Vary=*", "/cache/status/500/x"):
+        assert get(path)[1] == "MISS", path
+        assert get(path)[1] == "MISS", path
+        assert seen(upstream).count("GET " + path) == 2, path
+    # A default lifetime (ttl=) for a cacheable response that names none.
+    assert [get("/cache/plain")[1] for _ in range(2)] == ["MISS", "HIT"]
+
+    # Methods outside methods= bypass the cache, and are not answered from it.
+    code, xc, _ = get("/cache" + PUBLIC, method="POST")
+    assert (code, xc) == (200, "BYPASS")
+
+    # Vary: each variant stands for the request values it was stored with.
+    vary = "/cache/headers?Vary=X-Lang&Cache-Control=max-age=60"
+    assert get(vary, headers={"X-Lang": "en"})[1] == "MISS"
+    assert get(vary, headers={"X-Lang": "en"})[1] == "HIT"
+    assert get(vary, headers={"X-Lang": "fr"})[1] == "MISS"
+
+    # Expiry: max-age=1 lives one second in the guest.
+    short = "/cache/headers?Cache-Control=max-age=1"
+    assert [get(short)[1], get(short)[1]] == ["MISS", "HIT"]
+    time.sleep(2.2)
+    assert get(short)[1] == "MISS"
+
+    # The access log has $unikernel_cache_status.
+    log = (gw.dir / "access.log").read_text().splitlines()
+    assert f"/cache{PUBLIC} MISS 200" in log and f"/cache{PUBLIC} HIT 200" in log
+
+
+def test_authorized_requests_are_stored_only_when_public(uk_gateway, upstream):
+    gw = uk_gateway(lambda port: compose_config(port, upstream.address))
+    port = gw.port
+    # RFC 9111 3.5: a response to a request with Authorization is shared only when it says so.
+    for path, expected in (("/api/headers?Cache-Control=max-age=60", ["MISS", "MISS"]),
+                           ("/api" + PUBLIC, ["MISS", "HIT"])):
+        got = [request(port, "GET", path, headers=bearer())[1].get("x-cache") for _ in range(2)]
+        assert got == expected, path
+    # A hit still needs a good credential.
+    assert request(port, "GET", "/api" + PUBLIC)[0] == 401
+    assert seen(upstream).count("GET /api" + PUBLIC) == 1
+
+
+def test_fifty_concurrent_misses_make_one_upstream_fetch(uk_gateway, upstream):
+    gw = uk_gateway(lambda port: compose_config(port, upstream.address))
+    path = "/cache/slow/headers?ms=400&Cache-Control=public,max-age=60"
+    with concurrent.futures.ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(lambda _: request(gw.port, "GET", path), range(50)))
+    assert {r[0] for r in results} == {200}
+    assert len({r[2] for r in results}) == 1
+    assert sorted(r[1]["x-cache"] for r in results).count("MISS") == 1
+    assert seen(upstream).count("GET " + path) == 1
+
+
+def test_lookup_runs_while_auth_is_still_out(uk_gateway, upstream):
+    """The kv lookup is sent with the credential, not after it: with the auth guest stopped, the
+    lookup is answered; then with the kv guest stopped and auth running again, the request completes
+    from what the lookup returned. Sent one after the other, it could not finish while kv is stopped."""
+    gw = uk_gateway(lambda port: compose_config(port, upstream.address))
+    port = gw.port
+    assert request(port, "GET", "/api" + PUBLIC, headers=bearer())[1]["x-cache"] == "MISS"
+    auth_pid = pid_of(gw, "auth")
+    kv_pids = [i["pid"] for i in instances(gw, "kv")]
+    result = {}
+
+    def client():
+        result["response"] = request(port, "GET", "/api" + PUBLIC, headers=bearer())
+        result["at"] = time.monotonic()
+
+    os.kill(auth_pid, signal.SIGSTOP)
+    try:
+        thread = threading.Thread(target=client)
+        thread.start()
+        time.sleep(0.6)
+        assert "response" not in result           # the credential is still out
+        for pid in kv_pids:
+            os.kill(pid, signal.SIGSTOP)
+        stopped_kv_at = time.monotonic()
+        os.kill(auth_pid, signal.SIGCONT)
+        thread.join(5)
+        assert result["response"][0] == 200 and result["response"][1]["x-cache"] == "HIT"
+        assert result["at"] - stopped_kv_at < 3
+    finally:
+        os.kill(auth_pid, signal.SIGCONT)
+        for pid in kv_pids:
+            os.kill(pid, signal.SIGCONT)
+    assert seen(upstream).count("GET /api" + PUBLIC) == 1
+
+
+def test_dead_or_hung_pools_degrade_as_configured(uk_gateway, upstream):
+    gw = uk_gateway(lambda port: compose_config(port, upstream.address, auth="", cache=""))
+    port = gw.port
+    assert request(port, "GET", "/cache" + PUBLIC)[1]["x-cache"] == "MISS"
+    assert request(port, "GET", "/cache" + PUBLIC)[1]["x-cache"] == "HIT"
+
+    # kv hung: the lookup times out (timeout=2s) and the request bypasses to the upstream.
+    kv_pids = [i["pid"] for i in instances(gw, "kv")]
+    for pid in kv_pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        code, got, _ = request(port, "GET", "/cache" + PUBLIC)
+        assert (code, got["x-cache"]) == (200, "BYPASS")
+        assert time.monotonic() - started < 4
+    finally:
+        for pid in kv_pids:
+            os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: request(port, "GET", "/cache" + PUBLIC)[1]["x-cache"] == "HIT", timeout=10,
+             what="cache hits again")
+
+    # auth hung: fail closed within its timeout (2s), then serves again once it answers.
+    auth_pid = pid_of(gw, "auth")
+    os.kill(auth_pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        assert request(port, "GET", "/api/x", headers=bearer())[0] == 503
+        assert time.monotonic() - started < 4
+    finally:
+        os.kill(auth_pid, signal.SIGCONT)
+    wait_for(lambda: request(port, "GET", "/api/x", headers=bearer())[0] == 200, timeout=10,
+             what="auth answering again")
+
+    # auth killed: the supervisor restarts it; no request hangs meanwhile, and it recovers.
+    os.kill(pid_of(gw, "auth"), signal.SIGKILL)
+    codes = set()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        code = request(port, "GET", "/api/x", headers=bearer())[0]
+        assert time.monotonic() - started < 4
+        codes.add(code)
+        if code == 200:
+            break
+    assert 200 in codes and codes <= {200, 503}
+    assert 'unikernel_auth "auth": timed out' in gw.errors()
+
+
+def test_fail_open_goes_on_without_the_part(uk_gateway, upstream):
+    gw = uk_gateway(lambda port: compose_config(port, upstream.address, auth="fail=open"))
+    auth_pid = pid_of(gw, "auth")
+    os.kill(auth_pid, signal.SIGSTOP)
+    try:
+        code, _, body = request(gw.port, "GET", "/api/open", headers=bearer())
+    finally:
+        os.kill(auth_pid, signal.SIGCONT)
+    assert code == 200 and "x-user" not in upstream_headers(body)
+    # fail=open applies to a pool that cannot answer, not to a credential it refuses.
+    wait_for(lambda: request(gw.port, "GET", "/api/open", headers=bearer())[0] == 200, timeout=10,
+             what="auth answering again")
+    assert request(gw.port, "GET", "/api/open", headers={"Authorization": "Bearer x.y.z"})[0] == 401
