@@ -154,6 +154,9 @@ class Composition:
     def _submit_body(self):
         cplan = self.cplan
         signature = cplan.signature.render(self.request).encode("latin-1", "replace")
+        if not signature:
+            self._answer(401)
+            return
         body = b"".join(self.body)
         if len(signature) > 0xFFFF or 2 + len(signature) + len(body) > MAX_PAYLOAD:
             self._answer(413)

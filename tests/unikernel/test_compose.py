@@ -5,6 +5,8 @@ whose request log shows what reached it.
 """
 
 import concurrent.futures
+import hashlib
+import hmac
 import os
 import signal
 import threading
@@ -20,6 +22,7 @@ from tests.unikernel.test_gateway_services import (  # noqa: F401  (uk_gateway i
 pytestmark = pytest.mark.qemu
 
 PUBLIC = "/headers?Cache-Control=public,max-age=60"
+HOOK_KEY = b"webhook secret"
 
 
 def compose_config(port, upstream, transport="socketpair", auth="", cache="", pools=""):
@@ -34,6 +37,7 @@ http {{
     log_format cachelog '$request_uri $unikernel_cache_status $status';
     unikernel auth {{ image auth; transport {transport}; setting key {AUTH_KEY.hex()}; {fast} }}
     unikernel kv {{ image kv; instances 2 2; transport {transport}; balance hash $request_uri consistent; {fast} }}
+    unikernel hooks {{ image webhook; transport {transport}; setting key {HOOK_KEY.hex()}; {fast} }}
     {pools}
     server {{
         listen 127.0.0.1:{port};
@@ -44,6 +48,15 @@ http {{
         }}
         location /cache/ {{
             unikernel_cache kv timeout=2s {cache};
+            proxy_pass http://{upstream};
+        }}
+        location /hooks/ {{
+            unikernel_body hooks;
+            proxy_pass http://{upstream};
+        }}
+        location /signed/ {{
+            unikernel_auth auth;
+            unikernel_body hooks signature=$http_x_signature;
             proxy_pass http://{upstream};
         }}
         location /private/ {{
@@ -292,3 +305,39 @@ def test_fail_open_goes_on_without_the_part(uk_gateway, upstream):
     wait_for(lambda: request(gw.port, "GET", "/api/open", headers=bearer())[0] == 200, timeout=10,
              what="auth answering again")
     assert request(gw.port, "GET", "/api/open", headers={"Authorization": "Bearer x.y.z"})[0] == 401
+
+
+def signed(body, key=HOOK_KEY):
+    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def test_body_part_checks_webhook_signatures(uk_gateway, upstream):
+    gw = uk_gateway(lambda port: compose_config(port, upstream.address))
+    port = gw.port
+    body = os.urandom(200_000)
+    code, _, echoed = request(port, "POST", "/hooks/push", body=body,
+                              headers={"X-Hub-Signature-256": signed(body)})
+    assert code == 200
+    assert orjson.loads(echoed)["body_sha256"] == hashlib.sha256(body).hexdigest()
+    assert seen(upstream) == ["POST /hooks/push"]
+
+    refused = {
+        "wrong key": ({"X-Hub-Signature-256": signed(body, b"other")}, 401),
+        "other body": ({"X-Hub-Signature-256": signed(body + b"!")}, 401),
+        "missing": ({}, 401),
+        "malformed": ({"X-Hub-Signature-256": "sha256=xyz"}, 400),
+    }
+    for why, (headers, status) in refused.items():
+        assert request(port, "POST", "/hooks/push", body=body, headers=headers)[0] == status, why
+    too_big = b"x" * (1024 * 1024 + 1)
+    assert request(port, "POST", "/hooks/push", body=too_big,
+                   headers={"X-Hub-Signature-256": signed(too_big)})[0] == 413
+    assert seen(upstream) == ["POST /hooks/push"]
+
+    # Auth and body together, the signature from a header named in the config.
+    small = b'{"event": "ping"}'
+    headers = {**bearer(), "X-Signature": signed(small)}
+    assert request(port, "POST", "/signed/ping", body=small, headers=headers)[0] == 200
+    assert request(port, "POST", "/signed/ping", body=small, headers={"X-Signature": signed(small)})[0] == 401
+    assert request(port, "POST", "/signed/ping", body=small + b" ", headers=headers)[0] == 401
+    assert seen(upstream) == ["POST /hooks/push", "POST /signed/ping"]
