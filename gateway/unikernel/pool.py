@@ -87,7 +87,8 @@ class Pool:
         for _ in range(self.config.min_instances):
             self.add_instance()
         self.supervisor.start()
-        self._timer = self.loop.call_soon(self._tick)
+        # A timer (not call_soon's plain handle): _reschedule compares its when().
+        self._timer = self.loop.call_later(0, self._tick)
 
     async def wait_booted(self, timeout):
         """Wait until no instance is starting (or timeout); the number ready."""

@@ -1,0 +1,46 @@
+"""The embedded default (`make run`): its pools start, and every curl line its welcome page shows works."""
+
+import html
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import ROOT, free_port
+from tests.unikernel.test_gateway_services import uk_gateway  # noqa: F401  (a fixture)
+
+pytestmark = pytest.mark.qemu
+
+DEFAULT = ROOT / "gateway" / "default"
+
+
+def test_welcome_page_commands_work(uk_gateway, tmp_path):
+    page = (DEFAULT / "html" / "index.html").read_text()
+    site = tmp_path / "default"
+    shutil.copytree(DEFAULT, site)
+    port = {}
+
+    def config(p):
+        port["n"] = p
+        text = (site / "gateway.conf").read_text()
+        assert "127.0.0.1:8080" in text
+        # The same file on a free port, with its paths resolved beside the copy.
+        return text.replace("127.0.0.1:8080", f"127.0.0.1:{p}").replace("include mime.types;",
+                                                                          f"include {site}/mime.types;") \
+            .replace("root html;", f"root {site}/html;")
+
+    gw = uk_gateway(config)
+    assert gw.port == port["n"]
+    script = "\n".join(html.unescape(line.split("  #")[0]).replace("8080", str(gw.port))
+                       for block in re.findall(r"<pre>(.*?)</pre>", page, re.S)
+                       for line in block.strip().splitlines())
+    assert script.count("curl ") == 8
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60).stdout
+    assert "/hello" in out and "world" in out
+    assert "HTTP/1.1 401 Unauthorized" in out
+    assert re.search(r"X-Cache: MISS.*X-Cache: HIT", out, re.S)
+    assert "hello newcomer (demo), from the upstream" in out
+    assert '"sub":"newcomer"' in out.replace(" ", "")
+    assert "<html" in out.lower()       # the static site's index page
