@@ -34,7 +34,7 @@ pid gateway.pid;
 events {{ worker_connections 256; }}
 http {{
     access_log access.log cachelog;
-    log_format cachelog '$request_uri $unikernel_cache_status $status';
+    log_format cachelog '$request_uri $unikernel_cache_status $status $request_time';
     unikernel auth {{ image auth; transport {transport}; setting key {AUTH_KEY.hex()}; {fast} }}
     unikernel kv {{ image kv; instances 2 2; transport {transport}; balance hash $request_uri consistent; {fast} }}
     unikernel hooks {{ image webhook; transport {transport}; setting key {HOOK_KEY.hex()}; {fast} }}
@@ -181,8 +181,9 @@ def test_cache_hit_miss_and_what_is_not_stored(uk_gateway, upstream):
     assert get(short)[1] == "MISS"
 
     # The access log has $unikernel_cache_status.
-    log = (gw.dir / "access.log").read_text().splitlines()
-    assert f"/cache{PUBLIC} MISS 200" in log and f"/cache{PUBLIC} HIT 200" in log
+    log = [line.rsplit(" ", 1) for line in (gw.dir / "access.log").read_text().splitlines()]
+    assert [f"/cache{PUBLIC} MISS 200", f"/cache{PUBLIC} HIT 200"] == [line for line, _ in log][:2]
+    assert all(0 <= float(seconds) < 30 for _, seconds in log)
 
 
 def test_authorized_requests_are_stored_only_when_public(uk_gateway, upstream):
