@@ -77,6 +77,7 @@ class Pool:
         self._owners = {}           # key -> instance name on the current ring (a lookup costs ~2.5 us)
         self._by_name = {}
         self._timer = None
+        self._timer_due = 0.0
         self._last_ping = 0.0
         self._boot_waiters = []
 
@@ -87,8 +88,8 @@ class Pool:
         for _ in range(self.config.min_instances):
             self.add_instance()
         self.supervisor.start()
-        # A timer (not call_soon's plain handle): _reschedule compares its when().
-        self._timer = self.loop.call_later(0, self._tick)
+        self._timer = self.loop.call_soon(self._tick)
+        self._timer_due = self.loop.time()
 
     async def wait_booted(self, timeout):
         """Wait until no instance is starting (or timeout); the number ready."""
@@ -417,11 +418,14 @@ class Pool:
     def _reschedule(self, delay):
         if self.closed:
             return
+        due = self.loop.time() + delay
         if self._timer is not None:
-            if self._timer.when() <= self.loop.time() + delay:
+            # Our own due time: call_soon's handle (the first tick) has no when().
+            if self._timer_due <= due:
                 return
             self._timer.cancel()
         self._timer = self.loop.call_later(delay, self._tick)
+        self._timer_due = due
 
     # Helpers --------------------------------------------------------------------
 
