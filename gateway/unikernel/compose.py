@@ -412,8 +412,8 @@ class ComposedProxy(ProxyExchange):
         if fill is not None:
             framing, length = parser.response_body_framing(status, headers, self.request.method)
             fill.begin(status, headers, self.request, framing, length, self.fill_part.ttl)
-            if framing == "length":
-                fill.add(rest[:length])
+            if framing == "length" and 0 < length <= len(rest):
+                fill.add(rest[:length])     # answered in one write, without _relay
         super()._start_response(version, status, headers, rest)
 
     def _relay(self, data):

@@ -243,7 +243,7 @@ def test_instruction_counts_for_nginx_and_the_relay_floor():
     """bench.instructions under valgrind: a count per request for each system asked for."""
     done = subprocess.run(
         [sys.executable, "-m", "bench.instructions", "--systems", "nginx,uvloop-relay",
-         "--requests", "40,120"],
+         "--requests", "100,400"],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     counts = {}

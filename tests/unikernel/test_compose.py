@@ -16,6 +16,7 @@ import time
 import orjson
 import pytest
 
+from gateway.upstream.ring import Ring
 from tests.support.processes import EchoBackend
 from tests.unikernel.test_gateway_services import (  # noqa: F401  (uk_gateway is a fixture)
     AUTH_KEY, instances, jwt, request, uk_gateway, wait_for)
@@ -169,6 +170,13 @@ def test_cache_hit_miss_and_what_is_not_stored(uk_gateway, upstream):
         assert seen(upstream).count("GET " + path) == 2, path
     # A default lifetime (ttl=) for a cacheable response that names none.
     assert [get("/cache/plain")[1] for _ in range(2)] == ["MISS", "HIT"]
+
+    # A response larger than one frame is stored fragmented and read back whole.
+    big = "/cache/big?n=300000"
+    first, second = get(big), get(big)
+    assert (first[1], second[1], len(second[2]), second[2] == first[2]) == ("MISS", "HIT", 300000, True)
+    # Over max_size (512k by default): passed through, not stored.
+    assert [get("/cache/big?n=600000")[1] for _ in range(2)] == ["MISS", "MISS"]
 
     # Methods outside methods= bypass the cache, and are not answered from it.
     code, xc, _ = get("/cache" + PUBLIC, method="POST")
@@ -360,3 +368,25 @@ def test_body_part_checks_webhook_signatures(uk_gateway, upstream):
     assert request(port, "POST", "/signed/ping", body=small, headers={"X-Signature": signed(small)})[0] == 401
     assert request(port, "POST", "/signed/ping", body=small + b" ", headers=headers)[0] == 401
     assert seen(upstream) == ["POST /hooks/push", "POST /signed/ping"]
+
+
+def test_keys_stay_on_their_shard_when_another_restarts(uk_gateway, upstream):
+    """kv instances keep their names across restarts, so the ring does not move: after one of three
+    shards is killed and replaced (empty), exactly the keys it owned miss; every other key still hits."""
+    pools = "unikernel shards { image kv; instances 3 3; transport socketpair; " \
+            "balance hash $request_uri consistent; setting ping_interval 100ms; setting backoff_min 20ms; }"
+    gw = uk_gateway(lambda port: compose_config(port, upstream.address, pools=pools).replace(
+        "unikernel_cache kv timeout=2s", "unikernel_cache shards timeout=2s"))
+    port = gw.port
+    paths = [f"/cache/key{n}" for n in range(60)]
+    for path in paths:
+        assert request(port, "GET", path)[1]["x-cache"] == "MISS"
+    owner = Ring([f"shards-{i}" for i in range(3)])
+    owners = {path: owner.lookup(b"http127.0.0.1" + path.encode()) for path in paths}
+    assert len(set(owners.values())) == 3
+    victim = next(i for i in instances(gw, "shards") if i["name"] == "shards-1")
+    os.kill(victim["pid"], signal.SIGKILL)
+    wait_for(lambda: any(i["name"] == "shards-1" and i["state"] == "ready" and i["pid"] != victim["pid"]
+                         for i in instances(gw, "shards")), what="shards-1 replaced")
+    got = {path: request(port, "GET", path)[1]["x-cache"] for path in paths}
+    assert got == {path: "MISS" if owners[path] == "shards-1" else "HIT" for path in paths}

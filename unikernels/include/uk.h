@@ -124,6 +124,10 @@ void uk_sha256_init(struct uk_sha256 *c);
 void uk_sha256_update(struct uk_sha256 *c, const u8 *p, usize n);
 void uk_sha256_final(struct uk_sha256 *c, u8 out[32]);
 void uk_hmac_sha256(const u8 *key, usize klen, const u8 *msg, usize mlen, u8 out[32]);
+/* HMAC with the key's padded blocks hashed once (uk_hmac_sha256_key), for many messages. */
+struct uk_hmac_sha256 { struct uk_sha256 inner, outer; };
+void uk_hmac_sha256_key(struct uk_hmac_sha256 *h, const u8 *key, usize klen);
+void uk_hmac_sha256_mac(const struct uk_hmac_sha256 *h, const u8 *msg, usize mlen, u8 out[32]);
 
 /* services/<name>.c: each service provides these */
 extern const char uk_service_name[];

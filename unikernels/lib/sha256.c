@@ -46,27 +46,36 @@ void uk_sha256_init(struct uk_sha256 *c)
 void uk_sha256_update(struct uk_sha256 *c, const u8 *p, usize n)
 {
     c->total += n;
-    while (n) {
+    if (c->used) {
         u32 k = 64 - c->used < n ? 64 - c->used : n;
         memcpy(c->buf + c->used, p, k);
         c->used += k, p += k, n -= k;
-        if (c->used == 64) {
-            block(c, c->buf);
-            c->used = 0;
-        }
+        if (c->used < 64)
+            return;
+        block(c, c->buf);
+        c->used = 0;
     }
+    /* Whole blocks straight from the input: no copy. */
+    for (; n >= 64; p += 64, n -= 64)
+        block(c, p);
+    memcpy(c->buf, p, n);
+    c->used = n;
 }
 
 void uk_sha256_final(struct uk_sha256 *c, u8 out[32])
 {
     u64 bits = c->total * 8;
-    u8 pad = 0x80, zero = 0, len[8];
-    uk_sha256_update(c, &pad, 1);
-    while (c->used != 56)
-        uk_sha256_update(c, &zero, 1);
+    /* 0x80, zeros up to 56 bytes into a block, then the length: padded in place. */
+    c->buf[c->used++] = 0x80;
+    if (c->used > 56) {
+        memset(c->buf + c->used, 0, 64 - c->used);
+        block(c, c->buf);
+        c->used = 0;
+    }
+    memset(c->buf + c->used, 0, 56 - c->used);
     for (u32 i = 0; i < 8; i++)
-        len[i] = (u8)(bits >> (56 - 8 * i));
-    uk_sha256_update(c, len, 8);
+        c->buf[56 + i] = (u8)(bits >> (56 - 8 * i));
+    block(c, c->buf);
     for (u32 i = 0; i < 8; i++) {
         out[4 * i] = (u8)(c->h[i] >> 24);
         out[4 * i + 1] = (u8)(c->h[i] >> 16);
@@ -75,28 +84,42 @@ void uk_sha256_final(struct uk_sha256 *c, u8 out[32])
     }
 }
 
-void uk_hmac_sha256(const u8 *key, usize klen, const u8 *msg, usize mlen, u8 out[32])
+void uk_hmac_sha256_key(struct uk_hmac_sha256 *h, const u8 *key, usize klen)
 {
-    u8 k[64], pad[64], inner[32];
-    struct uk_sha256 c;
+    u8 k[64], pad[64];
     memset(k, 0, sizeof(k));
     if (klen > 64) {
-        uk_sha256_init(&c);
-        uk_sha256_update(&c, key, klen);
-        uk_sha256_final(&c, k);
+        uk_sha256_init(&h->inner);
+        uk_sha256_update(&h->inner, key, klen);
+        uk_sha256_final(&h->inner, k);
     } else {
         memcpy(k, key, klen);
     }
+    /* The two padded-key blocks are hashed once per key, not once per message. */
     for (u32 i = 0; i < 64; i++)
         pad[i] = k[i] ^ 0x36;
-    uk_sha256_init(&c);
-    uk_sha256_update(&c, pad, 64);
-    uk_sha256_update(&c, msg, mlen);
-    uk_sha256_final(&c, inner);
+    uk_sha256_init(&h->inner);
+    uk_sha256_update(&h->inner, pad, 64);
     for (u32 i = 0; i < 64; i++)
         pad[i] = k[i] ^ 0x5c;
-    uk_sha256_init(&c);
-    uk_sha256_update(&c, pad, 64);
+    uk_sha256_init(&h->outer);
+    uk_sha256_update(&h->outer, pad, 64);
+}
+
+void uk_hmac_sha256_mac(const struct uk_hmac_sha256 *h, const u8 *msg, usize mlen, u8 out[32])
+{
+    struct uk_sha256 c = h->inner;
+    u8 inner[32];
+    uk_sha256_update(&c, msg, mlen);
+    uk_sha256_final(&c, inner);
+    c = h->outer;
     uk_sha256_update(&c, inner, 32);
     uk_sha256_final(&c, out);
+}
+
+void uk_hmac_sha256(const u8 *key, usize klen, const u8 *msg, usize mlen, u8 out[32])
+{
+    struct uk_hmac_sha256 h;
+    uk_hmac_sha256_key(&h, key, klen);
+    uk_hmac_sha256_mac(&h, msg, mlen, out);
 }

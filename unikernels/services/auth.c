@@ -7,7 +7,8 @@
 
 const char uk_service_name[] = "auth";
 
-static u8 key[KEY_MAX];
+/* Only the key's HMAC state is kept (its padded blocks hashed), not the key itself. */
+static struct uk_hmac_sha256 hkey;
 static u32 key_len;
 static u8 decoded[TOKEN_MAX];
 
@@ -19,8 +20,12 @@ void svc_init(void)
     usize len;
     const char *hex = uk_param("key", &len);
     if (hex) {
+        u8 key[KEY_MAX];
         int n = uk_hex_decode(hex, len, key, KEY_MAX);
         key_len = n > 0 ? (u32)n : 0;
+        if (key_len)
+            uk_hmac_sha256_key(&hkey, key, key_len);
+        memset(key, 0, sizeof(key));
     }
     /* Say whether a key is set, never the key. */
     uk_printf("uk: auth key %s\n", key_len ? "set" : "not set");
@@ -221,7 +226,7 @@ static u16 verify(const struct uk_request *req, u32 *claims_len)
     u8 mac[32], sig[48];
     if (n - d2 - 1 > 64 || b64url_decode(t + d2 + 1, n - d2 - 1, sig) != 32)
         return UK_UNAUTHORIZED;
-    uk_hmac_sha256(key, key_len, t, d2, mac);
+    uk_hmac_sha256_mac(&hkey, t, d2, mac);
     u8 diff = 0;
     for (u32 i = 0; i < 32; i++)    /* constant time: no early exit on the first wrong byte */
         diff |= mac[i] ^ sig[i];
@@ -251,7 +256,7 @@ void svc_handle(const struct uk_request *req)
             uk_reply(req, UK_BAD_REQUEST, UK_NULL, 0);
             return;
         }
-        memcpy(key, req->data, req->len);
+        uk_hmac_sha256_key(&hkey, req->data, req->len);
         key_len = req->len;
         uk_reply(req, UK_OK, UK_NULL, 0);
         return;

@@ -8,7 +8,8 @@
 
 const char uk_service_name[] = "webhook";
 
-static u8 key[KEY_MAX];
+/* Only the key's HMAC state is kept (its padded blocks hashed), not the key itself. */
+static struct uk_hmac_sha256 hkey;
 static u32 key_len;
 static u32 body_max;
 
@@ -20,8 +21,12 @@ void svc_init(void)
     usize len;
     const char *hex = uk_param("key", &len);
     if (hex) {
+        u8 key[KEY_MAX];
         int n = uk_hex_decode(hex, len, key, KEY_MAX);
         key_len = n > 0 ? (u32)n : 0;
+        if (key_len)
+            uk_hmac_sha256_key(&hkey, key, key_len);
+        memset(key, 0, sizeof(key));
     }
     body_max = uk_param_u32("max", UK_MAX_PAYLOAD);
     if (body_max > UK_MAX_PAYLOAD)
@@ -73,7 +78,7 @@ static u16 webhook_verify(const struct uk_request *req)
     u32 body_len = req->len - 2 - sig_len;
     if (body_len > body_max)
         return UK_TOO_LARGE;
-    uk_hmac_sha256(key, key_len, body, body_len, mac);
+    uk_hmac_sha256_mac(&hkey, body, body_len, mac);
     u8 diff = 0;
     for (u32 i = 0; i < 32; i++)    /* constant time: no early exit on the first wrong byte */
         diff |= mac[i] ^ want[i];
@@ -87,7 +92,7 @@ void svc_handle(const struct uk_request *req)
             uk_reply(req, UK_BAD_REQUEST, UK_NULL, 0);
             return;
         }
-        memcpy(key, req->data, req->len);
+        uk_hmac_sha256_key(&hkey, req->data, req->len);
         key_len = req->len;
         uk_reply(req, UK_OK, UK_NULL, 0);
         return;
