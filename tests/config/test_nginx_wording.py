@@ -258,7 +258,7 @@ def test_dump_equals_nginx_T(tmp_path):
 # Directives that exist only here (unikernel pools) or only in commercial nginx.
 OURS_ONLY = {"unikernel", "image", "instances", "memory", "transport", "accel", "balance",
              "setting", "unikernel_pass", "health_check", "least_time", "include",
-             "proxy_request_timeout"}
+             "proxy_request_timeout", "unikernel_auth", "unikernel_cache", "unikernel_body"}
 CONTEXT_WRAPPERS = {
     "main": "{line}",
     "events": "",
