@@ -348,8 +348,8 @@ cdef class _PlanInfo:
         self.client_body_timeout = settings.client_body_timeout
         self.add_headers = plan.add_headers
         self.access_logs = plan.access_logs
-        if not self.is_proxy:
-            return
+        if plan.proxy is None:
+            return      # composed locations that proxy (kind "compose") have one too
         proxy = self.proxy = plan.proxy
         self.proxy_host = proxy.proxy_host
         self.key_template = proxy.key_template
@@ -930,6 +930,14 @@ cdef class ClientConnection(_Sender):
         exchange.setup(self, request, plan, info, self.app)
         self.handler = exchange
         exchange._start(request.start_time)    # read in this same callback
+
+    def proxy_exchange(self, Request request, plan):
+        """A ProxyExchange for `plan`'s upstream, not started yet (the caller may hand it body
+        pieces first): how a composed location proxies once its parts have passed."""
+        cdef ProxyExchange exchange = ProxyExchange.__new__(ProxyExchange)
+        exchange.setup(self, request, plan, _plan_info(plan), self.app)
+        self.handler = exchange
+        return exchange
 
     cdef _read_body(self):
         body = self.body

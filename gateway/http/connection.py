@@ -12,6 +12,7 @@ import asyncio
 from gateway.observe.errorlog import log
 from gateway.errors import BadRequest, HttpError, PayloadTooLarge, RequestTimeout
 from gateway.http import parser
+from gateway.http.proxy import ProxyExchange
 from gateway.http.request import Request
 from gateway.http.responses import (
     ADD_HEADER_CODES, CLOSING_ERRORS, error_page, server_and_date, status_line_cached)
@@ -211,6 +212,13 @@ class ClientConnection(asyncio.Protocol):
                 self._next_request()
         elif self.state == BODY:
             self._arm(body.timeout, 408)
+
+    def proxy_exchange(self, request, plan):
+        """A ProxyExchange for `plan`'s upstream, not started yet (the caller may hand it body
+        pieces first): how a composed location proxies once its parts have passed."""
+        exchange = ProxyExchange(self, request, plan, self.app)
+        self.handler = exchange
+        return exchange
 
     def set_body_limit(self, limit: int, timeout: float):
         """Apply the location's client_max_body_size and client_body_timeout."""

@@ -57,10 +57,8 @@ class ComposePlan:
         self.cache = settings.unikernel_cache if plan.kind == "proxy" else None
         self.body = settings.unikernel_body
         self.token = compile_template(self.auth.token) if self.auth else None
-        self.claims = [(n.encode("latin-1"), c) for n, c in self.auth.claim_headers] if self.auth else []
-        if self.claims and plan.proxy is not None:
-            # The claim headers are ours alone: a client's own copies never reach the upstream.
-            plan.proxy.dropped = plan.proxy.dropped | {n.lower() for n, _ in self.claims}
+        self.claims = [(n.lower().encode("latin-1"), n.encode("latin-1"), c)
+                       for n, c in self.auth.claim_headers] if self.auth else []
         self.key = compile_template(self.cache.key) if self.cache else None
         self.signature = compile_template(self.body.signature) if self.body else None
         self.views = {status: _View(plan, status if self.cache else None) for status in ("HIT", "MISS", "BYPASS")}
@@ -275,9 +273,13 @@ class Composition:
         plan = self.cplan.views[self.cache_status] if self.cache_status else self.plan
         body, self.body = self.body, []
         kind = self.cplan.content
+        if self.cplan.claims:
+            self._set_claim_headers()
         if kind == "proxy":
-            handler = ComposedProxy(conn, self.request, plan, self.app, self._claim_lines(), fill,
-                                    self.cplan.cache)
+            if fill is None:
+                handler = conn.proxy_exchange(self.request, plan)    # the compiled one when built
+            else:
+                handler = ComposedProxy(conn, self.request, plan, self.app, fill, self.cplan.cache)
             self._maybe_continue()
         elif kind == "unikernel":
             handler = self.app.make_unikernel_handler(conn, self.request, plan, self.app)
@@ -292,25 +294,27 @@ class Composition:
         self._resume()
         handler.start()
 
-    def _claim_lines(self):
-        if not self.cplan.claims or not self.claims:
-            return b""
-        try:
-            claims = orjson.loads(self.claims)
-        except orjson.JSONDecodeError:
-            return b""
-        if not isinstance(claims, dict):
-            return b""
-        lines = []
-        for name, claim in self.cplan.claims:
-            value = claims.get(claim)
-            if value is None:
-                continue
-            text = value if isinstance(value, str) else orjson.dumps(value).decode()
-            # A claim is data, never a way to add fields: control characters drop it.
-            if text.isprintable():
-                lines.append(b"%s: %s\r\n" % (name, text.encode("utf-8")))
-        return b"".join(lines)
+    def _set_claim_headers(self):
+        """The verified claims as request headers; a client's own copies of them never go on."""
+        request = self.request
+        names = {lower for lower, _, _ in self.cplan.claims}
+        headers = [h for h in request.headers if h[0] not in names]
+        claims = None
+        if self.claims:
+            try:
+                claims = orjson.loads(self.claims)
+            except orjson.JSONDecodeError:
+                pass
+        if isinstance(claims, dict):
+            for lower, name, claim in self.cplan.claims:
+                value = claims.get(claim)
+                if value is None:
+                    continue
+                text = value if isinstance(value, str) else orjson.dumps(value).decode()
+                # A claim is data, never a way to add fields: control characters drop it.
+                if text.isprintable():
+                    headers.append((lower, name, text.encode("utf-8")))
+        request.headers = headers
 
     def _answer(self, status, extra=b""):
         """Answer with an error now; the parts still out are called back."""
@@ -394,18 +398,14 @@ class Composition:
 
 
 class ComposedProxy(ProxyExchange):
-    """ProxyExchange with the verified claims as request headers and the response kept for the cache."""
+    """ProxyExchange whose response is kept for the cache (a miss that may fill it)."""
 
-    __slots__ = ("extra", "fill", "fill_part")
+    __slots__ = ("fill", "fill_part")
 
-    def __init__(self, conn, request, plan, app, extra, fill, cache_part):
-        self.extra = extra
+    def __init__(self, conn, request, plan, app, fill, cache_part):
         self.fill = fill
         self.fill_part = cache_part
         super().__init__(conn, request, plan, app)
-
-    def _build_head(self) -> bytes:
-        return super()._build_head() + self.extra
 
     def _start_response(self, version, status, headers, rest):
         fill = self.fill
