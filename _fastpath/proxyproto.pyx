@@ -265,6 +265,9 @@ cdef class Request:
     cdef public long long body_bytes_sent, bytes_sent
     cdef public object upstream_addr, upstream_status, upstream_response_time
     cdef public object upstream_connect_time, upstream_header_time
+    # The configuration's variables (map, set, captures) read or set so far: None, as
+    # every object field, when tp_new makes the request, so no per-request work here.
+    cdef public object vars
     # The request line's method and target as received (None when not kept): what
     # method.encode() and request_uri re-encoded would give, without the work.
     cdef object raw_method, raw_target

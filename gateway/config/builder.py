@@ -7,7 +7,7 @@ import os
 import re
 import socket
 
-from gateway.config import values
+from gateway.config import maps, values
 from gateway.config.model import (
     AccessLog, AddHeader, Balance, Config, ErrorLog, HealthCheck, Http, Listen, Location,
     LocationSettings, ProxyPass, Return, Server, UnikernelPass, UnikernelPool, Upstream,
@@ -172,6 +172,7 @@ class Builder:
     def _http(self, d: Directive) -> Http:
         http = Http(log_formats={"combined": COMBINED})
         self.http = http
+        http.variables = self._variables(d)
         for e in d.block:
             if e.name == "log_format":
                 name = e.args[0]
@@ -199,6 +200,24 @@ class Builder:
         self._resolve_proxy_passes()
         self._resolve_unikernel_passes()
         return http
+
+    def _variables(self, d: Directive) -> dict:
+        """The variables the configuration defines (map, split_clients, set, captures)."""
+        from gateway.http import variables
+        declared = maps.declared_variables(d.block)
+        for name, e in declared.items():
+            if e is not None and variables.is_builtin(name):
+                raise ConfigError(f'the duplicate "{name}" variable', e.file, e.line)
+        variables.use_user_variables(dict.fromkeys(declared))
+        definitions: dict = {}
+        for name, e in declared.items():
+            if e is None:
+                definitions[name] = None
+            elif e.name == "map":
+                definitions[name] = maps.map_block(e, _compile)
+            else:
+                definitions[name] = maps.split_clients_block(e, _compile)
+        return definitions
 
     # Settings shared by http, server and location ------------------------
 

@@ -8,6 +8,9 @@ from gateway.errors import ConfigError
 
 MAIN, EVENTS, HTTP, SERVER, LOCATION = "main", "events", "http", "server", "location"
 UPSTREAM, UNIKERNEL, TYPES, IF = "upstream", "unikernel", "types", "if"
+MAP, SPLIT_CLIENTS = "map", "split_clients"
+# Blocks that hold "key value" lines rather than directives.
+FREE_FORM = frozenset({TYPES, MAP, SPLIT_CLIENTS})
 
 _HSL = (HTTP, SERVER, LOCATION)
 _HS = (HTTP, SERVER)
@@ -51,7 +54,7 @@ TABLE: dict[str, list[Spec]] = {
     "error_log": [_s([MAIN, *_HSL], 1, _ANY, unique=False)],
     "events": [_s([MAIN], 0, 0, block=EVENTS)],
     "http": [_s([MAIN], 0, 0, block=HTTP)],
-    "include": [_s([MAIN, EVENTS, *_HSL, UPSTREAM, UNIKERNEL, TYPES, IF], unique=False)],
+    "include": [_s([MAIN, EVENTS, *_HSL, UPSTREAM, UNIKERNEL, TYPES, IF, MAP], unique=False)],
     # events
     "worker_connections": [_s([EVENTS])],
     # http
@@ -60,6 +63,8 @@ TABLE: dict[str, list[Spec]] = {
     "upstream": [_s([HTTP], block=UPSTREAM, unique=False)],
     "unikernel": [_s([HTTP], block=UNIKERNEL, unique=False)],
     "log_format": [_s([HTTP], 2, _ANY, unique=False)],
+    "map": [_s([HTTP], 2, 2, block=MAP, unique=False)],
+    "split_clients": [_s([HTTP], 2, 2, block=SPLIT_CLIENTS, unique=False)],
     "types": [_s(_HSL, 0, 0, block=TYPES, unique=False)],
     "default_type": [_s(_HSL)],
     # server
@@ -221,7 +226,7 @@ TABLE: dict[str, list[Spec]] = {
 }
 
 # nginx directives we know but cannot honour: refused with a clear message.
-UNSUPPORTED = {"if", "limit_except", "rewrite", "set", "map", "geo", "split_clients",
+UNSUPPORTED = {"if", "limit_except", "rewrite", "set", "geo",
                "ssl", "http2", "stream", "mail", "fastcgi_pass", "uwsgi_pass", "scgi_pass",
                "grpc_pass", "memcached_pass", "proxy_cache", "proxy_cache_path", "auth_basic",
                "limit_req", "limit_conn", "limit_req_zone", "limit_conn_zone", "sub_filter",

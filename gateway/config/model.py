@@ -219,11 +219,44 @@ class UnikernelPool:
 
 
 @dataclass
+class MapBlock:
+    """A ``map SOURCE $variable { ... }`` block (issue 11)."""
+
+    source: str                           # template
+    variable: str                         # without "$"
+    default: str = ""                     # value template when nothing matches
+    exact: dict[str, str] = field(default_factory=dict)          # lowercase key -> value
+    # hostnames only: "*.a.com"/".a.com" keyed by the suffix "a.com" (wildcard_head, and
+    # ".a.com" also in exact), "www.a.*" keyed by the prefix "www.a" (wildcard_tail)
+    wildcard_head: dict[str, str] = field(default_factory=dict)
+    wildcard_tail: dict[str, str] = field(default_factory=dict)
+    regexes: list[tuple[re.Pattern, str]] = field(default_factory=list)   # in config order
+    hostnames: bool = False
+    volatile: bool = False
+    file: str | None = None
+    line: int | None = None
+
+
+@dataclass
+class SplitClients:
+    """A ``split_clients SOURCE $variable { PERCENT VALUE; ... }`` block (issue 11)."""
+
+    source: str                           # template hashed with MurmurHash2
+    variable: str                         # without "$"
+    # (bound, value): the first part whose bound is above the hash, or whose bound is 0
+    # ("*"), gives the value; bounds are nginx's, cumulative over 0..0xffffffff
+    parts: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass
 class Http:
     servers: list[Server] = field(default_factory=list)
     upstreams: dict[str, Upstream] = field(default_factory=dict)
     unikernels: dict[str, UnikernelPool] = field(default_factory=dict)
     log_formats: dict[str, str] = field(default_factory=dict)
+    # Variables the configuration defines: name -> MapBlock, SplitClients, or None for
+    # one that only "set" or a named regex capture gives a value (issue 11).
+    variables: dict[str, MapBlock | SplitClients | None] = field(default_factory=dict)
 
 
 @dataclass

@@ -8,6 +8,7 @@ import os
 
 from gateway.errors import GatewayError, HttpError
 from gateway.http import static
+from gateway.http.maps import install_variables
 from gateway.http.mime import content_type
 from gateway.http.plan import LocationPlan
 from gateway.http.protocol import ClientConnection
@@ -48,6 +49,8 @@ class WorkerApp:
         self.access_logs = AccessLogs()
         self.health = None
         http = config.http
+        # The configuration's own variables before any template is compiled (issue 11).
+        install_variables(http.variables if http else {})
         self.unikernels = None
         if http and http.unikernels:
             # Imported only when configured: plain proxies never load the QEMU side.
