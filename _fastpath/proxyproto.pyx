@@ -268,6 +268,8 @@ cdef class Request:
     # The configuration's variables (map, set, captures) read or set so far: None, as
     # every object field, when tp_new makes the request, so no per-request work here.
     cdef public object vars
+    # "last" or "break" once a rewrite changed the URI (gateway/http/rewrite.py), else None.
+    cdef public object rewritten
     # The request line's method and target as received (None when not kept): what
     # method.encode() and request_uri re-encoded would give, without the work.
     cdef object raw_method, raw_target
@@ -340,7 +342,9 @@ cdef class _PlanInfo:
     def __init__(self, plan):
         kind = plan.kind
         settings = plan.settings
-        self.is_return = kind == "return"
+        # A server-level return or rewrite script answers before locations are searched
+        # (only server plans are asked); either way WorkerApp._answer takes the request.
+        self.is_return = kind == "return" or kind == "rewrite"
         self.is_proxy = kind == "proxy"
         self.keepalive_timeout = settings.keepalive_timeout
         self.keepalive_requests = settings.keepalive_requests
@@ -921,6 +925,10 @@ cdef class ClientConnection(_Sender):
                 self.send_error(500)
             else:
                 self.close()
+
+    def answer_proxy(self, Request request, plan):
+        """Proxy with ``plan`` chosen outside _dispatch (after a rewrite script)."""
+        self._answer_proxy(request, plan, _plan_info(plan))
 
     cdef _answer_proxy(self, Request request, plan, _PlanInfo info):
         if self.state == BODY and request.version == 11:

@@ -7,7 +7,7 @@ import os
 import re
 import socket
 
-from gateway.config import maps, values
+from gateway.config import maps, rewrite, values
 from gateway.config.model import (
     AccessLog, AddHeader, Balance, Config, ErrorLog, HealthCheck, Http, Listen, Location,
     LocationSettings, ProxyPass, Return, Server, UnikernelPass, UnikernelPool, Upstream,
@@ -26,7 +26,7 @@ LISTEN_UNSUPPORTED = {"ssl", "http2", "quic", "proxy_protocol", "spdy", "accept_
 LISTEN_IGNORED = {"bind", "deferred", "fastopen", "rcvbuf", "sndbuf", "so_keepalive"}
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 # Settings a nested level never inherits (content handlers and per-location paths).
-NOT_INHERITED = {"proxy_pass", "unikernel_pass", "alias", "try_files", "return_"}
+NOT_INHERITED = {"proxy_pass", "unikernel_pass", "alias", "try_files", "return_", "rewrite"}
 SERVER_FIELDS = ("client_header_timeout", "client_header_buffer_size",
                  "large_client_header_buffers")
 
@@ -221,8 +221,15 @@ class Builder:
 
     # Settings shared by http, server and location ------------------------
 
-    def _settings(self, block: list[Directive]) -> tuple[dict, dict]:
-        """Values set directly at this level: (LocationSettings fields, Server fields)."""
+    def _settings(self, block: list[Directive],
+                  script_return: bool | None = None) -> tuple[dict, dict]:
+        """Values set directly at this level: (LocationSettings fields, Server fields).
+
+        ``script_return``: whether ``return`` belongs to the level's rewrite script (by
+        default, when the level has other rewrite-module directives).
+        """
+        if script_return is None:
+            script_return = rewrite.has_script(block)
         own: dict = {}
         server_own: dict = {}
         lists: dict[str, list] = {}
@@ -248,7 +255,11 @@ class Builder:
             elif n == "try_files":
                 own["try_files"] = list(a)
             elif n == "return":
-                own["return_"] = self._return(d)
+                answer = self._return(d)
+                if not script_return:
+                    own["return_"] = answer
+            elif n in ("rewrite_log", "uninitialized_variable_warn"):
+                own[n] = values.flag(a[0])
             elif n == "add_header":
                 if len(a) == 3 and a[2] != "always":
                     raise ConfigError(f'invalid parameter "{a[2]}"', f, ln)
@@ -393,6 +404,28 @@ class Builder:
                 settings.unikernel_pass = self._unikernel_pass(up)
         return settings
 
+    # rewrite module -------------------------------------------------------
+
+    def _script(self, block: list[Directive], merged: dict, loc: Location | None):
+        """The rewrite script of a server (``loc`` None) or location block, or None."""
+        if not rewrite.has_script(block):
+            return None
+        reader = rewrite.ScriptReader(_compile, self._return,
+                                      lambda d: self._if_location(d, merged, loc))
+        return reader.script(block, loc is None, merged.get("rewrite_log", False))
+
+    def _if_location(self, d: Directive, merged: dict, loc: Location) -> tuple:
+        """An ``if`` in a location: an anonymous nested location (nginx's "if" location)."""
+        own, _ = self._settings(d.block, script_return=True)
+        # Unlike a named nested location, it keeps the location's content handler.
+        if_merged = {**merged, **own}
+        if_merged.pop("rewrite", None)
+        uri_forbidden = "proxy_pass" in own or loc.regex is not None or loc.modifier == "@"
+        settings = self._location_settings(if_merged, uri_forbidden)
+        location = Location(loc.modifier, loc.pattern, settings, regex=loc.regex,
+                            file=d.file, line=d.line)
+        return settings, location
+
     # server ---------------------------------------------------------------
 
     def _server(self, d: Directive, http_own: dict, http_server_own: dict) -> Server:
@@ -412,6 +445,7 @@ class Builder:
         # location is chosen: every location of the server therefore answers with it.
         locations = self._locations(d.block, merged, None)
         settings = self._location_settings(merged, False)
+        settings.rewrite = self._script(d.block, merged, None)
         server = Server(listens=listens, server_names=names or [""], locations=locations,
                         settings=settings, file=d.file, line=d.line)
         for key, value in {**http_server_own, **server_own}.items():
@@ -536,6 +570,7 @@ class Builder:
             loc = Location(modifier, pattern, LocationSettings(), regex=regex,
                            file=d.file, line=d.line)
             loc.settings = self._location_settings(merged, regex is not None or modifier == "@")
+            loc.settings.rewrite = self._script(d.block, merged, loc)
             loc.children = self._locations(d.block, merged, loc, is_regex)
             out.append(loc)
         return out

@@ -80,6 +80,13 @@ TABLE: dict[str, list[Spec]] = {
     "index": [_s(_HSL, 1, _ANY, unique=False)],
     "try_files": [_s([SERVER, LOCATION], 2, _ANY)],
     "return": [_s([SERVER, LOCATION, IF], 1, 2, unique=False)],
+    # rewrite module (issue 11)
+    "rewrite": [_s([SERVER, LOCATION, IF], 2, 3, unique=False)],
+    "set": [_s([SERVER, LOCATION, IF], 2, 2, unique=False)],
+    "break": [_s([SERVER, LOCATION, IF], 0, 0, unique=False)],
+    "if": [_s([SERVER, LOCATION], 1, _ANY, block=IF, unique=False)],
+    "rewrite_log": [_flag([*_HSL, IF])],
+    "uninitialized_variable_warn": [_flag([*_HSL, IF])],
     "add_header": [_s([*_HSL, IF], 2, 3, unique=False)],
     "client_max_body_size": [_s(_HSL)],
     "client_body_timeout": [_s(_HSL)],
@@ -226,7 +233,7 @@ TABLE: dict[str, list[Spec]] = {
 }
 
 # nginx directives we know but cannot honour: refused with a clear message.
-UNSUPPORTED = {"if", "limit_except", "rewrite", "set", "geo",
+UNSUPPORTED = {"limit_except", "geo",
                "ssl", "http2", "stream", "mail", "fastcgi_pass", "uwsgi_pass", "scgi_pass",
                "grpc_pass", "memcached_pass", "proxy_cache", "proxy_cache_path", "auth_basic",
                "limit_req", "limit_conn", "limit_req_zone", "limit_conn_zone", "sub_filter",

@@ -118,6 +118,11 @@ class LocationSettings:
     # Logging.
     access_logs: list[AccessLog] = field(default_factory=list)
 
+    # Rewrite module (issue 11): this level's own script (never inherited), and flags.
+    rewrite: object | None = None                # gateway.config.rewrite.Script
+    rewrite_log: bool = False
+    uninitialized_variable_warn: bool = True
+
 
 @dataclass
 class Location:

@@ -21,6 +21,8 @@ class Request:
         "upstream_connect_time", "upstream_header_time",
         # the configuration's variables (map, set, captures) read or set so far, or None
         "vars",
+        # "last" or "break" once a rewrite changed the URI; unset (read with getattr) before
+        "rewritten",
     )
 
     def __init__(self, method, request_uri, uri, args, version, headers):

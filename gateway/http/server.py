@@ -7,7 +7,7 @@ import itertools
 import os
 
 from gateway.errors import GatewayError, HttpError
-from gateway.http import static
+from gateway.http import rewrite, static
 from gateway.http.maps import install_variables
 from gateway.http.mime import content_type
 from gateway.http.plan import LocationPlan
@@ -29,6 +29,8 @@ SMALL_FILE = 256 * 1024
 FILE_CHUNK = 256 * 1024
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+# Server plans that answer before any location is searched: a return, or a rewrite script.
+BEFORE_LOCATIONS = frozenset({"return", "rewrite"})
 
 
 class WorkerApp:
@@ -65,6 +67,7 @@ class WorkerApp:
         self.server_router = ServerRouter(servers)
         self.listen_keys = frozenset(self.server_router.listen_keys())
         self._default_servers = {}
+        self._rewritten_twins = {}    # proxy plan -> its copy for rewritten URIs
         for server in servers:
             server.router = LocationRouter(server.locations)
             server.plan = self._plan(None, server.settings)
@@ -73,7 +76,10 @@ class WorkerApp:
 
     def _plan(self, location, settings) -> LocationPlan:
         logs = self.access_logs.resolve(settings.access_logs)
-        return LocationPlan(location, settings, self.upstreams, logs)
+        plan = LocationPlan(location, settings, self.upstreams, logs)
+        if settings.rewrite is not None:
+            plan = rewrite.rewrite_plan(plan, location, settings, self._plan)
+        return plan
 
     # Lifecycle (the interface the process model drives) -------------------
 
@@ -182,8 +188,8 @@ class WorkerApp:
         locations: change both together; tests/http/test_protocol_parity.py compares them.
         """
         server = request.server
-        if server.plan.kind == "return":
-            plan = server.plan    # a server-level return runs before location matching
+        if server.plan.kind in BEFORE_LOCATIONS:
+            plan = server.plan    # a server-level return or script runs before location matching
         else:
             location, redirect = server.router.find(request.uri)
             if redirect:
@@ -228,10 +234,83 @@ class WorkerApp:
             self._answer_return(conn, request, plan)
         elif kind == "static":
             self._answer_static(conn, request, plan, redirects)
+        elif kind == "rewrite":
+            self._answer_rewrite(conn, request, plan, redirects)
         else:
             handler = self.make_unikernel_handler(conn, request, plan, self)
             conn.handler = handler
             handler.start()
+
+    # Rewrite module (gateway/http/rewrite.py) -----------------------------
+
+    def _answer_rewrite(self, conn, request, plan, redirects):
+        """Run a server's or a location's script, then answer as it decided."""
+        end, value, active = plan.program.run(request)
+        if end == rewrite.ANSWER:
+            if active is not None:   # an "if" location whose condition held: its headers
+                value = rewrite.with_headers_of(value, active)
+            self._answer_return(conn, request, value)
+            return
+        if end == rewrite.REDIRECT:
+            code, url = value
+            conn.send_simple(code, error_page(code), b"text/html", b"Location: %s\r\n"
+                             % self.absolute_url(request, url).encode("latin-1", "replace"),
+                             (active or plan).add_headers)
+            return
+        if plan.location is None:
+            # A server script ran before location matching; now the locations are searched.
+            self._find_location(conn, request, redirects, after_server=True)
+        elif end == rewrite.FIND:
+            if redirects >= MAX_INTERNAL_REDIRECTS:
+                log.error(f'rewrite or internal redirection cycle while processing '
+                          f'"{request.uri}"{rewrite.client_context(request)}')
+                conn.send_error(500)
+                return
+            self._find_location(conn, request, redirects + 1, after_server=False)
+        else:
+            self._answer_content(conn, request, active or plan.content, redirects)
+
+    def _find_location(self, conn, request, redirects, after_server):
+        """nginx's find-config phase for a URI a script set (or after the server script)."""
+        server = request.server
+        if after_server:
+            location, redirect = server.router.find(request.uri)
+            if redirect:
+                target = request.uri + "/" + ("?" + request.args if request.args else "")
+                request.location = location
+                conn.send_simple(301, error_page(301), b"text/html", b"Location: %s\r\n"
+                                 % self.absolute_url(request, target).encode("latin-1", "replace"))
+                return
+        else:
+            location = server.router.match(request.uri)
+        request.location = location
+        if location is not None:
+            plan = location.plan
+        else:
+            plan = server.plan.content if server.plan.kind == "rewrite" else server.plan
+        settings = plan.settings
+        if settings.keepalive_timeout <= 0 or conn.requests_served >= settings.keepalive_requests:
+            conn.keep_alive = False
+        conn.set_body_limit(settings.client_max_body_size, settings.client_body_timeout)
+        if plan.kind == "rewrite":
+            self._answer_rewrite(conn, request, plan, redirects)
+        else:
+            self._answer_content(conn, request, plan, redirects)
+
+    def _answer_content(self, conn, request, plan, redirects):
+        """The content phase for a plan reached through a script."""
+        if plan.kind == "proxy":
+            if getattr(request, "rewritten", None) and \
+                    not isinstance(plan.proxy, rewrite.RewrittenProxyPlan):
+                twin = self._rewritten_twins.get(plan)
+                if twin is None:
+                    twin = self._rewritten_twins[plan] = rewrite.rewritten_twin(plan)
+                plan = twin
+            answer_proxy = getattr(conn, "answer_proxy", None)
+            if answer_proxy is not None:   # the compiled connection proxies itself
+                answer_proxy(request, plan)
+                return
+        self._answer(conn, request, plan, redirects)
 
     def _answer_return(self, conn, request, plan):
         code = plan.return_code
