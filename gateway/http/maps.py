@@ -36,7 +36,7 @@ def murmur_hash2(data: bytes) -> int:
 
 def set_captures(request, match) -> None:
     """Make a regex match's captures the request's ``$0``..``$9`` and named variables."""
-    values = request.vars
+    values = getattr(request, "vars", None)
     if values is None:
         values = request.vars = {}
     for key in [k for k in values if k.isdigit()]:

@@ -19,10 +19,10 @@ class Request:
         "status", "body_bytes_sent", "bytes_sent", "proxy_host",
         "upstream_addr", "upstream_status", "upstream_response_time",
         "upstream_connect_time", "upstream_header_time",
-        # the configuration's variables (map, set, captures) read or set so far, or None
-        "vars",
-        # "last" or "break" once a rewrite changed the URI; unset (read with getattr) before
-        "rewritten",
+        # Set only by requests that use them (read with getattr), so that others pay nothing:
+        # the configuration's variables (map, set, captures) read or set so far, and
+        # "last" or "break" once a rewrite changed the URI.
+        "vars", "rewritten",
     )
 
     def __init__(self, method, request_uri, uri, args, version, headers):
@@ -54,7 +54,6 @@ class Request:
         self.upstream_response_time = ""
         self.upstream_connect_time = ""
         self.upstream_header_time = ""
-        self.vars = None
 
     def header(self, lower_name: str) -> str | None:
         """The value of a request header (repeated ones joined as nginx does)."""

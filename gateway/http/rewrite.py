@@ -191,7 +191,7 @@ def _set(request, name: str, value: str) -> None:
     if name in ("args", "query_string"):
         request.args = value
         return
-    values = request.vars
+    values = getattr(request, "vars", None)
     if values is None:
         values = request.vars = {}
     values[name] = value

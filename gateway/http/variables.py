@@ -163,7 +163,7 @@ def _user(name):
     def get(r):
         # Evaluated when a request first reads it, then kept for the request (nginx's
         # cached indexed variables), unless the map is "volatile".
-        values = r.vars
+        values = getattr(r, "vars", None)
         if values is None:
             values = r.vars = {}
         elif name in values:
@@ -180,7 +180,7 @@ def _user(name):
 
 def _capture(number):
     def get(r):
-        values = r.vars
+        values = getattr(r, "vars", None)
         return values.get(number, "") if values is not None else ""
     return get
 
