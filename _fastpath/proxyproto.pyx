@@ -1080,6 +1080,9 @@ cdef class ClientConnection(_Sender):
         """nginx's error page for ``status``; closes after errors that leave input unread."""
         if status in CLOSING_ERRORS:
             self.closing_after_response = True
+        app = self.app
+        if getattr(app, "error_pages_in_use", False) and app.answer_error_page(self, status):
+            return      # error_page (gateway/http/errorpages.py) answered instead
         tokens = self._server_tokens(self.request)
         self.send_simple(status, error_page(status, tokens), b"text/html", b"", add_headers)
 

@@ -9,7 +9,7 @@ import socket
 
 from gateway.config import maps, rewrite, values
 from gateway.config.model import (
-    AccessLog, AddHeader, Balance, Config, ErrorLog, HealthCheck, Http, Listen, Location,
+    AccessLog, AddHeader, Balance, Config, ErrorLog, ErrorPage, HealthCheck, Http, Listen, Location,
     LocationSettings, ProxyPass, Return, Server, UnikernelPass, UnikernelPool, Upstream,
     UpstreamServer)
 from gateway.config.parser import Directive, ParsedConfig
@@ -26,7 +26,9 @@ LISTEN_UNSUPPORTED = {"ssl", "http2", "quic", "proxy_protocol", "spdy", "accept_
 LISTEN_IGNORED = {"bind", "deferred", "fastopen", "rcvbuf", "sndbuf", "so_keepalive"}
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 # Settings a nested level never inherits (content handlers and per-location paths).
-NOT_INHERITED = {"proxy_pass", "unikernel_pass", "alias", "try_files", "return_", "rewrite"}
+NOT_INHERITED = {"proxy_pass", "unikernel_pass", "alias", "try_files", "return_", "rewrite",
+                 "internal"}
+DEFAULT_TYPES = {"html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"}
 SERVER_FIELDS = ("client_header_timeout", "client_header_buffer_size",
                  "large_client_header_buffers")
 
@@ -258,8 +260,12 @@ class Builder:
                 answer = self._return(d)
                 if not script_return:
                     own["return_"] = answer
-            elif n in ("rewrite_log", "uninitialized_variable_warn"):
+            elif n in ("rewrite_log", "uninitialized_variable_warn", "recursive_error_pages"):
                 own[n] = values.flag(a[0])
+            elif n == "error_page":
+                lists.setdefault("error_pages", []).append(self._error_page(d))
+            elif n == "internal":
+                own["internal"] = True
             elif n == "add_header":
                 if len(a) == 3 and a[2] != "always":
                     raise ConfigError(f'invalid parameter "{a[2]}"', f, ln)
@@ -343,6 +349,31 @@ class Builder:
             _compile(text, d.file, d.line)
         return Return(int(a[0]), text)
 
+    @staticmethod
+    def _error_page(d: Directive) -> ErrorPage:
+        """nginx's ngx_http_core_error_page, with its messages."""
+        a, f, ln = d.args, d.file, d.line
+        overwrite, codes_end = -1, len(a) - 1
+        if a[-2].startswith("="):
+            if len(a) == 2:
+                raise ConfigError(f'invalid value "{a[-2]}"', f, ln)
+            if len(a[-2]) > 1:
+                if not a[-2][1:].isdigit():
+                    raise ConfigError(f'invalid value "{a[-2]}"', f, ln)
+                overwrite = int(a[-2][1:])
+            else:
+                overwrite = 0
+            codes_end = len(a) - 2
+        _compile(a[-1], f, ln)
+        codes = []
+        for word in a[:codes_end]:
+            if not word.isdigit() or int(word) == 499:
+                raise ConfigError(f'invalid value "{word}"', f, ln)
+            if not 300 <= int(word) <= 599:
+                raise ConfigError(f'value "{word}" must be between 300 and 599', f, ln)
+            codes.append(int(word))
+        return ErrorPage(frozenset(codes), a[-1], overwrite)
+
     def _access_log(self, d: Directive) -> AccessLog:
         a = d.args
         if a[0].startswith("syslog:"):
@@ -389,6 +420,9 @@ class Builder:
         kw = dict(merged)
         if "root" not in kw:
             kw["root"] = self._path("html", self.root_prefix)
+        if "types" not in kw:
+            # nginx's ngx_http_core_default_types, used when no level has a types block.
+            kw["types"] = DEFAULT_TYPES
         pp = kw.pop("proxy_pass", None)
         up = kw.pop("unikernel_pass", None)
         headers = kw.pop("proxy_set_headers", [])

@@ -87,6 +87,9 @@ TABLE: dict[str, list[Spec]] = {
     "if": [_s([SERVER, LOCATION], 1, _ANY, block=IF, unique=False)],
     "rewrite_log": [_flag([*_HSL, IF])],
     "uninitialized_variable_warn": [_flag([*_HSL, IF])],
+    "error_page": [_s([*_HSL, IF], 2, _ANY, unique=False)],
+    "recursive_error_pages": [_flag(_HSL)],
+    "internal": [_s([LOCATION], 0, 0)],
     "add_header": [_s([*_HSL, IF], 2, 3, unique=False)],
     "client_max_body_size": [_s(_HSL)],
     "client_body_timeout": [_s(_HSL)],
@@ -237,7 +240,7 @@ UNSUPPORTED = {"limit_except", "geo",
                "ssl", "http2", "stream", "mail", "fastcgi_pass", "uwsgi_pass", "scgi_pass",
                "grpc_pass", "memcached_pass", "proxy_cache", "proxy_cache_path", "auth_basic",
                "limit_req", "limit_conn", "limit_req_zone", "limit_conn_zone", "sub_filter",
-               "error_page", "internal", "resolver", "satisfy", "allow", "deny"}
+               "resolver", "satisfy", "allow", "deny"}
 
 
 def lookup(name: str, context: str, file: str, line: int) -> Spec:

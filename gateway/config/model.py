@@ -52,6 +52,15 @@ class Return:
 
 
 @dataclass
+class ErrorPage:
+    """``error_page CODE ... [=[CODE]] URI`` (issue 11)."""
+
+    codes: frozenset[int]
+    uri: str                  # template: "/path", "@named" or an absolute URL
+    overwrite: int = -1       # -1: keep the error's status; 0 ("="): the new answer's; else it
+
+
+@dataclass
 class ProxyPass:
     """A ``proxy_pass`` target."""
 
@@ -122,6 +131,11 @@ class LocationSettings:
     rewrite: object | None = None                # gateway.config.rewrite.Script
     rewrite_log: bool = False
     uninitialized_variable_warn: bool = True
+
+    # error_page (issue 11); "internal" is not inherited.
+    error_pages: list[ErrorPage] = field(default_factory=list)
+    recursive_error_pages: bool = False
+    internal: bool = False
 
 
 @dataclass
