@@ -265,6 +265,12 @@ cdef class Request:
     cdef public long long body_bytes_sent, bytes_sent
     cdef public object upstream_addr, upstream_status, upstream_response_time
     cdef public object upstream_connect_time, upstream_header_time
+    # The configuration's variables (map, set, captures) read or set so far: None, as
+    # every object field, when tp_new makes the request, so no per-request work here.
+    cdef public object vars
+    # "last" or "break" once a rewrite changed the URI (gateway/http/rewrite.py), else None.
+    cdef public object rewritten
+    # $unikernel_cache_status (HIT, MISS, BYPASS) of a composed location, else None.
     cdef public object cache_status
     # The request line's method and target as received (None when not kept): what
     # method.encode() and request_uri re-encoded would give, without the work.
@@ -302,7 +308,6 @@ cdef class Request:
         self.upstream_response_time = ""
         self.upstream_connect_time = ""
         self.upstream_header_time = ""
-        self.cache_status = None
 
     def header(self, str lower_name):
         """The value of a request header (repeated ones joined as nginx does)."""
@@ -339,7 +344,9 @@ cdef class _PlanInfo:
     def __init__(self, plan):
         kind = plan.kind
         settings = plan.settings
-        self.is_return = kind == "return"
+        # A server-level return or rewrite script answers before locations are searched
+        # (only server plans are asked); either way WorkerApp._answer takes the request.
+        self.is_return = kind == "return" or kind == "rewrite"
         self.is_proxy = kind == "proxy"
         self.keepalive_timeout = settings.keepalive_timeout
         self.keepalive_requests = settings.keepalive_requests
@@ -921,6 +928,10 @@ cdef class ClientConnection(_Sender):
             else:
                 self.close()
 
+    def answer_proxy(self, Request request, plan):
+        """Proxy with ``plan`` chosen outside _dispatch (after a rewrite script)."""
+        self._answer_proxy(request, plan, _plan_info(plan))
+
     cdef _answer_proxy(self, Request request, plan, _PlanInfo info):
         if self.state == BODY and request.version == 11:
             expect = _header(request.headers, b"expect", False)
@@ -1079,6 +1090,9 @@ cdef class ClientConnection(_Sender):
         """nginx's error page for ``status``; closes after errors that leave input unread."""
         if status in CLOSING_ERRORS:
             self.closing_after_response = True
+        app = self.app
+        if getattr(app, "error_pages_in_use", False) and app.answer_error_page(self, status):
+            return      # error_page (gateway/http/errorpages.py) answered instead
         tokens = self._server_tokens(self.request)
         self.send_simple(status, error_page(status, tokens), b"text/html", b"", add_headers)
 

@@ -7,9 +7,9 @@ import os
 import re
 import socket
 
-from gateway.config import compose, values
+from gateway.config import compose, maps, rewrite, values
 from gateway.config.model import (
-    AccessLog, AddHeader, Balance, Config, ErrorLog, HealthCheck, Http, Listen, Location,
+    AccessLog, AddHeader, Balance, Config, ErrorLog, ErrorPage, HealthCheck, Http, Listen, Location,
     LocationSettings, ProxyPass, Return, Server, UnikernelPass, UnikernelPool, Upstream,
     UpstreamServer)
 from gateway.config.parser import Directive, ParsedConfig
@@ -26,7 +26,9 @@ LISTEN_UNSUPPORTED = {"ssl", "http2", "quic", "proxy_protocol", "spdy", "accept_
 LISTEN_IGNORED = {"bind", "deferred", "fastopen", "rcvbuf", "sndbuf", "so_keepalive"}
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 # Settings a nested level never inherits (content handlers and per-location paths).
-NOT_INHERITED = {"proxy_pass", "unikernel_pass", "alias", "try_files", "return_"}
+NOT_INHERITED = {"proxy_pass", "unikernel_pass", "alias", "try_files", "return_", "rewrite",
+                 "internal"}
+DEFAULT_TYPES = {"html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"}
 SERVER_FIELDS = ("client_header_timeout", "client_header_buffer_size",
                  "large_client_header_buffers")
 
@@ -173,6 +175,7 @@ class Builder:
     def _http(self, d: Directive) -> Http:
         http = Http(log_formats={"combined": COMBINED})
         self.http = http
+        http.variables = self._variables(d)
         for e in d.block:
             if e.name == "log_format":
                 name = e.args[0]
@@ -201,10 +204,35 @@ class Builder:
         self._resolve_unikernel_passes()
         return http
 
+    def _variables(self, d: Directive) -> dict:
+        """The variables the configuration defines (map, split_clients, set, captures)."""
+        from gateway.http import variables
+        declared = maps.declared_variables(d.block)
+        for name, e in declared.items():
+            if e is not None and variables.is_builtin(name):
+                raise ConfigError(f'the duplicate "{name}" variable', e.file, e.line)
+        variables.use_user_variables(dict.fromkeys(declared))
+        definitions: dict = {}
+        for name, e in declared.items():
+            if e is None:
+                definitions[name] = None
+            elif e.name == "map":
+                definitions[name] = maps.map_block(e, _compile)
+            else:
+                definitions[name] = maps.split_clients_block(e, _compile)
+        return definitions
+
     # Settings shared by http, server and location ------------------------
 
-    def _settings(self, block: list[Directive]) -> tuple[dict, dict]:
-        """Values set directly at this level: (LocationSettings fields, Server fields)."""
+    def _settings(self, block: list[Directive],
+                  script_return: bool | None = None) -> tuple[dict, dict]:
+        """Values set directly at this level: (LocationSettings fields, Server fields).
+
+        ``script_return``: whether ``return`` belongs to the level's rewrite script (by
+        default, when the level has other rewrite-module directives).
+        """
+        if script_return is None:
+            script_return = rewrite.has_script(block)
         own: dict = {}
         server_own: dict = {}
         lists: dict[str, list] = {}
@@ -230,7 +258,15 @@ class Builder:
             elif n == "try_files":
                 own["try_files"] = list(a)
             elif n == "return":
-                own["return_"] = self._return(d)
+                answer = self._return(d)
+                if not script_return:
+                    own["return_"] = answer
+            elif n in ("rewrite_log", "uninitialized_variable_warn", "recursive_error_pages"):
+                own[n] = values.flag(a[0])
+            elif n == "error_page":
+                lists.setdefault("error_pages", []).append(self._error_page(d))
+            elif n == "internal":
+                own["internal"] = True
             elif n == "add_header":
                 if len(a) == 3 and a[2] != "always":
                     raise ConfigError(f'invalid parameter "{a[2]}"', f, ln)
@@ -318,6 +354,31 @@ class Builder:
             _compile(text, d.file, d.line)
         return Return(int(a[0]), text)
 
+    @staticmethod
+    def _error_page(d: Directive) -> ErrorPage:
+        """nginx's ngx_http_core_error_page, with its messages."""
+        a, f, ln = d.args, d.file, d.line
+        overwrite, codes_end = -1, len(a) - 1
+        if a[-2].startswith("="):
+            if len(a) == 2:
+                raise ConfigError(f'invalid value "{a[-2]}"', f, ln)
+            if len(a[-2]) > 1:
+                if not a[-2][1:].isdigit():
+                    raise ConfigError(f'invalid value "{a[-2]}"', f, ln)
+                overwrite = int(a[-2][1:])
+            else:
+                overwrite = 0
+            codes_end = len(a) - 2
+        _compile(a[-1], f, ln)
+        codes = []
+        for word in a[:codes_end]:
+            if not word.isdigit() or int(word) == 499:
+                raise ConfigError(f'invalid value "{word}"', f, ln)
+            if not 300 <= int(word) <= 599:
+                raise ConfigError(f'value "{word}" must be between 300 and 599', f, ln)
+            codes.append(int(word))
+        return ErrorPage(frozenset(codes), a[-1], overwrite)
+
     def _access_log(self, d: Directive) -> AccessLog:
         a = d.args
         if a[0].startswith("syslog:"):
@@ -364,6 +425,9 @@ class Builder:
         kw = dict(merged)
         if "root" not in kw:
             kw["root"] = self._path("html", self.root_prefix)
+        if "types" not in kw:
+            # nginx's ngx_http_core_default_types, used when no level has a types block.
+            kw["types"] = DEFAULT_TYPES
         pp = kw.pop("proxy_pass", None)
         up = kw.pop("unikernel_pass", None)
         headers = kw.pop("proxy_set_headers", [])
@@ -378,6 +442,28 @@ class Builder:
             elif up is not None:
                 settings.unikernel_pass = self._unikernel_pass(up)
         return settings
+
+    # rewrite module -------------------------------------------------------
+
+    def _script(self, block: list[Directive], merged: dict, loc: Location | None):
+        """The rewrite script of a server (``loc`` None) or location block, or None."""
+        if not rewrite.has_script(block):
+            return None
+        reader = rewrite.ScriptReader(_compile, self._return,
+                                      lambda d: self._if_location(d, merged, loc))
+        return reader.script(block, loc is None, merged.get("rewrite_log", False))
+
+    def _if_location(self, d: Directive, merged: dict, loc: Location) -> tuple:
+        """An ``if`` in a location: an anonymous nested location (nginx's "if" location)."""
+        own, _ = self._settings(d.block, script_return=True)
+        # Unlike a named nested location, it keeps the location's content handler.
+        if_merged = {**merged, **own}
+        if_merged.pop("rewrite", None)
+        uri_forbidden = "proxy_pass" in own or loc.regex is not None or loc.modifier == "@"
+        settings = self._location_settings(if_merged, uri_forbidden)
+        location = Location(loc.modifier, loc.pattern, settings, regex=loc.regex,
+                            file=d.file, line=d.line)
+        return settings, location
 
     # server ---------------------------------------------------------------
 
@@ -398,6 +484,7 @@ class Builder:
         # location is chosen: every location of the server therefore answers with it.
         locations = self._locations(d.block, merged, None)
         settings = self._location_settings(merged, False)
+        settings.rewrite = self._script(d.block, merged, None)
         server = Server(listens=listens, server_names=names or [""], locations=locations,
                         settings=settings, file=d.file, line=d.line)
         for key, value in {**http_server_own, **server_own}.items():
@@ -522,6 +609,7 @@ class Builder:
             loc = Location(modifier, pattern, LocationSettings(), regex=regex,
                            file=d.file, line=d.line)
             loc.settings = self._location_settings(merged, regex is not None or modifier == "@")
+            loc.settings.rewrite = self._script(d.block, merged, loc)
             loc.children = self._locations(d.block, merged, loc, is_regex)
             out.append(loc)
         return out

@@ -8,6 +8,9 @@ from gateway.errors import ConfigError
 
 MAIN, EVENTS, HTTP, SERVER, LOCATION = "main", "events", "http", "server", "location"
 UPSTREAM, UNIKERNEL, TYPES, IF = "upstream", "unikernel", "types", "if"
+MAP, SPLIT_CLIENTS = "map", "split_clients"
+# Blocks that hold "key value" lines rather than directives.
+FREE_FORM = frozenset({TYPES, MAP, SPLIT_CLIENTS})
 
 _HSL = (HTTP, SERVER, LOCATION)
 _HS = (HTTP, SERVER)
@@ -51,7 +54,7 @@ TABLE: dict[str, list[Spec]] = {
     "error_log": [_s([MAIN, *_HSL], 1, _ANY, unique=False)],
     "events": [_s([MAIN], 0, 0, block=EVENTS)],
     "http": [_s([MAIN], 0, 0, block=HTTP)],
-    "include": [_s([MAIN, EVENTS, *_HSL, UPSTREAM, UNIKERNEL, TYPES, IF], unique=False)],
+    "include": [_s([MAIN, EVENTS, *_HSL, UPSTREAM, UNIKERNEL, TYPES, IF, MAP], unique=False)],
     # events
     "worker_connections": [_s([EVENTS])],
     # http
@@ -60,6 +63,8 @@ TABLE: dict[str, list[Spec]] = {
     "upstream": [_s([HTTP], block=UPSTREAM, unique=False)],
     "unikernel": [_s([HTTP], block=UNIKERNEL, unique=False)],
     "log_format": [_s([HTTP], 2, _ANY, unique=False)],
+    "map": [_s([HTTP], 2, 2, block=MAP, unique=False)],
+    "split_clients": [_s([HTTP], 2, 2, block=SPLIT_CLIENTS, unique=False)],
     "types": [_s(_HSL, 0, 0, block=TYPES, unique=False)],
     "default_type": [_s(_HSL)],
     # server
@@ -75,6 +80,16 @@ TABLE: dict[str, list[Spec]] = {
     "index": [_s(_HSL, 1, _ANY, unique=False)],
     "try_files": [_s([SERVER, LOCATION], 2, _ANY)],
     "return": [_s([SERVER, LOCATION, IF], 1, 2, unique=False)],
+    # rewrite module (issue 11)
+    "rewrite": [_s([SERVER, LOCATION, IF], 2, 3, unique=False)],
+    "set": [_s([SERVER, LOCATION, IF], 2, 2, unique=False)],
+    "break": [_s([SERVER, LOCATION, IF], 0, 0, unique=False)],
+    "if": [_s([SERVER, LOCATION], 1, _ANY, block=IF, unique=False)],
+    "rewrite_log": [_flag([*_HSL, IF])],
+    "uninitialized_variable_warn": [_flag([*_HSL, IF])],
+    "error_page": [_s([*_HSL, IF], 2, _ANY, unique=False)],
+    "recursive_error_pages": [_flag(_HSL)],
+    "internal": [_s([LOCATION], 0, 0)],
     "add_header": [_s([*_HSL, IF], 2, 3, unique=False)],
     "client_max_body_size": [_s(_HSL)],
     "client_body_timeout": [_s(_HSL)],
@@ -178,14 +193,57 @@ TABLE: dict[str, list[Spec]] = {
     "gzip_types": [_ignored(_HSL)],
     "gzip_min_length": [_ignored(_HSL, 1, 1)],
     "gzip_disable": [_ignored(_HSL)],
+    # nginx internals: buffers, temp files, hashes, pools, timers, workers (issue 11)
+    "worker_rlimit_core": [_ignored([MAIN], 1, 1)],
+    "working_directory": [_ignored([MAIN], 1, 1)],
+    "lock_file": [_ignored([MAIN], 1, 1)],
+    "thread_pool": [_ignored([MAIN], 2, 3)],
+    "worker_aio_requests": [_ignored([EVENTS], 1, 1)],
+    "debug_connection": [_ignored([EVENTS], 1, 1)],
+    "client_body_temp_path": [_ignored(_HSL, 1, 4)],
+    "proxy_temp_path": [_ignored(_HSL, 1, 4)],
+    "fastcgi_temp_path": [_ignored(_HSL, 1, 4)],
+    "uwsgi_temp_path": [_ignored(_HSL, 1, 4)],
+    "scgi_temp_path": [_ignored(_HSL, 1, 4)],
+    "connection_pool_size": [_ignored(_HS, 1, 1)],
+    "request_pool_size": [_ignored(_HS, 1, 1)],
+    "output_buffers": [_ignored(_HSL, 2, 2)],
+    "postpone_output": [_ignored(_HSL, 1, 1)],
+    "aio": [_ignored(_HSL, 1, 1)],
+    "aio_write": [_ignored(_HSL, flag=True)],
+    "directio": [_ignored(_HSL, 1, 1)],
+    "directio_alignment": [_ignored(_HSL, 1, 1)],
+    "read_ahead": [_ignored(_HSL, 1, 1)],
+    "open_file_cache_valid": [_ignored(_HSL, 1, 1)],
+    "open_file_cache_min_uses": [_ignored(_HSL, 1, 1)],
+    "open_file_cache_errors": [_ignored(_HSL, flag=True)],
+    "open_file_cache_events": [_ignored(_HSL, flag=True)],
+    "proxy_max_temp_file_size": [_ignored(_HSL, 1, 1)],
+    "proxy_temp_file_write_size": [_ignored(_HSL, 1, 1)],
+    "proxy_socket_keepalive": [_ignored(_HSL, flag=True)],
+    "client_body_in_file_only": [_ignored(_HSL, 1, 1)],
+    "client_body_in_single_buffer": [_ignored(_HSL, flag=True)],
+    "subrequest_output_buffer_size": [_ignored(_HSL, 1, 1)],
+    "map_hash_max_size": [_ignored([HTTP], 1, 1)],
+    "map_hash_bucket_size": [_ignored([HTTP], 1, 1)],
+    "proxy_headers_hash_max_size": [_ignored(_HSL, 1, 1)],
+    "proxy_headers_hash_bucket_size": [_ignored(_HSL, 1, 1)],
+    "lingering_close": [_ignored(_HSL, 1, 1)],
+    "lingering_time": [_ignored(_HSL, 1, 1)],
+    "lingering_timeout": [_ignored(_HSL, 1, 1)],
+    "send_lowat": [_ignored(_HSL, 1, 1)],
+    "msie_padding": [_ignored(_HSL, flag=True)],
+    "msie_refresh": [_ignored(_HSL, flag=True)],
+    "log_subrequest": [_ignored(_HSL, flag=True)],
+    "keepalive_disable": [_ignored(_HSL, 1, 2)],
 }
 
 # nginx directives we know but cannot honour: refused with a clear message.
-UNSUPPORTED = {"if", "limit_except", "rewrite", "set", "map", "geo", "split_clients",
+UNSUPPORTED = {"limit_except", "geo",
                "ssl", "http2", "stream", "mail", "fastcgi_pass", "uwsgi_pass", "scgi_pass",
                "grpc_pass", "memcached_pass", "proxy_cache", "proxy_cache_path", "auth_basic",
                "limit_req", "limit_conn", "limit_req_zone", "limit_conn_zone", "sub_filter",
-               "error_page", "internal", "resolver", "satisfy", "allow", "deny"}
+               "resolver", "satisfy", "allow", "deny"}
 
 
 def lookup(name: str, context: str, file: str, line: int) -> Spec:

@@ -52,6 +52,15 @@ class Return:
 
 
 @dataclass
+class ErrorPage:
+    """``error_page CODE ... [=[CODE]] URI`` (issue 11)."""
+
+    codes: frozenset[int]
+    uri: str                  # template: "/path", "@named" or an absolute URL
+    overwrite: int = -1       # -1: keep the error's status; 0 ("="): the new answer's; else it
+
+
+@dataclass
 class ProxyPass:
     """A ``proxy_pass`` target."""
 
@@ -163,6 +172,16 @@ class LocationSettings:
     # Logging.
     access_logs: list[AccessLog] = field(default_factory=list)
 
+    # Rewrite module (issue 11): this level's own script (never inherited), and flags.
+    rewrite: object | None = None                # gateway.config.rewrite.Script
+    rewrite_log: bool = False
+    uninitialized_variable_warn: bool = True
+
+    # error_page (issue 11); "internal" is not inherited.
+    error_pages: list[ErrorPage] = field(default_factory=list)
+    recursive_error_pages: bool = False
+    internal: bool = False
+
 
 @dataclass
 class Location:
@@ -264,11 +283,44 @@ class UnikernelPool:
 
 
 @dataclass
+class MapBlock:
+    """A ``map SOURCE $variable { ... }`` block (issue 11)."""
+
+    source: str                           # template
+    variable: str                         # without "$"
+    default: str = ""                     # value template when nothing matches
+    exact: dict[str, str] = field(default_factory=dict)          # lowercase key -> value
+    # hostnames only: "*.a.com"/".a.com" keyed by the suffix "a.com" (wildcard_head, and
+    # ".a.com" also in exact), "www.a.*" keyed by the prefix "www.a" (wildcard_tail)
+    wildcard_head: dict[str, str] = field(default_factory=dict)
+    wildcard_tail: dict[str, str] = field(default_factory=dict)
+    regexes: list[tuple[re.Pattern, str]] = field(default_factory=list)   # in config order
+    hostnames: bool = False
+    volatile: bool = False
+    file: str | None = None
+    line: int | None = None
+
+
+@dataclass
+class SplitClients:
+    """A ``split_clients SOURCE $variable { PERCENT VALUE; ... }`` block (issue 11)."""
+
+    source: str                           # template hashed with MurmurHash2
+    variable: str                         # without "$"
+    # (bound, value): the first part whose bound is above the hash, or whose bound is 0
+    # ("*"), gives the value; bounds are nginx's, cumulative over 0..0xffffffff
+    parts: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass
 class Http:
     servers: list[Server] = field(default_factory=list)
     upstreams: dict[str, Upstream] = field(default_factory=dict)
     unikernels: dict[str, UnikernelPool] = field(default_factory=dict)
     log_formats: dict[str, str] = field(default_factory=dict)
+    # Variables the configuration defines: name -> MapBlock, SplitClients, or None for
+    # one that only "set" or a named regex capture gives a value (issue 11).
+    variables: dict[str, MapBlock | SplitClients | None] = field(default_factory=dict)
 
 
 @dataclass

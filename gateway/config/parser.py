@@ -94,8 +94,10 @@ class Parser:
             args = [w.text for w in words[1:]]
             words = []
             opens = tok.text == "{"
-            if context == table.TYPES and name != "include":
-                # A types block holds "mime/type ext ext ..." lines, not directives.
+            if context in table.FREE_FORM and not (
+                    name == "include" and context != table.SPLIT_CLIENTS
+                    and (context != table.MAP or len(args) == 1)):
+                # types, map and split_clients blocks hold "key value ..." lines.
                 if opens:
                     raise ConfigError('unexpected "{"', file, tok.line)
                 out.append(Directive(name, args, file, line))

@@ -302,6 +302,9 @@ class ClientConnection(asyncio.Protocol):
         """nginx's error page for ``status``; closes after errors that leave input unread."""
         if status in CLOSING_ERRORS:
             self.closing_after_response = True
+        app = self.app
+        if getattr(app, "error_pages_in_use", False) and app.answer_error_page(self, status):
+            return
         request = self.request
         where = request.location if request.location is not None else request.server
         tokens = where.settings.server_tokens if where is not None else True

@@ -18,7 +18,11 @@ class Request:
         # filled while answering
         "status", "body_bytes_sent", "bytes_sent", "proxy_host",
         "upstream_addr", "upstream_status", "upstream_response_time",
-        "upstream_connect_time", "upstream_header_time", "cache_status",
+        "upstream_connect_time", "upstream_header_time",
+        # Set only by requests that use them (read with getattr), so that others pay nothing:
+        # the configuration's variables (map, set, captures) read or set so far,
+        # "last" or "break" once a rewrite changed the URI, and $unikernel_cache_status.
+        "vars", "rewritten", "cache_status",
     )
 
     def __init__(self, method, request_uri, uri, args, version, headers):
@@ -50,7 +54,6 @@ class Request:
         self.upstream_response_time = ""
         self.upstream_connect_time = ""
         self.upstream_header_time = ""
-        self.cache_status = None              # $unikernel_cache_status: HIT, MISS, BYPASS
 
     def header(self, lower_name: str) -> str | None:
         """The value of a request header (repeated ones joined as nginx does)."""

@@ -7,7 +7,8 @@ import itertools
 import os
 
 from gateway.errors import GatewayError, HttpError
-from gateway.http import static
+from gateway.http import errorpages, rewrite, static
+from gateway.http.maps import install_variables
 from gateway.http.mime import content_type
 from gateway.http.plan import LocationPlan
 from gateway.http.protocol import ClientConnection
@@ -28,6 +29,8 @@ SMALL_FILE = 256 * 1024
 FILE_CHUNK = 256 * 1024
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+# Server plans that answer before any location is searched: a return, or a rewrite script.
+BEFORE_LOCATIONS = frozenset({"return", "rewrite"})
 
 
 class WorkerApp:
@@ -48,6 +51,8 @@ class WorkerApp:
         self.access_logs = AccessLogs()
         self.health = None
         http = config.http
+        # The configuration's own variables before any template is compiled (issue 11).
+        install_variables(http.variables if http else {})
         self.unikernels = None
         if http and http.unikernels:
             # Imported only when configured: plain proxies never load the QEMU side.
@@ -62,6 +67,8 @@ class WorkerApp:
         self.server_router = ServerRouter(servers)
         self.listen_keys = frozenset(self.server_router.listen_keys())
         self._default_servers = {}
+        self._rewritten_twins = {}    # proxy plan -> its copy for rewritten URIs
+        self.error_pages_in_use = False   # set by _plan: connections ask answer_error_page
         for server in servers:
             server.router = LocationRouter(server.locations)
             server.plan = self._plan(None, server.settings)
@@ -70,7 +77,14 @@ class WorkerApp:
 
     def _plan(self, location, settings) -> LocationPlan:
         logs = self.access_logs.resolve(settings.access_logs)
-        return LocationPlan(location, settings, self.upstreams, logs)
+        plan = LocationPlan(location, settings, self.upstreams, logs)
+        if settings.rewrite is not None:
+            plan = rewrite.rewrite_plan(plan, location, settings, self._plan)
+        if settings.internal:
+            plan = errorpages.InternalPlan(plan)
+        if settings.error_pages:
+            self.error_pages_in_use = True
+        return plan
 
     # Lifecycle (the interface the process model drives) -------------------
 
@@ -179,8 +193,8 @@ class WorkerApp:
         locations: change both together; tests/http/test_protocol_parity.py compares them.
         """
         server = request.server
-        if server.plan.kind == "return":
-            plan = server.plan    # a server-level return runs before location matching
+        if server.plan.kind in BEFORE_LOCATIONS:
+            plan = server.plan    # a server-level return or script runs before location matching
         else:
             location, redirect = server.router.find(request.uri)
             if redirect:
@@ -220,9 +234,9 @@ class WorkerApp:
             conn.handler = handler
             handler.start()
             return
-        self.answer_content(conn, request, plan, kind, redirects)
+        self.run_content(conn, request, plan, kind, redirects)
 
-    def answer_content(self, conn, request, plan, kind, redirects=0):
+    def run_content(self, conn, request, plan, kind, redirects=0):
         """Run the location's content handler (for a composed location: once its parts passed)."""
         if kind == "proxy":
             if conn.body_pending() and request.version == 11 and \
@@ -235,13 +249,145 @@ class WorkerApp:
             self._answer_return(conn, request, plan)
         elif kind == "static":
             self._answer_static(conn, request, plan, redirects)
+        elif kind == "rewrite":
+            self._answer_rewrite(conn, request, plan, redirects)
+        elif kind == "internal":
+            self._answer_internal(conn, request, plan, redirects)
         else:
             handler = self.make_unikernel_handler(conn, request, plan, self)
             conn.handler = handler
             handler.start()
 
+    # Rewrite module (gateway/http/rewrite.py) -----------------------------
+
+    def _answer_rewrite(self, conn, request, plan, redirects):
+        """Run a server's or a location's script, then answer as it decided."""
+        end, value, active = plan.program.run(request)
+        if end == rewrite.ANSWER:
+            if active is not None:   # an "if" location whose condition held: its headers
+                value = rewrite.with_headers_of(value, active)
+            self._answer_return(conn, request, value)
+            return
+        if end == rewrite.REDIRECT:
+            code, url = value
+            conn.send_simple(code, error_page(code), b"text/html", b"Location: %s\r\n"
+                             % self.absolute_url(request, url).encode("latin-1", "replace"),
+                             (active or plan).add_headers)
+            return
+        if plan.location is None:
+            # A server script ran before location matching; now the locations are searched.
+            self._find_location(conn, request, redirects, after_server=True)
+        elif end == rewrite.FIND:
+            if redirects >= MAX_INTERNAL_REDIRECTS:
+                log.error(f'rewrite or internal redirection cycle while processing '
+                          f'"{request.uri}"{rewrite.client_context(request)}')
+                conn.send_error(500)
+                return
+            self._find_location(conn, request, redirects + 1, after_server=False)
+        else:
+            self._answer_content(conn, request, active or plan.content, redirects)
+
+    def _find_location(self, conn, request, redirects, after_server):
+        """nginx's find-config phase for a URI a script set (or after the server script)."""
+        server = request.server
+        if after_server:
+            location, redirect = server.router.find(request.uri)
+            if redirect:
+                target = request.uri + "/" + ("?" + request.args if request.args else "")
+                request.location = location
+                conn.send_simple(301, error_page(301), b"text/html", b"Location: %s\r\n"
+                                 % self.absolute_url(request, target).encode("latin-1", "replace"))
+                return
+        else:
+            location = server.router.match(request.uri)
+        request.location = location
+        if location is not None:
+            plan = location.plan
+        else:
+            plan = server.plan.content if server.plan.kind == "rewrite" else server.plan
+        settings = plan.settings
+        if settings.keepalive_timeout <= 0 or conn.requests_served >= settings.keepalive_requests:
+            conn.keep_alive = False
+        conn.set_body_limit(settings.client_max_body_size, settings.client_body_timeout)
+        self._answer_reached(conn, request, plan, redirects)
+
+    def _answer_reached(self, conn, request, plan, redirects):
+        """Answer with a location's plan reached from inside (a script or an error page)."""
+        kind = plan.kind
+        if kind == "rewrite":
+            self._answer_rewrite(conn, request, plan, redirects)
+        elif kind == "internal":
+            self._answer_internal(conn, request, plan, redirects)
+        else:
+            self._answer_content(conn, request, plan, redirects)
+
+    # error_page and internal (gateway/http/errorpages.py) ---------------
+
+    def _answer_internal(self, conn, request, plan, redirects):
+        if not errorpages.is_internal(request):
+            conn.send_error(404, plan.add_headers)    # nginx: 404 from outside
+            return
+        self._answer_reached(conn, request, plan.content, redirects)
+
+    def answer_error_page(self, conn, status) -> bool:
+        """Answer ``status`` with the error_page configured for it; False if there is none."""
+        request = conn.request
+        if request is None or request.server is None or conn.response_started:
+            return False
+        where = request.location if request.location is not None else request.server
+        page = errorpages.choose(request, where.settings, status)
+        if page is None:
+            return False
+        uri = errorpages.target(page, request)
+        server = request.server
+        if uri.startswith("/"):
+            if request.method != "HEAD":
+                request.method = "GET"
+            request.uri, _, request.args = uri.partition("?")
+            request.rewritten = "last"
+            location = server.router.match(request.uri)
+        elif uri.startswith("@"):
+            location = server.router.named(uri[1:])
+            if location is None:
+                log.error(f'named location "{uri}" not found{rewrite.client_context(request)}')
+                return False
+        else:
+            errorpages.clear_status(request)
+            code = page.overwrite if page.overwrite in REDIRECT_CODES else 302
+            conn.send_simple(code, error_page(code), b"text/html", b"Location: %s\r\n"
+                             % uri.encode("latin-1", "replace"), where.plan.add_headers)
+            return True
+        request.location = location
+        if location is not None:
+            plan = location.plan
+        else:
+            plan = server.plan.content if server.plan.kind == "rewrite" else server.plan
+        self._answer_reached(conn, request, plan, 0)
+        return True
+
+    def _answer_content(self, conn, request, plan, redirects):
+        """The content phase for a plan reached through a script."""
+        if plan.kind == "proxy":
+            if getattr(request, "rewritten", None) and \
+                    not isinstance(plan.proxy, rewrite.RewrittenProxyPlan):
+                twin = self._rewritten_twins.get(plan)
+                if twin is None:
+                    twin = self._rewritten_twins[plan] = rewrite.rewritten_twin(plan)
+                plan = twin
+            answer_proxy = getattr(conn, "answer_proxy", None)
+            if answer_proxy is not None:   # the compiled connection proxies itself
+                answer_proxy(request, plan)
+                return
+        self._answer(conn, request, plan, redirects)
+
     def _answer_return(self, conn, request, plan):
         code = plan.return_code
+        override = errorpages.status_override(request)
+        if override is not None:
+            code = override
+        elif plan.return_text is None and code >= 300 and code != 444 and \
+                plan.settings.error_pages and self.answer_error_page(conn, code):
+            return      # "return CODE;" is an error nginx's error_page may answer
         if code == 444:      # nginx's "close the connection without a response"
             request.status = 444
             conn.keep_alive = False
@@ -299,6 +445,7 @@ class WorkerApp:
             conn.send_error(500)
             return
         server = request.server
+        errorpages.mark_internal(request)
         if uri.startswith("@"):
             location = server.router.named(uri[1:])
             if location is None:
@@ -318,15 +465,17 @@ class WorkerApp:
         self._answer(conn, request, plan, redirects + 1)
 
     def _send_static_bytes(self, conn, request, plan, status, headers, body):
+        status, headers = _error_page_status(request, status, headers)
         conn.send_head(status, _header_lines(headers), plan.add_headers)
         if body and request.method != "HEAD":
             conn.send_body(body)
         conn.finish_response()
 
     def _send_file(self, conn, request, plan, result):
-        lines = _header_lines(result.headers)
+        status, headers = _error_page_status(request, result.status, result.headers)
+        lines = _header_lines(headers)
         if request.method == "HEAD" or result.length == 0:
-            conn.send_head(result.status, lines, plan.add_headers)
+            conn.send_head(status, lines, plan.add_headers)
             conn.finish_response()
             return
         try:
@@ -334,7 +483,7 @@ class WorkerApp:
         except OSError:
             conn.send_error(404 if not os.path.exists(result.path) else 403, plan.add_headers)
             return
-        conn.send_head(result.status, lines, plan.add_headers)
+        conn.send_head(status, lines, plan.add_headers)
         sender = FileSender(conn, handle, result.offset, result.length)
         conn.handler = sender
         sender.send()
@@ -413,6 +562,22 @@ class _ServerLocation:
 
     def __init__(self, settings):
         self.settings = settings
+
+
+def _error_page_status(request, status, headers):
+    """The status of an error page's answer.
+
+    nginx's header filter drops Last-Modified unless the status is 200, 206 or 304, and its
+    range filter announces Accept-Ranges only on a 200.
+    """
+    override = errorpages.status_override(request)
+    if override is None or override == status:
+        return status, headers
+    if override not in (200, 206, 304):
+        headers = [(k, v) for k, v in headers if k.lower() != "last-modified"]
+    if override != 200:
+        headers = [(k, v) for k, v in headers if k.lower() != "accept-ranges"]
+    return override, headers
 
 
 def _header_lines(headers) -> bytes:

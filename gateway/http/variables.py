@@ -137,7 +137,7 @@ _SIMPLE = {
     "upstream_response_time": lambda r: r.upstream_response_time,
     "upstream_connect_time": lambda r: r.upstream_connect_time,
     "upstream_header_time": lambda r: r.upstream_header_time,
-    "unikernel_cache_status": lambda r: r.cache_status or "",
+    "unikernel_cache_status": lambda r: getattr(r, "cache_status", None) or "",
     "connection": lambda r: str(r.connection_id),
     "connection_requests": lambda r: str(r.connection_requests),
     "pid": lambda r: str(os.getpid()),
@@ -148,18 +148,59 @@ _SIMPLE = {
 
 _PREFIXED = (("arg_", _arg), ("http_", _http), ("cookie_", _cookie))
 
+# Variables the configuration defines (map, split_clients, set, named regex captures):
+# name -> evaluator (a callable of the request with a ``volatile`` attribute) or None for
+# a variable that only ``set`` or a capture gives a value.  Each process installs its
+# configuration's with use_user_variables() before compiling any template.
+_user_evaluators: dict = {}
+
+
+def use_user_variables(evaluators: dict) -> None:
+    """Make the configuration's own variables known: name -> evaluator or None."""
+    _user_evaluators.clear()
+    _user_evaluators.update(evaluators)
+
+
+def _user(name):
+    def get(r):
+        # Evaluated when a request first reads it, then kept for the request (nginx's
+        # cached indexed variables), unless the map is "volatile".
+        values = getattr(r, "vars", None)
+        if values is None:
+            values = r.vars = {}
+        elif name in values:
+            return values[name]
+        evaluate = _user_evaluators.get(name)
+        if evaluate is None:
+            return ""
+        value = evaluate(r)
+        if not evaluate.volatile:
+            values[name] = value
+        return value
+    return get
+
+
+def _capture(number):
+    def get(r):
+        values = getattr(r, "vars", None)
+        return values.get(number, "") if values is not None else ""
+    return get
+
 
 def variable_getter(name: str):
     """The function that reads variable ``name`` from a request, or None if unknown."""
     getter = _SIMPLE.get(name)
     if getter is not None:
         return getter
+    if name in _user_evaluators:
+        return _user(name)
     for prefix, make in _PREFIXED:
         if name.startswith(prefix) and len(name) > len(prefix):
             suffix = name[len(prefix):]
             return make(suffix.lower() if prefix != "cookie_" else suffix)
     if name.isdigit():
-        return lambda r: ""   # regex captures: not supported yet, empty as an unmatched capture
+        # Captures of the last regex that matched in map, rewrite or if; empty before.
+        return _capture(name)
     return None
 
 
@@ -209,3 +250,12 @@ def compile_template(text: str, file: str | None = None, line: int | None = None
         return Template(text, [text])
     return Template(text, parts)
 
+
+
+def is_builtin(name: str) -> bool:
+    """Whether ``name`` is one of nginx's own variables that the config may not redefine."""
+    return name in _SIMPLE and name not in _CHANGEABLE
+
+
+# nginx's built-in variables that "set" may assign (NGX_HTTP_VAR_CHANGEABLE).
+_CHANGEABLE = frozenset({"args", "query_string", "limit_rate"})

@@ -286,7 +286,7 @@ class Composition:
         else:
             conn.handler = None
             self._resume()
-            self.app.answer_content(conn, self.request, self.plan, kind)
+            self.app.run_content(conn, self.request, self.plan, kind)
             return
         conn.handler = handler
         if body:

@@ -1,0 +1,254 @@
+"""The rewrite module at request time: scripts of rewrite, return, set, if and break.
+
+Locations with a script are answered by WorkerApp._answer (never by the compiled proxy
+fast path); plain locations carry no trace of this module.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+
+from gateway.config import rewrite as conf
+from gateway.http.maps import set_captures
+from gateway.http.plan import ProxyPlan, escape_uri
+from gateway.http.variables import compile_template
+from gateway.observe.errorlog import log
+
+# How a script ended.
+FELL_THROUGH = 0    # the end of the script: search the locations again if the URI changed
+DONE = 1            # "break" (directive or flag): answer with this location's content
+FIND = 2            # "rewrite ... last": search the locations again with the new URI
+ANSWER = 3          # "return": answer with the plan given
+REDIRECT = 4        # "rewrite ... redirect|permanent" or a URL replacement
+
+
+class RewritePlan:
+    """A location (or server) plan whose script runs before its content is chosen."""
+
+    __slots__ = ("location", "settings", "kind", "content", "program", "add_headers",
+                 "access_logs", "proxy", "unikernel", "return_code", "return_text")
+
+    def __init__(self, content, program: Program):
+        self.location = content.location
+        self.settings = content.settings
+        self.kind = "rewrite"
+        self.content = content
+        self.program = program
+        self.add_headers = content.add_headers
+        self.access_logs = content.access_logs
+        self.proxy = self.unikernel = self.return_text = None
+        self.return_code = 0
+
+
+class RewrittenProxyPlan(ProxyPlan):
+    """A proxy plan for locations with a script: the URI sent follows a rewrite.
+
+    nginx sends the rewritten ``$uri`` (escaped) and ``$args`` once a rewrite changed them;
+    after "break" the whole URI, not just its part after the location prefix, follows the
+    proxy_pass URI part (ngx_http_proxy_create_request with valid_location unset).
+    """
+
+    __slots__ = ("passed_uri",)
+
+    def __init__(self, location, settings, upstream):
+        super().__init__(location, settings, upstream)
+        self.passed_uri = self.uri_replacement
+        # Not None, so that the compiled exchange always asks upstream_uri() below.
+        self.uri_replacement = ""
+
+    def upstream_uri(self, request) -> str:
+        rewritten = getattr(request, "rewritten", None)
+        passed = self.passed_uri
+        if not rewritten:
+            if passed is None:
+                return request.request_uri
+            # ProxyPlan.upstream_uri with the URI part kept in passed_uri.
+            tail = request.uri[self.prefix_length:]
+            if "%" in request.request_uri.partition("?")[0]:
+                tail = escape_uri(tail)
+        elif rewritten == "last" and passed is not None:
+            # Found again by its location: the prefix is replaced as for any request.
+            tail = escape_uri(request.uri[self.prefix_length:])
+        else:
+            # After "break" nginx drops the URI part (valid_location is unset).
+            passed, tail = None, escape_uri(request.uri)
+        uri = (passed or "") + tail
+        return uri + "?" + request.args if request.args else uri
+
+
+def rewritten_twin(plan):
+    """A copy of a plain proxy plan that sends the rewritten URI, for rewritten requests."""
+    twin = copy.copy(plan)
+    twin.proxy = RewrittenProxyPlan(plan.location, plan.settings, plan.proxy.upstream)
+    return twin
+
+
+class Program:
+    """One compiled script: its operations, with plans for returns and if-locations."""
+
+    def __init__(self, script: conf.Script, location, settings, make_plan):
+        self.rewrite_log = script.rewrite_log
+        self.ops = [self._compile(op, location, settings, make_plan) for op in script.ops]
+
+    def _compile(self, op, location, settings, make_plan):
+        if isinstance(op, conf.RewriteOp):
+            return ("rewrite", op, compile_template(op.replacement))
+        if isinstance(op, conf.ReturnOp):
+            answer_settings = dataclasses.replace(settings, return_=op.answer, rewrite=None)
+            return ("return", make_plan(location, answer_settings))
+        if isinstance(op, conf.SetOp):
+            return ("set", op.name, compile_template(op.value))
+        if isinstance(op, conf.BreakOp):
+            return ("break",)
+        condition = op.condition
+        compiled = (condition.kind, compile_template(condition.subject),
+                    compile_template(condition.operand) if condition.operand is not None
+                    else None, condition.regex)
+        plan = None
+        body_location, body_settings = location, settings
+        if op.settings is not None:
+            body_location, body_settings = op.location, op.settings
+            plan = make_plan(op.location, op.settings)
+            if isinstance(plan, RewritePlan):
+                plan = plan.content
+        body = Program(op.script, body_location, body_settings, make_plan)
+        return ("if", compiled, body, plan)
+
+    def run(self, request) -> tuple[int, object, object]:
+        """Run the script: (how it ended, its plan or redirect, the active if-plan or None)."""
+        state = _State()
+        end, value = self._run(request, state)
+        if end == FELL_THROUGH:
+            end = FIND if state.changed else DONE
+        return end, value, state.active
+
+    def _run(self, request, state) -> tuple[int, object]:
+        for op in self.ops:
+            kind = op[0]
+            if kind == "rewrite":
+                end = self._rewrite(request, state, op[1], op[2])
+                if end is not None:
+                    return end
+            elif kind == "return":
+                return ANSWER, op[1]
+            elif kind == "set":
+                _set(request, op[1], op[2].render(request))
+            elif kind == "break":
+                return DONE, None
+            elif _holds(request, op[1]):
+                if op[3] is not None:
+                    state.active = op[3]
+                end, value = op[2]._run(request, state)
+                if end != FELL_THROUGH:
+                    return end, value
+        return FELL_THROUGH, None
+
+    def _rewrite(self, request, state, op: conf.RewriteOp, replacement):
+        uri = request.uri
+        match = op.regex.search(uri)
+        if self.rewrite_log:
+            verdict = "matches" if match is not None else "does not match"
+            log.notice(f'"{op.pattern}" {verdict} "{uri}"{client_context(request)}')
+        if match is None:
+            return None
+        set_captures(request, match)
+        value = replacement.render(request)
+        if op.redirect:
+            if op.keep_args and request.args:
+                value += ("&" if "?" in value else "?") + request.args
+            if self.rewrite_log:
+                log.notice(f'rewritten redirect: "{value}"{client_context(request)}')
+            return REDIRECT, (op.redirect, value)
+        path, question, args = value.partition("?")
+        if question:
+            request.args = args + ("&" + request.args if op.keep_args and request.args else "")
+        elif not op.keep_args:
+            request.args = ""
+        request.uri = path
+        if self.rewrite_log:
+            log.notice(f'rewritten data: "{path}", args: "{request.args}"{client_context(request)}')
+        if op.flag == "break":
+            request.rewritten = "break"
+            return DONE, None
+        request.rewritten = "last"
+        if op.flag == "last":
+            return FIND, None
+        state.changed = True
+        return None
+
+
+class _State:
+    __slots__ = ("active", "changed")
+
+    def __init__(self):
+        self.active = None      # the plan of the last "if" location whose condition held
+        self.changed = False
+
+
+def _set(request, name: str, value: str) -> None:
+    if name in ("args", "query_string"):
+        request.args = value
+        return
+    values = getattr(request, "vars", None)
+    if values is None:
+        values = request.vars = {}
+    values[name] = value
+
+
+def _holds(request, condition) -> bool:
+    """nginx's if conditions: a variable, =, !=, regexes, and file tests."""
+    kind, subject, operand, regex = condition
+    value = subject.render(request)
+    if kind == "variable":
+        return value not in ("", "0")
+    if kind == "=":
+        return value == operand.render(request)
+    if kind == "!=":
+        return value != operand.render(request)
+    if kind in ("~", "!~"):
+        match = regex.search(value)
+        if match is not None and kind == "~":
+            set_captures(request, match)
+        return (match is not None) == (kind == "~")
+    negated = kind.startswith("!")
+    test = kind[-1]
+    if test == "f":
+        result = os.path.isfile(value)
+    elif test == "d":
+        result = os.path.isdir(value)
+    elif test == "e":
+        result = os.path.lexists(value)
+    else:
+        result = os.path.isfile(value) and os.access(value, os.X_OK)
+    return result != negated
+
+
+def client_context(request) -> str:
+    """The ", client: ..., server: ..., request: ..." tail of nginx's log lines."""
+    host = f', host: "{request.host}"' if request.host else ""
+    return (f", client: {request.remote_addr}, server: {request.server_name}, "
+            f'request: "{request.method} {request.request_uri} {request.protocol}"{host}')
+
+
+def rewrite_plan(plan, location, settings, make_plan):
+    """Wrap a plan whose level has a script; its proxying follows rewrites."""
+    if plan.kind == "proxy":
+        plan.proxy = RewrittenProxyPlan(location, settings, plan.proxy.upstream)
+    return RewritePlan(plan, Program(settings.rewrite, location, settings, make_plan))
+
+
+_return_twins: dict = {}
+
+
+def with_headers_of(return_plan, active):
+    """A return plan answering with the add_header list of the if-location that holds."""
+    key = (id(return_plan), id(active))
+    twin = _return_twins.get(key)
+    if twin is None:
+        twin = copy.copy(return_plan)
+        twin.add_headers = active.add_headers
+        _return_twins[key] = (twin, return_plan, active)   # keeps both ids valid
+        return twin
+    return twin[0]
