@@ -265,6 +265,7 @@ cdef class Request:
     cdef public long long body_bytes_sent, bytes_sent
     cdef public object upstream_addr, upstream_status, upstream_response_time
     cdef public object upstream_connect_time, upstream_header_time
+    cdef public object ssl_object   # None (tp_new's value) unless the connection is TLS
     # The request line's method and target as received (None when not kept): what
     # method.encode() and request_uri re-encoded would give, without the work.
     cdef object raw_method, raw_target
@@ -626,6 +627,7 @@ cdef class ClientConnection(_Sender):
     cdef public bint closing_after_response
     cdef public bint discarding
     cdef public bint in_read_loop
+    cdef public object ssl_object   # set by TlsClientConnection
     cdef bint draining      # the app is shutting down: no keep-alive (app.shutting_down)
     cdef object default     # app.default_server(listen_key): fixed for the app's life
     cdef _ServerInfo default_info
@@ -790,6 +792,9 @@ cdef class ClientConnection(_Sender):
         request.server_addr = self.server_addr
         request.server_port = self.server_port
         request.connection_id = self.id
+        if self.ssl_object is not None:
+            request.scheme = "https"
+            request.ssl_object = self.ssl_object
         self.requests_served += 1
         request.connection_requests = self.requests_served
         self.request = request
@@ -1212,6 +1217,19 @@ cdef class ClientConnection(_Sender):
 # The keep-alive pool --------------------------------------------------------
 # KeepalivePool (upstream_connection.py) stays the owner of the idle connections;
 # take and put are done here on its own containers so both twins share one pool.
+
+cdef class TlsClientConnection(ClientConnection):
+    """A client connection on a ``listen ... ssl`` socket (connection.py's twin).
+
+    Never a direct send: bytes written to the socket here would bypass the encryption,
+    whatever transport class carries them.  Decided once, when the connection is made.
+    """
+
+    def connection_made(self, transport):
+        self.ssl_object = transport.get_extra_info("ssl_object")
+        ClientConnection.connection_made(self, transport)
+        self._stop_direct()
+
 
 cdef object _pool_take(_PlanInfo info, peer):
     cdef list stack = info.by_peer.get(peer)
