@@ -141,7 +141,7 @@ def test_listen_options(conf):
     assert (b.default_server, b.ipv6only) == (True, False)
 
 
-@pytest.mark.parametrize("param", ["ssl", "http2", "proxy_protocol"])
+@pytest.mark.parametrize("param", ["http2", "proxy_protocol"])
 def test_listen_unsupported_options(conf, param):
     message = conf.error(f"http {{\n server {{\n  listen 443 {param};\n }}\n}}\n")
     assert message == (f'"listen" parameter "{param}" is not supported by this gateway '

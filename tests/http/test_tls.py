@@ -1,0 +1,412 @@
+"""TLS termination, side by side with real nginx: one config, the same clients, the same answers.
+
+Certificates are made here with trustme (an RSA chain through an intermediate CA and an
+ECDSA certificate for one name, an RSA one for another).  Clients are curl and Python's
+ssl, always on loopback.  Each case runs against the gateway and nginx and compares.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from tests.support.certs import Certificates
+from tests.support.processes import EchoBackend, Gateway, Nginx, free_port
+
+pytestmark = pytest.mark.nginx
+
+CURL = shutil.which("curl") or "/usr/bin/curl"
+
+SITE = """
+worker_processes 1;
+error_log {dir}/error.log info;
+pid {dir}/server.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    default_type text/plain;
+    client_header_timeout 2s;
+    ssl_certificate {a_rsa.cert};
+    ssl_certificate_key {a_rsa.key};
+    ssl_certificate {a_ec.cert};
+    ssl_certificate_key {a_ec.key};
+    server {{
+        listen 127.0.0.1:{tls} ssl default_server;
+        server_name a.test;
+        ssl_protocols TLSv1.2 TLSv1.3;     # nginx 1.22's default lacks TLSv1.3
+        location / {{ return 200 "a|$https|$ssl_protocol|$ssl_server_name|$scheme|$host|$ssl_session_reused\\n"; }}
+        location /cipher {{ return 200 "$ssl_cipher\\n"; }}
+        location /moved {{ return 301 /elsewhere; }}
+        location /proxy/ {{
+            proxy_pass http://{backend};
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Https $https;
+            proxy_set_header X-Tls $ssl_protocol;
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{tls};
+        server_name b.test;
+        ssl_certificate {b.cert};
+        ssl_certificate_key {b.key};
+        location / {{ return 200 "b|$https|$ssl_server_name|$host\\n"; }}
+    }}
+    server {{
+        listen 127.0.0.1:{tls12} ssl;
+        server_name a.test;
+        ssl_protocols TLSv1.2;
+        location / {{ return 200 "$ssl_protocol\\n"; }}
+    }}
+    server {{
+        listen 127.0.0.1:{tls_default} ssl;
+        location / {{ return 200 "$ssl_protocol\n"; }}
+    }}
+    server {{
+        listen 127.0.0.1:{plain};
+        location / {{ return 200 "plain|$https|$ssl_protocol|$scheme\\n"; }}
+    }}
+}}
+"""
+
+
+@dataclass
+class Site:
+    """One running server (gateway or nginx) and its ports."""
+
+    name: str
+    tls: int
+    tls12: int
+    tls_default: int
+    plain: int
+    process: object
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict
+    body: str
+    version: str
+    peer_der: bytes
+    alpn: str | None
+    reused: bool
+    session: object
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    made = Certificates(tmp_path_factory.mktemp("certs"))
+    made.a_rsa = made.issue("a-rsa", "a.test", via_intermediate=True)
+    made.a_ec = made.issue("a-ec", "a.test", ecdsa=True)
+    made.b = made.issue("b", "b.test")
+    return made
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory, certs):
+    backend = EchoBackend("app")
+    started = {}
+    try:
+        for name, kind in (("gateway", Gateway), ("nginx", Nginx)):
+            tmp = tmp_path_factory.mktemp(name)
+            ports = {"tls": free_port(), "tls12": free_port(), "tls_default": free_port(),
+                     "plain": free_port()}
+            config = SITE.format(dir=tmp, backend=backend.address, a_rsa=certs.a_rsa,
+                                 a_ec=certs.a_ec, b=certs.b, **ports)
+            started[name] = Site(name, process=kind(tmp, config, ports["plain"]), **ports)
+        yield started
+    finally:
+        for site in started.values():
+            site.process.stop()
+        backend.stop()
+
+
+def exchange(port, path="/", *, sni=None, host="a.test", ctx=None, session=None) -> Answer:
+    """One GET over a fresh TLS connection (SNI ``sni``, None for none) with Python's ssl."""
+    if ctx is None:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=sni, session=session) as tls:
+            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+                        .encode())
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            headers = dict(line.split(": ", 1) for line in lines[1:])
+            return Answer(int(lines[0].split()[1]), headers, body.decode(), tls.version(),
+                          tls.getpeercert(binary_form=True), tls.selected_alpn_protocol(),
+                          tls.session_reused, tls.session)
+
+
+def curl(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([CURL, "-sS", "--max-time", "10", *args], capture_output=True,
+                          text=True, timeout=20)
+
+
+def both(sites, call):
+    """call(site) on the gateway and on nginx: (gateway's result, nginx's result)."""
+    return call(sites["gateway"]), call(sites["nginx"])
+
+
+def test_sni_picks_the_server_curl_verifies_its_certificate(sites, certs):
+    def run(site):
+        return curl("--cacert", certs.ca_file, "--resolve", f"b.test:{site.tls}:127.0.0.1",
+                    f"https://b.test:{site.tls}/x")
+    ours, theirs = both(sites, run)
+    assert theirs.returncode == 0, theirs.stderr
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout == theirs.stdout == "b|on|b.test|b.test\n"
+
+
+def test_default_server_and_its_chain_for_a_verifying_client(sites, certs):
+    def run(site):
+        return curl("--cacert", certs.ca_file, "--resolve", f"a.test:{site.tls}:127.0.0.1",
+                    f"https://a.test:{site.tls}/x")
+    ours, theirs = both(sites, run)
+    assert ours.returncode == theirs.returncode == 0, (ours.stderr, theirs.stderr)
+    assert ours.stdout == theirs.stdout == "a|on|TLSv1.3|a.test|https|a.test|.\n"
+
+
+def test_no_sni_gets_the_default_server(sites, certs):
+    ours, theirs = both(sites, lambda s: exchange(s.tls, host="b.test"))
+    # The Host header still routes (to b) after a handshake made with the default cert.
+    assert ours.body == theirs.body == "b|on||b.test\n"
+    assert ours.peer_der == theirs.peer_der
+    assert ours.peer_der in (certs.a_rsa.der, certs.a_ec.der)
+
+
+def test_host_header_routes_after_the_handshake(sites):
+    ours, theirs = both(sites, lambda s: exchange(s.tls, sni="b.test", host="a.test"))
+    assert ours.status == theirs.status == 200
+    assert ours.body == theirs.body == "a|on|TLSv1.3|b.test|https|a.test|.\n"
+
+
+def test_unknown_sni_gets_the_default_certificate(sites, certs):
+    ours, theirs = both(sites, lambda s: exchange(s.tls, sni="c.test", host="c.test"))
+    assert ours.body == theirs.body == "a|on|TLSv1.3|c.test|https|c.test|.\n"
+    assert ours.peer_der == theirs.peer_der
+
+
+@pytest.mark.parametrize("cipher,pair", [("ECDHE-ECDSA-AES128-GCM-SHA256", "a_ec"),
+                                         ("ECDHE-RSA-AES128-GCM-SHA256", "a_rsa")])
+def test_the_certificate_matching_the_client_key_type(sites, certs, cipher, pair):
+    ctx = certs.client_context()
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(cipher)
+    ours, theirs = both(sites, lambda s: exchange(s.tls, "/cipher", sni="a.test", ctx=ctx))
+    assert ours.peer_der == theirs.peer_der == getattr(certs, pair).der
+    assert ours.version == theirs.version == "TLSv1.2"
+    assert ours.body == theirs.body == f"{cipher}\n"
+
+
+def test_tls11_refused_by_default(sites):
+    def run(site, version):
+        return curl("-k", f"--tlsv{version}", "--tls-max", version, "--ciphers",
+                    "DEFAULT:@SECLEVEL=0", f"https://127.0.0.1:{site.tls_default}/")
+    ours, theirs = both(sites, lambda s: run(s, "1.1"))
+    assert theirs.returncode != 0
+    assert ours.returncode == theirs.returncode, ours.stderr
+    # The same client with TLS 1.2 gets in: the refusal above is about the version.
+    ours, theirs = both(sites, lambda s: run(s, "1.2"))
+    assert ours.returncode == theirs.returncode == 0, (ours.stderr, theirs.stderr)
+    assert ours.stdout == theirs.stdout == "TLSv1.2\n"
+
+
+def test_tls13_is_in_the_default_protocols(sites):
+    # nginx's default since 1.23.4; Debian's nginx 1.22 still says "TLSv1 TLSv1.1 TLSv1.2".
+    assert exchange(sites["gateway"].tls_default).body == "TLSv1.3\n"
+
+
+def test_ssl_protocols_limits_the_socket(sites):
+    ours, theirs = both(sites, lambda s: exchange(s.tls12, sni="a.test"))
+    assert ours.body == theirs.body == "TLSv1.2\n"
+    only13 = ssl.create_default_context()
+    only13.check_hostname, only13.verify_mode = False, ssl.CERT_NONE
+    only13.minimum_version = ssl.TLSVersion.TLSv1_3
+    for site in sites.values():
+        with pytest.raises(ssl.SSLError):
+            exchange(site.tls12, sni="a.test", ctx=only13)
+
+
+def test_alpn_offers_http11(sites):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    ours, theirs = both(sites, lambda s: exchange(s.tls, sni="a.test", ctx=ctx))
+    assert ours.alpn == theirs.alpn == "http/1.1"
+
+
+def test_redirects_are_made_absolute_with_https(sites):
+    ours, theirs = both(sites, lambda s: exchange(s.tls, "/moved", sni="a.test"))
+    assert ours.status == theirs.status == 301
+    assert ours.headers["Location"] == f"https://a.test:{sites['gateway'].tls}/elsewhere"
+    assert theirs.headers["Location"] == f"https://a.test:{sites['nginx'].tls}/elsewhere"
+
+
+def test_scheme_and_ssl_variables_reach_the_upstream(sites):
+    ours, theirs = both(sites, lambda s: exchange(s.tls, "/proxy/x", sni="a.test"))
+    assert ours.status == theirs.status == 200
+
+    def sent(answer):
+        headers = dict(json.loads(answer.body)["headers"])
+        return headers["x-forwarded-proto"], headers["x-https"], headers["x-tls"]
+    assert sent(ours) == sent(theirs) == ("https", "on", "TLSv1.3")
+
+
+def test_plain_listener_has_empty_ssl_variables(sites):
+    def run(site):
+        return curl(f"http://127.0.0.1:{site.plain}/")
+    ours, theirs = both(sites, run)
+    assert ours.stdout == theirs.stdout == "plain|||http\n"
+
+
+def test_session_resumption(sites):
+    def run(site):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        first = exchange(site.tls, sni="a.test", ctx=ctx)
+        return exchange(site.tls, sni="a.test", ctx=ctx, session=first.session)
+    ours, theirs = both(sites, run)
+    assert theirs.reused and theirs.body.endswith("|r\n")
+    assert ours.reused and ours.body == theirs.body
+
+
+def test_keep_alive_requests_over_one_tls_connection(sites, certs):
+    import http.client
+    ctx = certs.client_context()
+    conn = http.client.HTTPSConnection("127.0.0.1", sites["gateway"].tls, context=ctx,
+                                       timeout=10)
+    ctx.check_hostname = False
+    bodies = []
+    for i in range(5):
+        conn.request("GET", f"/proxy/{i}", headers={"Host": "a.test"})
+        response = conn.getresponse()
+        bodies.append(json.loads(response.read())["target"])
+    conn.close()
+    assert bodies == [f"/proxy/{i}" for i in range(5)]
+
+
+def test_a_stalled_handshake_is_cut_by_client_header_timeout(sites):
+    def run(site):
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", site.tls), timeout=10) as raw:
+            try:
+                data = raw.recv(1)     # no ClientHello: the server must give up
+            except ConnectionResetError:
+                data = b""
+        return data, time.monotonic() - started
+    (ours, ours_took), (theirs, theirs_took) = both(sites, run)
+    assert ours == theirs == b""
+    assert 1.5 <= theirs_took < 6
+    assert 1.5 <= ours_took < 6
+
+
+def test_large_response_over_tls_arrives_whole(sites):
+    # Several writes of a long relay: had any gone straight to the socket (a direct
+    # send), the client would see bytes that are not TLS records and fail.
+    ours = exchange(sites["gateway"].tls, "/proxy/big?n=3000000", sni="a.test")
+    assert ours.status == 200 and ours.body == "x" * 3000000
+
+
+def test_certificates_are_read_again_on_reload(tmp_path, certs):
+    first = certs.issue("reload", "a.test")
+    port = free_port()
+    config = (f"error_log {tmp_path}/error.log info;\npid {tmp_path}/server.pid;\n"
+              f"events {{}}\nhttp {{\n server {{\n  listen 127.0.0.1:{port} ssl;\n"
+              f"  ssl_certificate {first.cert};\n  ssl_certificate_key {first.key};\n"
+              f'  location / {{ return 200 "ok\\n"; }}\n }}\n}}\n')
+    gateway = Gateway(tmp_path, config, port)
+    try:
+        assert exchange(port).peer_der == first.der
+        second = certs.issue("reload", "a.test")       # new files at the same paths
+        assert second.der != first.der
+        os.kill(gateway.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while exchange(port).peer_der != second.der:
+            assert time.monotonic() < deadline, gateway.errors()
+            time.sleep(0.2)
+    finally:
+        gateway.stop()
+
+
+def test_direct_sends_never_on_a_tls_connection():
+    """The compiled twin: writes on TlsClientConnection always go through the transport."""
+    proxyproto = pytest.importorskip("_fastpath.proxyproto")
+
+    class Transport:
+        """Holds what write() gives it; offers its socket to direct sends."""
+
+        def __init__(self, sock, tls):
+            self.sock, self.tls, self.held = sock, tls, []
+
+        def get_extra_info(self, name, default=None):
+            if name == "socket":
+                return self.sock
+            if name == "ssl_object":
+                return object() if self.tls else None
+            return ("127.0.0.1", 1) if name in ("peername", "sockname") else default
+
+        def write(self, data):
+            self.held.append(bytes(data))
+
+        def get_write_buffer_size(self):
+            return 0
+
+        def close(self):
+            pass
+
+    class Server:
+        large_client_header_buffers = (4, 8192)
+        client_header_timeout = 60.0
+        plan = router = None
+        server_names = [""]
+
+    class App:
+        connections = set()
+        max_connections = 10
+        shutting_down = False
+
+        def clock(self):
+            return 0.0
+
+        def next_connection_id(self):
+            return 1
+
+        def default_server(self, key):
+            return Server
+
+    proxyproto._allow_direct_sends(Transport)
+    sent = {}
+    for cls, tls in ((proxyproto.ClientConnection, False),
+                     (proxyproto.TlsClientConnection, True)):
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        transport = Transport(ours, tls)
+        conn = cls(App(), ("127.0.0.1", 1))
+        conn.connection_made(transport)
+        for piece in (b"one ", b"two ", b"three"):
+            conn.send(piece)
+        theirs.setblocking(False)
+        try:
+            sent[tls] = theirs.recv(100)
+        except BlockingIOError:
+            sent[tls] = b""
+        assert b"".join(transport.held) + sent[tls] in (b"one two three",
+                                                        b"one " + b"two three")
+        ours.close()
+        theirs.close()
+    assert sent[False], "the plain connection made no direct send: the test proves nothing"
+    assert sent[True] == b""
