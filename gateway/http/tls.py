@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import warnings
 
 from gateway.errors import ConfigError
 
@@ -88,11 +89,14 @@ def _set_protocols(ctx: ssl.SSLContext, names) -> None:
     if not versions:
         versions = [ssl.TLSVersion.TLSv1_2]   # "ssl_protocols SSLv2": nothing OpenSSL offers
     low, high = versions[0], versions[-1]
-    ctx.minimum_version = low
-    ctx.maximum_version = high
-    for version, option in _GAP_OPTIONS.items():
-        if low < version < high and version not in versions:
-            ctx.options |= option
+    with warnings.catch_warnings():
+        # Python deprecates the old versions and the OP_NO_* options; nginx still takes them.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = low
+        ctx.maximum_version = high
+        for version, option in _GAP_OPTIONS.items():
+            if low < version < high and version not in versions:
+                ctx.options |= option
 
 
 def server_context(tls) -> ssl.SSLContext:
