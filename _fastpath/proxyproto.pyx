@@ -326,6 +326,7 @@ cdef class _PlanInfo:
     cdef object proxy, proxy_host, key_template, balancer, pool, uri_replacement
     cdef object http_version, set_headers, next_upstream, tries, next_upstream_timeout
     cdef object request_timeout
+    cdef object tls             # UpstreamTls for https:// upstreams, else None
     cdef dict idle, by_peer
     cdef frozenset dropped
     # The dropped names (lowercase) by length: dropped_by_length[n] holds those of n
@@ -379,6 +380,7 @@ cdef class _PlanInfo:
         self.tries = proxy.tries
         self.next_upstream_timeout = proxy.next_upstream_timeout
         self.request_timeout = proxy.request_timeout
+        self.tls = proxy.tls
         self.pass_body = proxy.pass_body
         self.keepalive = proxy.keepalive
         self.connect_timeout = proxy.connect_timeout
@@ -1343,6 +1345,14 @@ cdef class UpstreamConnection(_Sender):
 
 # Proxying -------------------------------------------------------------------
 
+cdef class TlsUpstreamConnection(UpstreamConnection):
+    """A connection to an ``https://`` upstream: never a direct send (it would skip TLS)."""
+
+    def connection_made(self, transport):
+        UpstreamConnection.connection_made(self, transport)
+        self._stop_direct()
+
+
 cdef inline list _appended(list items, value):
     """items with value appended; a new list when items is None (made on first use)."""
     if items is None:
@@ -1551,11 +1561,15 @@ cdef class ProxyExchange:
             return
         self.state = CONNECTING
         self._arm_at(info.connect_timeout, D_CONNECT, now)
-        factory = partial(UpstreamConnection, pool, peer)
         if self.loop is None:
             self.loop = self.app.loop
-        future = asyncio.ensure_future(
-            self.loop.create_connection(factory, peer.host, peer.port))
+        if info.tls is None:
+            connecting = self.loop.create_connection(
+                partial(UpstreamConnection, pool, peer), peer.host, peer.port)
+        else:
+            connecting = info.tls.connect(self.loop, partial(TlsUpstreamConnection, pool, peer),
+                                          peer.host, peer.port, self.request)
+        future = asyncio.ensure_future(connecting)
         self.connect_future = future
         future.add_done_callback(self._connected)
 

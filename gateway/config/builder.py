@@ -97,6 +97,7 @@ class Builder:
         self.pending_proxy: list[tuple[ProxyPass, str, str | None, str, int]] = []
         self.pending_unikernel: list[tuple[UnikernelPass, str, int]] = []
         self.listens_with_options: set[int] = set()
+        self.upstream_tls_contexts: dict = {}     # (verify, trusted file) -> client SSLContext
 
     # Helpers --------------------------------------------------------------
 
@@ -279,6 +280,13 @@ class Builder:
                     if v not in NEXT_UPSTREAM:
                         raise ConfigError(f'invalid value "{v}"', f, ln)
                 own[n] = frozenset() if "off" in a else frozenset(a)
+            elif n in ("proxy_ssl_verify", "proxy_ssl_server_name"):
+                own[n] = values.flag(a[0])
+            elif n == "proxy_ssl_trusted_certificate":
+                own[n] = self._path(a[0], self._conf_dir())
+            elif n == "proxy_ssl_name":
+                _compile(a[0], f, ln)
+                own[n] = a[0]
             elif n == "proxy_pass":
                 own["proxy_pass"] = d
             elif n == "unikernel_pass":
@@ -374,6 +382,8 @@ class Builder:
         if settings.return_ is None:
             if pp is not None:
                 settings.proxy_pass = self._proxy_pass(pp, uri_forbidden)
+                if settings.proxy_pass.ssl:
+                    settings.proxy_pass.tls = self._upstream_tls(settings, pp)
             elif up is not None:
                 settings.unikernel_pass = self._unikernel_pass(up)
         return settings
@@ -681,11 +691,13 @@ class Builder:
     def _proxy_pass(self, d: Directive, no_uri_allowed: bool) -> ProxyPass:
         url, f, ln = d.args[0], d.file, d.line
         lower = url.lower()
-        if lower.startswith("https://"):
-            raise ConfigError('"https" in proxy_pass is not supported by this gateway', f, ln)
-        if not lower.startswith("http://"):
+        secure = lower.startswith("https://")
+        if not lower.startswith("http://") and not secure:
             raise ConfigError("invalid URL prefix", f, ln)
-        rest = url[len("http://"):]
+        rest = url[len("https://" if secure else "http://"):]
+        if "$" in url and secure:
+            raise ConfigError('"https" with variables in proxy_pass is not supported by this '
+                              'gateway', f, ln)
         if "$" in url:
             _compile(url, f, ln)
             authority = rest.split("/", 1)[0]
@@ -707,9 +719,23 @@ class Builder:
             raise ConfigError(f'no host in upstream "{authority}"', f, ln)
         if port is not None and _valid_port(port) is None:
             raise ConfigError(f'invalid port in upstream "{authority}"', f, ln)
-        pp = ProxyPass(url, "", uri, authority)
+        pp = ProxyPass(url, "", uri, authority, ssl=secure)
         self.pending_proxy.append((pp, host, port, f, ln))
         return pp
+
+    def _upstream_tls(self, settings: LocationSettings, d: Directive):
+        """proxy_ssl_*: the client context (shared by equal settings) and how names are used."""
+        from gateway.http import tls as tls_module
+        trusted = settings.proxy_ssl_trusted_certificate
+        if settings.proxy_ssl_verify and trusted is None:
+            raise ConfigError("no proxy_ssl_trusted_certificate for proxy_ssl_verify",
+                              d.file, d.line)
+        key = (settings.proxy_ssl_verify, trusted)
+        contexts = self.upstream_tls_contexts
+        if key not in contexts:
+            contexts[key] = tls_module.client_context(*key, d.file, d.line)
+        return tls_module.UpstreamTls(contexts[key], settings.proxy_ssl_name or "$proxy_host",
+                                      settings.proxy_ssl_server_name, settings.proxy_ssl_verify)
 
     def _resolve_proxy_passes(self) -> None:
         upstreams = self.http.upstreams
@@ -720,7 +746,7 @@ class Builder:
                     raise ConfigError(f'upstream "{host}" may not have port {port}', f, ln)
                 pp.upstream = host
                 continue
-            portnum = int(port) if port is not None else 80
+            portnum = int(port) if port is not None else (443 if pp.ssl else 80)
             name = f"{host}:{portnum}"
             if name not in upstreams:
                 addrs = _resolve(host, portnum)

@@ -125,6 +125,10 @@ TABLE: dict[str, list[Spec]] = {
     "ssl_session_tickets": [_flag(_HS)],
     "ssl_dhparam": [_s(_HS)],
     "ssl_ecdh_curve": [_s(_HS)],
+    "proxy_ssl_verify": [_flag(_HSL)],
+    "proxy_ssl_trusted_certificate": [_s(_HSL)],
+    "proxy_ssl_server_name": [_flag(_HSL)],
+    "proxy_ssl_name": [_s(_HSL)],
     # accepted but not acted on
     "load_module": [_ignored([MAIN], 1, 1)],
     "worker_rlimit_nofile": [_ignored([MAIN], 1, 1)],

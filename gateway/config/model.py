@@ -91,6 +91,8 @@ class ProxyPass:
     uri: str | None           # URI part ("/v1/"), None when the URL has none
     proxy_host: str           # the $proxy_host value: "backend" or "127.0.0.1:8080"
     has_variables: bool = False
+    ssl: bool = False         # "https://": TLS to the upstream
+    tls: object = None        # gateway.http.tls.UpstreamTls when ssl
 
 
 @dataclass
@@ -125,6 +127,10 @@ class LocationSettings:
     proxy_next_upstream_timeout: float = 0.0    # 0 = unlimited
     proxy_request_timeout: float = 0.0          # ours: whole exchange, until the response head; 0 = none
     proxy_pass_request_body: bool = True
+    proxy_ssl_verify: bool = False
+    proxy_ssl_trusted_certificate: str | None = None   # absolute
+    proxy_ssl_server_name: bool = False
+    proxy_ssl_name: str | None = None           # template; None: the proxy_pass host
 
     # Responses.
     add_headers: list[AddHeader] = field(default_factory=list)

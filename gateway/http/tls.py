@@ -7,6 +7,7 @@ inherit them when they are forked (before they drop privileges, as nginx's do).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import ssl
 import warnings
@@ -188,3 +189,88 @@ def ssl_session_reused(r) -> str:
     if r.ssl_object is None:
         return ""
     return "r" if r.ssl_object.session_reused else "."
+
+
+# Upstream TLS: proxy_pass https://... ----------------------------------------------------
+
+def client_context(verify: bool, trusted: str | None, file=None, line=None) -> ssl.SSLContext:
+    """The context of connections to https upstreams; names are checked by UpstreamTls."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False     # nginx checks proxy_ssl_name even without SNI: done below
+    ctx.verify_mode = ssl.CERT_REQUIRED if verify else ssl.CERT_NONE
+    if verify:
+        try:
+            ctx.load_verify_locations(cafile=trusted)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(f'SSL_CTX_load_verify_locations("{trusted}") failed '
+                              f"({_reason(exc)})", file, line) from None
+    ctx.set_alpn_protocols(ALPN)
+    return ctx
+
+
+class UpstreamTls:
+    """How a location connects to an ``https://`` upstream (proxy_ssl_* settings)."""
+
+    __slots__ = ("context", "name", "server_name", "verify")
+
+    def __init__(self, context: ssl.SSLContext, name: str, server_name: bool, verify: bool):
+        from gateway.http.variables import compile_template   # variables.py imports this module
+        self.context = context
+        self.name = compile_template(name)     # proxy_ssl_name, by default $proxy_host
+        self.server_name = server_name         # proxy_ssl_server_name: send it as SNI
+        self.verify = verify                   # proxy_ssl_verify
+
+    def connect(self, loop, factory, host: str, port: int, request):
+        """The coroutine that opens one TLS connection to a peer (for loop.create_connection's place)."""
+        name = _without_port(self.name.render(request))
+        return self._connect(loop, factory, host, port, name)
+
+    async def _connect(self, loop, factory, host, port, name):
+        # nginx sends no SNI for an address literal, nor without proxy_ssl_server_name.
+        sni = name if self.server_name and not _is_address(name) else ""
+        transport, protocol = await loop.create_connection(
+            factory, host, port, ssl=self.context, server_hostname=sni)
+        if self.verify and not matches(transport.get_extra_info("peercert"), name):
+            transport.abort()
+            raise ssl.SSLCertVerificationError(
+                f'upstream SSL certificate does not match "{name}"')
+        return transport, protocol
+
+
+def _without_port(name: str) -> str:
+    if name.startswith("["):
+        return name[1:name.find("]")] if "]" in name else name
+    return name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def matches(cert: dict | None, name: str) -> bool:
+    """Whether a verified peer certificate is for ``name`` (OpenSSL's X509_check_host rules:
+    subjectAltName first, the common name only without DNS names; "*" as a whole left label)."""
+    if not cert:
+        return False
+    sans = cert.get("subjectAltName", ())
+    if _is_address(name):
+        wanted = ipaddress.ip_address(name)
+        return any(kind == "IP Address" and ipaddress.ip_address(value.strip()) == wanted
+                   for kind, value in sans)
+    patterns = [value for kind, value in sans if kind == "DNS"]
+    if not patterns:
+        patterns = [value for rdn in cert.get("subject", ()) for key, value in rdn
+                    if key == "commonName"]
+    host = name.lower().rstrip(".")
+    for pattern in patterns:
+        pattern = pattern.lower().rstrip(".")
+        if pattern == host:
+            return True
+        if pattern.startswith("*.") and "." in host and \
+                host.split(".", 1)[1] == pattern[2:] and pattern.count(".") >= 2:
+            return True
+    return False

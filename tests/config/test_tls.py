@@ -191,3 +191,57 @@ def test_check_fails_with_the_place_and_no_traceback(tmp_path, certs):
             in proc.stderr)
     assert f"in {conf}:6" in proc.stderr and "Traceback" not in proc.stderr
     assert f"configuration file {conf} test failed" in proc.stderr
+
+
+@pytest.mark.nginx
+@pytest.mark.parametrize("body,prefix_only", [
+    ("proxy_ssl_verify on;", False),
+    ("proxy_ssl_verify on;\n   proxy_ssl_trusted_certificate {tmp}/missing.pem;", True),
+])
+def test_upstream_tls_messages_like_nginx(tmp_path, body, prefix_only):
+    conf = tmp_path / "main.conf"
+    conf.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+                    "http {\n server {\n  listen 127.0.0.1:1;\n  location / {\n"
+                    f"   proxy_pass https://127.0.0.1:9;\n   {body.format(tmp=tmp_path)}\n"
+                    "  }\n }\n}\n")
+    expected = nginx_emerg(tmp_path, str(conf))
+    with pytest.raises(ConfigError) as info:
+        load_config(str(conf), str(tmp_path))
+    ours = info.value
+    if prefix_only:
+        assert ours.message.split(" (")[0] == expected.split(" (")[0]
+    else:
+        assert ours.message == expected
+    assert (ours.file, ours.line) == (str(conf), 8)     # the proxy_pass: nginx names none
+
+
+def test_https_upstream_settings(conf, certs):
+    cfg = conf.load(f"""http {{
+ proxy_ssl_trusted_certificate {certs.ca_file};
+ server {{
+  listen 127.0.0.1:1;
+  location /a/ {{ proxy_pass https://127.0.0.1/; }}
+  location /b/ {{ proxy_pass https://127.0.0.1:8443; proxy_ssl_verify on;
+                 proxy_ssl_server_name on; proxy_ssl_name $host; }}
+  location /c/ {{ proxy_pass http://127.0.0.1; }}
+ }}
+}}
+""")
+    a, b, c = (loc.settings.proxy_pass for loc in server(cfg).locations)
+    assert a.ssl and cfg.http.upstreams[a.upstream].servers[0].port == 443
+    assert a.tls.context.verify_mode == ssl.CERT_NONE and not a.tls.verify
+    assert a.tls.name.text == "$proxy_host" and not a.tls.server_name
+    assert b.tls.verify and b.tls.server_name and b.tls.name.text == "$host"
+    assert b.tls.context.verify_mode == ssl.CERT_REQUIRED
+    assert not c.ssl and c.tls is None
+
+
+def test_certificate_name_matching():
+    from gateway.http.tls import matches
+    cert = {"subjectAltName": (("DNS", "*.a.test"), ("DNS", "b.test"),
+                               ("IP Address", "127.0.0.1"))}
+    assert matches(cert, "x.a.test") and matches(cert, "B.test") and matches(cert, "127.0.0.1")
+    assert not matches(cert, "a.test") and not matches(cert, "y.x.a.test")
+    assert not matches(cert, "c.test") and not matches(cert, "127.0.0.2")
+    assert matches({"subject": ((("commonName", "c.test"),),)}, "c.test")
+    assert not matches(None, "c.test")

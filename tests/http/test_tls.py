@@ -410,3 +410,142 @@ def test_direct_sends_never_on_a_tls_connection():
         theirs.close()
     assert sent[False], "the plain connection made no direct send: the test proves nothing"
     assert sent[True] == b""
+
+
+# Upstream TLS: proxy_pass https://... ------------------------------------------------------
+
+UPSTREAM = """
+worker_processes 1;
+error_log {dir}/error.log info;
+pid {dir}/server.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    keepalive_timeout 60s;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {up.cert};
+        ssl_certificate_key {up.key};
+        location / {{ return 200 "up|$ssl_server_name|$https|$request_uri|$connection\\n"; }}
+    }}
+}}
+"""
+
+PROXY = """
+worker_processes 1;
+error_log {dir}/error.log info;
+pid {dir}/server.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    # One upstream per case: nginx reuses a peer's TLS session across the locations using
+    # its upstream (proxy_ssl_session_reuse), which would skip the checks compared here.
+    upstream verified {{ server 127.0.0.1:{up}; }}
+    upstream no_sni {{ server 127.0.0.1:{up}; }}
+    upstream wrong_name {{ server 127.0.0.1:{up}; }}
+    upstream untrusted {{ server 127.0.0.1:{up}; }}
+    upstream pooled {{ server 127.0.0.1:{up}; keepalive 4; }}
+    server {{
+        listen 127.0.0.1:{port};
+        proxy_ssl_trusted_certificate {ca};
+        location /ip/ {{ proxy_pass https://127.0.0.1:{up}/; }}
+        location /verified/ {{
+            proxy_pass https://verified/;
+            proxy_ssl_verify on;
+            proxy_ssl_name up.test;
+            proxy_ssl_server_name on;
+        }}
+        location /verified-no-sni/ {{
+            proxy_pass https://no_sni/;
+            proxy_ssl_verify on;
+            proxy_ssl_name up.test;
+        }}
+        location /wrong-name/ {{
+            proxy_pass https://wrong_name/;
+            proxy_ssl_verify on;
+            proxy_ssl_name wrong.test;
+            proxy_ssl_server_name on;
+        }}
+        location /untrusted/ {{
+            proxy_pass https://untrusted/;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate {other_ca};
+            proxy_ssl_name up.test;
+        }}
+        location /keepalive/ {{
+            proxy_pass https://pooled/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_ssl_server_name on;
+            proxy_ssl_name up.test;
+        }}
+    }}
+}}
+"""
+
+
+@pytest.fixture(scope="module")
+def proxies(tmp_path_factory, certs):
+    other = Certificates(tmp_path_factory.mktemp("other-ca"))
+    up_pair = certs.issue("up", "up.test", via_intermediate=True)
+    up_port = free_port()
+    tmp = tmp_path_factory.mktemp("upstream")
+    upstream = Nginx(tmp, UPSTREAM.format(dir=tmp, port=up_port, up=up_pair), up_port)
+    started = {}
+    try:
+        for name, kind in (("gateway", Gateway), ("nginx", Nginx)):
+            tmp = tmp_path_factory.mktemp(f"{name}-proxy")
+            port = free_port()
+            config = PROXY.format(dir=tmp, port=port, up=up_port, ca=certs.ca_file,
+                                  other_ca=other.ca_file)
+            started[name] = (kind(tmp, config, port), port)
+        yield started
+    finally:
+        for process, _ in started.values():
+            process.stop()
+        upstream.stop()
+
+
+def get(port, path, conn=None):
+    import http.client
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path)
+    response = conn.getresponse()
+    body = response.read().decode()
+    if own:
+        conn.close()
+    return response.status, body
+
+
+def _without_connection(body):
+    return body.rsplit("|", 1)[0] if body.startswith("up|") else body
+
+
+@pytest.mark.parametrize("path,status,body", [
+    ("/ip/a", 200, "up||on|/a"),                         # an address: no SNI, no check
+    ("/verified/b", 200, "up|up.test|on|/b"),            # chain and name verified, SNI sent
+    ("/verified-no-sni/c", 200, "up||on|/c"),            # verified without sending the name
+    ("/wrong-name/d", 502, None),
+    ("/untrusted/e", 502, None),
+])
+def test_https_upstreams_like_nginx(proxies, path, status, body):
+    (gateway, ours_port), (nginx, theirs_port) = proxies["gateway"], proxies["nginx"]
+    ours, theirs = get(ours_port, path), get(theirs_port, path)
+    assert ours[0] == theirs[0] == status
+    if body is not None:
+        assert _without_connection(ours[1]) == _without_connection(theirs[1]) == body
+
+
+def test_https_upstream_connections_are_kept_alive(proxies):
+    import http.client
+    seen = {}
+    for name, (_, port) in proxies.items():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        bodies = [get(port, f"/keepalive/{i}", conn)[1] for i in range(3)]
+        conn.close()
+        assert [b.split("|")[:4] for b in bodies] == [
+            ["up", "up.test", "on", f"/{i}"] for i in range(3)]
+        seen[name] = {b.rsplit("|", 1)[1] for b in bodies}
+    # The upstream saw one connection for the three requests, from each proxy.
+    assert len(seen["gateway"]) == len(seen["nginx"]) == 1
