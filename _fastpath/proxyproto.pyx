@@ -1232,6 +1232,16 @@ cdef class TlsClientConnection(ClientConnection):
         ClientConnection.connection_made(self, transport)
         self._stop_direct()
 
+    def shutdown(self, bint graceful):
+        # An idle connection is dropped without waiting for the client's close_notify,
+        # which could hold the worker for the TLS shutdown timeout (nginx does not wait).
+        idle = self.state == HEAD and not self.buffer and self.requests_served
+        if (not graceful or idle) and self.state != CLOSED:
+            self.state = CLOSED
+            self.transport.abort()
+            return
+        ClientConnection.shutdown(self, graceful)
+
 
 cdef object _pool_take(_PlanInfo info, peer):
     cdef list stack = info.by_peer.get(peer)

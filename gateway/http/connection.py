@@ -413,6 +413,16 @@ class TlsClientConnection(ClientConnection):
         self.ssl_object = transport.get_extra_info("ssl_object")
         super().connection_made(transport)
 
+    def shutdown(self, graceful: bool):
+        # An idle connection is dropped without waiting for the client's close_notify,
+        # which could hold the worker for the TLS shutdown timeout (nginx does not wait).
+        idle = self.state == HEAD and not self.buffer and self.requests_served
+        if (not graceful or idle) and self.state != CLOSED:
+            self.state = CLOSED
+            self.transport.abort()
+            return
+        super().shutdown(graceful)
+
 
 class BodyReader:
     """Takes a request body off the connection buffer: Content-Length or chunked."""

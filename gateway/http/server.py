@@ -29,8 +29,9 @@ SMALL_FILE = 256 * 1024
 FILE_CHUNK = 256 * 1024
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
-# How long closing a TLS connection waits for the client's close_notify.
-TLS_SHUTDOWN_TIMEOUT = 5.0
+# How long closing a TLS connection may take: flushing what is still buffered, then the
+# client's close_notify (uvloop's default; idle connections are aborted at shutdown instead).
+TLS_SHUTDOWN_TIMEOUT = 30.0
 
 
 class WorkerApp:

@@ -342,6 +342,29 @@ def test_certificates_are_read_again_on_reload(tmp_path, certs):
         gateway.stop()
 
 
+def test_graceful_stop_does_not_wait_for_idle_tls_clients(tmp_path, certs):
+    port = free_port()
+    config = (f"error_log {tmp_path}/error.log info;\npid {tmp_path}/server.pid;\n"
+              f"events {{}}\nhttp {{\n server {{\n  listen 127.0.0.1:{port} ssl;\n"
+              f"  ssl_certificate {certs.b.cert};\n  ssl_certificate_key {certs.b.key};\n"
+              f'  location / {{ return 200 "ok\\n"; }}\n }}\n}}\n')
+    gateway = Gateway(tmp_path, config, port)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="b.test") as tls:
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: b.test\r\n\r\n")
+                assert tls.recv(100).startswith(b"HTTP/1.1 200")
+                # Idle on keep-alive and never answering a close_notify, like many clients.
+                started = time.monotonic()
+                os.kill(gateway.proc.pid, signal.SIGQUIT)
+                gateway.proc.wait(20)
+                assert time.monotonic() - started < 3
+    finally:
+        gateway.stop()
+
+
 def test_direct_sends_never_on_a_tls_connection():
     """The compiled twin: writes on TlsClientConnection always go through the transport."""
     proxyproto = pytest.importorskip("_fastpath.proxyproto")
