@@ -538,7 +538,8 @@ class Builder:
                 for v in a:
                     if v not in TLS_PROTOCOLS:
                         raise ConfigError(f'invalid value "{v}"', f, ln)
-                own["protocols"] = tuple(a)
+                # nginx's bitmask slot: a repeated directive adds its versions.
+                own["protocols"] = tuple(dict.fromkeys((*own.get("protocols", ()), *a)))
             elif n == "ssl_ciphers":
                 own["ciphers"] = a[0]
             elif n == "ssl_prefer_server_ciphers":

@@ -117,7 +117,7 @@ TABLE: dict[str, list[Spec]] = {
     # TLS termination (gateway/http/tls.py)
     "ssl_certificate": [_s(_HS, unique=False)],
     "ssl_certificate_key": [_s(_HS, unique=False)],
-    "ssl_protocols": [_s(_HS, 1, _ANY)],
+    "ssl_protocols": [_s(_HS, 1, _ANY, unique=False)],   # repeated: the versions add up
     "ssl_ciphers": [_s(_HS)],
     "ssl_prefer_server_ciphers": [_flag(_HS)],
     "ssl_session_cache": [_s(_HS, 1, 2)],

@@ -245,3 +245,50 @@ def test_certificate_name_matching():
     assert not matches(cert, "c.test") and not matches(cert, "127.0.0.2")
     assert matches({"subject": ((("commonName", "c.test"),),)}, "c.test")
     assert not matches(None, "c.test")
+
+
+# Each is either accepted by both or refused by both with the same message.
+PARITY = r"""
+http { ssl_protocols TLSv1.2; }
+http { ssl_protocols SSLv2 SSLv3 TLSv1 TLSv1.1 TLSv1.2 TLSv1.3; }
+http { ssl_protocols tls1.2; }
+http { ssl_protocols TLSv1.2; ssl_protocols TLSv1.3; }
+http { ssl_session_cache off; }
+http { ssl_session_cache none; }
+http { ssl_session_cache builtin; }
+http { ssl_session_cache builtin:1000 shared:SSL:10m; }
+http { ssl_session_cache builtin:x; }
+http { ssl_session_cache shared:SSL; }
+http { ssl_session_cache a b c; }
+http { ssl_session_tickets maybe; }
+http { ssl_prefer_server_ciphers on; ssl_session_tickets off; ssl_session_timeout 5m; }
+http { ssl_session_timeout x; }
+http { server { location / { ssl_ciphers HIGH; } } }
+http { server { listen 127.0.0.1:1 ssl; } }
+http { server { listen 127.0.0.1:1 ssl default_server; } server { listen 127.0.0.1:1; } }
+http { server { location / { proxy_ssl_verify maybe; } } }
+http { server { location / { proxy_ssl_server_name on; proxy_ssl_name $host; } } }
+http { server { location / { proxy_pass https://127.0.0.1:8443; } } }
+""".strip().splitlines()
+
+
+@pytest.mark.nginx
+@pytest.mark.parametrize("body", PARITY)
+def test_accepted_or_refused_like_nginx(tmp_path, body):
+    conf = tmp_path / "main.conf"
+    conf.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+                    + body + "\n")
+    proc = subprocess.run([NGINX, "-t", "-q", "-p", f"{tmp_path}/", "-c", str(conf)],
+                          capture_output=True, text=True, timeout=30)
+    try:
+        load_config(str(conf), str(tmp_path))
+    except ConfigError as exc:
+        assert proc.returncode != 0, f"nginx accepts it, we say: {exc}"
+        assert str(exc) == nginx_emerg(tmp_path, str(conf))
+    else:
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_repeated_ssl_protocols_add_up(conf):
+    cfg = conf.load("http { ssl_protocols TLSv1.2; ssl_protocols TLSv1.3 TLSv1.2; server { } }\n")
+    assert server(cfg).tls.protocols == ("TLSv1.2", "TLSv1.3")
