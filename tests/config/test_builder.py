@@ -445,9 +445,11 @@ def test_proxy_pass_with_variables(conf):
     assert cfg.http.upstreams == {}
 
 
-def test_proxy_pass_https_rejected(conf):
-    message = conf.error("http {\n server {\n  location / {\n   proxy_pass https://a;\n  }\n }\n}\n")
-    assert message == f'"https" in proxy_pass is not supported by this gateway in {conf.root}/main.conf:7'
+def test_proxy_pass_https_with_variables_rejected(conf):
+    message = conf.error("http {\n server {\n  location / {\n   proxy_pass https://$host;\n  }\n"
+                         " }\n}\n")
+    assert message == (f'"https" with variables in proxy_pass is not supported by this gateway '
+                       f'in {conf.root}/main.conf:7')
 
 
 def test_proxy_pass_without_uri_allowed_in_regex_location(conf):

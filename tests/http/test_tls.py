@@ -7,8 +7,10 @@ ssl, always on loopback.  Each case runs against the gateway and nginx and compa
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -572,3 +574,79 @@ def test_https_upstream_connections_are_kept_alive(proxies):
         seen[name] = {b.rsplit("|", 1)[1] for b in bodies}
     # The upstream saw one connection for the three requests, from each proxy.
     assert len(seen["gateway"]) == len(seen["nginx"]) == 1
+
+
+# Both twins over a TLS connection: the same bytes (fake transports, as test_protocol_parity) --
+
+TWIN_CONFIG = """
+events { worker_connections 64; }
+http {
+    upstream single { server 127.0.0.1:9003; }
+    server {
+        listen 127.0.0.1:8080;
+        server_name parity.test;
+        location / {
+            proxy_pass http://single;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Tls "$https $ssl_protocol $ssl_cipher";
+        }
+        location /ret { return 200 "$https|$ssl_protocol|$ssl_server_name|$ssl_session_reused"; }
+        location /moved { return 301 /elsewhere; }
+    }
+}
+"""
+
+
+class FakeSslObject:
+    """What the $ssl_* variables read from ssl.SSLObject."""
+
+    session_reused = True
+    gateway_server_name = "parity.test"
+
+    def version(self):
+        return "TLSv1.3"
+
+    def cipher(self):
+        return ("TLS_AES_128_GCM_SHA256", "TLSv1.3", 128)
+
+
+async def _twin_transcript(conn_class, tmp_path):
+    from gateway.config import load_config
+    from gateway.http.server import WorkerApp
+    from tests.http.test_protocol_parity import FakeLoop, FakeTransport
+
+    class TlsTransport(FakeTransport):
+        def get_extra_info(self, name, default=None):
+            if name == "ssl_object":
+                return FakeSslObject()
+            return super().get_extra_info(name, default)
+
+    events = []
+    loop = FakeLoop(events)
+    path = tmp_path / "gateway.conf"
+    path.write_text(TWIN_CONFIG)
+    app = WorkerApp(load_config(str(path), str(tmp_path)), loop)
+    client = conn_class(app, next(iter(app.listen_keys)))
+    client.connection_made(TlsTransport(events, "client", client))
+    for target in (b"/ret", b"/moved", b"/p"):
+        client.data_received(b"GET %s HTTP/1.1\r\nHost: parity.test\r\n\r\n" % target)
+        for _ in range(5):
+            await asyncio.sleep(0)
+    loop.upstreams[0][0].data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    return [tuple(re.sub(rb"Date: [^\r]*\r\n", b"", p) if isinstance(p, bytes) else p
+                  for p in event) for event in events]
+
+
+async def test_both_twins_answer_alike_over_tls(tmp_path):
+    proxyproto = pytest.importorskip("_fastpath.proxyproto")
+    from gateway.http import connection as py_connection
+    ours = await _twin_transcript(py_connection.TlsClientConnection, tmp_path)
+    compiled = await _twin_transcript(proxyproto.TlsClientConnection, tmp_path)
+    assert ours == compiled
+    writes = b"".join(e[2] for e in ours if e[1] == "write")
+    assert writes.count(b"on|TLSv1.3|parity.test|r") == 1
+    assert b"Location: https://parity.test:8080/elsewhere\r\n" in writes
+    assert b"X-Forwarded-Proto: https\r\n" in writes
+    assert b"X-Tls: on TLSv1.3 TLS_AES_128_GCM_SHA256\r\n" in writes
