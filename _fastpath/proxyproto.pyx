@@ -272,6 +272,7 @@ cdef class Request:
     cdef public object rewritten
     # $unikernel_cache_status (HIT, MISS, BYPASS) of a composed location, else None.
     cdef public object cache_status
+    cdef public object ssl_object   # None (tp_new's value) unless the connection is TLS
     # The request line's method and target as received (None when not kept): what
     # method.encode() and request_uri re-encoded would give, without the work.
     cdef object raw_method, raw_target
@@ -332,6 +333,7 @@ cdef class _PlanInfo:
     cdef object proxy, proxy_host, key_template, balancer, pool, uri_replacement
     cdef object http_version, set_headers, next_upstream, tries, next_upstream_timeout
     cdef object request_timeout
+    cdef object tls             # UpstreamTls for https:// upstreams, else None
     cdef dict idle, by_peer
     cdef frozenset dropped
     # The dropped names (lowercase) by length: dropped_by_length[n] holds those of n
@@ -387,6 +389,7 @@ cdef class _PlanInfo:
         self.tries = proxy.tries
         self.next_upstream_timeout = proxy.next_upstream_timeout
         self.request_timeout = proxy.request_timeout
+        self.tls = proxy.tls
         self.pass_body = proxy.pass_body
         self.keepalive = proxy.keepalive
         self.connect_timeout = proxy.connect_timeout
@@ -635,6 +638,7 @@ cdef class ClientConnection(_Sender):
     cdef public bint closing_after_response
     cdef public bint discarding
     cdef public bint in_read_loop
+    cdef public object ssl_object   # set by TlsClientConnection
     cdef bint draining      # the app is shutting down: no keep-alive (app.shutting_down)
     cdef object default     # app.default_server(listen_key): fixed for the app's life
     cdef _ServerInfo default_info
@@ -799,6 +803,9 @@ cdef class ClientConnection(_Sender):
         request.server_addr = self.server_addr
         request.server_port = self.server_port
         request.connection_id = self.id
+        if self.ssl_object is not None:
+            request.scheme = "https"
+            request.ssl_object = self.ssl_object
         self.requests_served += 1
         request.connection_requests = self.requests_served
         self.request = request
@@ -1237,6 +1244,29 @@ cdef class ClientConnection(_Sender):
 # KeepalivePool (upstream_connection.py) stays the owner of the idle connections;
 # take and put are done here on its own containers so both twins share one pool.
 
+cdef class TlsClientConnection(ClientConnection):
+    """A client connection on a ``listen ... ssl`` socket (connection.py's twin).
+
+    Never a direct send: bytes written to the socket here would bypass the encryption,
+    whatever transport class carries them.  Decided once, when the connection is made.
+    """
+
+    def connection_made(self, transport):
+        self.ssl_object = transport.get_extra_info("ssl_object")
+        ClientConnection.connection_made(self, transport)
+        self._stop_direct()
+
+    def shutdown(self, bint graceful):
+        # An idle connection is dropped without waiting for the client's close_notify,
+        # which could hold the worker for the TLS shutdown timeout (nginx does not wait).
+        idle = self.state == HEAD and not self.buffer and self.requests_served
+        if (not graceful or idle) and self.state != CLOSED:
+            self.state = CLOSED
+            self.transport.abort()
+            return
+        ClientConnection.shutdown(self, graceful)
+
+
 cdef object _pool_take(_PlanInfo info, peer):
     cdef list stack = info.by_peer.get(peer)
     if not stack:
@@ -1348,6 +1378,14 @@ cdef class UpstreamConnection(_Sender):
 
 
 # Proxying -------------------------------------------------------------------
+
+cdef class TlsUpstreamConnection(UpstreamConnection):
+    """A connection to an ``https://`` upstream: never a direct send (it would skip TLS)."""
+
+    def connection_made(self, transport):
+        UpstreamConnection.connection_made(self, transport)
+        self._stop_direct()
+
 
 cdef inline list _appended(list items, value):
     """items with value appended; a new list when items is None (made on first use)."""
@@ -1557,11 +1595,15 @@ cdef class ProxyExchange:
             return
         self.state = CONNECTING
         self._arm_at(info.connect_timeout, D_CONNECT, now)
-        factory = partial(UpstreamConnection, pool, peer)
         if self.loop is None:
             self.loop = self.app.loop
-        future = asyncio.ensure_future(
-            self.loop.create_connection(factory, peer.host, peer.port))
+        if info.tls is None:
+            connecting = self.loop.create_connection(
+                partial(UpstreamConnection, pool, peer), peer.host, peer.port)
+        else:
+            connecting = info.tls.connect(self.loop, partial(TlsUpstreamConnection, pool, peer),
+                                          peer.host, peer.port, self.request)
+        future = asyncio.ensure_future(connecting)
         self.connect_future = future
         future.add_done_callback(self._connected)
 

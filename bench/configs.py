@@ -41,11 +41,13 @@ http {{
 
 
 def proxy(port: int, upstreams: list[int], workers: str, nginx: bool,
-          unikernel: tuple[str, str] | None = None) -> str:
+          unikernel: tuple[str, str] | None = None,
+          tls: tuple[str, str] | None = None) -> str:
     """The proxy under test, in nginx's language: one text for nginx and the gateway.
 
     ``nginx`` adds the temp-path directives only nginx knows; ``unikernel`` (service name,
-    image path) routes every request with the gateway's ``unikernel_pass`` instead.
+    image path) routes every request with the gateway's ``unikernel_pass`` instead;
+    ``tls`` (certificate, key files) makes the client side HTTPS.
     """
     servers = "".join(f"        server 127.0.0.1:{p};\n" for p in upstreams)
     extra = NGINX_TEMP_PATHS if nginx else ""
@@ -56,6 +58,12 @@ def proxy(port: int, upstreams: list[int], workers: str, nginx: bool,
         name, image = unikernel
         extra += f"    unikernel {name} {{ image {image}; }}\n"
         route = f"unikernel_pass {name};"
+    listen_tls = ""
+    if tls:
+        listen_tls = " ssl"
+        # Named explicitly: Debian's nginx 1.22 leaves TLSv1.3 out by default.
+        extra += (f"    ssl_certificate {tls[0]};\n    ssl_certificate_key {tls[1]};\n"
+                  "    ssl_protocols TLSv1.2 TLSv1.3;\n")
     return f"""\
 worker_processes {workers};
 pid proxy.pid;
@@ -72,7 +80,7 @@ http {{
         keepalive_requests 1000000;
     }}
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        listen 127.0.0.1:{port}{listen_tls} backlog=4096;
         location / {{
             {route}
         }}

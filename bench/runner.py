@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import ssl
 import statistics
 import subprocess
 import urllib.request
@@ -65,9 +66,10 @@ def _round(value: float | None, digits: int = 2) -> float | None:
 
 def sanity_check(port: int, scenario: Scenario) -> None:
     """One GET through the proxy must answer 200 (and the expected body length)."""
-    url = f"http://127.0.0.1:{port}{scenario.load.path}"
+    url = f"{scenario.load.scheme}://127.0.0.1:{port}{scenario.load.path}"
+    context = ssl._create_unverified_context() if scenario.tls else None   # our own test cert
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
+        with urllib.request.urlopen(url, timeout=5, context=context) as resp:
             body = resp.read()
             status = resp.status
     except OSError as exc:
@@ -94,9 +96,21 @@ def systems_for(scenario: Scenario, names: list[str]) -> list[str]:
     """The systems a scenario runs: gateway-unikernel only (and always, with a gateway) in
     unikernel scenarios, where the others proxy to a backend doing the same job."""
     names = [n for n in names if not SYSTEMS[n].unikernel]
+    if scenario.tls:
+        names = [n for n in names if SYSTEMS[n].kind in ("nginx", "gateway")]
     if scenario.unikernel and any(SYSTEMS[n].kind == "gateway" for n in names):
         names.append("gateway-unikernel")
     return names
+
+
+def certificate(workdir: str) -> tuple[str, str]:
+    """A fresh self-signed-CA certificate for 127.0.0.1 (trustme): (cert file, key file)."""
+    import trustme
+    leaf = trustme.CA().issue_cert("127.0.0.1", "localhost")
+    cert, key = os.path.join(workdir, "proxy.crt"), os.path.join(workdir, "proxy.key")
+    leaf.cert_chain_pems[0].write_to_path(cert)
+    leaf.private_key_pem.write_to_path(key)
+    return cert, key
 
 
 def measure(proc: procs.Proc, backend: procs.Proc, argv: list[str], duration: float) -> dict:
@@ -142,6 +156,7 @@ def run(scenario: Scenario, names: list[str], settings: Settings, where: Placeme
     record["backend"] = {"kind": scenario.backend, "command": shlex.join(backend.argv),
                          "configs": texts}
     running: list[tuple[SystemResult, procs.Proc, int]] = []
+    tls = certificate(workdir) if scenario.tls else None
     try:
         script = wrk.write_script(scenario.load, workdir)
         for name in names:
@@ -150,7 +165,7 @@ def run(scenario: Scenario, names: list[str], settings: Settings, where: Placeme
             port = procs.free_port()
             try:
                 proc, result.configs = SYSTEMS[name].start(os.path.join(workdir, name), port,
-                                                           ports, where, scenario.unikernel)
+                                                           ports, where, scenario.unikernel, tls)
                 result.command = shlex.join(proc.argv)
                 running.append((result, proc, port))
                 if scenario.seed and SYSTEMS[name].unikernel:

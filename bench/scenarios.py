@@ -30,6 +30,7 @@ class Scenario:
     latency: bool = True            # False where wrk's per-request latency means nothing
     seed: tuple[str, str] | None = None   # (path, value) PUT into a unikernel before the runs
     timing: bool = False            # uk-boot: start and restart times instead of a wrk load
+    tls: bool = False               # clients speak HTTPS to the proxy (nginx and gateway only)
 
     def unavailable(self) -> str | None:
         """Why this scenario cannot run here, or None."""
@@ -76,6 +77,8 @@ SCENARIOS = {s.name: s for s in [
              Load("/small", 1000, timeout="10s"), expect_length=13),
     Scenario("pipeline", "16 pipelined requests per connection (wrk -c64)",
              Load("/small", 64, script="pipeline.lua"), expect_length=13, latency=False),
+    Scenario("https-small", "small response over HTTPS keep-alive (TLS 1.3, wrk -c64)",
+             Load("/small", 64, scheme="https"), expect_length=13, tls=True),
     Scenario("upstream-10ms", "upstream answering after 10 ms (Python backend, wrk -c64)",
              Load("/small", 64), backend="slow", expect_length=13),
     Scenario("round-robin-4", "round robin over 4 upstream ports (wrk -c64)",

@@ -59,7 +59,8 @@ class System:
         return where.proxy_multi if self.workers == "auto" else where.proxy
 
     def prepare(self, workdir: str, port: int, upstreams: list[int],
-                service: str | None = None) -> tuple[list[str], dict]:
+                service: str | None = None,
+                tls: tuple[str, str] | None = None) -> tuple[list[str], dict]:
         """Write the system's config into workdir; return its argv and {file name: text}."""
         os.makedirs(workdir, exist_ok=True)
         os.chmod(workdir, 0o755)   # nginx workers run as an unprivileged user
@@ -67,7 +68,7 @@ class System:
             name = f"{self.kind}.conf"
             route = (service, image_path(service)) if self.unikernel and service else None
             text = configs.proxy(port, upstreams, self.workers, nginx=self.kind == "nginx",
-                                 unikernel=route)
+                                 unikernel=route, tls=tls)
             if self.kind == "nginx":
                 os.makedirs(os.path.join(workdir, "temp"), exist_ok=True)
                 argv = [NGINX, "-p", workdir + "/", "-c", os.path.join(workdir, name),
@@ -93,9 +94,10 @@ class System:
         return argv, {name: text}
 
     def start(self, workdir: str, port: int, upstreams: list[int], where: Placement,
-              service: str | None = None) -> tuple[procs.Proc, dict]:
+              service: str | None = None,
+              tls: tuple[str, str] | None = None) -> tuple[procs.Proc, dict]:
         """Start the system on port; StartError with its first stderr line when it fails."""
-        argv, texts = self.prepare(workdir, port, upstreams, service)
+        argv, texts = self.prepare(workdir, port, upstreams, service, tls)
         proc = procs.start(self.name, argv, self.cpus(where), workdir, cwd=REPO)
         try:
             procs.wait_port(proc, port)

@@ -23,6 +23,7 @@ class Load:
     headers: tuple[str, ...] = ()
     script: str | None = None          # file name in bench/lua/, e.g. "pipeline.lua"
     timeout: str = "5s"
+    scheme: str = "http"               # "https" for the TLS scenarios
 
 
 @dataclass
@@ -65,7 +66,7 @@ def command(load: Load, port: int, duration: float, script_path: str,
             f"--timeout={load.timeout}", "--latency", "-s", script_path]
     for header in load.headers:
         argv += ["-H", header]
-    argv.append(f"http://127.0.0.1:{port}{load.path}")
+    argv.append(f"{load.scheme}://127.0.0.1:{port}{load.path}")
     return procs.pinned(argv, cpus)
 
 

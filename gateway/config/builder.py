@@ -9,9 +9,9 @@ import socket
 
 from gateway.config import compose, maps, rewrite, values
 from gateway.config.model import (
-    AccessLog, AddHeader, Balance, Config, ErrorLog, ErrorPage, HealthCheck, Http, Listen, Location,
-    LocationSettings, ProxyPass, Return, Server, UnikernelPass, UnikernelPool, Upstream,
-    UpstreamServer)
+    AccessLog, AddHeader, Balance, Certificate, Config, ErrorLog, ErrorPage, HealthCheck, Http, Listen,
+    Location, LocationSettings, ProxyPass, Return, Server, Tls, UnikernelPass, UnikernelPool,
+    Upstream, UpstreamServer)
 from gateway.config.parser import Directive, ParsedConfig
 from gateway.errors import ConfigError, UnikernelError
 from gateway.unikernel.tunables import Tunables
@@ -21,7 +21,7 @@ COMBINED = ('$remote_addr - $remote_user [$time_local] "$request" $status '
 NEXT_UPSTREAM = {"error", "timeout", "invalid_header", "http_500", "http_502", "http_503",
                  "http_504", "http_403", "http_404", "http_429", "non_idempotent", "off"}
 LOG_LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
-LISTEN_UNSUPPORTED = {"ssl", "http2", "quic", "proxy_protocol", "spdy", "accept_filter",
+LISTEN_UNSUPPORTED = {"http2", "quic", "proxy_protocol", "spdy", "accept_filter",
                       "setfib"}
 LISTEN_IGNORED = {"bind", "deferred", "fastopen", "rcvbuf", "sndbuf", "so_keepalive"}
 REDIRECT_CODES = (301, 302, 303, 307, 308)
@@ -31,6 +31,8 @@ NOT_INHERITED = {"proxy_pass", "unikernel_pass", "alias", "try_files", "return_"
 DEFAULT_TYPES = {"html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"}
 SERVER_FIELDS = ("client_header_timeout", "client_header_buffer_size",
                  "large_client_header_buffers")
+TLS_PROTOCOLS = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+_SESSION_CACHE = re.compile(r"^(off|none|builtin|builtin:\d+|shared:[^:]+:\d+[kKmM]?)$")
 
 
 def _compile(text: str, file: str, line: int) -> None:
@@ -98,6 +100,7 @@ class Builder:
         self.pending_unikernel: list[tuple[UnikernelPass, str, int]] = []
         self.pending_parts: list[tuple[str, object]] = []
         self.listens_with_options: set[int] = set()
+        self.upstream_tls_contexts: dict = {}     # (verify, trusted file) -> client SSLContext
 
     # Helpers --------------------------------------------------------------
 
@@ -191,6 +194,7 @@ class Builder:
                 _compile(fmt, e.file, e.line)
                 http.log_formats[name] = fmt
         own, server_own = self._settings(d.block)
+        self.http_tls = self._tls_own(d.block)
         for e in d.block:
             if e.name == "upstream":
                 self._upstream(e)
@@ -200,6 +204,7 @@ class Builder:
             if e.name == "server":
                 http.servers.append(self._server(e, own, server_own))
         self._check_listens(http.servers)
+        self._build_tls(http)
         self._resolve_proxy_passes()
         self._resolve_unikernel_passes()
         return http
@@ -312,6 +317,13 @@ class Builder:
                     if v not in NEXT_UPSTREAM:
                         raise ConfigError(f'invalid value "{v}"', f, ln)
                 own[n] = frozenset() if "off" in a else frozenset(a)
+            elif n in ("proxy_ssl_verify", "proxy_ssl_server_name"):
+                own[n] = values.flag(a[0])
+            elif n == "proxy_ssl_trusted_certificate":
+                own[n] = self._path(a[0], self._conf_dir())
+            elif n == "proxy_ssl_name":
+                _compile(a[0], f, ln)
+                own[n] = a[0]
             elif n == "proxy_pass":
                 own["proxy_pass"] = d
             elif n == "unikernel_pass":
@@ -439,6 +451,8 @@ class Builder:
         if settings.return_ is None:
             if pp is not None:
                 settings.proxy_pass = self._proxy_pass(pp, uri_forbidden)
+                if settings.proxy_pass.ssl:
+                    settings.proxy_pass.tls = self._upstream_tls(settings, pp)
             elif up is not None:
                 settings.unikernel_pass = self._unikernel_pass(up)
         return settings
@@ -489,6 +503,10 @@ class Builder:
                         settings=settings, file=d.file, line=d.line)
         for key, value in {**http_server_own, **server_own}.items():
             setattr(server, key, value)
+        tls_own = self._tls_own(d.block)
+        server.tls = self._tls({**self.http_tls, **tls_own,
+                                "lines": {**self.http_tls.get("lines", {}),
+                                          **tls_own.get("lines", {})}})
         return server
 
     def _listen(self, d: Directive) -> list[Listen]:
@@ -509,7 +527,8 @@ class Builder:
         port = _valid_port(port_text)
         if port is None:
             raise ConfigError(f'invalid port in "{addr}" of the "listen" directive', f, ln)
-        opts = {"default_server": False, "reuseport": False, "backlog": 511, "ipv6only": True}
+        opts = {"default_server": False, "reuseport": False, "backlog": 511, "ipv6only": True,
+                "ssl": False}
         socket_opts = False
         for p in d.args[1:]:
             socket_opts = socket_opts or p == "reuseport" or p.startswith(("backlog=", "ipv6only="))
@@ -524,6 +543,8 @@ class Builder:
                 opts["backlog"] = int(v)
             elif p in ("ipv6only=on", "ipv6only=off"):
                 opts["ipv6only"] = p == "ipv6only=on"
+            elif p == "ssl":
+                opts["ssl"] = True
             elif p in LISTEN_UNSUPPORTED:
                 raise ConfigError(f'"listen" parameter "{p}" is not supported by this gateway',
                                   f, ln)
@@ -575,12 +596,113 @@ class Builder:
                         raise ConfigError(f"duplicate listen options for {where}",
                                           listen.file, listen.line)
                     with_options[listen.key] = listen
+        # nginx ORs "ssl" over every listen of one address: one ssl listen makes the socket TLS.
+        tls_keys = {listen.key for server in servers for listen in server.listens if listen.ssl}
         for server in servers:
             for listen in server.listens:
+                listen.ssl = listen.key in tls_keys
                 src = with_options.get(listen.key)
                 if src is not None:
                     listen.reuseport, listen.backlog = src.reuseport, src.backlog
                     listen.ipv6only = src.ipv6only
+
+    # TLS ------------------------------------------------------------------
+
+    def _tls_own(self, block: list[Directive]) -> dict:
+        """The ssl_* directives set directly at one level (inherited as wholes, as in nginx)."""
+        own: dict = {}
+        lines: dict = {}
+        for d in block:
+            a, f, ln, n = d.args, d.file, d.line, d.name
+            if not n.startswith("ssl_") or (d.spec is not None and d.spec.ignored):
+                continue
+            lines[n] = (f, ln)
+            if n in ("ssl_certificate", "ssl_certificate_key", "ssl_dhparam"):
+                if a[0].startswith("data:") or "$" in a[0]:
+                    raise ConfigError(f'"{n}" with "{a[0]}" is not supported by this gateway',
+                                      f, ln)
+                path = self._path(a[0], self._conf_dir())
+                if n == "ssl_dhparam":
+                    own["dhparam"] = path
+                else:
+                    own.setdefault(n, []).append((path, f, ln))
+            elif n == "ssl_protocols":
+                for v in a:
+                    if v not in TLS_PROTOCOLS:
+                        raise ConfigError(f'invalid value "{v}"', f, ln)
+                # nginx's bitmask slot: a repeated directive adds its versions.
+                own["protocols"] = tuple(dict.fromkeys((*own.get("protocols", ()), *a)))
+            elif n == "ssl_ciphers":
+                own["ciphers"] = a[0]
+            elif n == "ssl_prefer_server_ciphers":
+                own["prefer_server_ciphers"] = values.flag(a[0])
+            elif n == "ssl_session_tickets":
+                own["session_tickets"] = values.flag(a[0])
+            elif n == "ssl_session_timeout":
+                own["session_timeout"] = values.time(n, a[0], f, ln)
+                if own["session_timeout"] != Tls.session_timeout:
+                    # OpenSSL's own default is nginx's 5m; Python's ssl cannot change it.
+                    self.warnings.append(f'"ssl_session_timeout" other than 5m is accepted but '
+                                         f'not acted on in {f}:{ln}')
+            elif n == "ssl_session_cache":
+                for v in a:
+                    if not _SESSION_CACHE.match(v):
+                        raise ConfigError(f'invalid session cache "{v}"', f, ln)
+                own["session_cache"] = " ".join(a)
+            elif n == "ssl_ecdh_curve":
+                if ":" in a[0]:
+                    self.warnings.append(f'"ssl_ecdh_curve" with several curves is accepted '
+                                         f'but not acted on in {f}:{ln}')
+                own["ecdh_curve"] = a[0]
+        if lines:
+            own["lines"] = lines
+        return own
+
+    def _conf_dir(self) -> str:
+        """nginx's conf prefix: ssl files are relative to the main file's directory."""
+        return os.path.dirname(self.file) if os.path.isabs(self.file) else self.prefix
+
+    @staticmethod
+    def _tls(merged: dict) -> Tls:
+        """A server's Tls: certificates and keys inherited separately, paired by position."""
+        certs = merged.pop("ssl_certificate", [])
+        keys = merged.pop("ssl_certificate_key", [])
+        lines = merged.pop("lines")
+        if certs and len(keys) < len(certs):
+            raise ConfigError(f'no "ssl_certificate_key" is defined for certificate '
+                              f'"{certs[-1][0]}"', certs[-1][1], certs[-1][2])
+        tls = Tls(**merged, lines=lines)
+        tls.certificates = [Certificate(c, k, cf, cl, kf, kl)
+                            for (c, cf, cl), (k, kf, kl) in zip(certs, keys)]
+        return tls
+
+    def _build_tls(self, http: Http) -> None:
+        """Load every server's certificates (as nginx does even without an ssl listen),
+        then give each ``listen ... ssl`` socket its default server's context."""
+        from gateway.http import tls as tls_module
+        built: dict = {}
+        for server in http.servers:
+            tls = server.tls
+            if tls.certificates:
+                key = tls_module.settings_key(tls)
+                if key not in built:
+                    built[key] = tls_module.server_context(tls)
+                tls.context = built[key]
+        defaults: dict = {}
+        for server in http.servers:
+            for listen in server.listens:
+                if listen.default_server:
+                    defaults.setdefault(listen.key, server)
+        for server in http.servers:
+            for listen in server.listens:
+                if not listen.ssl or listen.key in http.tls_listens:
+                    continue
+                default = defaults.get(listen.key, server)
+                if default.tls.context is None:
+                    raise ConfigError(f'no "ssl_certificate" is defined for the "listen ... ssl" '
+                                      f'directive in {default.file}:{default.line}')
+                # Its own context per socket: the SNI callback set on it names the socket.
+                http.tls_listens[listen.key] = tls_module.server_context(default.tls)
 
     # location -------------------------------------------------------------
 
@@ -663,11 +785,13 @@ class Builder:
     def _proxy_pass(self, d: Directive, no_uri_allowed: bool) -> ProxyPass:
         url, f, ln = d.args[0], d.file, d.line
         lower = url.lower()
-        if lower.startswith("https://"):
-            raise ConfigError('"https" in proxy_pass is not supported by this gateway', f, ln)
-        if not lower.startswith("http://"):
+        secure = lower.startswith("https://")
+        if not lower.startswith("http://") and not secure:
             raise ConfigError("invalid URL prefix", f, ln)
-        rest = url[len("http://"):]
+        rest = url[len("https://" if secure else "http://"):]
+        if "$" in url and secure:
+            raise ConfigError('"https" with variables in proxy_pass is not supported by this '
+                              'gateway', f, ln)
         if "$" in url:
             _compile(url, f, ln)
             authority = rest.split("/", 1)[0]
@@ -689,9 +813,23 @@ class Builder:
             raise ConfigError(f'no host in upstream "{authority}"', f, ln)
         if port is not None and _valid_port(port) is None:
             raise ConfigError(f'invalid port in upstream "{authority}"', f, ln)
-        pp = ProxyPass(url, "", uri, authority)
+        pp = ProxyPass(url, "", uri, authority, ssl=secure)
         self.pending_proxy.append((pp, host, port, f, ln))
         return pp
+
+    def _upstream_tls(self, settings: LocationSettings, d: Directive):
+        """proxy_ssl_*: the client context (shared by equal settings) and how names are used."""
+        from gateway.http import tls as tls_module
+        trusted = settings.proxy_ssl_trusted_certificate
+        if settings.proxy_ssl_verify and trusted is None:
+            raise ConfigError("no proxy_ssl_trusted_certificate for proxy_ssl_verify",
+                              d.file, d.line)
+        key = (settings.proxy_ssl_verify, trusted)
+        contexts = self.upstream_tls_contexts
+        if key not in contexts:
+            contexts[key] = tls_module.client_context(*key, d.file, d.line)
+        return tls_module.UpstreamTls(contexts[key], settings.proxy_ssl_name or "$proxy_host",
+                                      settings.proxy_ssl_server_name, settings.proxy_ssl_verify)
 
     def _resolve_proxy_passes(self) -> None:
         upstreams = self.http.upstreams
@@ -702,7 +840,7 @@ class Builder:
                     raise ConfigError(f'upstream "{host}" may not have port {port}', f, ln)
                 pp.upstream = host
                 continue
-            portnum = int(port) if port is not None else 80
+            portnum = int(port) if port is not None else (443 if pp.ssl else 80)
             name = f"{host}:{portnum}"
             if name not in upstreams:
                 addrs = _resolve(host, portnum)

@@ -23,6 +23,7 @@ class Listen:
     reuseport: bool = False
     backlog: int = 511        # nginx's NGX_LISTEN_BACKLOG on Linux
     ipv6only: bool = True
+    ssl: bool = False         # ``listen ... ssl``: set on every listen of a socket if on one
     file: str | None = None
     line: int | None = None
 
@@ -30,6 +31,35 @@ class Listen:
     def key(self) -> tuple[str, int]:
         """The socket this listen binds: servers sharing it share the socket."""
         return (self.host, self.port)
+
+
+@dataclass
+class Certificate:
+    """One ``ssl_certificate`` with its ``ssl_certificate_key`` (paths are absolute)."""
+
+    cert: str
+    key: str
+    file: str | None = None
+    line: int | None = None
+    key_file: str | None = None
+    key_line: int | None = None
+
+
+@dataclass
+class Tls:
+    """The ``ssl_*`` settings of one server, merged with the http level as nginx does."""
+
+    certificates: list[Certificate] = field(default_factory=list)
+    protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    ciphers: str = "HIGH:!aNULL:!MD5"
+    prefer_server_ciphers: bool = False
+    session_cache: str = "none"           # "off", "none", "builtin[:size]", "shared:NAME:size"
+    session_timeout: float = 300.0
+    session_tickets: bool = True
+    dhparam: str | None = None
+    ecdh_curve: str = "auto"
+    lines: dict[str, tuple[str, int]] = field(default_factory=dict)   # directive -> file, line
+    context: object = None                # the ssl.SSLContext, built when certificates exist
 
 
 @dataclass
@@ -70,6 +100,8 @@ class ProxyPass:
     uri: str | None           # URI part ("/v1/"), None when the URL has none
     proxy_host: str           # the $proxy_host value: "backend" or "127.0.0.1:8080"
     has_variables: bool = False
+    ssl: bool = False         # "https://": TLS to the upstream
+    tls: object = None        # gateway.http.tls.UpstreamTls when ssl
 
 
 @dataclass
@@ -149,6 +181,10 @@ class LocationSettings:
     proxy_next_upstream_timeout: float = 0.0    # 0 = unlimited
     proxy_request_timeout: float = 0.0          # ours: whole exchange, until the response head; 0 = none
     proxy_pass_request_body: bool = True
+    proxy_ssl_verify: bool = False
+    proxy_ssl_trusted_certificate: str | None = None   # absolute
+    proxy_ssl_server_name: bool = False
+    proxy_ssl_name: str | None = None           # template; None: the proxy_pass host
 
     # Responses.
     add_headers: list[AddHeader] = field(default_factory=list)
@@ -207,6 +243,7 @@ class Server:
     client_header_timeout: float = 60.0
     client_header_buffer_size: int = 1024
     large_client_header_buffers: tuple[int, int] = (4, 8192)   # (number, size)
+    tls: Tls = field(default_factory=Tls)
     file: str | None = None
     line: int | None = None
 
@@ -321,6 +358,8 @@ class Http:
     # Variables the configuration defines: name -> MapBlock, SplitClients, or None for
     # one that only "set" or a named regex capture gives a value (issue 11).
     variables: dict[str, MapBlock | SplitClients | None] = field(default_factory=dict)
+    # ``listen ... ssl`` sockets -> the SSLContext of their default server (SNI switches).
+    tls_listens: dict[tuple[str, int], object] = field(default_factory=dict)
 
 
 @dataclass

@@ -39,7 +39,7 @@ class ClientConnection(asyncio.Protocol):
         "request", "handler", "body", "keep_alive", "requests_served", "id",
         "remote_addr", "remote_port", "server_addr", "server_port", "reading_paused",
         "writing_paused", "response_started", "closing_after_response", "discarding",
-        "in_read_loop",
+        "in_read_loop", "ssl_object",
     )
 
     def __init__(self, app, listen_key):
@@ -62,6 +62,7 @@ class ClientConnection(asyncio.Protocol):
         self.closing_after_response = False
         self.discarding = False
         self.in_read_loop = False
+        self.ssl_object = None       # set by TlsClientConnection
 
     # Protocol interface -------------------------------------------------
 
@@ -162,6 +163,9 @@ class ClientConnection(asyncio.Protocol):
         request.server_addr = self.server_addr
         request.server_port = self.server_port
         request.connection_id = self.id
+        if self.ssl_object is not None:
+            request.scheme = "https"
+            request.ssl_object = self.ssl_object
         self.requests_served += 1
         request.connection_requests = self.requests_served
         self.request = request
@@ -406,6 +410,29 @@ class ClientConnection(asyncio.Protocol):
             grace = self.app.clock() + SHUTDOWN_GRACE
             if self.deadline == 0.0 or self.deadline > grace:
                 self.deadline = grace
+
+
+class TlsClientConnection(ClientConnection):
+    """A client connection on a ``listen ... ssl`` socket, made once its handshake is done.
+
+    Decided per connection, so plain connections do no TLS work per request.
+    """
+
+    __slots__ = ()
+
+    def connection_made(self, transport):
+        self.ssl_object = transport.get_extra_info("ssl_object")
+        super().connection_made(transport)
+
+    def shutdown(self, graceful: bool):
+        # An idle connection is dropped without waiting for the client's close_notify,
+        # which could hold the worker for the TLS shutdown timeout (nginx does not wait).
+        idle = self.state == HEAD and not self.buffer and self.requests_served
+        if (not graceful or idle) and self.state != CLOSED:
+            self.state = CLOSED
+            self.transport.abort()
+            return
+        super().shutdown(graceful)
 
 
 class BodyReader:

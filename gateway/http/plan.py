@@ -35,7 +35,7 @@ class ProxyPlan:
         "upstream", "proxy_host", "uri_replacement", "prefix_length", "http_version",
         "set_headers", "dropped", "connect_timeout", "read_timeout", "send_timeout",
         "next_upstream", "tries", "next_upstream_timeout", "keepalive", "pass_body",
-        "key_template", "has_variables", "request_timeout",
+        "key_template", "has_variables", "request_timeout", "tls",
     )
 
     def __init__(self, location: model.Location | None, settings: model.LocationSettings,
@@ -44,6 +44,7 @@ class ProxyPlan:
         self.upstream = upstream
         self.proxy_host = target.proxy_host
         self.has_variables = target.has_variables
+        self.tls = target.tls            # UpstreamTls for https://, else None
         self.uri_replacement = target.uri
         # A prefix location's matched part is replaced by the URI part (nginx).
         if location is not None and location.modifier in ("", "^~", "="):

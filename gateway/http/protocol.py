@@ -5,10 +5,10 @@ from gateway._select import load_fast
 _fast = load_fast("proxyproto")
 
 if _fast is not None:
-    from _fastpath.proxyproto import ClientConnection  # noqa: F401
+    from _fastpath.proxyproto import ClientConnection, TlsClientConnection  # noqa: F401
 else:
-    from gateway.http.connection import ClientConnection  # noqa: F401
+    from gateway.http.connection import ClientConnection, TlsClientConnection  # noqa: F401
 
 IMPLEMENTATION = "cython" if _fast is not None else "python"
 
-__all__ = ["ClientConnection", "IMPLEMENTATION"]
+__all__ = ["ClientConnection", "TlsClientConnection", "IMPLEMENTATION"]

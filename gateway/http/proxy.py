@@ -140,8 +140,12 @@ class ProxyExchange:
         self.state = CONNECTING
         self._arm(self.proxy.connect_timeout, "connect")
         factory = lambda: UpstreamConnection(upstream.pool, peer)  # noqa: E731
-        future = asyncio.ensure_future(
-            self.loop.create_connection(factory, peer.host, peer.port))
+        tls = self.proxy.tls
+        if tls is None:
+            connecting = self.loop.create_connection(factory, peer.host, peer.port)
+        else:
+            connecting = tls.connect(self.loop, factory, peer.host, peer.port, self.request)
+        future = asyncio.ensure_future(connecting)
         self.connect_future = future
         future.add_done_callback(self._connected)
 

@@ -14,7 +14,7 @@ class Request:
         "method", "request_uri", "uri", "args", "version", "headers",
         "host", "scheme", "remote_addr", "remote_port", "server_addr", "server_port",
         "server", "server_name", "location", "start_time", "request_length",
-        "connection_id", "connection_requests",
+        "connection_id", "connection_requests", "ssl_object",
         # filled while answering
         "status", "body_bytes_sent", "bytes_sent", "proxy_host",
         "upstream_addr", "upstream_status", "upstream_response_time",
@@ -34,6 +34,7 @@ class Request:
         self.headers = headers                # list of (lower_name, name, value) bytes
         self.host = ""
         self.scheme = "http"
+        self.ssl_object = None                # the ssl.SSLObject on a TLS connection
         self.remote_addr = ""
         self.remote_port = 0
         self.server_addr = ""

@@ -11,7 +11,8 @@ from gateway.http import errorpages, rewrite, static
 from gateway.http.maps import install_variables
 from gateway.http.mime import content_type
 from gateway.http.plan import LocationPlan
-from gateway.http.protocol import ClientConnection
+from gateway.http.protocol import ClientConnection, TlsClientConnection
+from gateway.http.tls import select_by_sni
 from gateway.http.proxy import ProxyExchange
 from gateway.http.responses import ERROR_PAGE_CODES, error_page
 from gateway.http.upstream_connection import UpstreamRuntime
@@ -31,6 +32,9 @@ FILE_CHUNK = 256 * 1024
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 # Server plans that answer before any location is searched: a return, or a rewrite script.
 BEFORE_LOCATIONS = frozenset({"return", "rewrite"})
+# How long closing a TLS connection may take: flushing what is still buffered, then the
+# client's close_notify (uvloop's default; idle connections are aborted at shutdown instead).
+TLS_SHUTDOWN_TIMEOUT = 30.0
 
 
 class WorkerApp:
@@ -92,16 +96,30 @@ class WorkerApp:
         """Serve on already bound, listening sockets: {listen key: [socket, ...]}."""
         if self.unikernels is not None:
             await self.unikernels.start()
+        tls_contexts = self.config.http.tls_listens if self.config.http else {}
         for key, socks in sockets.items():
+            context = tls_contexts.get(key)
             for sock in socks:
-                server = await self.loop.create_server(
-                    lambda key=key: ClientConnection(self, key), sock=sock,
-                    backlog=_backlog(sock))
+                if context is None:
+                    server = await self.loop.create_server(
+                        lambda key=key: ClientConnection(self, key), sock=sock,
+                        backlog=_backlog(sock))
+                else:
+                    server = await self._serve_tls(key, sock, context)
                 self.servers.append(server)
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         balancers = [u.balancer for u in self.upstreams.values() if u.config.health_check]
         if balancers:
             self.health = start_health_checks(balancers, self.loop)
+
+    async def _serve_tls(self, key, sock, context):
+        # nginx cuts a stalled handshake with the default server's client_header_timeout.
+        default = self.default_server(key)
+        select_by_sni(context, self.server_router, key, default)
+        return await self.loop.create_server(
+            lambda: TlsClientConnection(self, key), sock=sock, backlog=_backlog(sock),
+            ssl=context, ssl_handshake_timeout=default.client_header_timeout,
+            ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
 
     def shutdown(self, graceful: bool):
         """Stop accepting; finish in-flight requests when graceful, else drop everything."""
@@ -419,7 +437,7 @@ class WorkerApp:
             return target
         host = request.host or request.server_name or request.server_addr
         port = request.server_port
-        suffix = "" if port == 80 else f":{port}"
+        suffix = "" if port == (443 if request.scheme == "https" else 80) else f":{port}"
         return f"{request.scheme}://{host}{suffix}{target}"
 
     def _answer_static(self, conn, request, plan, redirects):

@@ -9,6 +9,7 @@ import time
 
 from gateway import __version__
 from gateway.errors import ConfigError
+from gateway.http import tls
 
 _NAME = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 _UNCLOSED = re.compile(r"\$\{([A-Za-z0-9_]*)(?![A-Za-z0-9_]*\})")
@@ -145,6 +146,15 @@ _SIMPLE = {
     "nginx_version": lambda r: __version__,
     "gateway_version": lambda r: __version__,
 }
+
+# TLS termination: empty on plain HTTP connections, as in nginx.
+_SIMPLE.update({
+    "https": tls.https,
+    "ssl_protocol": tls.ssl_protocol,
+    "ssl_cipher": tls.ssl_cipher,
+    "ssl_server_name": tls.ssl_server_name,
+    "ssl_session_reused": tls.ssl_session_reused,
+})
 
 _PREFIXED = (("arg_", _arg), ("http_", _http), ("cookie_", _cookie))
 

@@ -1,0 +1,652 @@
+"""TLS termination, side by side with real nginx: one config, the same clients, the same answers.
+
+Certificates are made here with trustme (an RSA chain through an intermediate CA and an
+ECDSA certificate for one name, an RSA one for another).  Clients are curl and Python's
+ssl, always on loopback.  Each case runs against the gateway and nginx and compares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from tests.support.certs import Certificates
+from tests.support.processes import EchoBackend, Gateway, Nginx, free_port
+
+pytestmark = pytest.mark.nginx
+
+CURL = shutil.which("curl") or "/usr/bin/curl"
+
+SITE = """
+worker_processes 1;
+error_log {dir}/error.log info;
+pid {dir}/server.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    default_type text/plain;
+    client_header_timeout 2s;
+    ssl_certificate {a_rsa.cert};
+    ssl_certificate_key {a_rsa.key};
+    ssl_certificate {a_ec.cert};
+    ssl_certificate_key {a_ec.key};
+    server {{
+        listen 127.0.0.1:{tls} ssl default_server;
+        server_name a.test;
+        ssl_protocols TLSv1.2 TLSv1.3;     # nginx 1.22's default lacks TLSv1.3
+        location / {{ return 200 "a|$https|$ssl_protocol|$ssl_server_name|$scheme|$host|$ssl_session_reused\\n"; }}
+        location /cipher {{ return 200 "$ssl_cipher\\n"; }}
+        location /moved {{ return 301 /elsewhere; }}
+        location /proxy/ {{
+            proxy_pass http://{backend};
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Https $https;
+            proxy_set_header X-Tls $ssl_protocol;
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{tls};
+        server_name b.test;
+        ssl_certificate {b.cert};
+        ssl_certificate_key {b.key};
+        location / {{ return 200 "b|$https|$ssl_server_name|$host\\n"; }}
+    }}
+    server {{
+        listen 127.0.0.1:{tls12} ssl;
+        server_name a.test;
+        ssl_protocols TLSv1.2;
+        location / {{ return 200 "$ssl_protocol\\n"; }}
+    }}
+    server {{
+        listen 127.0.0.1:{tls_default} ssl;
+        location / {{ return 200 "$ssl_protocol\n"; }}
+    }}
+    server {{
+        listen 127.0.0.1:{plain};
+        location / {{ return 200 "plain|$https|$ssl_protocol|$scheme\\n"; }}
+    }}
+}}
+"""
+
+
+@dataclass
+class Site:
+    """One running server (gateway or nginx) and its ports."""
+
+    name: str
+    tls: int
+    tls12: int
+    tls_default: int
+    plain: int
+    process: object
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict
+    body: str
+    version: str
+    peer_der: bytes
+    alpn: str | None
+    reused: bool
+    session: object
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    made = Certificates(tmp_path_factory.mktemp("certs"))
+    made.a_rsa = made.issue("a-rsa", "a.test", via_intermediate=True)
+    made.a_ec = made.issue("a-ec", "a.test", ecdsa=True)
+    made.b = made.issue("b", "b.test")
+    return made
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory, certs):
+    backend = EchoBackend("app")
+    started = {}
+    try:
+        for name, kind in (("gateway", Gateway), ("nginx", Nginx)):
+            tmp = tmp_path_factory.mktemp(name)
+            ports = {"tls": free_port(), "tls12": free_port(), "tls_default": free_port(),
+                     "plain": free_port()}
+            config = SITE.format(dir=tmp, backend=backend.address, a_rsa=certs.a_rsa,
+                                 a_ec=certs.a_ec, b=certs.b, **ports)
+            started[name] = Site(name, process=kind(tmp, config, ports["plain"]), **ports)
+        yield started
+    finally:
+        for site in started.values():
+            site.process.stop()
+        backend.stop()
+
+
+def exchange(port, path="/", *, sni=None, host="a.test", ctx=None, session=None) -> Answer:
+    """One GET over a fresh TLS connection (SNI ``sni``, None for none) with Python's ssl."""
+    if ctx is None:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=sni, session=session) as tls:
+            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+                        .encode())
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            headers = dict(line.split(": ", 1) for line in lines[1:])
+            return Answer(int(lines[0].split()[1]), headers, body.decode(), tls.version(),
+                          tls.getpeercert(binary_form=True), tls.selected_alpn_protocol(),
+                          tls.session_reused, tls.session)
+
+
+def curl(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([CURL, "-sS", "--max-time", "10", *args], capture_output=True,
+                          text=True, timeout=20)
+
+
+def both(sites, call):
+    """call(site) on the gateway and on nginx: (gateway's result, nginx's result)."""
+    return call(sites["gateway"]), call(sites["nginx"])
+
+
+def test_sni_picks_the_server_curl_verifies_its_certificate(sites, certs):
+    def run(site):
+        return curl("--cacert", certs.ca_file, "--resolve", f"b.test:{site.tls}:127.0.0.1",
+                    f"https://b.test:{site.tls}/x")
+    ours, theirs = both(sites, run)
+    assert theirs.returncode == 0, theirs.stderr
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout == theirs.stdout == "b|on|b.test|b.test\n"
+
+
+def test_default_server_and_its_chain_for_a_verifying_client(sites, certs):
+    def run(site):
+        return curl("--cacert", certs.ca_file, "--resolve", f"a.test:{site.tls}:127.0.0.1",
+                    f"https://a.test:{site.tls}/x")
+    ours, theirs = both(sites, run)
+    assert ours.returncode == theirs.returncode == 0, (ours.stderr, theirs.stderr)
+    assert ours.stdout == theirs.stdout == "a|on|TLSv1.3|a.test|https|a.test|.\n"
+
+
+def test_no_sni_gets_the_default_server(sites, certs):
+    ours, theirs = both(sites, lambda s: exchange(s.tls, host="b.test"))
+    # The Host header still routes (to b) after a handshake made with the default cert.
+    assert ours.body == theirs.body == "b|on||b.test\n"
+    assert ours.peer_der == theirs.peer_der
+    assert ours.peer_der in (certs.a_rsa.der, certs.a_ec.der)
+
+
+def test_host_header_routes_after_the_handshake(sites):
+    ours, theirs = both(sites, lambda s: exchange(s.tls, sni="b.test", host="a.test"))
+    assert ours.status == theirs.status == 200
+    assert ours.body == theirs.body == "a|on|TLSv1.3|b.test|https|a.test|.\n"
+
+
+def test_unknown_sni_gets_the_default_certificate(sites, certs):
+    ours, theirs = both(sites, lambda s: exchange(s.tls, sni="c.test", host="c.test"))
+    assert ours.body == theirs.body == "a|on|TLSv1.3|c.test|https|c.test|.\n"
+    assert ours.peer_der == theirs.peer_der
+
+
+@pytest.mark.parametrize("cipher,pair", [("ECDHE-ECDSA-AES128-GCM-SHA256", "a_ec"),
+                                         ("ECDHE-RSA-AES128-GCM-SHA256", "a_rsa")])
+def test_the_certificate_matching_the_client_key_type(sites, certs, cipher, pair):
+    ctx = certs.client_context()
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(cipher)
+    ours, theirs = both(sites, lambda s: exchange(s.tls, "/cipher", sni="a.test", ctx=ctx))
+    assert ours.peer_der == theirs.peer_der == getattr(certs, pair).der
+    assert ours.version == theirs.version == "TLSv1.2"
+    assert ours.body == theirs.body == f"{cipher}\n"
+
+
+def test_tls11_refused_by_default(sites):
+    def run(site, version):
+        return curl("-k", f"--tlsv{version}", "--tls-max", version, "--ciphers",
+                    "DEFAULT:@SECLEVEL=0", f"https://127.0.0.1:{site.tls_default}/")
+    ours, theirs = both(sites, lambda s: run(s, "1.1"))
+    assert theirs.returncode != 0
+    assert ours.returncode == theirs.returncode, ours.stderr
+    # The same client with TLS 1.2 gets in: the refusal above is about the version.
+    ours, theirs = both(sites, lambda s: run(s, "1.2"))
+    assert ours.returncode == theirs.returncode == 0, (ours.stderr, theirs.stderr)
+    assert ours.stdout == theirs.stdout == "TLSv1.2\n"
+
+
+def test_tls13_is_in_the_default_protocols(sites):
+    # nginx's default since 1.23.4; Debian's nginx 1.22 still says "TLSv1 TLSv1.1 TLSv1.2".
+    assert exchange(sites["gateway"].tls_default).body == "TLSv1.3\n"
+
+
+def test_ssl_protocols_limits_the_socket(sites):
+    ours, theirs = both(sites, lambda s: exchange(s.tls12, sni="a.test"))
+    assert ours.body == theirs.body == "TLSv1.2\n"
+    only13 = ssl.create_default_context()
+    only13.check_hostname, only13.verify_mode = False, ssl.CERT_NONE
+    only13.minimum_version = ssl.TLSVersion.TLSv1_3
+    for site in sites.values():
+        with pytest.raises(ssl.SSLError):
+            exchange(site.tls12, sni="a.test", ctx=only13)
+
+
+def test_alpn_offers_http11(sites):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    ours, theirs = both(sites, lambda s: exchange(s.tls, sni="a.test", ctx=ctx))
+    assert ours.alpn == theirs.alpn == "http/1.1"
+
+
+def test_redirects_are_made_absolute_with_https(sites):
+    ours, theirs = both(sites, lambda s: exchange(s.tls, "/moved", sni="a.test"))
+    assert ours.status == theirs.status == 301
+    assert ours.headers["Location"] == f"https://a.test:{sites['gateway'].tls}/elsewhere"
+    assert theirs.headers["Location"] == f"https://a.test:{sites['nginx'].tls}/elsewhere"
+
+
+def test_scheme_and_ssl_variables_reach_the_upstream(sites):
+    ours, theirs = both(sites, lambda s: exchange(s.tls, "/proxy/x", sni="a.test"))
+    assert ours.status == theirs.status == 200
+
+    def sent(answer):
+        headers = dict(json.loads(answer.body)["headers"])
+        return headers["x-forwarded-proto"], headers["x-https"], headers["x-tls"]
+    assert sent(ours) == sent(theirs) == ("https", "on", "TLSv1.3")
+
+
+def test_plain_listener_has_empty_ssl_variables(sites):
+    def run(site):
+        return curl(f"http://127.0.0.1:{site.plain}/")
+    ours, theirs = both(sites, run)
+    assert ours.stdout == theirs.stdout == "plain|||http\n"
+
+
+def test_session_resumption(sites):
+    def run(site):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        first = exchange(site.tls, sni="a.test", ctx=ctx)
+        return exchange(site.tls, sni="a.test", ctx=ctx, session=first.session)
+    ours, theirs = both(sites, run)
+    assert theirs.reused and theirs.body.endswith("|r\n")
+    assert ours.reused and ours.body == theirs.body
+
+
+def test_keep_alive_requests_over_one_tls_connection(sites, certs):
+    import http.client
+    ctx = certs.client_context()
+    conn = http.client.HTTPSConnection("127.0.0.1", sites["gateway"].tls, context=ctx,
+                                       timeout=10)
+    ctx.check_hostname = False
+    bodies = []
+    for i in range(5):
+        conn.request("GET", f"/proxy/{i}", headers={"Host": "a.test"})
+        response = conn.getresponse()
+        bodies.append(json.loads(response.read())["target"])
+    conn.close()
+    assert bodies == [f"/proxy/{i}" for i in range(5)]
+
+
+def test_a_stalled_handshake_is_cut_by_client_header_timeout(sites):
+    def run(site):
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", site.tls), timeout=10) as raw:
+            try:
+                data = raw.recv(1)     # no ClientHello: the server must give up
+            except ConnectionResetError:
+                data = b""
+        return data, time.monotonic() - started
+    (ours, ours_took), (theirs, theirs_took) = both(sites, run)
+    assert ours == theirs == b""
+    assert 1.5 <= theirs_took < 6
+    assert 1.5 <= ours_took < 6
+
+
+def test_large_response_over_tls_arrives_whole(sites):
+    # Several writes of a long relay: had any gone straight to the socket (a direct
+    # send), the client would see bytes that are not TLS records and fail.
+    ours = exchange(sites["gateway"].tls, "/proxy/big?n=3000000", sni="a.test")
+    assert ours.status == 200 and ours.body == "x" * 3000000
+
+
+def test_certificates_are_read_again_on_reload(tmp_path, certs):
+    first = certs.issue("reload", "a.test")
+    port = free_port()
+    config = (f"error_log {tmp_path}/error.log info;\npid {tmp_path}/server.pid;\n"
+              f"events {{}}\nhttp {{\n server {{\n  listen 127.0.0.1:{port} ssl;\n"
+              f"  ssl_certificate {first.cert};\n  ssl_certificate_key {first.key};\n"
+              f'  location / {{ return 200 "ok\\n"; }}\n }}\n}}\n')
+    gateway = Gateway(tmp_path, config, port)
+    try:
+        assert exchange(port).peer_der == first.der
+        second = certs.issue("reload", "a.test")       # new files at the same paths
+        assert second.der != first.der
+        os.kill(gateway.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while exchange(port).peer_der != second.der:
+            assert time.monotonic() < deadline, gateway.errors()
+            time.sleep(0.2)
+    finally:
+        gateway.stop()
+
+
+def test_graceful_stop_does_not_wait_for_idle_tls_clients(tmp_path, certs):
+    port = free_port()
+    config = (f"error_log {tmp_path}/error.log info;\npid {tmp_path}/server.pid;\n"
+              f"events {{}}\nhttp {{\n server {{\n  listen 127.0.0.1:{port} ssl;\n"
+              f"  ssl_certificate {certs.b.cert};\n  ssl_certificate_key {certs.b.key};\n"
+              f'  location / {{ return 200 "ok\\n"; }}\n }}\n}}\n')
+    gateway = Gateway(tmp_path, config, port)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="b.test") as tls:
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: b.test\r\n\r\n")
+                assert tls.recv(100).startswith(b"HTTP/1.1 200")
+                # Idle on keep-alive and never answering a close_notify, like many clients.
+                started = time.monotonic()
+                os.kill(gateway.proc.pid, signal.SIGQUIT)
+                gateway.proc.wait(20)
+                assert time.monotonic() - started < 3
+    finally:
+        gateway.stop()
+
+
+def test_direct_sends_never_on_a_tls_connection():
+    """The compiled twin: writes on TlsClientConnection always go through the transport."""
+    proxyproto = pytest.importorskip("_fastpath.proxyproto")
+
+    class Transport:
+        """Holds what write() gives it; offers its socket to direct sends."""
+
+        def __init__(self, sock, tls):
+            self.sock, self.tls, self.held = sock, tls, []
+
+        def get_extra_info(self, name, default=None):
+            if name == "socket":
+                return self.sock
+            if name == "ssl_object":
+                return object() if self.tls else None
+            return ("127.0.0.1", 1) if name in ("peername", "sockname") else default
+
+        def write(self, data):
+            self.held.append(bytes(data))
+
+        def get_write_buffer_size(self):
+            return 0
+
+        def close(self):
+            pass
+
+    class Server:
+        large_client_header_buffers = (4, 8192)
+        client_header_timeout = 60.0
+        plan = router = None
+        server_names = [""]
+
+    class App:
+        connections = set()
+        max_connections = 10
+        shutting_down = False
+
+        def clock(self):
+            return 0.0
+
+        def next_connection_id(self):
+            return 1
+
+        def default_server(self, key):
+            return Server
+
+    proxyproto._allow_direct_sends(Transport)
+    sent = {}
+    for cls, tls in ((proxyproto.ClientConnection, False),
+                     (proxyproto.TlsClientConnection, True)):
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        transport = Transport(ours, tls)
+        conn = cls(App(), ("127.0.0.1", 1))
+        conn.connection_made(transport)
+        for piece in (b"one ", b"two ", b"three"):
+            conn.send(piece)
+        theirs.setblocking(False)
+        try:
+            sent[tls] = theirs.recv(100)
+        except BlockingIOError:
+            sent[tls] = b""
+        assert b"".join(transport.held) + sent[tls] in (b"one two three",
+                                                        b"one " + b"two three")
+        ours.close()
+        theirs.close()
+    assert sent[False], "the plain connection made no direct send: the test proves nothing"
+    assert sent[True] == b""
+
+
+# Upstream TLS: proxy_pass https://... ------------------------------------------------------
+
+UPSTREAM = """
+worker_processes 1;
+error_log {dir}/error.log info;
+pid {dir}/server.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    keepalive_timeout 60s;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {up.cert};
+        ssl_certificate_key {up.key};
+        location / {{ return 200 "up|$ssl_server_name|$https|$request_uri|$connection\\n"; }}
+    }}
+}}
+"""
+
+PROXY = """
+worker_processes 1;
+error_log {dir}/error.log info;
+pid {dir}/server.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    # One upstream per case: nginx reuses a peer's TLS session across the locations using
+    # its upstream (proxy_ssl_session_reuse), which would skip the checks compared here.
+    upstream verified {{ server 127.0.0.1:{up}; }}
+    upstream no_sni {{ server 127.0.0.1:{up}; }}
+    upstream wrong_name {{ server 127.0.0.1:{up}; }}
+    upstream untrusted {{ server 127.0.0.1:{up}; }}
+    upstream pooled {{ server 127.0.0.1:{up}; keepalive 4; }}
+    server {{
+        listen 127.0.0.1:{port};
+        proxy_ssl_trusted_certificate {ca};
+        location /ip/ {{ proxy_pass https://127.0.0.1:{up}/; }}
+        location /verified/ {{
+            proxy_pass https://verified/;
+            proxy_ssl_verify on;
+            proxy_ssl_name up.test;
+            proxy_ssl_server_name on;
+        }}
+        location /verified-no-sni/ {{
+            proxy_pass https://no_sni/;
+            proxy_ssl_verify on;
+            proxy_ssl_name up.test;
+        }}
+        location /wrong-name/ {{
+            proxy_pass https://wrong_name/;
+            proxy_ssl_verify on;
+            proxy_ssl_name wrong.test;
+            proxy_ssl_server_name on;
+        }}
+        location /untrusted/ {{
+            proxy_pass https://untrusted/;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate {other_ca};
+            proxy_ssl_name up.test;
+        }}
+        location /keepalive/ {{
+            proxy_pass https://pooled/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_ssl_server_name on;
+            proxy_ssl_name up.test;
+        }}
+    }}
+}}
+"""
+
+
+@pytest.fixture(scope="module")
+def proxies(tmp_path_factory, certs):
+    other = Certificates(tmp_path_factory.mktemp("other-ca"))
+    up_pair = certs.issue("up", "up.test", via_intermediate=True)
+    up_port = free_port()
+    tmp = tmp_path_factory.mktemp("upstream")
+    upstream = Nginx(tmp, UPSTREAM.format(dir=tmp, port=up_port, up=up_pair), up_port)
+    started = {}
+    try:
+        for name, kind in (("gateway", Gateway), ("nginx", Nginx)):
+            tmp = tmp_path_factory.mktemp(f"{name}-proxy")
+            port = free_port()
+            config = PROXY.format(dir=tmp, port=port, up=up_port, ca=certs.ca_file,
+                                  other_ca=other.ca_file)
+            started[name] = (kind(tmp, config, port), port)
+        yield started
+    finally:
+        for process, _ in started.values():
+            process.stop()
+        upstream.stop()
+
+
+def get(port, path, conn=None):
+    import http.client
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path)
+    response = conn.getresponse()
+    body = response.read().decode()
+    if own:
+        conn.close()
+    return response.status, body
+
+
+def _without_connection(body):
+    return body.rsplit("|", 1)[0] if body.startswith("up|") else body
+
+
+@pytest.mark.parametrize("path,status,body", [
+    ("/ip/a", 200, "up||on|/a"),                         # an address: no SNI, no check
+    ("/verified/b", 200, "up|up.test|on|/b"),            # chain and name verified, SNI sent
+    ("/verified-no-sni/c", 200, "up||on|/c"),            # verified without sending the name
+    ("/wrong-name/d", 502, None),
+    ("/untrusted/e", 502, None),
+])
+def test_https_upstreams_like_nginx(proxies, path, status, body):
+    (gateway, ours_port), (nginx, theirs_port) = proxies["gateway"], proxies["nginx"]
+    ours, theirs = get(ours_port, path), get(theirs_port, path)
+    assert ours[0] == theirs[0] == status
+    if body is not None:
+        assert _without_connection(ours[1]) == _without_connection(theirs[1]) == body
+
+
+def test_https_upstream_connections_are_kept_alive(proxies):
+    import http.client
+    seen = {}
+    for name, (_, port) in proxies.items():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        bodies = [get(port, f"/keepalive/{i}", conn)[1] for i in range(3)]
+        conn.close()
+        assert [b.split("|")[:4] for b in bodies] == [
+            ["up", "up.test", "on", f"/{i}"] for i in range(3)]
+        seen[name] = {b.rsplit("|", 1)[1] for b in bodies}
+    # The upstream saw one connection for the three requests, from each proxy.
+    assert len(seen["gateway"]) == len(seen["nginx"]) == 1
+
+
+# Both twins over a TLS connection: the same bytes (fake transports, as test_protocol_parity) --
+
+TWIN_CONFIG = """
+events { worker_connections 64; }
+http {
+    upstream single { server 127.0.0.1:9003; }
+    server {
+        listen 127.0.0.1:8080;
+        server_name parity.test;
+        location / {
+            proxy_pass http://single;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Tls "$https $ssl_protocol $ssl_cipher";
+        }
+        location /ret { return 200 "$https|$ssl_protocol|$ssl_server_name|$ssl_session_reused"; }
+        location /moved { return 301 /elsewhere; }
+    }
+}
+"""
+
+
+class FakeSslObject:
+    """What the $ssl_* variables read from ssl.SSLObject."""
+
+    session_reused = True
+    gateway_server_name = "parity.test"
+
+    def version(self):
+        return "TLSv1.3"
+
+    def cipher(self):
+        return ("TLS_AES_128_GCM_SHA256", "TLSv1.3", 128)
+
+
+async def _twin_transcript(conn_class, tmp_path):
+    from gateway.config import load_config
+    from gateway.http.server import WorkerApp
+    from tests.http.test_protocol_parity import FakeLoop, FakeTransport
+
+    class TlsTransport(FakeTransport):
+        def get_extra_info(self, name, default=None):
+            if name == "ssl_object":
+                return FakeSslObject()
+            return super().get_extra_info(name, default)
+
+    events = []
+    loop = FakeLoop(events)
+    path = tmp_path / "gateway.conf"
+    path.write_text(TWIN_CONFIG)
+    app = WorkerApp(load_config(str(path), str(tmp_path)), loop)
+    client = conn_class(app, next(iter(app.listen_keys)))
+    client.connection_made(TlsTransport(events, "client", client))
+    for target in (b"/ret", b"/moved", b"/p"):
+        client.data_received(b"GET %s HTTP/1.1\r\nHost: parity.test\r\n\r\n" % target)
+        for _ in range(5):
+            await asyncio.sleep(0)
+    loop.upstreams[0][0].data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    return [tuple(re.sub(rb"Date: [^\r]*\r\n", b"", p) if isinstance(p, bytes) else p
+                  for p in event) for event in events]
+
+
+async def test_both_twins_answer_alike_over_tls(tmp_path):
+    proxyproto = pytest.importorskip("_fastpath.proxyproto")
+    from gateway.http import connection as py_connection
+    ours = await _twin_transcript(py_connection.TlsClientConnection, tmp_path)
+    compiled = await _twin_transcript(proxyproto.TlsClientConnection, tmp_path)
+    assert ours == compiled
+    writes = b"".join(e[2] for e in ours if e[1] == "write")
+    assert writes.count(b"on|TLSv1.3|parity.test|r") == 1
+    assert b"Location: https://parity.test:8080/elsewhere\r\n" in writes
+    assert b"X-Forwarded-Proto: https\r\n" in writes
+    assert b"X-Tls: on TLSv1.3 TLS_AES_128_GCM_SHA256\r\n" in writes
