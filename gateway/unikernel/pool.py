@@ -45,11 +45,26 @@ class Call:
         self.done = False
 
 
+class _SecretSent:
+    """The owner of the call that hands a booted instance its secret."""
+
+    __slots__ = ("pool", "inst", "generation")
+
+    def __init__(self, pool, inst, generation):
+        self.pool, self.inst, self.generation = pool, inst, generation
+
+    def unikernel_reply(self, status, payload):
+        self.pool._secret_answered(self.inst, self.generation, status)
+
+    def unikernel_failed(self, status, why):
+        self.pool._keying.discard(self.inst.name)     # the instance died: its next boot asks again
+
+
 class Pool:
     """The instances of one `unikernel NAME { }` block in this gateway worker, and the requests for them."""
 
     def __init__(self, config, number, loop, *, transport, accel, image, qemu_path, log_dir, tunables,
-                 guest_settings, host_mac, on_change):
+                 guest_settings, host_mac, on_change, secret=None):
         self.config = config
         self.name = config.name
         self.number = number
@@ -61,6 +76,10 @@ class Pool:
         self.log_dir = log_dir
         self.tunables = tunables
         self.guest_settings = guest_settings
+        # (op, payload) sent to each instance once it boots, before it takes requests: how a key
+        # reaches a guest without appearing on QEMU's command line (readable by any local user).
+        self.secret = secret
+        self._keying = set()        # instance names booted and waiting for the secret's reply
         self.host_mac = host_mac
         self.on_change = on_change
         self.method = config.balance.method
@@ -390,6 +409,28 @@ class Pool:
         inst.last_pong = time.monotonic()
         # Pongs to pings sent before this QEMU started (still queued on the link) prove nothing.
         if inst.state == STARTING and req_id > inst.boot_ping_from:
+            if self.secret is not None:
+                self._send_secret(inst)
+                return
+            self._mark_ready(inst)
+
+    def _send_secret(self, inst):
+        if inst.name in self._keying:
+            return
+        self._keying.add(inst.name)
+        op, payload = self.secret
+        self._dispatch(inst, Call(op, payload, None, False, _SecretSent(self, inst, inst.generation)))
+
+    def _secret_answered(self, inst, generation, status):
+        self._keying.discard(inst.name)
+        if inst.generation != generation or inst.state != STARTING or self.closed:
+            return
+        if status != wire.Status.OK:
+            log.error(f'unikernel "{inst.name}" refused its key (status {status})')
+        self._mark_ready(inst)
+
+    def _mark_ready(self, inst):
+        if inst.state == STARTING:
             inst.state = READY
             log.info(f'unikernel "{inst.name}" ready (pid {inst.pid})')
             self._changed()

@@ -18,6 +18,7 @@ from gateway.unikernel.autoscaler import Autoscaler
 from gateway.unikernel.dispatch import SERVICES, UnikernelExchange
 from gateway.unikernel.pool import Pool
 from gateway.unikernel.tunables import Tunables
+from gateway.unikernel.wire import Op
 
 _CAP_NET_ADMIN = 12
 
@@ -43,6 +44,24 @@ def choose_transport(requested):
     if requested in ("tap", "socketpair"):
         return requested, "configured"
     return ("tap", "CAP_NET_ADMIN available") if able else ("socketpair", "no CAP_NET_ADMIN")
+
+
+# Services whose `setting key <hex>` is a secret, and the operation that hands it over after boot.
+_KEY_OPS = {"auth": Op.AUTH_SETKEY, "webhook": Op.WEBHOOK_SETKEY}
+
+
+def _secret(service, guest):
+    """(op, key) for a keyed service, taken out of the guest's command line; None otherwise."""
+    op = _KEY_OPS.get(service)
+    if op is None or "key" not in guest:
+        return None
+    try:
+        key = bytes.fromhex(guest.pop("key"))
+    except ValueError:
+        raise LaunchFailed('"setting key" must be hexadecimal') from None
+    if not 1 <= len(key) <= 256:
+        raise LaunchFailed('"setting key" must be 1 to 256 bytes')
+    return op, key
 
 
 def host_mac():
@@ -103,6 +122,7 @@ class UnikernelPools:
                                    f'{", ".join(SERVICES)}')
             accel = qemu.choose_accel(config.accel)
             tunables, guest = Tunables.split(config.settings)
+            secret = _secret(service, guest)
             transport, why = choose_transport(config.transport)
             if config.max_instances > 100:
                 raise LaunchFailed("at most 100 instances per pool")
@@ -113,7 +133,7 @@ class UnikernelPools:
         self.services[name] = SERVICES[service]
         return Pool(config, number, self.loop, transport=transport, accel=accel, image=image,
                     qemu_path=qemu_path, log_dir=self.log_dir, tunables=tunables, guest_settings=guest,
-                    host_mac=mac, on_change=self.write_status)
+                    host_mac=mac, on_change=self.write_status, secret=secret)
 
     def stop(self):
         """Stop every QEMU by pid and remove every tap; synchronous and bounded."""

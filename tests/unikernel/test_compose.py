@@ -390,3 +390,20 @@ def test_keys_stay_on_their_shard_when_another_restarts(uk_gateway, upstream):
                          for i in instances(gw, "shards")), what="shards-1 replaced")
     got = {path: request(port, "GET", path)[1]["x-cache"] for path in paths}
     assert got == {path: "MISS" if owners[path] == "shards-1" else "HIT" for path in paths}
+
+
+def test_signing_keys_never_reach_a_command_line(uk_gateway, upstream):
+    """The auth and webhook keys are handed over after boot (AUTH_SETKEY, WEBHOOK_SETKEY): any local
+    user can read a QEMU's command line, and it must not hold them; a restarted guest gets its key again."""
+    gw = uk_gateway(lambda port: compose_config(port, upstream.address))
+    pids = {name: [i["pid"] for i in instances(gw, name)] for name in ("auth", "hooks")}
+    for name, key in (("auth", AUTH_KEY), ("hooks", HOOK_KEY)):
+        for pid in pids[name]:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read()
+            assert b"qemu-system" in cmdline and key.hex().encode() not in cmdline and key not in cmdline
+    assert request(gw.port, "GET", "/private/x", headers=bearer())[0] == 200
+    os.kill(pids["auth"][0], signal.SIGKILL)
+    wait_for(lambda: any(i["state"] == "ready" and i["pid"] != pids["auth"][0] for i in instances(gw, "auth")),
+             what="auth restarted")
+    assert request(gw.port, "GET", "/private/x", headers=bearer())[0] == 200
