@@ -32,6 +32,7 @@ images:
 
 run: bootstrap
 	@echo "gateway: serving the embedded default configuration on http://127.0.0.1:8080/ (Ctrl-C stops it)"
+	@echo "gateway: it starts four unikernel services; the page at / lists the curl lines to try them"
 	$(VENV)/bin/gateway -g "daemon off;"
 
 # The whole suite with the Cython modules, then again on the pure-Python twins
