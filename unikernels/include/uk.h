@@ -129,6 +129,12 @@ struct uk_hmac_sha256 { struct uk_sha256 inner, outer; };
 void uk_hmac_sha256_key(struct uk_hmac_sha256 *h, const u8 *key, usize klen);
 void uk_hmac_sha256_mac(const struct uk_hmac_sha256 *h, const u8 *msg, usize mlen, u8 out[32]);
 
+/* lib/hmac_key.c: a keyed service's key (at most UK_KEY_MAX bytes); each returns whether one was set.
+ * The request form answers the SETKEY request itself. */
+#define UK_KEY_MAX 256
+int uk_hmac_key_from_param(struct uk_hmac_sha256 *h);
+int uk_hmac_key_from_request(const struct uk_request *req, struct uk_hmac_sha256 *h);
+
 /* services/<name>.c: each service provides these */
 extern const char uk_service_name[];
 void svc_init(void);

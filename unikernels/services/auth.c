@@ -1,15 +1,13 @@
 /* auth.c: verifies JWT HS256 tokens (RFC 7519/7515): signature, then exp and nbf against the request's clock. */
 #include "uk.h"
 
-#define KEY_MAX 256
 #define TOKEN_MAX 8192
 #define DEPTH_MAX 16
 
 const char uk_service_name[] = "auth";
 
-/* Only the key's HMAC state is kept (its padded blocks hashed), not the key itself. */
-static struct uk_hmac_sha256 hkey;
-static u32 key_len;
+static struct uk_hmac_sha256 hkey;     /* lib/hmac_key.c */
+static int key_set;
 static u8 decoded[TOKEN_MAX];
 
 #define N_VALID uk_counters[UK_C_SVC0]
@@ -17,18 +15,9 @@ static u8 decoded[TOKEN_MAX];
 
 void svc_init(void)
 {
-    usize len;
-    const char *hex = uk_param("key", &len);
-    if (hex) {
-        u8 key[KEY_MAX];
-        int n = uk_hex_decode(hex, len, key, KEY_MAX);
-        key_len = n > 0 ? (u32)n : 0;
-        if (key_len)
-            uk_hmac_sha256_key(&hkey, key, key_len);
-        memset(key, 0, sizeof(key));
-    }
+    key_set = uk_hmac_key_from_param(&hkey);
     /* Say whether a key is set, never the key. */
-    uk_printf("uk: auth key %s\n", key_len ? "set" : "not set");
+    uk_printf("uk: auth key %s\n", key_set ? "set" : "not set");
 }
 
 static int b64val(u8 c)
@@ -211,7 +200,7 @@ static u16 verify(const struct uk_request *req, u32 *claims_len)
 {
     const u8 *t = req->data;
     u32 n = req->len, d1 = 0, d2 = 0;
-    if (!key_len)
+    if (!key_set)
         return UK_NO_KEY;
     if (n == 0 || n > TOKEN_MAX)
         return UK_UNAUTHORIZED;
@@ -252,13 +241,7 @@ static u16 verify(const struct uk_request *req, u32 *claims_len)
 void svc_handle(const struct uk_request *req)
 {
     if (req->op == UK_OP_AUTH_SETKEY) {
-        if (req->len == 0 || req->len > KEY_MAX) {
-            uk_reply(req, UK_BAD_REQUEST, UK_NULL, 0);
-            return;
-        }
-        uk_hmac_sha256_key(&hkey, req->data, req->len);
-        key_len = req->len;
-        uk_reply(req, UK_OK, UK_NULL, 0);
+        key_set |= uk_hmac_key_from_request(req, &hkey);
         return;
     }
     if (req->op != UK_OP_AUTH_VERIFY) {

@@ -1,16 +1,14 @@
 /* webhook.c: checks a request body's HMAC-SHA256 signature, as GitHub's X-Hub-Signature-256 carries it. */
 #include "uk.h"
 
-#define KEY_MAX 256
 #define PREFIX "sha256="
 #define PREFIX_LEN 7
 #define SIG_HEX 64
 
 const char uk_service_name[] = "webhook";
 
-/* Only the key's HMAC state is kept (its padded blocks hashed), not the key itself. */
-static struct uk_hmac_sha256 hkey;
-static u32 key_len;
+static struct uk_hmac_sha256 hkey;     /* lib/hmac_key.c */
+static int key_set;
 static u32 body_max;
 
 #define N_VALID uk_counters[UK_C_SVC0]
@@ -18,21 +16,12 @@ static u32 body_max;
 
 void svc_init(void)
 {
-    usize len;
-    const char *hex = uk_param("key", &len);
-    if (hex) {
-        u8 key[KEY_MAX];
-        int n = uk_hex_decode(hex, len, key, KEY_MAX);
-        key_len = n > 0 ? (u32)n : 0;
-        if (key_len)
-            uk_hmac_sha256_key(&hkey, key, key_len);
-        memset(key, 0, sizeof(key));
-    }
+    key_set = uk_hmac_key_from_param(&hkey);
     body_max = uk_param_u32("max", UK_MAX_PAYLOAD);
     if (body_max > UK_MAX_PAYLOAD)
         body_max = UK_MAX_PAYLOAD;
     /* Say whether a key is set, never the key. */
-    uk_printf("uk: webhook key %s max=%u\n", key_len ? "set" : "not set", body_max);
+    uk_printf("uk: webhook key %s max=%u\n", key_set ? "set" : "not set", body_max);
 }
 
 static int webhook_hexval(u8 c)
@@ -64,7 +53,7 @@ static int webhook_parse_sig(const u8 *s, u32 n, u8 out[32])
 /* Payload: u16 signature length, the signature, then the body (the rest, possibly empty). */
 static u16 webhook_verify(const struct uk_request *req)
 {
-    if (!key_len)
+    if (!key_set)
         return UK_NO_KEY;
     if (req->len < 2)
         return UK_BAD_REQUEST;
@@ -88,13 +77,7 @@ static u16 webhook_verify(const struct uk_request *req)
 void svc_handle(const struct uk_request *req)
 {
     if (req->op == UK_OP_WEBHOOK_SETKEY) {
-        if (req->len == 0 || req->len > KEY_MAX) {
-            uk_reply(req, UK_BAD_REQUEST, UK_NULL, 0);
-            return;
-        }
-        uk_hmac_sha256_key(&hkey, req->data, req->len);
-        key_len = req->len;
-        uk_reply(req, UK_OK, UK_NULL, 0);
+        key_set |= uk_hmac_key_from_request(req, &hkey);
         return;
     }
     if (req->op != UK_OP_WEBHOOK_VERIFY) {
