@@ -26,7 +26,7 @@ LISTEN_UNSUPPORTED = {"http2", "quic", "proxy_protocol", "spdy", "accept_filter"
 LISTEN_IGNORED = {"bind", "deferred", "fastopen", "rcvbuf", "sndbuf", "so_keepalive"}
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 # Settings a nested level never inherits (content handlers and per-location paths).
-NOT_INHERITED = {"proxy_pass", "unikernel_pass", "alias", "try_files", "return_", "rewrite",
+NOT_INHERITED = {"proxy_pass", "unikernel_pass", "stub_status", "alias", "try_files", "return_", "rewrite",
                  "internal"}
 DEFAULT_TYPES = {"html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"}
 SERVER_FIELDS = ("client_header_timeout", "client_header_buffer_size",
@@ -328,6 +328,10 @@ class Builder:
                 own["proxy_pass"] = d
             elif n == "unikernel_pass":
                 own["unikernel_pass"] = d
+            elif n == "stub_status":
+                if a and a[0] not in ("on", "off"):      # nginx before 1.7.5 wrote "stub_status on"
+                    raise ConfigError(f'invalid parameter "{a[0]}"', f, ln)
+                own[n] = not a or a[0] == "on"
             elif n in ("unikernel_auth", "unikernel_cache", "unikernel_body"):
                 part = own[n] = compose.build_part(d, _compile)
                 if part is not None:

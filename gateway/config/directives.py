@@ -129,6 +129,7 @@ TABLE: dict[str, list[Spec]] = {
     "balance": [_s([UNIKERNEL], 1, 3)],
     "setting": [_s([UNIKERNEL], 2, 2, unique=False)],
     "unikernel_pass": [_s([LOCATION], 1, 2)],
+    "stub_status": [_s([SERVER, LOCATION], 0, 1)],
     "unikernel_auth": [_s(_HSL, 1, _ANY)],
     "unikernel_cache": [_s(_HSL, 1, _ANY)],
     "unikernel_body": [_s(_HSL, 1, _ANY)],

@@ -161,6 +161,7 @@ class LocationSettings:
     return_: Return | None = None
     proxy_pass: ProxyPass | None = None
     unikernel_pass: UnikernelPass | None = None
+    stub_status: bool = False                    # nginx's stub_status counters as text
 
     # Request parts worked on by unikernel pools before the content handler (inherited).
     unikernel_auth: AuthPart | None = None

@@ -130,6 +130,8 @@ class LocationPlan:
         elif settings.unikernel_pass is not None:
             self.kind = "unikernel"
             self.unikernel = settings.unikernel_pass
+        elif settings.stub_status:
+            self.kind = "stub_status"
         else:
             self.kind = "static"
         self.add_headers = [(h.name.encode("latin-1"), compile_template(h.value), h.always)

@@ -17,6 +17,7 @@ from gateway.http.proxy import ProxyExchange
 from gateway.http.responses import ERROR_PAGE_CODES, error_page
 from gateway.http.upstream_connection import UpstreamRuntime
 from gateway.observe.accesslog import AccessLogs
+from gateway.observe import stub_status
 from gateway.observe.errorlog import log
 from gateway.routing.router import LocationRouter, ServerRouter
 from gateway.upstream import build_balancer, start_health_checks
@@ -50,6 +51,9 @@ class WorkerApp:
         self.servers: list[asyncio.AbstractServer] = []
         self.shutting_down = False
         self._ids = itertools.count(1)
+        # stub_status's counts (gateway/observe/stub_status.py): none of them per request.
+        self.accepted = self.refused = self.requests_closed = 0
+        self.stub_status_used = False
         self._sweeper = None
         self._closed = asyncio.Event()
         self.access_logs = AccessLogs()
@@ -82,6 +86,8 @@ class WorkerApp:
     def _plan(self, location, settings) -> LocationPlan:
         logs = self.access_logs.resolve(settings.access_logs)
         plan = LocationPlan(location, settings, self.upstreams, logs)
+        if plan.kind == "stub_status":
+            self.stub_status_used = True
         if settings.rewrite is not None:
             plan = rewrite.rewrite_plan(plan, location, settings, self._plan)
         if settings.internal:
@@ -148,6 +154,8 @@ class WorkerApp:
             if self.unikernels is not None:
                 self.unikernels.stop()
                 self.unikernels = None
+            if self.stub_status_used:
+                stub_status.publish(self)     # the last counts, before the master folds them in
             self.access_logs.close()
             if self._sweeper is not None:
                 self._sweeper.cancel()
@@ -156,6 +164,8 @@ class WorkerApp:
 
     def _sweep(self):
         now = self.clock()
+        if self.stub_status_used:
+            stub_status.publish(self)
         for conn in list(self.connections):
             conn.check_deadline(now)
         for upstream in self.upstreams.values():
@@ -169,6 +179,7 @@ class WorkerApp:
     # Per connection and request --------------------------------------------
 
     def next_connection_id(self) -> int:
+        self.accepted += 1
         return next(self._ids)
 
     def default_server(self, listen_key):
@@ -186,6 +197,7 @@ class WorkerApp:
         return socket_key
 
     def connections_refused(self):
+        self.refused += 1
         now = self.clock()
         if now - self._refusals_logged >= 1.0:   # at most one line a second under a flood
             self._refusals_logged = now
@@ -193,6 +205,7 @@ class WorkerApp:
 
     def connection_closed(self, conn):
         self.connections.discard(conn)
+        self.requests_closed += conn.requests_served
         if self.shutting_down:
             self._check_closed()
 
@@ -267,6 +280,8 @@ class WorkerApp:
             self._answer_return(conn, request, plan)
         elif kind == "static":
             self._answer_static(conn, request, plan, redirects)
+        elif kind == "stub_status":
+            self._answer_stub_status(conn, request, plan)
         elif kind == "rewrite":
             self._answer_rewrite(conn, request, plan, redirects)
         elif kind == "internal":
@@ -397,6 +412,12 @@ class WorkerApp:
                 answer_proxy(request, plan)
                 return
         self._answer(conn, request, plan, redirects)
+
+    def _answer_stub_status(self, conn, request, plan):
+        if request.method not in ("GET", "HEAD"):
+            conn.send_error(405, plan.add_headers)
+            return
+        conn.send_simple(200, stub_status.render(self), b"text/plain", b"", plan.add_headers)
 
     def _answer_return(self, conn, request, plan):
         code = plan.return_code

@@ -18,6 +18,7 @@ from typing import Callable
 from gateway import __version__
 from gateway.config.model import Config
 from gateway.errors import GatewayError
+from gateway.observe import stub_status
 from gateway.observe.errorlog import format_os_error, log
 from gateway.process import pidfile, privileges, signals, worker
 from gateway.process.daemon import ReadyPipe
@@ -40,6 +41,7 @@ class Slot:
     started: float
     ready: bool = False
     retiring: bool = False
+    counters: int = 0       # its row in the stub_status table
 
 
 def worker_count(config: Config) -> int:
@@ -68,6 +70,7 @@ class Master:
         self.status = 0
         self.failure: str | None = None
         self.ready: ReadyPipe | None = None
+        stub_status.create()      # before any fork: every worker shares it
 
     # Main loop -----------------------------------------------------------
 
@@ -149,6 +152,7 @@ class Master:
     def _spawn(self, index: int, generation: int, config: Config) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
+        counters = stub_status.claim({s.counters for s in self.slots.values()})
         try:
             pid = os.fork()
         except OSError as exc:
@@ -158,12 +162,13 @@ class Master:
         if pid == 0:
             status = worker.EXIT_FATAL
             try:
+                stub_status.use(counters)
                 status = self._worker_main(index, config)
             except BaseException:   # nothing may unwind into the master's code in a child
                 log.alert("worker process failed: " + traceback.format_exc().rstrip())
             finally:
                 os._exit(status)
-        self.slots[pid] = Slot(index, generation, config, time.monotonic())
+        self.slots[pid] = Slot(index, generation, config, time.monotonic(), counters=counters)
         log.notice(f"start worker process {pid}")
 
     def _worker_main(self, index: int, config: Config) -> int:
@@ -208,7 +213,9 @@ class Master:
             except ChildProcessError:
                 done, status = pid, 0
             if done == pid:
-                self._worker_exited(pid, self.slots.pop(pid), status)
+                slot = self.slots.pop(pid)
+                stub_status.retire(slot.counters)
+                self._worker_exited(pid, slot, status)
 
     def _worker_exited(self, pid: int, slot: Slot, status: int) -> None:
         expected = self.stopping is not None or slot.retiring
@@ -360,6 +367,8 @@ def run_single(config: Config, listeners: Listeners, pid_path: str,
                ready: ReadyPipe | None = None) -> int:
     """``master_process off``: serve in this very process, as nginx's single-process mode."""
     pidfile.write(pid_path, os.getpid())
+    stub_status.create()
+    stub_status.use(stub_status.claim(()))
     if ready is not None:
         ready.report(None)
     try:
