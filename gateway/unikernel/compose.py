@@ -86,7 +86,7 @@ class Composition:
 
     __slots__ = ("conn", "request", "plan", "cplan", "app", "pools", "calls", "deadlines", "waiting",
                  "claims", "hit", "cache_key", "cache_status", "body", "body_size", "body_done",
-                 "paused", "done", "inner", "continue_sent")
+                 "paused", "done", "continue_sent")
 
     def __init__(self, conn, request, plan, app):
         self.conn = conn
@@ -107,7 +107,6 @@ class Composition:
         self.body_done = not conn.body_pending()
         self.paused = False
         self.done = False
-        self.inner = None
         self.continue_sent = False
 
     def start(self):
@@ -173,23 +172,27 @@ class Composition:
                 self._answer(401, _INVALID_TOKEN)
                 return
             else:
-                self._part_down(AUTH, f"answered status {status}")
+                # An answer, but not a verdict (no key, unknown op): never a reason to fail open.
+                self._log(f'unikernel_auth "{self.cplan.auth.pool}" answered status {status}')
+                self._answer(503)
                 return
         elif part == CACHE:
             entry = cache.decode(payload) if status == Status.OK else None
             if entry is not None and entry.matches(self.request):
                 self.hit = entry
                 self._set_cache_status("HIT")
-            else:
+            elif status in (Status.OK, Status.NOT_FOUND):
                 self._set_cache_status("MISS")
-        else:
-            if status != Status.OK:
-                code = _BODY_STATUS.get(status, 502)
-                if code == 502:
-                    self._part_down(BODY, f"answered status {status}")
-                else:
-                    self._answer(code)
-                return
+            else:
+                self.cache_key = None       # e.g. a key kv refuses: neither looked up nor stored
+                self._set_cache_status("BYPASS")
+        elif status != Status.OK:
+            code = _BODY_STATUS.get(status)
+            if code is None:
+                self._log(f'unikernel_body "{self.cplan.body.pool}" answered status {status}')
+                code = 503
+            self._answer(code)
+            return
         self._part_done()
 
     def part_failed(self, part, why):

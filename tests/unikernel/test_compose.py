@@ -308,7 +308,12 @@ def test_dead_or_hung_pools_degrade_as_configured(uk_gateway, upstream):
 
 
 def test_fail_open_goes_on_without_the_part(uk_gateway, upstream):
-    gw = uk_gateway(lambda port: compose_config(port, upstream.address, auth="fail=open"))
+    keyless = "unikernel keyless { image auth; transport socketpair; }"
+    gw = uk_gateway(lambda port: compose_config(port, upstream.address, auth="fail=open", pools=keyless)
+                    .replace("location /private/ {", "location /keyless/ { unikernel_auth keyless fail=open; "
+                             "proxy_pass http://%s; }\n        location /private/ {" % upstream.address))
+    # A guest that answers without a verdict (it has no key) is misconfigured, not down: 503, never open.
+    assert request(gw.port, "GET", "/keyless/x", headers=bearer())[0] == 503
     auth_pid = pid_of(gw, "auth")
     os.kill(auth_pid, signal.SIGSTOP)
     try:
