@@ -24,6 +24,8 @@ from gateway.unikernel.wire import MAX_PAYLOAD, Op, Status
 
 AUTH, CACHE, BODY = 0, 1, 2
 _NAMES = ("unikernel_auth", "unikernel_cache", "unikernel_body")
+# How long a miss waits for another request's fetch of the same key (nginx's proxy_cache_lock_timeout).
+FILL_WAIT = 5.0
 _BEARER_CHALLENGE = b'WWW-Authenticate: Bearer\r\n'
 _INVALID_TOKEN = b'WWW-Authenticate: Bearer error="invalid_token"\r\n'
 _AUTH_REFUSED = frozenset({Status.UNAUTHORIZED, Status.EXPIRED, Status.NOT_YET_VALID, Status.BAD_REQUEST})
@@ -86,7 +88,7 @@ class Composition:
 
     __slots__ = ("conn", "request", "plan", "cplan", "app", "pools", "calls", "deadlines", "waiting",
                  "claims", "hit", "cache_key", "cache_status", "body", "body_size", "body_done",
-                 "paused", "done", "continue_sent")
+                 "paused", "done", "continue_sent", "awaited", "awaited_until")
 
     def __init__(self, conn, request, plan, app):
         self.conn = conn
@@ -108,6 +110,8 @@ class Composition:
         self.paused = False
         self.done = False
         self.continue_sent = False
+        self.awaited = None          # the Fill this request waits for, and until when
+        self.awaited_until = 0.0
 
     def start(self):
         cplan = self.cplan
@@ -246,6 +250,8 @@ class Composition:
             fill = cplan.filling.get(key)
             if fill is not None:
                 fill.waiters.append(self)
+                self.awaited = fill
+                self.awaited_until = self.app.clock() + FILL_WAIT
                 return
             self._start_content(cache.Fill(key, cplan.filling, cplan.cache.max_size))
             return
@@ -253,6 +259,7 @@ class Composition:
 
     def fill_done(self, entry):
         """The fill this request waited for ended: its entry, or None to go upstream ourselves."""
+        self.awaited = None
         if self.done:
             return
         if entry is not None and entry.matches(self.request):
@@ -375,6 +382,9 @@ class Composition:
         if not self.done:
             self.done = True
             self._cancel_calls()
+            if self.awaited is not None:
+                self.awaited.waiters.remove(self)
+                self.awaited = None
 
     def client_write_paused(self):
         pass
@@ -384,6 +394,12 @@ class Composition:
 
     def check_deadline(self, now):
         if self.done:
+            return
+        if self.awaited is not None and now >= self.awaited_until:
+            # The fetch for this key is slow: go upstream too rather than wait on (proxy_cache_lock_timeout).
+            self.awaited.waiters.remove(self)
+            self.awaited = None
+            self._start_content(None)
             return
         for part, call in enumerate(self.calls):
             if call is not None and now >= self.deadlines[part]:

@@ -7,6 +7,7 @@ whose request log shows what reached it.
 import concurrent.futures
 import hashlib
 import hmac
+import http.client
 import os
 import signal
 import socket
@@ -412,3 +413,26 @@ def test_signing_keys_never_reach_a_command_line(uk_gateway, upstream):
     wait_for(lambda: any(i["state"] == "ready" and i["pid"] != pids["auth"][0] for i in instances(gw, "auth")),
              what="auth restarted")
     assert request(gw.port, "GET", "/private/x", headers=bearer())[0] == 200
+
+
+def slow_get(port, path):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+def test_a_slow_fetch_holds_other_misses_for_five_seconds_at_most(uk_gateway, upstream):
+    gw = uk_gateway(lambda port: compose_config(port, upstream.address))
+    path = "/cache/slow/headers?ms=6500&Cache-Control=public,max-age=60"
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(slow_get, gw.port, path)
+        time.sleep(0.3)
+        second = pool.submit(slow_get, gw.port, path)
+        results = [first.result(), second.result()]
+    assert [r[0] for r in results] == [200, 200]
+    # The second gave up waiting after 5 s and fetched for itself, while the first's fetch ran.
+    assert seen(upstream).count("GET " + path) == 2
