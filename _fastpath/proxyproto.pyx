@@ -272,6 +272,8 @@ cdef class Request:
     cdef public object rewritten
     # $unikernel_cache_status (HIT, MISS, BYPASS) of a composed location, else None.
     cdef public object cache_status
+    # The connection's own address and port once realip replaced them, else None.
+    cdef public object realip_addr, realip_port
     cdef public object ssl_object   # None (tp_new's value) unless the connection is TLS
     # The request line's method and target as received (None when not kept): what
     # method.encode() and request_uri re-encoded would give, without the work.
@@ -329,6 +331,7 @@ cdef class _PlanInfo:
     cdef double keepalive_timeout, client_body_timeout
     cdef long long keepalive_requests, client_max_body_size
     cdef object add_headers, access_logs
+    cdef object real_ip     # the location's realip settings, or None
     # proxy plans only
     cdef object proxy, proxy_host, key_template, balancer, pool, uri_replacement
     cdef object http_version, set_headers, next_upstream, tries, next_upstream_timeout
@@ -357,6 +360,7 @@ cdef class _PlanInfo:
         self.client_body_timeout = settings.client_body_timeout
         self.add_headers = plan.add_headers
         self.access_logs = plan.access_logs
+        self.real_ip = getattr(plan, "real_ip", None)
         if plan.proxy is None:
             return      # composed locations that proxy (kind "compose") have one too
         proxy = self.proxy = plan.proxy
@@ -436,6 +440,7 @@ cdef class _ServerInfo:
     """What a request reads from a server block, as C fields (servers never change)."""
 
     cdef object server, plan, router, server_name
+    cdef object real_ip     # the server's realip settings (gateway/http/realip.py), or None
     cdef _PlanInfo plan_info
     cdef Py_ssize_t header_line, header_total   # large_client_header_buffers
     cdef double client_header_timeout
@@ -447,6 +452,7 @@ cdef class _ServerInfo:
         self.header_total = size * number
         self.client_header_timeout = server.client_header_timeout
         self.plan = server.plan
+        self.real_ip = getattr(server.plan, "post_read_real_ip", None)
         self.router = server.router
         self.plan_info = _plan_info(server.plan) if server.plan is not None else None
         names = server.server_names
@@ -860,6 +866,8 @@ cdef class ClientConnection(_Sender):
         if sinfo is None:
             sinfo = _server_info(server)
         request.server_name = sinfo.server_name
+        if sinfo.real_ip is not None:
+            sinfo.real_ip.apply(request)     # nginx's post-read phase: the server's settings
         self.keep_alive = _wants_keep_alive(headers, version) if has_connection else version == 11
 
         if has_framing:
@@ -913,6 +921,8 @@ cdef class ClientConnection(_Sender):
                 self.last_plan_info = _plan_info(plan)
         info = self.last_plan_info if plan is self.last_plan and plan is not None \
             else _plan_info(plan)
+        if info.real_ip is not None:
+            info.real_ip.apply(request)     # nginx's preaccess phase: the location's settings
         if info.keepalive_timeout <= 0 or self.requests_served >= info.keepalive_requests:
             self.keep_alive = False
         self.set_body_limit(info.client_max_body_size, info.client_body_timeout)

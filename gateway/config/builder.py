@@ -328,6 +328,21 @@ class Builder:
                 own["proxy_pass"] = d
             elif n == "unikernel_pass":
                 own["unikernel_pass"] = d
+            elif n == "set_real_ip_from":
+                try:
+                    ipaddress.ip_network(a[0], strict=False)
+                except ValueError:
+                    if a[0] != "unix:":
+                        raise ConfigError(f'host not found in set_real_ip_from "{a[0]}"', f, ln) from None
+                if a[0] != "unix:":     # we listen on no unix sockets: nothing to trust there
+                    lists.setdefault("set_real_ip_from", []).append(a[0])
+            elif n == "real_ip_header":
+                if a[0] == "proxy_protocol":
+                    raise ConfigError('real_ip_header "proxy_protocol" is not supported by this gateway '
+                                      '(no "listen ... proxy_protocol")', f, ln)
+                own[n] = a[0]
+            elif n == "real_ip_recursive":
+                own[n] = values.flag(a[0])
             elif n == "stub_status":
                 if a and a[0] not in ("on", "off"):      # nginx before 1.7.5 wrote "stub_status on"
                     raise ConfigError(f'invalid parameter "{a[0]}"', f, ln)

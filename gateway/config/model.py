@@ -163,6 +163,11 @@ class LocationSettings:
     unikernel_pass: UnikernelPass | None = None
     stub_status: bool = False                    # nginx's stub_status counters as text
 
+    # realip (gateway/http/realip.py).
+    set_real_ip_from: list[str] = field(default_factory=list)
+    real_ip_header: str = "X-Real-IP"
+    real_ip_recursive: bool = False
+
     # Request parts worked on by unikernel pools before the content handler (inherited).
     unikernel_auth: AuthPart | None = None
     unikernel_cache: CachePart | None = None

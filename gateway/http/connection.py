@@ -185,6 +185,9 @@ class ClientConnection(asyncio.Protocol):
         server = self.app.server_router.select(self.listen_key, request.host or None)
         request.server = server
         request.server_name = server.server_names[0] if server.server_names else ""
+        real_ip = getattr(server.plan, "post_read_real_ip", None)
+        if real_ip is not None:
+            real_ip.apply(request)      # nginx's post-read phase: the server's settings
         self.keep_alive = _wants_keep_alive(request)
 
         kind, length = parser.request_body_framing(headers, version)

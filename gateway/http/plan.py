@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.config import model
+from gateway.http.realip import RealIp
 from gateway.http.variables import Template, compile_template
 
 # RFC 9110 section 7.6.1 hop-by-hop fields, plus the ones nginx never forwards.
@@ -110,7 +111,8 @@ class LocationPlan:
     """What to do for requests that end in one location (or a server's fallback)."""
 
     __slots__ = ("location", "settings", "kind", "return_code", "return_text",
-                 "proxy", "add_headers", "access_logs", "unikernel", "compose")
+                 "proxy", "add_headers", "access_logs", "unikernel", "compose", "real_ip",
+                 "post_read_real_ip")
 
     def __init__(self, location, settings: model.LocationSettings, upstreams, access_logs):
         self.location = location
@@ -137,6 +139,11 @@ class LocationPlan:
         self.add_headers = [(h.name.encode("latin-1"), compile_template(h.value), h.always)
                             for h in settings.add_headers]
         self.access_logs = access_logs
+        # realip runs in nginx's post-read phase with a server's settings, and in its preaccess
+        # phase with a location's, which a `return` (rewrite phase) never reaches.
+        self.post_read_real_ip = RealIp(settings.set_real_ip_from, settings.real_ip_header,
+                                        settings.real_ip_recursive) if settings.set_real_ip_from else None
+        self.real_ip = self.post_read_real_ip if self.kind != "return" else None
         self.compose = None
         # Parts for unikernel pools run before content, as nginx's access phase; `return` runs earlier.
         if self.kind != "return" and (settings.unikernel_auth or settings.unikernel_cache

@@ -23,6 +23,8 @@ class Request:
         # the configuration's variables (map, set, captures) read or set so far,
         # "last" or "break" once a rewrite changed the URI, and $unikernel_cache_status.
         "vars", "rewritten", "cache_status",
+        # the connection's own address and port once realip replaced them ($realip_remote_*)
+        "realip_addr", "realip_port",
     )
 
     def __init__(self, method, request_uri, uri, args, version, headers):

@@ -238,6 +238,9 @@ class WorkerApp:
             request.location = location
             plan = location.plan if location is not None else server.plan
         settings = plan.settings
+        real_ip = getattr(plan, "real_ip", None)
+        if real_ip is not None:
+            real_ip.apply(request)      # nginx's preaccess phase: the location's settings
         if settings.keepalive_timeout <= 0 or conn.requests_served >= settings.keepalive_requests:
             conn.keep_alive = False
         conn.set_body_limit(settings.client_max_body_size, settings.client_body_timeout)

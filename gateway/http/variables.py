@@ -109,7 +109,9 @@ _SIMPLE = {
     "query_string": lambda r: r.args,
     "is_args": lambda r: "?" if r.args else "",
     "remote_addr": lambda r: r.remote_addr,
-    "remote_port": lambda r: str(r.remote_port),
+    "remote_port": lambda r: str(r.remote_port) if r.remote_port else "",     # none after realip
+    "realip_remote_addr": lambda r: getattr(r, "realip_addr", None) or r.remote_addr,
+    "realip_remote_port": lambda r: str(getattr(r, "realip_port", None) or r.remote_port or ""),
     "remote_user": lambda r: "",     # no auth_basic module: always empty, as nginx without it
     "server_addr": lambda r: r.server_addr,
     "server_port": lambda r: str(r.server_port),
