@@ -260,7 +260,8 @@ class Builder:
                 answer = self._return(d)
                 if not script_return:
                     own["return_"] = answer
-            elif n in ("rewrite_log", "uninitialized_variable_warn", "recursive_error_pages"):
+            elif n in ("rewrite_log", "uninitialized_variable_warn", "recursive_error_pages",
+                       "absolute_redirect", "port_in_redirect", "server_name_in_redirect"):
                 own[n] = values.flag(a[0])
             elif n == "error_page":
                 lists.setdefault("error_pages", []).append(self._error_page(d))

@@ -108,6 +108,10 @@ class LocationSettings:
     # Responses.
     add_headers: list[AddHeader] = field(default_factory=list)
     server_tokens: bool = True
+    # How a redirect to "/path" is made absolute (nginx's header filter, issue 11).
+    absolute_redirect: bool = True
+    port_in_redirect: bool = True
+    server_name_in_redirect: bool = False
 
     # Client side.
     client_max_body_size: int = 1024 * 1024     # 0 = unlimited

@@ -407,8 +407,20 @@ class WorkerApp:
         """nginx's absolute_redirect: a relative redirect gets scheme, host and port."""
         if not target.startswith("/"):
             return target
-        host = request.host or request.server_name or request.server_addr
+        where = request.location if request.location is not None else request.server
+        settings = where.settings if where is not None else None
         port = request.server_port
+        if settings is None:
+            host = request.host or request.server_name or request.server_addr
+        else:
+            if not settings.absolute_redirect:
+                return target
+            if settings.server_name_in_redirect:
+                host = request.server_name or request.server_addr
+            else:
+                host = request.host or request.server_addr
+            if not settings.port_in_redirect:
+                port = 80
         suffix = "" if port == 80 else f":{port}"
         return f"{request.scheme}://{host}{suffix}{target}"
 
