@@ -215,6 +215,8 @@ class Builder:
         for name, e in declared.items():
             if e is None:
                 definitions[name] = None
+            elif e.name == "set":
+                definitions[name] = "set"
             elif e.name == "map":
                 definitions[name] = maps.map_block(e, _compile)
             else:

@@ -277,9 +277,9 @@ class Http:
     upstreams: dict[str, Upstream] = field(default_factory=dict)
     unikernels: dict[str, UnikernelPool] = field(default_factory=dict)
     log_formats: dict[str, str] = field(default_factory=dict)
-    # Variables the configuration defines: name -> MapBlock, SplitClients, or None for
-    # one that only "set" or a named regex capture gives a value (issue 11).
-    variables: dict[str, MapBlock | SplitClients | None] = field(default_factory=dict)
+    # Variables the configuration defines: name -> MapBlock, SplitClients, "set" for one
+    # that only "set" gives a value, None for a named regex capture (issue 11).
+    variables: dict[str, MapBlock | SplitClients | str | None] = field(default_factory=dict)
 
 
 @dataclass

@@ -86,6 +86,9 @@ http {{
             set $v "after";
             return 200 "$v\n";
         }}
+        location /uninit/ {{ return 200 "<$never_set>\n"; }}
+        location /quiet/ {{ uninitialized_variable_warn off; return 200 "<$quiet_set>\n"; }}
+        location /sets/ {{ set $never_set 1; set $quiet_set 2; return 204; }}
         location /static/ {{
             rewrite ^/static/(.*)$ /$1 break;
         }}
@@ -125,6 +128,8 @@ CASES = [
     ("GET", "/ifinherit/a", {}, None),
     ("GET", "/brk/", {}, None),
     ("GET", "/static/file.txt", {}, None),
+    ("GET", "/uninit/", {}, None),
+    ("GET", "/quiet/", {}, None),
 ]
 
 
@@ -168,3 +173,14 @@ def test_rewrite_log_lines_like_nginx(pair):
     for text in wanted:
         assert text in nginx_log
         assert text in gateway.errors()
+
+
+def test_uninitialized_variable_warned_like_nginx(pair):
+    nginx, gateway = pair
+    same_answer(nginx, gateway, "GET", "/uninit/", {}, None)
+    nginx_log = (nginx.dir / "error.log").read_text()
+    assert '[warn]' in nginx_log and 'using uninitialized "never_set" variable' in nginx_log
+    assert 'using uninitialized "never_set" variable' in gateway.errors()
+    # uninitialized_variable_warn off: neither says anything.
+    assert "quiet_set" not in nginx_log
+    assert "quiet_set" not in gateway.errors()
