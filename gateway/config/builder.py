@@ -457,6 +457,7 @@ class Builder:
         # Unlike a named nested location, it keeps the location's content handler.
         if_merged = {**merged, **own}
         if_merged.pop("rewrite", None)
+        if_merged.pop("internal", None)     # checked once, for the location itself
         uri_forbidden = "proxy_pass" in own or loc.regex is not None or loc.modifier == "@"
         settings = self._location_settings(if_merged, uri_forbidden)
         location = Location(loc.modifier, loc.pattern, settings, regex=loc.regex,

@@ -54,6 +54,7 @@ class MapVariable:
 
     __slots__ = ("source", "exact", "head", "tail", "regexes", "default", "hostnames",
                  "volatile")
+    always_found = True
 
     def __init__(self, block: MapBlock):
         self.source = compile_template(block.source)
@@ -106,6 +107,7 @@ class SplitClientsVariable:
 
     __slots__ = ("source", "parts")
     volatile = False
+    always_found = True
 
     def __init__(self, block: SplitClients):
         self.source = compile_template(block.source)

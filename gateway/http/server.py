@@ -384,6 +384,9 @@ class WorkerApp:
             conn.close()
             conn.finish_response()
             return
+        if code == 204:     # nginx's header filter: no body, no Content-Type, no length
+            conn.send_simple(204, b"", None, b"", plan.add_headers)
+            return
         text = plan.return_text.render(request) if plan.return_text is not None else None
         if code in REDIRECT_CODES and text is not None:
             location = self.absolute_url(request, text)

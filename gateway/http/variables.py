@@ -175,6 +175,8 @@ def _user(name):
         if not evaluate.volatile:
             values[name] = value
         return value
+    # A map or split_clients always has a value, even an empty one (not nginx's "-").
+    get.logs_empty = getattr(_user_evaluators.get(name), "always_found", False)
     return get
 
 
