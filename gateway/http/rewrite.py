@@ -17,7 +17,7 @@ from gateway.http.variables import compile_template
 from gateway.observe.errorlog import log
 
 # How a script ended.
-FELL_THROUGH = 0    # the end of the script: search the locations again if the URI changed
+FELL_THROUGH = 0    # the end of a script: FIND if a rewrite changed the URI, else DONE
 DONE = 1            # "break" (directive or flag): answer with this location's content
 FIND = 2            # "rewrite ... last": search the locations again with the new URI
 ANSWER = 3          # "return": answer with the plan given
@@ -43,11 +43,12 @@ class RewritePlan:
 
 
 class RewrittenProxyPlan(ProxyPlan):
-    """A proxy plan for locations with a script: the URI sent follows a rewrite.
+    """A proxy plan for requests a rewrite (or error_page) may have changed.
 
-    nginx sends the rewritten ``$uri`` (escaped) and ``$args`` once a rewrite changed them;
-    after "break" the whole URI, not just its part after the location prefix, follows the
-    proxy_pass URI part (ngx_http_proxy_create_request with valid_location unset).
+    nginx sends the rewritten ``$uri`` (escaped) and ``$args`` once a rewrite changed them.
+    A location found again after "last" replaces its prefix by the proxy_pass URI part as
+    usual; after "break" the URI part is dropped and the whole rewritten URI is sent
+    (ngx_http_proxy_create_request with valid_location unset).
     """
 
     __slots__ = ("passed_uri",)
@@ -136,6 +137,10 @@ class Program:
             elif kind == "set":
                 _set(request, op[1], op[2].render(request))
             elif kind == "break":
+                if state.changed:
+                    # nginx's break code: a changed URI stays in this location, whose
+                    # proxy_pass URI part is then dropped (valid_location unset).
+                    request.rewritten = "break"
                 return DONE, None
             elif _holds(request, op[1]):
                 if op[3] is not None:

@@ -48,6 +48,11 @@ http {{
             proxy_pass http://app;
             proxy_set_header X-Set $mapped;
         }}
+        location /pb/ {{
+            rewrite ^/pb/(.*)$ /changed/$1;
+            break;
+            proxy_pass http://app/base/;
+        }}
         location /pu/ {{
             rewrite ^/pu/(.*)$ /inner/$1 break;
             proxy_pass http://app/base/;
@@ -114,6 +119,7 @@ CASES = [
     ("GET", "/px/break/thing?a=1&m=hello", {}, None),  # break: the rewritten URI is sent
     ("GET", "/px/plain%20x?m=9", {}, None),           # no rewrite: sent as received
     ("GET", "/pu/deep/er?x=1", {}, None),             # break with a URI part
+    ("GET", "/pb/q?x=2", {}, None),                   # "break" after a changed URI
     ("GET", "/loop/a", {}, None),                     # 10 cycles: 500
     ("GET", "/set/?q=7&m=word", {}, None),
     ("GET", "/if/?x=yes", {}, None),
