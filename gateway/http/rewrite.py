@@ -159,7 +159,7 @@ class Program:
         if match is None:
             return None
         set_captures(request, match)
-        value = replacement.render(request)
+        value = _render(replacement, request, bool(op.redirect))
         if op.redirect:
             if op.keep_args and request.args:
                 value += ("&" if "?" in value else "?") + request.args
@@ -182,6 +182,67 @@ class Program:
             return FIND, None
         state.changed = True
         return None
+
+
+# nginx's NGX_ESCAPE_ARGS: controls, space, "#", "%", "&", "+", ";", "?", DEL and non-ASCII.
+_ARGS_UNSAFE = frozenset(b' #%&+;?\x7f') | frozenset(range(0x20)) | frozenset(range(0x80, 0x100))
+
+
+def _escape_args(text: str) -> str:
+    data = text.encode("utf-8", "surrogateescape")
+    if not any(byte in _ARGS_UNSAFE for byte in data):
+        return text
+    return "".join(f"%{byte:02X}" if byte in _ARGS_UNSAFE else chr(byte) for byte in data)
+
+
+def _render(template, request, redirect: bool) -> str:
+    """A replacement, its captures escaped as nginx escapes them.
+
+    nginx re-escapes captures (taken from the decoded $uri) in a redirect and after the
+    "?" of an internal rewrite, when the request's URI came %-encoded or with a "+"; then
+    a redirect's path is partly unescaped again (_unescape_redirect).
+    """
+    path = request.request_uri.partition("?")[0]
+    if template.static or ("%" not in path and "+" not in path):
+        return template.render(request)
+    out = []
+    in_args = False
+    for part in template.parts:
+        if isinstance(part, str):
+            out.append(part)
+            in_args = in_args or "?" in part
+            continue
+        value = part(request)
+        if (redirect or in_args) and getattr(part, "capture", False):
+            value = _escape_args(value)
+        out.append(value)
+    text = "".join(out)
+    return _unescape_redirect(text) if redirect else text
+
+
+def _unescape_redirect(text: str) -> str:
+    """nginx's NGX_UNESCAPE_REDIRECT: up to "?", decode %XX of characters above "%" and
+    below DEL, keep the others escaped."""
+    path, question, args = text.partition("?")
+    if "%" not in path:
+        return text
+    out = []
+    i = 0
+    while i < len(path):
+        ch = path[i]
+        if ch == "%" and _is_hex(path[i + 1:i + 3]):
+            byte = int(path[i + 1:i + 3], 16)
+            if 0x25 < byte < 0x7F:
+                out.append(chr(byte))
+                i += 3
+                continue
+        out.append(ch)
+        i += 1
+    return "".join(out) + question + args
+
+
+def _is_hex(pair: str) -> bool:
+    return len(pair) == 2 and all(c in "0123456789abcdefABCDEF" for c in pair)
 
 
 class _State:

@@ -177,6 +177,8 @@ def _user(name):
         return value
     # A map or split_clients always has a value, even an empty one (not nginx's "-").
     get.logs_empty = getattr(_user_evaluators.get(name), "always_found", False)
+    # A name with no evaluator at all is a named regex capture.
+    get.capture = name in _user_evaluators and _user_evaluators[name] is None
     return get
 
 
@@ -184,6 +186,7 @@ def _capture(number):
     def get(r):
         values = getattr(r, "vars", None)
         return values.get(number, "") if values is not None else ""
+    get.capture = True
     return get
 
 

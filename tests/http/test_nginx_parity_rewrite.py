@@ -40,6 +40,8 @@ http {{
             rewrite ^/r/addargs$ /new/addargs?a=1 last;
             rewrite ^/r/redir/(.*)$ /new/$1 redirect;
             rewrite ^/r/named/(?<first>[^/]+)/(\d+)$ /new/$first-$2 last;
+            rewrite ^/r/qargs/(.*)$ /new/q?v=$1 last;
+            rewrite ^/r/qpath/(.*)$ /new/$1 last;
             return 200 "fell $uri\n";
         }}
         location /px/ {{
@@ -115,6 +117,11 @@ CASES = [
     ("GET", "/r/redir/q?w=3", {}, None),
     ("GET", "/r/named/abc/42", {}, None),
     ("GET", "/r/other", {}, None),
+    ("GET", "/r/redir/a%20b%26c?w=3", {}, None),      # captures re-escaped in a redirect
+    ("GET", "/r/redir/plain+x", {}, None),
+    ("GET", "/r/redir/a%3Fb%23c%25d", {}, None),
+    ("GET", "/r/qargs/a%26b%20c", {}, None),         # and after "?" of an internal rewrite
+    ("GET", "/r/qpath/a%20b", {}, None),             # but not in the path part
     ("GET", "/px/last/thing?a=1", {}, None),          # last into a plain proxy location
     ("GET", "/px/break/thing?a=1&m=hello", {}, None),  # break: the rewritten URI is sent
     ("GET", "/px/plain%20x?m=9", {}, None),           # no rewrite: sent as received
