@@ -147,7 +147,7 @@ class Builder:
                     if e.name == "worker_connections":
                         cfg.worker_connections = values.number(e.name, e.args[0], e.file, e.line)
             elif d.name == "http":
-                cfg.http = self._http(d)
+                cfg.http = self._http_in_isolation(d)
         if not has_events:
             raise ConfigError('no "events" section in configuration')
         cfg.warnings = self.warnings
@@ -202,6 +202,15 @@ class Builder:
         self._resolve_proxy_passes()
         self._resolve_unikernel_passes()
         return http
+
+    def _http_in_isolation(self, d: Directive) -> Http:
+        """_http, leaving the process's known variables as they were (a running worker's)."""
+        from gateway.http import variables
+        known = variables.user_variables()
+        try:
+            return self._http(d)
+        finally:
+            variables.use_user_variables(known)
 
     def _variables(self, d: Directive) -> dict:
         """The variables the configuration defines (map, split_clients, set, captures)."""

@@ -153,6 +153,11 @@ _PREFIXED = (("arg_", _arg), ("http_", _http), ("cookie_", _cookie))
 _user_evaluators: dict = {}
 
 
+def user_variables() -> dict:
+    """A copy of the variables now known (to restore them with use_user_variables)."""
+    return dict(_user_evaluators)
+
+
 def use_user_variables(evaluators: dict) -> None:
     """Make the configuration's own variables known: name -> evaluator or None."""
     _user_evaluators.clear()
