@@ -268,7 +268,8 @@ cdef class Request:
     # The configuration's variables (map, set, captures) read or set so far: None, as
     # every object field, when tp_new makes the request, so no per-request work here.
     cdef public object vars
-    # "last" or "break" once a rewrite changed the URI (gateway/http/rewrite.py), else None.
+    # "last", "break" or "args" once a script changed the URI or args (gateway/http/
+    # rewrite.py), else None.
     cdef public object rewritten
     # The request line's method and target as received (None when not kept): what
     # method.encode() and request_uri re-encoded would give, without the work.

@@ -21,7 +21,7 @@ class Request:
         "upstream_connect_time", "upstream_header_time",
         # Set only by requests that use them (read with getattr), so that others pay nothing:
         # the configuration's variables (map, set, captures) read or set so far, and
-        # "last" or "break" once a rewrite changed the URI.
+        # "last" or "break" once a rewrite changed the URI ("args" once "set $args" ran).
         "vars", "rewritten",
     )
 

@@ -69,7 +69,7 @@ class RewrittenProxyPlan(ProxyPlan):
             tail = request.uri[self.prefix_length:]
             if "%" in request.request_uri.partition("?")[0]:
                 tail = escape_uri(tail)
-        elif rewritten == "last" and passed is not None:
+        elif rewritten != "break" and passed is not None:
             # Found again by its location: the prefix is replaced as for any request.
             tail = escape_uri(request.uri[self.prefix_length:])
         else:
@@ -256,6 +256,9 @@ class _State:
 def _set(request, name: str, value: str) -> None:
     if name in ("args", "query_string"):
         request.args = value
+        if getattr(request, "rewritten", None) is None:
+            # The request line no longer names what is proxied (nginx: valid_unparsed_uri).
+            request.rewritten = "args"
         return
     values = getattr(request, "vars", None)
     if values is None:

@@ -87,6 +87,11 @@ http {{
             proxy_pass http://app/inh/;
             if ($arg_h) {{ add_header X-H "h"; }}
         }}
+        location /args/ {{
+            if ($request_method = POST) {{ return 405; }}
+            set $args "replaced=1&$args";
+            proxy_pass http://app;
+        }}
         location /brk/ {{
             set $v "before";
             break;
@@ -140,6 +145,8 @@ CASES = [
     ("GET", "/ifinherit/a?h=1", {}, None),
     ("GET", "/ifinherit/a", {}, None),
     ("GET", "/brk/", {}, None),
+    ("GET", "/args/a?b=2", {}, None),                  # set $args: the upstream sees them
+    ("POST", "/args/a", {}, b"x"),
     ("GET", "/static/file.txt", {}, None),
     ("GET", "/uninit/", {}, None),
     ("GET", "/quiet/", {}, None),
