@@ -268,7 +268,8 @@ cdef class Request:
     # The configuration's variables (map, set, captures) read or set so far: None, as
     # every object field, when tp_new makes the request, so no per-request work here.
     cdef public object vars
-    # "last" or "break" once a rewrite changed the URI (gateway/http/rewrite.py), else None.
+    # "last", "break" or "args" once a script changed the URI or args (gateway/http/
+    # rewrite.py), else None.
     cdef public object rewritten
     # $unikernel_cache_status (HIT, MISS, BYPASS) of a composed location, else None.
     cdef public object cache_status

@@ -151,7 +151,7 @@ class Builder:
                     if e.name == "worker_connections":
                         cfg.worker_connections = values.number(e.name, e.args[0], e.file, e.line)
             elif d.name == "http":
-                cfg.http = self._http(d)
+                cfg.http = self._http_in_isolation(d)
         if not has_events:
             raise ConfigError('no "events" section in configuration')
         cfg.warnings = self.warnings
@@ -209,6 +209,15 @@ class Builder:
         self._resolve_unikernel_passes()
         return http
 
+    def _http_in_isolation(self, d: Directive) -> Http:
+        """_http, leaving the process's known variables as they were (a running worker's)."""
+        from gateway.http import variables
+        known = variables.user_variables()
+        try:
+            return self._http(d)
+        finally:
+            variables.use_user_variables(known)
+
     def _variables(self, d: Directive) -> dict:
         """The variables the configuration defines (map, split_clients, set, captures)."""
         from gateway.http import variables
@@ -221,6 +230,8 @@ class Builder:
         for name, e in declared.items():
             if e is None:
                 definitions[name] = None
+            elif e.name == "set":
+                definitions[name] = "set"
             elif e.name == "map":
                 definitions[name] = maps.map_block(e, _compile)
             else:
@@ -266,7 +277,8 @@ class Builder:
                 answer = self._return(d)
                 if not script_return:
                     own["return_"] = answer
-            elif n in ("rewrite_log", "uninitialized_variable_warn", "recursive_error_pages"):
+            elif n in ("rewrite_log", "uninitialized_variable_warn", "recursive_error_pages",
+                       "absolute_redirect", "port_in_redirect", "server_name_in_redirect"):
                 own[n] = values.flag(a[0])
             elif n == "error_page":
                 lists.setdefault("error_pages", []).append(self._error_page(d))
@@ -492,6 +504,7 @@ class Builder:
         # Unlike a named nested location, it keeps the location's content handler.
         if_merged = {**merged, **own}
         if_merged.pop("rewrite", None)
+        if_merged.pop("internal", None)     # checked once, for the location itself
         uri_forbidden = "proxy_pass" in own or loc.regex is not None or loc.modifier == "@"
         settings = self._location_settings(if_merged, uri_forbidden)
         location = Location(loc.modifier, loc.pattern, settings, regex=loc.regex,

@@ -142,9 +142,10 @@ _CAPTURING = frozenset({"location", "rewrite", "if", "server_name"})
 
 
 def declared_variables(block: list[Directive]) -> dict[str, Directive | None]:
-    """Every variable the http block defines: name -> its map/split_clients, or None.
+    """Every variable the http block defines: name -> its map/split_clients/set, or None.
 
-    None stands for a variable given a value only by ``set`` or by a named regex capture.
+    A ``set`` directive stands for a variable that only ``set`` gives a value, None for a
+    named regex capture.
     nginx knows them all before it checks any template, so a map may be used above it.
     """
     found: dict[str, Directive | None] = {}
@@ -160,7 +161,8 @@ def declared_variables(block: list[Directive]) -> dict[str, Directive | None]:
                                 found.setdefault(name, None)
                 continue
             if d.name == "set" and d.args and d.args[0].startswith("$"):
-                found.setdefault(d.args[0][1:], None)
+                if found.get(d.args[0][1:]) is None:
+                    found[d.args[0][1:]] = d
             elif d.name in _CAPTURING:
                 for arg in d.args:
                     for name in named_captures(arg):

@@ -195,6 +195,10 @@ class LocationSettings:
     # Responses.
     add_headers: list[AddHeader] = field(default_factory=list)
     server_tokens: bool = True
+    # How a redirect to "/path" is made absolute (nginx's header filter, issue 11).
+    absolute_redirect: bool = True
+    port_in_redirect: bool = True
+    server_name_in_redirect: bool = False
 
     # Client side.
     client_max_body_size: int = 1024 * 1024     # 0 = unlimited
@@ -361,9 +365,9 @@ class Http:
     upstreams: dict[str, Upstream] = field(default_factory=dict)
     unikernels: dict[str, UnikernelPool] = field(default_factory=dict)
     log_formats: dict[str, str] = field(default_factory=dict)
-    # Variables the configuration defines: name -> MapBlock, SplitClients, or None for
-    # one that only "set" or a named regex capture gives a value (issue 11).
-    variables: dict[str, MapBlock | SplitClients | None] = field(default_factory=dict)
+    # Variables the configuration defines: name -> MapBlock, SplitClients, "set" for one
+    # that only "set" gives a value, None for a named regex capture (issue 11).
+    variables: dict[str, MapBlock | SplitClients | str | None] = field(default_factory=dict)
     # ``listen ... ssl`` sockets -> the SSLContext of their default server (SNI switches).
     tls_listens: dict[tuple[str, int], object] = field(default_factory=dict)
 

@@ -53,7 +53,7 @@ def is_internal(request) -> bool:
     values = getattr(request, "vars", None)
     if values and values.get(_INTERNAL):
         return True
-    return getattr(request, "rewritten", None) is not None
+    return getattr(request, "rewritten", None) in ("last", "break")
 
 
 def status_override(request):

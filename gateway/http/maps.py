@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway.config.model import MapBlock, SplitClients
 from gateway.http.variables import compile_template, use_user_variables
+from gateway.observe.errorlog import log
 
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
@@ -53,6 +54,7 @@ class MapVariable:
 
     __slots__ = ("source", "exact", "head", "tail", "regexes", "default", "hostnames",
                  "volatile")
+    always_found = True
 
     def __init__(self, block: MapBlock):
         self.source = compile_template(block.source)
@@ -105,6 +107,7 @@ class SplitClientsVariable:
 
     __slots__ = ("source", "parts")
     volatile = False
+    always_found = True
 
     def __init__(self, block: SplitClients):
         self.source = compile_template(block.source)
@@ -119,6 +122,25 @@ class SplitClientsVariable:
         return ""
 
 
+class Uninitialized:
+    """A ``set`` variable read before any ``set`` ran: empty, with nginx's warning."""
+
+    __slots__ = ("name",)
+    volatile = True        # a later "set" must still be seen
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, request) -> str:
+        where = request.location if request.location is not None else request.server
+        if where is not None and where.settings.uninitialized_variable_warn:
+            host = f', host: "{request.host}"' if request.host else ""
+            log.warn(f'using uninitialized "{self.name}" variable, client: '
+                     f"{request.remote_addr}, server: {request.server_name}, request: "
+                     f'"{request.method} {request.request_uri} {request.protocol}"{host}')
+        return ""
+
+
 def evaluators(definitions: dict) -> dict:
     """name -> evaluator for variables.use_user_variables (None stays None: set-only)."""
     out = {}
@@ -127,6 +149,8 @@ def evaluators(definitions: dict) -> dict:
             out[name] = MapVariable(definition)
         elif isinstance(definition, SplitClients):
             out[name] = SplitClientsVariable(definition)
+        elif definition == "set":
+            out[name] = Uninitialized(name)
         else:
             out[name] = None
     return out

@@ -21,7 +21,8 @@ class Request:
         "upstream_connect_time", "upstream_header_time",
         # Set only by requests that use them (read with getattr), so that others pay nothing:
         # the configuration's variables (map, set, captures) read or set so far,
-        # "last" or "break" once a rewrite changed the URI, and $unikernel_cache_status.
+        # "last" or "break" once a rewrite changed the URI ("args" once "set $args" ran),
+        # and $unikernel_cache_status.
         "vars", "rewritten", "cache_status",
         # the connection's own address and port once realip replaced them ($realip_remote_*)
         "realip_addr", "realip_port",

@@ -17,7 +17,7 @@ from gateway.http.variables import compile_template
 from gateway.observe.errorlog import log
 
 # How a script ended.
-FELL_THROUGH = 0    # the end of the script: search the locations again if the URI changed
+FELL_THROUGH = 0    # the end of a script: FIND if a rewrite changed the URI, else DONE
 DONE = 1            # "break" (directive or flag): answer with this location's content
 FIND = 2            # "rewrite ... last": search the locations again with the new URI
 ANSWER = 3          # "return": answer with the plan given
@@ -43,11 +43,12 @@ class RewritePlan:
 
 
 class RewrittenProxyPlan(ProxyPlan):
-    """A proxy plan for locations with a script: the URI sent follows a rewrite.
+    """A proxy plan for requests a rewrite (or error_page) may have changed.
 
-    nginx sends the rewritten ``$uri`` (escaped) and ``$args`` once a rewrite changed them;
-    after "break" the whole URI, not just its part after the location prefix, follows the
-    proxy_pass URI part (ngx_http_proxy_create_request with valid_location unset).
+    nginx sends the rewritten ``$uri`` (escaped) and ``$args`` once a rewrite changed them.
+    A location found again after "last" replaces its prefix by the proxy_pass URI part as
+    usual; after "break" the URI part is dropped and the whole rewritten URI is sent
+    (ngx_http_proxy_create_request with valid_location unset).
     """
 
     __slots__ = ("passed_uri",)
@@ -68,7 +69,7 @@ class RewrittenProxyPlan(ProxyPlan):
             tail = request.uri[self.prefix_length:]
             if "%" in request.request_uri.partition("?")[0]:
                 tail = escape_uri(tail)
-        elif rewritten == "last" and passed is not None:
+        elif rewritten != "break" and passed is not None:
             # Found again by its location: the prefix is replaced as for any request.
             tail = escape_uri(request.uri[self.prefix_length:])
         else:
@@ -136,6 +137,10 @@ class Program:
             elif kind == "set":
                 _set(request, op[1], op[2].render(request))
             elif kind == "break":
+                if state.changed:
+                    # nginx's break code: a changed URI stays in this location, whose
+                    # proxy_pass URI part is then dropped (valid_location unset).
+                    request.rewritten = "break"
                 return DONE, None
             elif _holds(request, op[1]):
                 if op[3] is not None:
@@ -154,7 +159,7 @@ class Program:
         if match is None:
             return None
         set_captures(request, match)
-        value = replacement.render(request)
+        value = _render(replacement, request, bool(op.redirect))
         if op.redirect:
             if op.keep_args and request.args:
                 value += ("&" if "?" in value else "?") + request.args
@@ -179,6 +184,67 @@ class Program:
         return None
 
 
+# nginx's NGX_ESCAPE_ARGS: controls, space, "#", "%", "&", "+", ";", "?", DEL and non-ASCII.
+_ARGS_UNSAFE = frozenset(b' #%&+;?\x7f') | frozenset(range(0x20)) | frozenset(range(0x80, 0x100))
+
+
+def _escape_args(text: str) -> str:
+    data = text.encode("utf-8", "surrogateescape")
+    if not any(byte in _ARGS_UNSAFE for byte in data):
+        return text
+    return "".join(f"%{byte:02X}" if byte in _ARGS_UNSAFE else chr(byte) for byte in data)
+
+
+def _render(template, request, redirect: bool) -> str:
+    """A replacement, its captures escaped as nginx escapes them.
+
+    nginx re-escapes captures (taken from the decoded $uri) in a redirect and after the
+    "?" of an internal rewrite, when the request's URI came %-encoded or with a "+"; then
+    a redirect's path is partly unescaped again (_unescape_redirect).
+    """
+    path = request.request_uri.partition("?")[0]
+    if template.static or ("%" not in path and "+" not in path):
+        return template.render(request)
+    out = []
+    in_args = False
+    for part in template.parts:
+        if isinstance(part, str):
+            out.append(part)
+            in_args = in_args or "?" in part
+            continue
+        value = part(request)
+        if (redirect or in_args) and getattr(part, "capture", False):
+            value = _escape_args(value)
+        out.append(value)
+    text = "".join(out)
+    return _unescape_redirect(text) if redirect else text
+
+
+def _unescape_redirect(text: str) -> str:
+    """nginx's NGX_UNESCAPE_REDIRECT: up to "?", decode %XX of characters above "%" and
+    below DEL, keep the others escaped."""
+    path, question, args = text.partition("?")
+    if "%" not in path:
+        return text
+    out = []
+    i = 0
+    while i < len(path):
+        ch = path[i]
+        if ch == "%" and _is_hex(path[i + 1:i + 3]):
+            byte = int(path[i + 1:i + 3], 16)
+            if 0x25 < byte < 0x7F:
+                out.append(chr(byte))
+                i += 3
+                continue
+        out.append(ch)
+        i += 1
+    return "".join(out) + question + args
+
+
+def _is_hex(pair: str) -> bool:
+    return len(pair) == 2 and all(c in "0123456789abcdefABCDEF" for c in pair)
+
+
 class _State:
     __slots__ = ("active", "changed")
 
@@ -190,6 +256,9 @@ class _State:
 def _set(request, name: str, value: str) -> None:
     if name in ("args", "query_string"):
         request.args = value
+        if getattr(request, "rewritten", None) is None:
+            # The request line no longer names what is proxied (nginx: valid_unparsed_uri).
+            request.rewritten = "args"
         return
     values = getattr(request, "vars", None)
     if values is None:

@@ -436,6 +436,9 @@ class WorkerApp:
             conn.close()
             conn.finish_response()
             return
+        if code == 204:     # nginx's header filter: no body, no Content-Type, no length
+            conn.send_simple(204, b"", None, b"", plan.add_headers)
+            return
         text = plan.return_text.render(request) if plan.return_text is not None else None
         if code in REDIRECT_CODES and text is not None:
             location = self.absolute_url(request, text)
@@ -459,9 +462,22 @@ class WorkerApp:
         """nginx's absolute_redirect: a relative redirect gets scheme, host and port."""
         if not target.startswith("/"):
             return target
-        host = request.host or request.server_name or request.server_addr
+        where = request.location if request.location is not None else request.server
+        settings = where.settings if where is not None else None
         port = request.server_port
-        suffix = "" if port == (443 if request.scheme == "https" else 80) else f":{port}"
+        if settings is None:
+            host = request.host or request.server_name or request.server_addr
+        else:
+            if not settings.absolute_redirect:
+                return target
+            if settings.server_name_in_redirect:
+                host = request.server_name or request.server_addr
+            else:
+                host = request.host or request.server_addr
+            if not settings.port_in_redirect:
+                port = None
+        default_port = 443 if request.scheme == "https" else 80
+        suffix = "" if port is None or port == default_port else f":{port}"
         return f"{request.scheme}://{host}{suffix}{target}"
 
     def _answer_static(self, conn, request, plan, redirects):

@@ -167,6 +167,11 @@ _PREFIXED = (("arg_", _arg), ("http_", _http), ("cookie_", _cookie))
 _user_evaluators: dict = {}
 
 
+def user_variables() -> dict:
+    """A copy of the variables now known (to restore them with use_user_variables)."""
+    return dict(_user_evaluators)
+
+
 def use_user_variables(evaluators: dict) -> None:
     """Make the configuration's own variables known: name -> evaluator or None."""
     _user_evaluators.clear()
@@ -189,6 +194,10 @@ def _user(name):
         if not evaluate.volatile:
             values[name] = value
         return value
+    # A map or split_clients always has a value, even an empty one (not nginx's "-").
+    get.logs_empty = getattr(_user_evaluators.get(name), "always_found", False)
+    # A name with no evaluator at all is a named regex capture.
+    get.capture = name in _user_evaluators and _user_evaluators[name] is None
     return get
 
 
@@ -196,6 +205,7 @@ def _capture(number):
     def get(r):
         values = getattr(r, "vars", None)
         return values.get(number, "") if values is not None else ""
+    get.capture = True
     return get
 
 

@@ -66,12 +66,25 @@ class AccessLogFile:
 class LogFormat:
     """A compiled log_format: empty variable values are written as "-", as nginx does."""
 
-    __slots__ = ("parts",)
+    __slots__ = ("parts", "keeps_empty", "render")
 
     def __init__(self, text: str):
         self.parts = compile_template(text).parts
+        # nginx writes "-" for a variable not found, but a map's empty value as it is.
+        self.keeps_empty = [getattr(part, "logs_empty", False) for part in self.parts]
+        self.render = self._render_keeping if any(self.keeps_empty) else self._render
 
-    def render(self, request) -> bytes:
+    def _render_keeping(self, request) -> bytes:
+        out = []
+        for part, keep in zip(self.parts, self.keeps_empty):
+            if isinstance(part, str):
+                out.append(part)
+            else:
+                out.append(part(request) or ("" if keep else "-"))
+        out.append("\n")
+        return "".join(out).encode("utf-8", "replace")
+
+    def _render(self, request) -> bytes:
         out = []
         for part in self.parts:
             if isinstance(part, str):

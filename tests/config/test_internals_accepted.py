@@ -68,9 +68,6 @@ SERVER_LINES = [
     "lingering_close on;",
     "lingering_time 30s;",
     "lingering_timeout 5s;",
-    "server_name_in_redirect off;",
-    "port_in_redirect on;",
-    "absolute_redirect on;",
 ]
 LOCATION_LINES = [
     "output_buffers 2 32k;",

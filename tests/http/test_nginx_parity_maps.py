@@ -16,6 +16,8 @@ http {{
     access_log off;
     default_type text/plain;
     upstream app {{ server {backend}; }}
+    upstream hashed {{ hash $variant$mk; server {backend}; }}
+    log_format vars '$mk|$variant|$site|$chained|$half';
     map $http_x_site $site {{
         hostnames;
         default none;
@@ -55,6 +57,8 @@ http {{
             proxy_set_header X-Variant $variant;
         }}
         location /redirect {{ return 302 http://$site.example/$mk; }}
+        location /hashed/ {{ proxy_pass http://hashed; proxy_set_header X-Half $half; }}
+        location /logged {{ access_log {dir}/vars.log vars; return 204; }}
     }}
 }}
 """
@@ -81,6 +85,7 @@ CASES = [
     ("GET", "/show?k=zzz", {}, None),
     ("GET", "/proxy/p?k=b", {"X-Site": "a.example.org"}, None),
     ("GET", "/redirect?k=Ay", {"X-Site": "example.com"}, None),
+    ("GET", "/hashed/h?k=b", {}, None),          # a map and split_clients in a hash key
 ]
 
 
@@ -158,3 +163,20 @@ def test_split_clients_same_buckets_as_nginx(pair):
     # The keys spread over the parts: the comparison above is not vacuous.
     assert {"[three]", "[]"} <= seen_variants
     assert seen_halves == {b"left\n", b"right\n"}
+
+
+def test_log_format_same_as_nginx(pair):
+    import time
+    nginx, gateway = pair
+    targets = ["/logged?k=b", "/logged?k=Az", "/logged?k=key77"]
+    for target in targets:
+        same_answer(nginx, gateway, "GET", target, {"X-Site": "a.example.org"}, None)
+    deadline = time.monotonic() + 5
+    while True:
+        path = gateway.dir / "vars.log"
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= len(targets) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    want = (nginx.dir / "vars.log").read_text().splitlines()
+    assert lines == want and len(want) == len(targets)

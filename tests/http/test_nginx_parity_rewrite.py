@@ -40,6 +40,8 @@ http {{
             rewrite ^/r/addargs$ /new/addargs?a=1 last;
             rewrite ^/r/redir/(.*)$ /new/$1 redirect;
             rewrite ^/r/named/(?<first>[^/]+)/(\d+)$ /new/$first-$2 last;
+            rewrite ^/r/qargs/(.*)$ /new/q?v=$1 last;
+            rewrite ^/r/qpath/(.*)$ /new/$1 last;
             return 200 "fell $uri\n";
         }}
         location /px/ {{
@@ -47,6 +49,11 @@ http {{
             rewrite ^/px/break/(.*)$ /up/$1 break;
             proxy_pass http://app;
             proxy_set_header X-Set $mapped;
+        }}
+        location /pb/ {{
+            rewrite ^/pb/(.*)$ /changed/$1;
+            break;
+            proxy_pass http://app/base/;
         }}
         location /pu/ {{
             rewrite ^/pu/(.*)$ /inner/$1 break;
@@ -80,12 +87,20 @@ http {{
             proxy_pass http://app/inh/;
             if ($arg_h) {{ add_header X-H "h"; }}
         }}
+        location /args/ {{
+            if ($request_method = POST) {{ return 405; }}
+            set $args "replaced=1&$args";
+            proxy_pass http://app;
+        }}
         location /brk/ {{
             set $v "before";
             break;
             set $v "after";
             return 200 "$v\n";
         }}
+        location /uninit/ {{ return 200 "<$never_set>\n"; }}
+        location /quiet/ {{ uninitialized_variable_warn off; return 200 "<$quiet_set>\n"; }}
+        location /sets/ {{ set $never_set 1; set $quiet_set 2; return 204; }}
         location /static/ {{
             rewrite ^/static/(.*)$ /$1 break;
         }}
@@ -107,10 +122,16 @@ CASES = [
     ("GET", "/r/redir/q?w=3", {}, None),
     ("GET", "/r/named/abc/42", {}, None),
     ("GET", "/r/other", {}, None),
+    ("GET", "/r/redir/a%20b%26c?w=3", {}, None),      # captures re-escaped in a redirect
+    ("GET", "/r/redir/plain+x", {}, None),
+    ("GET", "/r/redir/a%3Fb%23c%25d", {}, None),
+    ("GET", "/r/qargs/a%26b%20c", {}, None),         # and after "?" of an internal rewrite
+    ("GET", "/r/qpath/a%20b", {}, None),             # but not in the path part
     ("GET", "/px/last/thing?a=1", {}, None),          # last into a plain proxy location
     ("GET", "/px/break/thing?a=1&m=hello", {}, None),  # break: the rewritten URI is sent
     ("GET", "/px/plain%20x?m=9", {}, None),           # no rewrite: sent as received
     ("GET", "/pu/deep/er?x=1", {}, None),             # break with a URI part
+    ("GET", "/pb/q?x=2", {}, None),                   # "break" after a changed URI
     ("GET", "/loop/a", {}, None),                     # 10 cycles: 500
     ("GET", "/set/?q=7&m=word", {}, None),
     ("GET", "/if/?x=yes", {}, None),
@@ -124,7 +145,11 @@ CASES = [
     ("GET", "/ifinherit/a?h=1", {}, None),
     ("GET", "/ifinherit/a", {}, None),
     ("GET", "/brk/", {}, None),
+    ("GET", "/args/a?b=2", {}, None),                  # set $args: the upstream sees them
+    ("POST", "/args/a", {}, b"x"),
     ("GET", "/static/file.txt", {}, None),
+    ("GET", "/uninit/", {}, None),
+    ("GET", "/quiet/", {}, None),
 ]
 
 
@@ -168,3 +193,14 @@ def test_rewrite_log_lines_like_nginx(pair):
     for text in wanted:
         assert text in nginx_log
         assert text in gateway.errors()
+
+
+def test_uninitialized_variable_warned_like_nginx(pair):
+    nginx, gateway = pair
+    same_answer(nginx, gateway, "GET", "/uninit/", {}, None)
+    nginx_log = (nginx.dir / "error.log").read_text()
+    assert '[warn]' in nginx_log and 'using uninitialized "never_set" variable' in nginx_log
+    assert 'using uninitialized "never_set" variable' in gateway.errors()
+    # uninitialized_variable_warn off: neither says anything.
+    assert "quiet_set" not in nginx_log
+    assert "quiet_set" not in gateway.errors()
