@@ -1229,8 +1229,11 @@ cdef class TlsClientConnection(ClientConnection):
 
     def connection_made(self, transport):
         self.ssl_object = transport.get_extra_info("ssl_object")
+        self.app.handshakes.pop(self, None)
         ClientConnection.connection_made(self, transport)
         self._stop_direct()
+        if self.app.shutting_down and self.state != CLOSED:
+            self.shutdown(True)      # accepted before a graceful stop, handshake done after it
 
     def shutdown(self, bint graceful):
         # An idle connection is dropped without waiting for the client's close_notify,

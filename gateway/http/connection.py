@@ -411,7 +411,10 @@ class TlsClientConnection(ClientConnection):
 
     def connection_made(self, transport):
         self.ssl_object = transport.get_extra_info("ssl_object")
+        self.app.handshakes.pop(self, None)
         super().connection_made(transport)
+        if self.app.shutting_down and self.state != CLOSED:
+            self.shutdown(True)      # accepted before a graceful stop, handshake done after it
 
     def shutdown(self, graceful: bool):
         # An idle connection is dropped without waiting for the client's close_notify,

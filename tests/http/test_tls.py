@@ -367,6 +367,31 @@ def test_graceful_stop_does_not_wait_for_idle_tls_clients(tmp_path, certs):
         gateway.stop()
 
 
+def test_graceful_stop_finishes_handshakes_already_accepted(tmp_path, certs):
+    port = free_port()
+    config = (f"error_log {tmp_path}/error.log info;\npid {tmp_path}/server.pid;\n"
+              f"events {{}}\nhttp {{\n server {{\n  listen 127.0.0.1:{port} ssl;\n"
+              f"  ssl_certificate {certs.b.cert};\n  ssl_certificate_key {certs.b.key};\n"
+              f'  location / {{ return 200 "ok\\n"; }}\n }}\n}}\n')
+    gateway = Gateway(tmp_path, config, port)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            time.sleep(0.3)                  # accepted by the worker, no ClientHello yet
+            os.kill(gateway.proc.pid, signal.SIGQUIT)
+            time.sleep(0.2)
+            with ctx.wrap_socket(raw, server_hostname="b.test") as tls:
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: b.test\r\n\r\n")
+                answer = b""
+                while chunk := tls.recv(1000):
+                    answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200") and b"Connection: close" in answer
+        gateway.proc.wait(10)
+    finally:
+        gateway.stop()
+
+
 def test_direct_sends_never_on_a_tls_connection():
     """The compiled twin: writes on TlsClientConnection always go through the transport."""
     proxyproto = pytest.importorskip("_fastpath.proxyproto")
@@ -401,6 +426,7 @@ def test_direct_sends_never_on_a_tls_connection():
 
     class App:
         connections = set()
+        handshakes = {}
         max_connections = 10
         shutting_down = False
 
