@@ -392,6 +392,45 @@ def test_graceful_stop_finishes_handshakes_already_accepted(tmp_path, certs):
         gateway.stop()
 
 
+def test_keepalive_timeout_closes_at_once_like_nginx(tmp_path_factory, certs):
+    """After keepalive_timeout both send close_notify and close, without waiting for the answer."""
+    def idle_close(kind):
+        tmp = tmp_path_factory.mktemp(f"idle-{kind.__name__}")
+        port = free_port()
+        config = (f"error_log {tmp}/error.log info;\npid {tmp}/server.pid;\nevents {{}}\n"
+                  f"http {{\n keepalive_timeout 1s;\n ssl_protocols TLSv1.2 TLSv1.3;\n"
+                  f" server {{\n  listen 127.0.0.1:{port} ssl;\n"
+                  f"  ssl_certificate {certs.b.cert};\n  ssl_certificate_key {certs.b.key};\n"
+                  f'  location / {{ return 200 "ok\\n"; }}\n }}\n}}\n')
+        server = kind(tmp, config, port)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with ctx.wrap_socket(raw, server_hostname="b.test") as tls:
+                    tls.sendall(b"GET / HTTP/1.1\r\nHost: b.test\r\n\r\n")
+                    assert tls.recv(1000).startswith(b"HTTP/1.1 200")
+                    time.sleep(2.5)
+                    # The TCP bytes under TLS, up to the FIN: a close_notify record, then
+                    # the end, not a connection kept open until the client answers it.
+                    tls.setblocking(False)
+                    received = b""
+                    try:
+                        while chunk := os.read(tls.fileno(), 4096):
+                            received += chunk
+                    except BlockingIOError:
+                        return received, "still open"
+                    return received, "closed"
+        finally:
+            server.stop()
+    theirs, ours = idle_close(Nginx), idle_close(Gateway)
+    assert theirs[1] == ours[1] == "closed"
+    # One TLS 1.3 record of 19 bytes (an encrypted alert, as every record after the
+    # handshake): the close_notify, then the FIN.
+    assert theirs[0][:5] == ours[0][:5] == b"\x17\x03\x03\x00\x13"
+    assert len(theirs[0]) == len(ours[0]) == 24
+
+
 def test_direct_sends_never_on_a_tls_connection():
     """The compiled twin: writes on TlsClientConnection always go through the transport."""
     proxyproto = pytest.importorskip("_fastpath.proxyproto")
