@@ -566,3 +566,64 @@ def test_https_upstream_connections_are_kept_alive(proxies):
         seen[name] = {b.rsplit("|", 1)[1] for b in bodies}
     # The upstream saw one connection for the three requests, from each proxy.
     assert len(seen["gateway"]) == len(seen["nginx"]) == 1
+
+
+def test_ssl_dhparam_enables_dhe_like_nginx(tmp_path_factory, certs):
+    dhparam = tmp_path_factory.mktemp("dh") / "dh.pem"
+    subprocess.run(["openssl", "dhparam", "-dsaparam", "-out", str(dhparam), "2048"],
+                   check=True, capture_output=True, timeout=120)
+    client = ssl.create_default_context()
+    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    client.set_ciphers("DHE-RSA-AES128-GCM-SHA256")
+
+    def run(kind):
+        tmp = tmp_path_factory.mktemp(f"dh-{kind.__name__}")
+        with_dh, without = free_port(), free_port()
+        config = (f"error_log {tmp}/error.log info;\npid {tmp}/server.pid;\nevents {{}}\n"
+                  f"http {{\n ssl_certificate {certs.b.cert};\n ssl_certificate_key {certs.b.key};\n"
+                  f" server {{\n  listen 127.0.0.1:{with_dh} ssl;\n  ssl_dhparam {dhparam};\n"
+                  f'  location / {{ return 200 "$ssl_cipher\\n"; }}\n }}\n'
+                  f" server {{\n  listen 127.0.0.1:{without} ssl;\n"
+                  f'  location / {{ return 200 "$ssl_cipher\\n"; }}\n }}\n}}\n')
+        server = kind(tmp, config, without)
+        try:
+            body = exchange(with_dh, sni="b.test", ctx=client).body
+            try:
+                exchange(without, sni="b.test", ctx=client)
+                refused = False
+            except ssl.SSLError:
+                refused = True
+            return body, refused
+        finally:
+            server.stop()
+    assert run(Nginx) == run(Gateway) == ("DHE-RSA-AES128-GCM-SHA256\n", True)
+
+
+def test_ssl_ecdh_curve_limits_the_groups_like_nginx(tmp_path_factory, certs):
+    def client(curve):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        ctx.set_ecdh_curve(curve)        # the only group the client offers
+        return ctx
+
+    def run(kind):
+        tmp = tmp_path_factory.mktemp(f"curve-{kind.__name__}")
+        port = free_port()
+        config = (f"error_log {tmp}/error.log info;\npid {tmp}/server.pid;\nevents {{}}\n"
+                  f"http {{\n ssl_protocols TLSv1.2 TLSv1.3;\n ssl_ecdh_curve secp384r1;\n"
+                  f" server {{\n  listen 127.0.0.1:{port} ssl;\n"
+                  f"  ssl_certificate {certs.b.cert};\n  ssl_certificate_key {certs.b.key};\n"
+                  f'  location / {{ return 200 "$ssl_protocol\\n"; }}\n }}\n}}\n')
+        server = kind(tmp, config, port)
+        try:
+            agreed = exchange(port, sni="b.test", ctx=client("secp384r1")).body
+            try:
+                exchange(port, sni="b.test", ctx=client("prime256v1"))
+                refused = False
+            except ssl.SSLError:
+                refused = True
+            return agreed, refused
+        finally:
+            server.stop()
+    assert run(Nginx) == run(Gateway) == ("TLSv1.3\n", True)
