@@ -627,3 +627,36 @@ def test_ssl_ecdh_curve_limits_the_groups_like_nginx(tmp_path_factory, certs):
         finally:
             server.stop()
     assert run(Nginx) == run(Gateway) == ("TLSv1.3\n", True)
+
+
+def test_ssl_ciphers_and_server_preference_like_nginx(tmp_path_factory, certs):
+    def client(ciphers):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers(ciphers)
+        return ctx
+
+    def run(kind):
+        tmp = tmp_path_factory.mktemp(f"ciphers-{kind.__name__}")
+        port = free_port()
+        config = (f"error_log {tmp}/error.log info;\npid {tmp}/server.pid;\nevents {{}}\n"
+                  f"http {{\n ssl_ciphers ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256;\n"
+                  f" ssl_prefer_server_ciphers on;\n"
+                  f" server {{\n  listen 127.0.0.1:{port} ssl;\n"
+                  f"  ssl_certificate {certs.b.cert};\n  ssl_certificate_key {certs.b.key};\n"
+                  f'  location / {{ return 200 "$ssl_cipher\\n"; }}\n }}\n}}\n')
+        server = kind(tmp, config, port)
+        try:
+            # The client lists AES128 first; the server's order wins.
+            chosen = exchange(port, sni="b.test", ctx=client(
+                "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384")).body
+            try:
+                exchange(port, sni="b.test", ctx=client("ECDHE-RSA-CHACHA20-POLY1305"))
+                refused = False
+            except ssl.SSLError:
+                refused = True
+            return chosen, refused
+        finally:
+            server.stop()
+    assert run(Nginx) == run(Gateway) == ("ECDHE-RSA-AES256-GCM-SHA384\n", True)
