@@ -1216,10 +1216,6 @@ cdef class ClientConnection(_Sender):
                 self.deadline = grace
 
 
-# The keep-alive pool --------------------------------------------------------
-# KeepalivePool (upstream_connection.py) stays the owner of the idle connections;
-# take and put are done here on its own containers so both twins share one pool.
-
 cdef class TlsClientConnection(ClientConnection):
     """A client connection on a ``listen ... ssl`` socket (connection.py's twin).
 
@@ -1254,6 +1250,10 @@ cdef class TlsClientConnection(ClientConnection):
             return
         ClientConnection.shutdown(self, graceful)
 
+
+# The keep-alive pool --------------------------------------------------------
+# KeepalivePool (upstream_connection.py) stays the owner of the idle connections;
+# take and put are done here on its own containers so both twins share one pool.
 
 cdef object _pool_take(_PlanInfo info, peer):
     cdef list stack = info.by_peer.get(peer)
