@@ -1251,10 +1251,6 @@ cdef class ClientConnection(_Sender):
                 self.deadline = grace
 
 
-# The keep-alive pool --------------------------------------------------------
-# KeepalivePool (upstream_connection.py) stays the owner of the idle connections;
-# take and put are done here on its own containers so both twins share one pool.
-
 cdef class TlsClientConnection(ClientConnection):
     """A client connection on a ``listen ... ssl`` socket (connection.py's twin).
 
@@ -1264,19 +1260,35 @@ cdef class TlsClientConnection(ClientConnection):
 
     def connection_made(self, transport):
         self.ssl_object = transport.get_extra_info("ssl_object")
+        self.app.handshakes.pop(self, None)
         ClientConnection.connection_made(self, transport)
         self._stop_direct()
+        if self.app.shutting_down and self.state != CLOSED:
+            self.shutdown(True)      # accepted before a graceful stop, handshake done after it
+
+    cpdef close(self):
+        # Idle between requests (keep-alive or header timeout): send close_notify and close
+        # at once, as nginx does, instead of waiting for the client's close_notify.
+        if self.state == HEAD and not self.buffer and \
+                not self.transport.get_write_buffer_size():
+            self.state = CLOSED
+            self.transport.close()       # writes the close_notify alert
+            self.transport.abort()       # and does not wait for the answer
+            return
+        ClientConnection.close(self)
 
     def shutdown(self, bint graceful):
-        # An idle connection is dropped without waiting for the client's close_notify,
-        # which could hold the worker for the TLS shutdown timeout (nginx does not wait).
-        idle = self.state == HEAD and not self.buffer and self.requests_served
-        if (not graceful or idle) and self.state != CLOSED:
+        # A fast stop does not flush or wait for the client's close_notify.
+        if not graceful and self.state != CLOSED:
             self.state = CLOSED
             self.transport.abort()
             return
         ClientConnection.shutdown(self, graceful)
 
+
+# The keep-alive pool --------------------------------------------------------
+# KeepalivePool (upstream_connection.py) stays the owner of the idle connections;
+# take and put are done here on its own containers so both twins share one pool.
 
 cdef object _pool_take(_PlanInfo info, peer):
     cdef list stack = info.by_peer.get(peer)

@@ -641,7 +641,7 @@ class Builder:
     # TLS ------------------------------------------------------------------
 
     def _tls_own(self, block: list[Directive]) -> dict:
-        """The ssl_* directives set directly at one level (inherited as wholes, as in nginx)."""
+        """The ssl_* directives set directly at one level; each is inherited on its own."""
         own: dict = {}
         lines: dict = {}
         for d in block:

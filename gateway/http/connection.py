@@ -425,13 +425,25 @@ class TlsClientConnection(ClientConnection):
 
     def connection_made(self, transport):
         self.ssl_object = transport.get_extra_info("ssl_object")
+        self.app.handshakes.pop(self, None)
         super().connection_made(transport)
+        if self.app.shutting_down and self.state != CLOSED:
+            self.shutdown(True)      # accepted before a graceful stop, handshake done after it
+
+    def close(self):
+        # Idle between requests (keep-alive or header timeout): send close_notify and close
+        # at once, as nginx does, instead of waiting for the client's close_notify.
+        if self.state == HEAD and not self.buffer and \
+                not self.transport.get_write_buffer_size():
+            self.state = CLOSED
+            self.transport.close()       # writes the close_notify alert
+            self.transport.abort()       # and does not wait for the answer
+            return
+        super().close()
 
     def shutdown(self, graceful: bool):
-        # An idle connection is dropped without waiting for the client's close_notify,
-        # which could hold the worker for the TLS shutdown timeout (nginx does not wait).
-        idle = self.state == HEAD and not self.buffer and self.requests_served
-        if (not graceful or idle) and self.state != CLOSED:
+        # A fast stop does not flush or wait for the client's close_notify.
+        if not graceful and self.state != CLOSED:
             self.state = CLOSED
             self.transport.abort()
             return

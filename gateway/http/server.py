@@ -36,6 +36,8 @@ BEFORE_LOCATIONS = frozenset({"return", "rewrite"})
 # How long closing a TLS connection may take: flushing what is still buffered, then the
 # client's close_notify (uvloop's default; idle connections are aborted at shutdown instead).
 TLS_SHUTDOWN_TIMEOUT = 30.0
+# A graceful stop waits this long for handshakes of connections accepted before it.
+HANDSHAKE_GRACE = 1.0
 
 
 class WorkerApp:
@@ -50,6 +52,12 @@ class WorkerApp:
         self._refusals_logged = 0.0
         self.servers: list[asyncio.AbstractServer] = []
         self.shutting_down = False
+        self._shutdown_at = 0.0
+        # TLS connections accepted and still in their handshake (not yet in ``connections``)
+        # -> when they were accepted.  A failed handshake never reports back: _sweep drops
+        # entries older than any handshake may last.
+        self.handshakes: dict = {}
+        self._handshake_limit = 0.0     # the longest ssl_handshake_timeout of our sockets
         self._ids = itertools.count(1)
         # stub_status's counts (gateway/observe/stub_status.py): none of them per request.
         self.accepted = self.refused = self.requests_closed = 0
@@ -121,17 +129,33 @@ class WorkerApp:
     async def _serve_tls(self, key, sock, context):
         # nginx cuts a stalled handshake with the default server's client_header_timeout.
         default = self.default_server(key)
+        self._handshake_limit = max(self._handshake_limit, default.client_header_timeout)
         select_by_sni(context, self.server_router, key, default)
         return await self.loop.create_server(
-            lambda: TlsClientConnection(self, key), sock=sock, backlog=_backlog(sock),
+            lambda: self._tls_connection(key), sock=sock, backlog=_backlog(sock),
             ssl=context, ssl_handshake_timeout=default.client_header_timeout,
             ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
+
+    def _tls_connection(self, key):
+        conn = TlsClientConnection(self, key)
+        self.handshakes[conn] = self.clock()
+        return conn
+
+    def _handshakes_pending(self) -> bool:
+        return bool(self.handshakes) and self.clock() - self._shutdown_at < HANDSHAKE_GRACE
+
+    def _forget_failed_handshakes(self, now):
+        oldest = now - self._handshake_limit - SWEEP_INTERVAL
+        for conn in [c for c, accepted in self.handshakes.items() if accepted < oldest]:
+            del self.handshakes[conn]
 
     def shutdown(self, graceful: bool):
         """Stop accepting; finish in-flight requests when graceful, else drop everything."""
         if self.shutting_down and graceful:
             return
         self.shutting_down = True
+        # A fast stop drops handshakes in progress too.
+        self._shutdown_at = self.clock() - (0.0 if graceful else HANDSHAKE_GRACE)
         for server in self.servers:
             server.close()
         if self.health is not None:
@@ -148,7 +172,7 @@ class WorkerApp:
         self.access_logs.reopen()
 
     def _check_closed(self):
-        if self.shutting_down and not self.connections:
+        if self.shutting_down and not self.connections and not self._handshakes_pending():
             for upstream in self.upstreams.values():
                 upstream.pool.close_all()
             if self.unikernels is not None:
@@ -170,6 +194,8 @@ class WorkerApp:
             conn.check_deadline(now)
         for upstream in self.upstreams.values():
             upstream.pool.expire(now)
+        if self.handshakes:
+            self._forget_failed_handshakes(now)
         self.access_logs.flush()
         if self.shutting_down:
             self._check_closed()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import ssl
 import warnings
 
@@ -40,7 +41,9 @@ SNI_ATTRIBUTE = "gateway_server_name"
 
 def _reason(exc: Exception) -> str:
     if isinstance(exc, ssl.SSLError):
-        return "SSL: " + str(exc.reason or exc.strerror or exc).lower().replace("_", " ")
+        text = str(exc.reason or (exc.args[1] if len(exc.args) > 1 else exc))
+        text = re.sub(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", text)
+        return "SSL: " + text.lower().replace("_", " ")
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
     return str(exc)
@@ -53,6 +56,10 @@ def _readable(path: str, what: str, file, line) -> bytes:
     except OSError as exc:
         raise ConfigError(f'cannot load {what} "{path}": BIO_new_file() failed '
                           f"({_reason(exc)})", file, line) from None
+
+
+def _NO_PASSWORD() -> bytes:
+    return b""
 
 
 def _load_pair(ctx: ssl.SSLContext, cert) -> None:
@@ -68,7 +75,9 @@ def _load_pair(ctx: ssl.SSLContext, cert) -> None:
                           "PEM_read_bio_PrivateKey() failed (SSL: unsupported)",
                           cert.key_file, cert.key_line)
     try:
-        ctx.load_cert_chain(cert.cert, cert.key)
+        # No ssl_password_file: an encrypted key fails here instead of OpenSSL prompting
+        # on a terminal that a daemon (or a reload) does not have.
+        ctx.load_cert_chain(cert.cert, cert.key, password=_NO_PASSWORD)
     except ssl.SSLError as exc:
         if "MISMATCH" in (exc.reason or ""):
             raise ConfigError(f'SSL_CTX_use_PrivateKey("{cert.key}") failed '

@@ -292,3 +292,23 @@ def test_accepted_or_refused_like_nginx(tmp_path, body):
 def test_repeated_ssl_protocols_add_up(conf):
     cfg = conf.load("http { ssl_protocols TLSv1.2; ssl_protocols TLSv1.3 TLSv1.2; server { } }\n")
     assert server(cfg).tls.protocols == ("TLSv1.2", "TLSv1.3")
+
+
+def test_an_encrypted_key_is_an_error_not_a_prompt(tmp_path, certs):
+    from cryptography.hazmat.primitives import serialization
+    key = serialization.load_pem_private_key(open(certs.rsa.key, "rb").read(), None)
+    encrypted = tmp_path / "encrypted.key"
+    encrypted.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret")))
+    conf = tmp_path / "site.conf"
+    conf.write_text(f"error_log {tmp_path}/error.log;\nevents {{}}\nhttp {{\n server {{\n"
+                    f"  listen 127.0.0.1:1 ssl;\n  ssl_certificate {certs.rsa.cert};\n"
+                    f"  ssl_certificate_key {encrypted};\n }}\n}}\n")
+    proc = subprocess.run([sys.executable, "-m", "gateway", "-t", "-p", str(tmp_path), "-c",
+                           str(conf)], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 1
+    assert f'cannot load certificate key "{encrypted}": PEM_read_bio_PrivateKey() failed' \
+        in proc.stderr
+    assert f"in {conf}:7" in proc.stderr and "pass phrase" not in proc.stderr + proc.stdout

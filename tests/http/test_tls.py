@@ -7,10 +7,8 @@ ssl, always on loopback.  Each case runs against the gateway and nginx and compa
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -367,74 +365,68 @@ def test_graceful_stop_does_not_wait_for_idle_tls_clients(tmp_path, certs):
         gateway.stop()
 
 
-def test_direct_sends_never_on_a_tls_connection():
-    """The compiled twin: writes on TlsClientConnection always go through the transport."""
-    proxyproto = pytest.importorskip("_fastpath.proxyproto")
+def test_graceful_stop_finishes_handshakes_already_accepted(tmp_path, certs):
+    port = free_port()
+    config = (f"error_log {tmp_path}/error.log info;\npid {tmp_path}/server.pid;\n"
+              f"events {{}}\nhttp {{\n server {{\n  listen 127.0.0.1:{port} ssl;\n"
+              f"  ssl_certificate {certs.b.cert};\n  ssl_certificate_key {certs.b.key};\n"
+              f'  location / {{ return 200 "ok\\n"; }}\n }}\n}}\n')
+    gateway = Gateway(tmp_path, config, port)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            time.sleep(0.3)                  # accepted by the worker, no ClientHello yet
+            os.kill(gateway.proc.pid, signal.SIGQUIT)
+            time.sleep(0.2)
+            with ctx.wrap_socket(raw, server_hostname="b.test") as tls:
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: b.test\r\n\r\n")
+                answer = b""
+                while chunk := tls.recv(1000):
+                    answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200") and b"Connection: close" in answer
+        gateway.proc.wait(10)
+    finally:
+        gateway.stop()
 
-    class Transport:
-        """Holds what write() gives it; offers its socket to direct sends."""
 
-        def __init__(self, sock, tls):
-            self.sock, self.tls, self.held = sock, tls, []
-
-        def get_extra_info(self, name, default=None):
-            if name == "socket":
-                return self.sock
-            if name == "ssl_object":
-                return object() if self.tls else None
-            return ("127.0.0.1", 1) if name in ("peername", "sockname") else default
-
-        def write(self, data):
-            self.held.append(bytes(data))
-
-        def get_write_buffer_size(self):
-            return 0
-
-        def close(self):
-            pass
-
-    class Server:
-        large_client_header_buffers = (4, 8192)
-        client_header_timeout = 60.0
-        plan = router = None
-        server_names = [""]
-
-    class App:
-        connections = set()
-        max_connections = 10
-        shutting_down = False
-
-        def clock(self):
-            return 0.0
-
-        def next_connection_id(self):
-            return 1
-
-        def default_server(self, key):
-            return Server
-
-    proxyproto._allow_direct_sends(Transport)
-    sent = {}
-    for cls, tls in ((proxyproto.ClientConnection, False),
-                     (proxyproto.TlsClientConnection, True)):
-        ours, theirs = socket.socketpair()
-        ours.setblocking(False)
-        transport = Transport(ours, tls)
-        conn = cls(App(), ("127.0.0.1", 1))
-        conn.connection_made(transport)
-        for piece in (b"one ", b"two ", b"three"):
-            conn.send(piece)
-        theirs.setblocking(False)
+def test_keepalive_timeout_closes_at_once_like_nginx(tmp_path_factory, certs):
+    """After keepalive_timeout both send close_notify and close, without waiting for the answer."""
+    def idle_close(kind):
+        tmp = tmp_path_factory.mktemp(f"idle-{kind.__name__}")
+        port = free_port()
+        config = (f"error_log {tmp}/error.log info;\npid {tmp}/server.pid;\nevents {{}}\n"
+                  f"http {{\n keepalive_timeout 1s;\n ssl_protocols TLSv1.2 TLSv1.3;\n"
+                  f" server {{\n  listen 127.0.0.1:{port} ssl;\n"
+                  f"  ssl_certificate {certs.b.cert};\n  ssl_certificate_key {certs.b.key};\n"
+                  f'  location / {{ return 200 "ok\\n"; }}\n }}\n}}\n')
+        server = kind(tmp, config, port)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
         try:
-            sent[tls] = theirs.recv(100)
-        except BlockingIOError:
-            sent[tls] = b""
-        assert b"".join(transport.held) + sent[tls] in (b"one two three",
-                                                        b"one " + b"two three")
-        ours.close()
-        theirs.close()
-    assert sent[False], "the plain connection made no direct send: the test proves nothing"
-    assert sent[True] == b""
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with ctx.wrap_socket(raw, server_hostname="b.test") as tls:
+                    tls.sendall(b"GET / HTTP/1.1\r\nHost: b.test\r\n\r\n")
+                    assert tls.recv(1000).startswith(b"HTTP/1.1 200")
+                    time.sleep(2.5)
+                    # The TCP bytes under TLS, up to the FIN: a close_notify record, then
+                    # the end, not a connection kept open until the client answers it.
+                    tls.setblocking(False)
+                    received = b""
+                    try:
+                        while chunk := os.read(tls.fileno(), 4096):
+                            received += chunk
+                    except BlockingIOError:
+                        return received, "still open"
+                    return received, "closed"
+        finally:
+            server.stop()
+    theirs, ours = idle_close(Nginx), idle_close(Gateway)
+    assert theirs[1] == ours[1] == "closed"
+    # One TLS 1.3 record of 19 bytes (an encrypted alert, as every record after the
+    # handshake): the close_notify, then the FIN.
+    assert theirs[0][:5] == ours[0][:5] == b"\x17\x03\x03\x00\x13"
+    assert len(theirs[0]) == len(ours[0]) == 24
 
 
 # Upstream TLS: proxy_pass https://... ------------------------------------------------------
@@ -576,77 +568,95 @@ def test_https_upstream_connections_are_kept_alive(proxies):
     assert len(seen["gateway"]) == len(seen["nginx"]) == 1
 
 
-# Both twins over a TLS connection: the same bytes (fake transports, as test_protocol_parity) --
+def test_ssl_dhparam_enables_dhe_like_nginx(tmp_path_factory, certs):
+    dhparam = tmp_path_factory.mktemp("dh") / "dh.pem"
+    subprocess.run(["openssl", "dhparam", "-dsaparam", "-out", str(dhparam), "2048"],
+                   check=True, capture_output=True, timeout=120)
+    client = ssl.create_default_context()
+    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    client.set_ciphers("DHE-RSA-AES128-GCM-SHA256")
 
-TWIN_CONFIG = """
-events { worker_connections 64; }
-http {
-    upstream single { server 127.0.0.1:9003; }
-    server {
-        listen 127.0.0.1:8080;
-        server_name parity.test;
-        location / {
-            proxy_pass http://single;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Tls "$https $ssl_protocol $ssl_cipher";
-        }
-        location /ret { return 200 "$https|$ssl_protocol|$ssl_server_name|$ssl_session_reused"; }
-        location /moved { return 301 /elsewhere; }
-    }
-}
-"""
-
-
-class FakeSslObject:
-    """What the $ssl_* variables read from ssl.SSLObject."""
-
-    session_reused = True
-    gateway_server_name = "parity.test"
-
-    def version(self):
-        return "TLSv1.3"
-
-    def cipher(self):
-        return ("TLS_AES_128_GCM_SHA256", "TLSv1.3", 128)
+    def run(kind):
+        tmp = tmp_path_factory.mktemp(f"dh-{kind.__name__}")
+        with_dh, without = free_port(), free_port()
+        config = (f"error_log {tmp}/error.log info;\npid {tmp}/server.pid;\nevents {{}}\n"
+                  f"http {{\n ssl_certificate {certs.b.cert};\n ssl_certificate_key {certs.b.key};\n"
+                  f" server {{\n  listen 127.0.0.1:{with_dh} ssl;\n  ssl_dhparam {dhparam};\n"
+                  f'  location / {{ return 200 "$ssl_cipher\\n"; }}\n }}\n'
+                  f" server {{\n  listen 127.0.0.1:{without} ssl;\n"
+                  f'  location / {{ return 200 "$ssl_cipher\\n"; }}\n }}\n}}\n')
+        server = kind(tmp, config, without)
+        try:
+            body = exchange(with_dh, sni="b.test", ctx=client).body
+            try:
+                exchange(without, sni="b.test", ctx=client)
+                refused = False
+            except ssl.SSLError:
+                refused = True
+            return body, refused
+        finally:
+            server.stop()
+    assert run(Nginx) == run(Gateway) == ("DHE-RSA-AES128-GCM-SHA256\n", True)
 
 
-async def _twin_transcript(conn_class, tmp_path):
-    from gateway.config import load_config
-    from gateway.http.server import WorkerApp
-    from tests.http.test_protocol_parity import FakeLoop, FakeTransport
+def test_ssl_ecdh_curve_limits_the_groups_like_nginx(tmp_path_factory, certs):
+    def client(curve):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        ctx.set_ecdh_curve(curve)        # the only group the client offers
+        return ctx
 
-    class TlsTransport(FakeTransport):
-        def get_extra_info(self, name, default=None):
-            if name == "ssl_object":
-                return FakeSslObject()
-            return super().get_extra_info(name, default)
-
-    events = []
-    loop = FakeLoop(events)
-    path = tmp_path / "gateway.conf"
-    path.write_text(TWIN_CONFIG)
-    app = WorkerApp(load_config(str(path), str(tmp_path)), loop)
-    client = conn_class(app, next(iter(app.listen_keys)))
-    client.connection_made(TlsTransport(events, "client", client))
-    for target in (b"/ret", b"/moved", b"/p"):
-        client.data_received(b"GET %s HTTP/1.1\r\nHost: parity.test\r\n\r\n" % target)
-        for _ in range(5):
-            await asyncio.sleep(0)
-    loop.upstreams[0][0].data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-    for _ in range(5):
-        await asyncio.sleep(0)
-    return [tuple(re.sub(rb"Date: [^\r]*\r\n", b"", p) if isinstance(p, bytes) else p
-                  for p in event) for event in events]
+    def run(kind):
+        tmp = tmp_path_factory.mktemp(f"curve-{kind.__name__}")
+        port = free_port()
+        config = (f"error_log {tmp}/error.log info;\npid {tmp}/server.pid;\nevents {{}}\n"
+                  f"http {{\n ssl_protocols TLSv1.2 TLSv1.3;\n ssl_ecdh_curve secp384r1;\n"
+                  f" server {{\n  listen 127.0.0.1:{port} ssl;\n"
+                  f"  ssl_certificate {certs.b.cert};\n  ssl_certificate_key {certs.b.key};\n"
+                  f'  location / {{ return 200 "$ssl_protocol\\n"; }}\n }}\n}}\n')
+        server = kind(tmp, config, port)
+        try:
+            agreed = exchange(port, sni="b.test", ctx=client("secp384r1")).body
+            try:
+                exchange(port, sni="b.test", ctx=client("prime256v1"))
+                refused = False
+            except ssl.SSLError:
+                refused = True
+            return agreed, refused
+        finally:
+            server.stop()
+    assert run(Nginx) == run(Gateway) == ("TLSv1.3\n", True)
 
 
-async def test_both_twins_answer_alike_over_tls(tmp_path):
-    proxyproto = pytest.importorskip("_fastpath.proxyproto")
-    from gateway.http import connection as py_connection
-    ours = await _twin_transcript(py_connection.TlsClientConnection, tmp_path)
-    compiled = await _twin_transcript(proxyproto.TlsClientConnection, tmp_path)
-    assert ours == compiled
-    writes = b"".join(e[2] for e in ours if e[1] == "write")
-    assert writes.count(b"on|TLSv1.3|parity.test|r") == 1
-    assert b"Location: https://parity.test:8080/elsewhere\r\n" in writes
-    assert b"X-Forwarded-Proto: https\r\n" in writes
-    assert b"X-Tls: on TLSv1.3 TLS_AES_128_GCM_SHA256\r\n" in writes
+def test_ssl_ciphers_and_server_preference_like_nginx(tmp_path_factory, certs):
+    def client(ciphers):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers(ciphers)
+        return ctx
+
+    def run(kind):
+        tmp = tmp_path_factory.mktemp(f"ciphers-{kind.__name__}")
+        port = free_port()
+        config = (f"error_log {tmp}/error.log info;\npid {tmp}/server.pid;\nevents {{}}\n"
+                  f"http {{\n ssl_ciphers ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256;\n"
+                  f" ssl_prefer_server_ciphers on;\n"
+                  f" server {{\n  listen 127.0.0.1:{port} ssl;\n"
+                  f"  ssl_certificate {certs.b.cert};\n  ssl_certificate_key {certs.b.key};\n"
+                  f'  location / {{ return 200 "$ssl_cipher\\n"; }}\n }}\n}}\n')
+        server = kind(tmp, config, port)
+        try:
+            # The client lists AES128 first; the server's order wins.
+            chosen = exchange(port, sni="b.test", ctx=client(
+                "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384")).body
+            try:
+                exchange(port, sni="b.test", ctx=client("ECDHE-RSA-CHACHA20-POLY1305"))
+                refused = False
+            except ssl.SSLError:
+                refused = True
+            return chosen, refused
+        finally:
+            server.stop()
+    assert run(Nginx) == run(Gateway) == ("ECDHE-RSA-AES256-GCM-SHA384\n", True)
