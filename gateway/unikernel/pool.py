@@ -6,7 +6,6 @@ import os
 import subprocess
 import time
 
-from gateway.errors import MalformedFrame
 from gateway.observe.errorlog import log
 from gateway.unikernel import qemu, wire
 from gateway.unikernel.instance import (
@@ -80,6 +79,8 @@ class Pool:
         self._timer_due = 0.0
         self._last_ping = 0.0
         self._boot_waiters = []
+        self._dirty = []            # instances whose outbox the end of this loop iteration sends
+        self._flush_handle = None
 
     # Lifecycle --------------------------------------------------------------
 
@@ -138,7 +139,7 @@ class Pool:
                         os.path.join(self.log_dir, stem + ".stderr"), self.accel)
         self.instances.append(inst)
         self._by_name[inst.name] = inst
-        self.loop.add_reader(link.fileno(), self._readable, inst)
+        self.loop.add_reader(inst.fd, self._readable, inst)
         self.supervisor.add(inst)
         self._changed()
         return inst
@@ -182,9 +183,10 @@ class Pool:
         calls = list(inst.inflight.values())
         inst.inflight.clear()
         inst.inflight_frames = 0
-        if inst.outbox:
-            inst.outbox.clear()
-            self.loop.remove_writer(inst.link.fileno())
+        inst.outbox.clear()
+        if inst.writing:
+            inst.writing = False
+            self.loop.remove_writer(inst.fd)
         inst.reassembler = wire.Reassembler()
         self._changed()
         for call in calls:
@@ -319,48 +321,53 @@ class Pool:
     # The link -----------------------------------------------------------------
 
     def _send(self, inst, frames):
-        if inst.outbox:
-            inst.outbox.extend(frames)
-            return
-        link = inst.link
-        for n, frame in enumerate(frames):
-            try:
-                sent = link.send(frame)
-            except OSError:
-                return      # dropped (e.g. ENOBUFS on a tap): the request times out or is retried
-            if not sent:
-                inst.outbox.extend(frames[n:])
-                self.loop.add_writer(link.fileno(), self._writable, inst)
-                return
-
-    def _writable(self, inst):
+        # Frames wait in the instance's outbox until the end of this loop iteration, when one sendmmsg
+        # carries all that the iteration's requests queued (invariant: a non-empty outbox is either in
+        # _dirty or waiting for writability).
         outbox = inst.outbox
-        link = inst.link
-        try:
-            while outbox:
-                if not link.send(outbox[0]):
-                    return
-                outbox.popleft()
-        except OSError:
+        if not outbox:
+            self._dirty.append(inst)
+            if self._flush_handle is None:
+                self._flush_handle = self.loop.call_soon(self._flush)
+        outbox.extend(frames)
+
+    def _flush(self):
+        self._flush_handle = None
+        dirty, self._dirty = self._dirty, []
+        for inst in dirty:
+            if inst.outbox and not inst.writing:
+                self._push(inst)
+
+    def _push(self, inst):
+        outbox = inst.outbox
+        if self.closed or inst.state in (RETIRED, STOPPED):
             outbox.clear()
-        self.loop.remove_writer(link.fileno())
+            return
+        while outbox:
+            try:
+                sent = wire.send_frames(inst.fd, outbox)
+            except OSError:
+                sent = 1    # that frame is dropped (e.g. ENOBUFS on a tap): its request times out or is retried
+            if not sent:
+                if not inst.writing:
+                    inst.writing = True
+                    self.loop.add_writer(inst.fd, self._push, inst)
+                return
+            del outbox[:sent]
+        if inst.writing:
+            inst.writing = False
+            self.loop.remove_writer(inst.fd)
 
     def _readable(self, inst):
-        link = inst.link
-        feed = inst.reassembler.feed
+        try:
+            messages, malformed, _ = wire.receive(inst.fd, inst.reassembler, READ_BATCH)
+        except OSError:
+            return
+        if malformed:
+            inst.malformed += malformed
         inflight = inst.inflight
         replied = False
-        for _ in range(READ_BATCH):
-            frame = link.recv()
-            if frame is None:
-                break
-            try:
-                msg = feed(frame)
-            except MalformedFrame:
-                inst.malformed += 1
-                continue
-            if msg is None:
-                continue
+        for msg in messages:
             call = inflight.pop(msg.req_id, None)
             if call is None:
                 if msg.op == wire.Op.PING:
@@ -374,8 +381,6 @@ class Pool:
             self.latency_count += 1
             replied = True
             call.owner.unikernel_reply(msg.status, msg.payload)
-            if not inflight:
-                break       # nothing more expected: spare the recv that would only raise EAGAIN
         if replied:
             inst.last_pong = time.monotonic()      # any reply shows the worker is alive
             self._after_reply(inst)
@@ -431,9 +436,11 @@ class Pool:
 
     def _forget(self, inst):
         inst.state = STOPPED if self.closed else RETIRED
-        fd = inst.link.fileno()
+        fd = inst.fd
         self.loop.remove_reader(fd)
         self.loop.remove_writer(fd)
+        inst.writing = False
+        inst.outbox.clear()
         inst.link.close()
         tap = getattr(inst.link, "name", None)
         if tap and os.path.exists(f"/sys/class/net/{tap}"):
