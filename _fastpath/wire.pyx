@@ -6,6 +6,7 @@ raise MalformedFrame with the same text. Frames read in a batch (recvmmsg) are c
 from C buffers; only a complete message becomes a Python object.
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.errno cimport EAGAIN, EINTR, errno
@@ -139,10 +140,11 @@ def encode(dst, src, req_id, op, payload=b"", *, status=0, reply=False, now=0):
             return frames
 
 
+@cython.no_gc
 cdef class Message:
     """A whole reassembled message."""
 
-    cdef readonly object src
+    cdef readonly bytes src
     cdef readonly unsigned int req_id
     cdef readonly int op, status, flags
     cdef readonly unsigned int now
@@ -157,7 +159,7 @@ cdef class Message:
                 f"payload={len(self.payload)} bytes)")
 
 
-cdef inline Message _message(object src, uint32_t req_id, int op, int status, int flags, uint32_t now,
+cdef inline Message _message(bytes src, uint32_t req_id, int op, int status, int flags, uint32_t now,
                              bytes payload):
     cdef Message m = Message.__new__(Message)
     m.src = src
@@ -227,10 +229,11 @@ cdef int _check(const uint8_t *p, Py_ssize_t n) noexcept:
     return OK_FRAME
 
 
+@cython.no_gc
 cdef class _Partial:
     cdef bytes buf              # filled in place, handed out once complete (nobody else sees it before)
     cdef uint8_t *seen          # one byte per fragment index
-    cdef object src
+    cdef bytes src
     cdef uint32_t req_id, total_len, now, missing
     cdef int op, status, flags
 

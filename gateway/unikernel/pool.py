@@ -195,8 +195,7 @@ class Pool:
                 call.tries += 1
                 self.submit(call)
             else:
-                call.done = True
-                call.owner.unikernel_failed(502, f'unikernel "{inst.name}" {inst.last_exit}')
+                _fail(call, 502, f'unikernel "{inst.name}" {inst.last_exit}')
         if inst.state == DRAINING:
             self.supervisor.retire(inst)
         if not self.active():
@@ -220,15 +219,15 @@ class Pool:
     def submit(self, call):
         """Send call to an instance now, or queue it; fails it at once when nothing can take it."""
         if self.closed:
-            call.owner.unikernel_failed(502, f'unikernel "{self.name}" is stopped')
+            _fail(call, 502, f'unikernel "{self.name}" is stopped')
             return
         inst = self._pick(call)
         if inst is not None:
             self._dispatch(inst, call)
         elif not self.active():
-            call.owner.unikernel_failed(502, f'no live instance in unikernel "{self.name}"')
+            _fail(call, 502, f'no live instance in unikernel "{self.name}"')
         elif len(self.queue) >= self.tunables.queue_limit:
-            call.owner.unikernel_failed(503, f'queue of unikernel "{self.name}" is full')
+            _fail(call, 503, f'queue of unikernel "{self.name}" is full')
         else:
             self.queue.append(call)
 
@@ -315,8 +314,7 @@ class Pool:
         queue, self.queue = self.queue, collections.deque()
         for call in queue:
             if not call.done:
-                call.done = True
-                call.owner.unikernel_failed(status, why)
+                _fail(call, status, why)
 
     # The link -----------------------------------------------------------------
 
@@ -380,7 +378,8 @@ class Pool:
             self.latency_sum += self.loop.time() - call.sent_at
             self.latency_count += 1
             replied = True
-            call.owner.unikernel_reply(msg.status, msg.payload)
+            owner, call.owner = call.owner, None     # see _fail
+            owner.unikernel_reply(msg.status, msg.payload)
         if replied:
             inst.last_pong = time.monotonic()      # any reply shows the worker is alive
             self._after_reply(inst)
@@ -461,3 +460,12 @@ class Pool:
             if not waiter.done():
                 waiter.set_result(None)
 
+
+
+def _fail(call, status, why):
+    """Give a call its one answer, a failure."""
+    call.done = True
+    # An owner usually holds its Call (to cancel it): dropping the Call's reference to its owner once it is
+    # answered lets reference counting free both at once, instead of leaving a cycle to the collector.
+    owner, call.owner = call.owner, None
+    owner.unikernel_failed(status, why)
