@@ -129,18 +129,21 @@ def measure(name, root_pids, port, path, args, workdir):
     argv = wrk.command(load, port, args.duration, script, None)
     counters = start_syscall_count(root_pids) if args.syscalls else []
     before = sum(procs.cpu_seconds(pid) for pid in root_pids)
+    front_before = procs.cpu_seconds(root_pids[0])
     qemu_before = qemu_cpu(root_pids)
     result = wrk.run(argv, args.duration)
     used = sum(procs.cpu_seconds(pid) for pid in root_pids) - before
     qemu_used = qemu_cpu(root_pids) - qemu_before
+    front_used = procs.cpu_seconds(root_pids[0]) - front_before - qemu_used
     calls = stop_syscall_count(counters)
     row = {"route": name, "rps": result.rps, "cpu_us_per_request": round(used / result.requests * 1e6, 1)
            if result.requests else None,
            "qemu_cpu_us_per_request": round(qemu_used / result.requests * 1e6, 1) if result.requests else None,
+           "front_cpu_us_per_request": round(front_used / result.requests * 1e6, 1) if result.requests else None,
            "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
            "requests": result.requests, "non2xx": result.non2xx, "socket_errors": result.socket_errors}
     print(f"{name:13} {row['rps']:>9.0f} req/s  {row['cpu_us_per_request']:>7} us CPU/req "
-          f"(QEMU {row['qemu_cpu_us_per_request']:>5})  "
+          f"(QEMU {row['qemu_cpu_us_per_request']:>5}, front {row['front_cpu_us_per_request']:>5})  "
           f"p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms  non-2xx {row['non2xx']}", flush=True)
     if calls and result.requests:
         row["syscalls_per_request"] = round(calls.get("host", 0) / result.requests, 2)
@@ -305,11 +308,14 @@ def main(argv=None):
         fh.write(f"# Unikernel routes, {record['when']}\n\n`.venv/bin/python -m bench.unikernel_routes "
                  f"--duration {args.duration:g} --connections {args.connections}` (wrk -t1, keep-alive; "
                  "CPU = every process of the server's tree, QEMU included)\n\n"
-                 "| route | req/s | CPU us/req | of which QEMU | p50 ms | p99 ms | non-2xx |\n"
-                 "|---|---|---|---|---|---|---|\n")
+                 "| route | req/s | CPU us/req | of which QEMU | gateway alone | syscalls/req (server, QEMU) "
+                 "| p50 ms | p99 ms | non-2xx |\n"
+                 "|---|---|---|---|---|---|---|---|---|\n")
         for r in rows:
             fh.write(f"| {r['route']} | {r['rps']:.0f} | {r['cpu_us_per_request']} | "
-                     f"{r['qemu_cpu_us_per_request']} | {r['p50_ms']:.2f} | "
+                     f"{r['qemu_cpu_us_per_request']} | {r['front_cpu_us_per_request']} | "
+                     f"{r.get('syscalls_per_request', '')}, {r.get('qemu_syscalls_per_request', '')} | "
+                     f"{r['p50_ms']:.2f} | "
                      f"{r['p99_ms']:.2f} | {r['non2xx']} |\n")
         fh.write(f"\nkill -9 to replacement answering (ms): {record['kill_to_answer_ms']}\n")
     return 0

@@ -268,16 +268,20 @@ class Pool:
             return inst if inst.has_room(call.nframes, self.tunables) else None
         count = len(instances)
         best = None
+        nframes = call.nframes
+        tunables = self.tunables
         for step in range(count):
             inst = instances[(self._rr + step) % count]
-            if inst.state != READY or not inst.has_room(call.nframes, self.tunables):
+            # Instance.has_room, inlined: this runs for every request.
+            if inst.state != READY or len(inst.inflight) >= tunables.max_inflight or \
+                    (inst.inflight and inst.inflight_frames + nframes > tunables.max_inflight_frames):
                 continue
             if self.method != "least_conn":
                 best = inst
                 break
             if best is None or len(inst.inflight) < len(best.inflight):
                 best = inst
-        if best is not None:
+        if best is not None and count > 1:
             self._rr = (instances.index(best) + 1) % count
         return best
 
@@ -366,6 +370,7 @@ class Pool:
             inst.malformed += malformed
         inflight = inst.inflight
         replied = False
+        now = self.loop.time()
         for msg in messages:
             call = inflight.pop(msg.req_id, None)
             if call is None:
@@ -376,7 +381,7 @@ class Pool:
             inst.served += 1
             call.instance = None
             call.done = True
-            self.latency_sum += self.loop.time() - call.sent_at
+            self.latency_sum += now - call.sent_at
             self.latency_count += 1
             replied = True
             owner, call.owner = call.owner, None     # see _fail
