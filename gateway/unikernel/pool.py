@@ -74,6 +74,7 @@ class Pool:
         self._rr = 0
         self._ring = None
         self._ring_names = ()
+        self._ready_names = None    # names of READY instances, in order; None until _pick needs them
         self._owners = {}           # key -> instance name on the current ring (a lookup costs ~2.5 us)
         self._by_name = {}
         self._timer = None
@@ -252,7 +253,9 @@ class Pool:
     def _pick(self, call):
         instances = self.instances
         if self.method == "hash" and call.key is not None:
-            ready = tuple(i.name for i in instances if i.state == READY)
+            ready = self._ready_names
+            if ready is None:
+                ready = self._ready_names = tuple(i.name for i in instances if i.state == READY)
             if not ready:
                 return None
             if ready != self._ring_names:
@@ -456,6 +459,8 @@ class Pool:
             self._by_name.pop(inst.name, None)
 
     def _changed(self):
+        # Every change of an instance's state or of the instance list comes through here.
+        self._ready_names = None
         self.on_change()
 
     def _wake_boot_waiters(self):
