@@ -81,8 +81,18 @@ def qemu_pids(root):
     return found
 
 
+def pss_mib(pid):
+    """Proportional set size in MiB: private pages plus this process's share of pages shared with others
+    (QEMU's binary and libraries, shared by every worker on the host)."""
+    with open(f"/proc/{pid}/smaps_rollup") as fh:
+        for line in fh:
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def gateway_round(workdir, transport, idle_seconds):
-    """(start ms, kill ms, idle CPU %, RSS MiB, private MiB) for one fresh gateway."""
+    """(start ms, kill ms, idle CPU %, RSS MiB, private MiB, PSS MiB) for one fresh gateway."""
     os.makedirs(workdir)
     port = procs.free_port()
     conf = os.path.join(workdir, "gateway.conf")
@@ -93,7 +103,7 @@ def gateway_round(workdir, transport, idle_seconds):
                        None, workdir, cwd=REPO)
     try:
         start_ms = wait_answer(port, t0)
-        idle = rss = anon = None
+        idle = rss = anon = pss = None
         if idle_seconds:
             time.sleep(0.5)
             pid = qemu_pids(proc.pid)[0]
@@ -102,13 +112,14 @@ def gateway_round(workdir, transport, idle_seconds):
             idle = (cpu_seconds(pid) - c0) / (time.monotonic() - w0) * 100
             mem = memory_kib(pid)
             rss, anon = mem["VmRSS"] / 1024, mem["RssAnon"] / 1024
+            pss = pss_mib(pid)
         victim = qemu_pids(proc.pid)[0]
         t1 = time.perf_counter()
         os.kill(victim, signal.SIGKILL)
         kill_ms = wait_answer(port, t1)
     finally:
         procs.stop(proc)
-    return start_ms, kill_ms, idle, rss, anon
+    return start_ms, kill_ms, idle, rss, anon, pss
 
 
 def main(argv=None):
@@ -126,7 +137,7 @@ def main(argv=None):
                   for i in range(args.repeats)]
     starts = [r[0] for r in rounds]
     kills = [r[1] for r in rounds]
-    _, _, idle, rss, anon = rounds[0]
+    _, _, idle, rss, anon, pss = rounds[0]
 
     def row(name, value, goal, unit, smaller=True):
         ok = value <= goal if smaller else value >= goal
@@ -141,6 +152,7 @@ def main(argv=None):
     row("idle worker CPU", idle, GOALS["idle_cpu"], "%")
     row("idle worker RSS (all)", rss, GOALS["rss"], "MiB")
     print(f"| idle worker RSS, private part (RssAnon) | {anon:.1f} MiB | | |")
+    print(f"| idle worker PSS (private + its share of pages shared with the host's other QEMUs) | {pss:.1f} MiB | | |")
     print(f"| for scale: `qemu-system-x86_64 -version` | {floor:.1f} ms | | |")
     print(f"\nworker boot {boot_min:.1f}-{boot_max:.1f} ms; gateway start {min(starts):.0f}-{max(starts):.0f} ms; "
           f"kill -9 {min(kills):.0f}-{max(kills):.0f} ms")
