@@ -11,7 +11,12 @@ master, worker and its QEMU children; nginx; or gateway plus the Python upstream
   py-kv        GET /kv/key1             -> gateway proxying to a Python (uvloop) HTTP server doing the same lookup
 and the time from kill -9 of a QEMU worker to its replacement answering a ping.
 
-Run: .venv/bin/python -m bench.unikernel_routes [--duration S] [--connections N] [--kills N]
+With --syscalls, system calls per request are counted too (perf stat's raw_syscalls:sys_enter tracepoint,
+attached to the server's non-QEMU processes and to its QEMU processes separately): unlike CPU time they do
+not move with what else the shared machine runs.
+
+Run: .venv/bin/python -m bench.unikernel_routes [--duration S] [--connections N] [--kills N] [--syscalls]
+       [--routes a,b,...]
 Writes bench/results/<time>-unikernel-routes.{json,md}.
 """
 
@@ -24,6 +29,7 @@ import json
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -121,20 +127,64 @@ def measure(name, root_pids, port, path, args, workdir):
     load = wrk.Load(path=path, connections=args.connections)
     script = wrk.write_script(load, workdir)
     argv = wrk.command(load, port, args.duration, script, None)
+    counters = start_syscall_count(root_pids) if args.syscalls else []
     before = sum(procs.cpu_seconds(pid) for pid in root_pids)
+    front_before = procs.cpu_seconds(root_pids[0])
     qemu_before = qemu_cpu(root_pids)
     result = wrk.run(argv, args.duration)
     used = sum(procs.cpu_seconds(pid) for pid in root_pids) - before
     qemu_used = qemu_cpu(root_pids) - qemu_before
+    front_used = procs.cpu_seconds(root_pids[0]) - front_before - qemu_used
+    calls = stop_syscall_count(counters)
     row = {"route": name, "rps": result.rps, "cpu_us_per_request": round(used / result.requests * 1e6, 1)
            if result.requests else None,
            "qemu_cpu_us_per_request": round(qemu_used / result.requests * 1e6, 1) if result.requests else None,
+           "front_cpu_us_per_request": round(front_used / result.requests * 1e6, 1) if result.requests else None,
            "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
            "requests": result.requests, "non2xx": result.non2xx, "socket_errors": result.socket_errors}
     print(f"{name:13} {row['rps']:>9.0f} req/s  {row['cpu_us_per_request']:>7} us CPU/req "
-          f"(QEMU {row['qemu_cpu_us_per_request']:>5})  "
+          f"(QEMU {row['qemu_cpu_us_per_request']:>5}, front {row['front_cpu_us_per_request']:>5})  "
           f"p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms  non-2xx {row['non2xx']}", flush=True)
+    if calls and result.requests:
+        row["syscalls_per_request"] = round(calls.get("host", 0) / result.requests, 2)
+        row["qemu_syscalls_per_request"] = round(calls.get("qemu", 0) / result.requests, 2)
+        print(f"{'':13} system calls per request: server {row['syscalls_per_request']}, "
+              f"QEMU {row['qemu_syscalls_per_request']}", flush=True)
     return row
+
+
+def start_syscall_count(root_pids):
+    """perf stat counting system calls of the server's processes: [(kind, Popen)], kind host or qemu."""
+    groups = {"host": [], "qemu": []}
+    for root in root_pids:
+        for pid in procs.tree_pids(root):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    kind = "qemu" if b"qemu-system" in fh.read() else "host"
+            except OSError:
+                continue
+            groups[kind].append(str(pid))
+    counters = []
+    for kind, pids in groups.items():
+        if pids:
+            proc = subprocess.Popen(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p", ",".join(pids)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            counters.append((kind, proc))
+    time.sleep(0.2)     # perf attaches before the load starts
+    return counters
+
+
+def stop_syscall_count(counters):
+    """{kind: system calls} from the perf processes start_syscall_count started."""
+    found = {}
+    for kind, proc in counters:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+        for line in err.splitlines():
+            fields = line.split(",")
+            if len(fields) > 2 and "raw_syscalls" in fields[2] and fields[0].isdigit():
+                found[kind] = int(fields[0])
+    return found
 
 
 def qemu_cpu(root_pids):
@@ -190,6 +240,8 @@ def main(argv=None):
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--kills", type=int, default=5)
+    parser.add_argument("--syscalls", action="store_true", help="count system calls per request (perf stat)")
+    parser.add_argument("--routes", default="", help="only these routes (comma-separated names)")
     parser.add_argument("--serve-kv", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_kv:
@@ -229,14 +281,18 @@ def main(argv=None):
         with open(os.path.join(SITE, "index.html"), "rb") as fh:
             assert get(base + "/site/index.html")[1] == fh.read()
         print(f"{'route':13} {'throughput':>15}  {'CPU':>15}", flush=True)
-        rows.append(measure("gw-return", [gateway.pid], gw_port, "/return", args, workdir))
-        rows.append(measure("uk-echo", [gateway.pid], gw_port, "/echo/hello", args, workdir))
-        rows.append(measure("uk-echo-sp", [gateway.pid], gw_port, "/echosp/hello", args, workdir))
-        rows.append(measure("uk-kv", [gateway.pid], gw_port, "/kv/key1", args, workdir))
-        rows.append(measure("uk-static", [gateway.pid], gw_port, "/site/index.html", args, workdir))
-        rows.append(measure("nginx-static", [nginx.pid], ng_port, "/index.html", args, workdir))
-        rows.append(measure("py-kv", [gateway.pid, upstream.pid], gw_port, "/py/kv/key1", args, workdir))
-        kills = kill_to_answer(gw_dir, "echo", args.kills)
+        routes = [("gw-return", [gateway.pid], gw_port, "/return"),
+                  ("uk-echo", [gateway.pid], gw_port, "/echo/hello"),
+                  ("uk-echo-sp", [gateway.pid], gw_port, "/echosp/hello"),
+                  ("uk-kv", [gateway.pid], gw_port, "/kv/key1"),
+                  ("uk-static", [gateway.pid], gw_port, "/site/index.html"),
+                  ("nginx-static", [nginx.pid], ng_port, "/index.html"),
+                  ("py-kv", [gateway.pid, upstream.pid], gw_port, "/py/kv/key1")]
+        only = set(filter(None, args.routes.split(",")))
+        for name, pids, port, path in routes:
+            if not only or name in only:
+                rows.append(measure(name, pids, port, path, args, workdir))
+        kills = kill_to_answer(gw_dir, "echo", args.kills) if args.kills else [0.0]
         print(f"kill -9 to replacement answering: median {statistics.median(kills) * 1000:.1f} ms "
               f"(min {min(kills) * 1000:.1f}, max {max(kills) * 1000:.1f}, n={len(kills)})", flush=True)
     finally:
@@ -252,11 +308,14 @@ def main(argv=None):
         fh.write(f"# Unikernel routes, {record['when']}\n\n`.venv/bin/python -m bench.unikernel_routes "
                  f"--duration {args.duration:g} --connections {args.connections}` (wrk -t1, keep-alive; "
                  "CPU = every process of the server's tree, QEMU included)\n\n"
-                 "| route | req/s | CPU us/req | of which QEMU | p50 ms | p99 ms | non-2xx |\n"
-                 "|---|---|---|---|---|---|---|\n")
+                 "| route | req/s | CPU us/req | of which QEMU | gateway alone | syscalls/req (server, QEMU) "
+                 "| p50 ms | p99 ms | non-2xx |\n"
+                 "|---|---|---|---|---|---|---|---|---|\n")
         for r in rows:
             fh.write(f"| {r['route']} | {r['rps']:.0f} | {r['cpu_us_per_request']} | "
-                     f"{r['qemu_cpu_us_per_request']} | {r['p50_ms']:.2f} | "
+                     f"{r['qemu_cpu_us_per_request']} | {r['front_cpu_us_per_request']} | "
+                     f"{r.get('syscalls_per_request', '')}, {r.get('qemu_syscalls_per_request', '')} | "
+                     f"{r['p50_ms']:.2f} | "
                      f"{r['p99_ms']:.2f} | {r['non2xx']} |\n")
         fh.write(f"\nkill -9 to replacement answering (ms): {record['kill_to_answer_ms']}\n")
     return 0

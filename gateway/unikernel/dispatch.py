@@ -282,8 +282,12 @@ class UnikernelExchange:
     # Helpers ----------------------------------------------------------------------
 
     def _submit(self):
-        body = b"".join(self.body)
-        self.body = []
+        body = self.body
+        if body:
+            body = b"".join(body)
+            self.body = []
+        else:
+            body = b""
         try:
             op, payload, idempotent, key = self.service[0](self.request, body, self.plan.unikernel.payload)
         except Refused as exc:

@@ -17,6 +17,7 @@ class Instance:
         self.name = f"{pool_name}-{index}"
         self.index = index
         self.link = link
+        self.fd = link.fileno()              # the link's socket, for the loop and wire.receive/send_frames
         self.guest_mac = wire.parse_mac(guest_mac)
         self.argv = argv
         self.console_log = console_log
@@ -37,7 +38,8 @@ class Instance:
         self.last_pong = time.monotonic()    # read by the supervisor to judge a hang
         self.inflight = {}                   # req_id -> Call
         self.inflight_frames = 0
-        self.outbox = collections.deque()
+        self.outbox = []                     # frames not sent yet (pool._send, pool._push)
+        self.writing = False                 # waiting for the link to take more
         self.reassembler = wire.Reassembler()
         self.malformed = 0
         self.boot_ping_from = 0

@@ -1,8 +1,11 @@
 """The host side of the unikernel wire protocol (unikernels/PROTOCOL.md): frames, fragments, reassembly."""
 
 import enum
+import os
 import struct
+import types
 
+from gateway._select import load_fast
 from gateway.errors import MalformedFrame
 
 ETHERTYPE = 0x88B5
@@ -212,8 +215,61 @@ class RequestIds:
         return rid
 
 
+def send_frames(fd, frames):
+    """Send frames (a list) in order on a non-blocking socket until it is full; how many went.
+
+    OSError when the first one fails; an error after some went is left for the next call to meet.
+    """
+    sent = 0
+    for frame in frames:
+        try:
+            os.write(fd, frame)
+        except BlockingIOError:
+            break
+        except OSError:
+            if sent:
+                break
+            raise
+        sent += 1
+    return sent
+
+
+def receive(fd, reassembler, limit):
+    """Read up to limit frames waiting on a non-blocking socket; (complete Messages, malformed frames, frames read)."""
+    messages = []
+    malformed = count = 0
+    while count < limit:
+        try:
+            frame = os.read(fd, FRAME_MAX + 64)
+        except BlockingIOError:
+            break
+        count += 1
+        try:
+            msg = reassembler.feed(frame)
+        except MalformedFrame:
+            malformed += 1
+            continue
+        if msg is not None:
+            messages.append(msg)
+    return messages, malformed, count
+
+
 def parse_stats(payload):
     """A STATS reply payload -> {counter name: value}."""
     count = len(payload) // 4
     values = struct.unpack(f"<{count}I", payload[:count * 4])
     return dict(zip(COUNTERS, values))
+
+
+# The pure-Python implementation above is the specification; _fastpath/wire.pyx replaces its hot parts
+# (same names, same results, same MalformedFrame texts) when it is built.
+PY = types.SimpleNamespace(encode=encode, Message=Message, Reassembler=Reassembler, send_frames=send_frames,
+                           receive=receive)
+FAST = load_fast("wire")
+_impl = FAST or PY
+encode = _impl.encode
+Message = _impl.Message
+Reassembler = _impl.Reassembler
+send_frames = _impl.send_frames
+receive = _impl.receive
+IMPLEMENTATION = "compiled" if FAST is not None else "python"

@@ -1,0 +1,163 @@
+"""Boot and start times of unikernel workers, each printed against its issue-14 goal.
+
+  worker boot        QEMU spawned -> the guest answers a ping (tests' Worker harness, no gateway)
+  gateway start      `python -m gateway` started -> first 200 from a unikernel route
+  kill -9            SIGKILL of the route's QEMU -> the route answers 200 again (its replacement)
+  idle worker        QEMU CPU over an idle window, and its RSS (all / private)
+
+Routes are polled every millisecond over fresh connections. Run:
+  .venv/bin/python -m bench.unikernel_boot [--repeats N] [--transport tap|socketpair] [--idle-seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+
+from bench import procs
+from bench.systems import REPO
+from bench.unikernel_metrics import cpu_seconds, measure_boot, measure_process_floor, memory_kib
+
+GOALS = {"boot": 25.0, "start": 60.0, "kill": 30.0, "idle_cpu": 0.5, "rss": 24.0}
+
+
+def gateway_config(port, transport):
+    """One worker, one echo instance, nothing logged per request."""
+    return f"""
+worker_processes 1;
+error_log error.log notice;
+pid gateway.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    unikernel echo {{ image echo; instances 1 1; transport {transport}; setting crash_window 1s; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ unikernel_pass echo; }}
+    }}
+}}
+"""
+
+
+def answers(port):
+    """True when GET / on the gateway answers 200."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", "/boot")
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def wait_answer(port, since, limit=30.0):
+    """Milliseconds from since (perf_counter) until the route answers 200."""
+    while time.perf_counter() - since < limit:
+        if answers(port):
+            return (time.perf_counter() - since) * 1000
+        time.sleep(0.001)
+    raise RuntimeError(f"no answer within {limit:g} s")
+
+
+def qemu_pids(root):
+    """The QEMU processes in root's process tree."""
+    found = []
+    for pid in procs.tree_pids(root):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if b"qemu-system" in fh.read():
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def pss_mib(pid):
+    """Proportional set size in MiB: private pages plus this process's share of pages shared with others
+    (QEMU's binary and libraries, shared by every worker on the host)."""
+    with open(f"/proc/{pid}/smaps_rollup") as fh:
+        for line in fh:
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def gateway_round(workdir, transport, idle_seconds):
+    """(start ms, kill ms, idle CPU %, RSS MiB, private MiB, PSS MiB) for one fresh gateway."""
+    os.makedirs(workdir)
+    port = procs.free_port()
+    conf = os.path.join(workdir, "gateway.conf")
+    with open(conf, "w") as fh:
+        fh.write(gateway_config(port, transport))
+    t0 = time.perf_counter()
+    proc = procs.start("gateway", [sys.executable, "-m", "gateway", "-p", workdir, "-c", conf, "-g", "daemon off;"],
+                       None, workdir, cwd=REPO)
+    try:
+        start_ms = wait_answer(port, t0)
+        idle = rss = anon = pss = None
+        if idle_seconds:
+            time.sleep(0.5)
+            pid = qemu_pids(proc.pid)[0]
+            c0, w0 = cpu_seconds(pid), time.monotonic()
+            time.sleep(idle_seconds)
+            idle = (cpu_seconds(pid) - c0) / (time.monotonic() - w0) * 100
+            mem = memory_kib(pid)
+            rss, anon = mem["VmRSS"] / 1024, mem["RssAnon"] / 1024
+            pss = pss_mib(pid)
+        victim = qemu_pids(proc.pid)[0]
+        t1 = time.perf_counter()
+        os.kill(victim, signal.SIGKILL)
+        kill_ms = wait_answer(port, t1)
+    finally:
+        procs.stop(proc)
+    return start_ms, kill_ms, idle, rss, anon, pss
+
+
+def main(argv=None):
+    """Print every figure against its goal as a Markdown table."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--transport", default="tap", choices=("tap", "socketpair"))
+    ap.add_argument("--idle-seconds", type=float, default=5.0)
+    args = ap.parse_args(argv)
+    load0 = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-uk-boot-") as tmp:
+        boot_med, boot_min, boot_max = measure_boot(tmp, args.repeats)
+        floor = measure_process_floor(args.repeats)
+        rounds = [gateway_round(os.path.join(tmp, f"gw{i}"), args.transport, args.idle_seconds if i == 0 else 0)
+                  for i in range(args.repeats)]
+    starts = [r[0] for r in rounds]
+    kills = [r[1] for r in rounds]
+    _, _, idle, rss, anon, pss = rounds[0]
+
+    def row(name, value, goal, unit, smaller=True):
+        ok = value <= goal if smaller else value >= goal
+        print(f"| {name} | {value:.1f} {unit} | {'≤' if smaller else '≥'} {goal:g} {unit} | {'met' if ok else 'missed'} |")
+
+    print(f"load average before/after: {load0} / {os.getloadavg()}; transport {args.transport}; "
+          f"{args.repeats} repeats (medians; min-max in brackets below)\n")
+    print("| figure | measured | goal | |\n| --- | --- | --- | --- |")
+    row("worker boot to first answer (QEMU start included)", boot_med, GOALS["boot"], "ms")
+    row("gateway start to first unikernel answer", statistics.median(starts), GOALS["start"], "ms")
+    row("kill -9 to replacement answering", statistics.median(kills), GOALS["kill"], "ms")
+    row("idle worker CPU", idle, GOALS["idle_cpu"], "%")
+    row("idle worker RSS (all)", rss, GOALS["rss"], "MiB")
+    print(f"| idle worker RSS, private part (RssAnon) | {anon:.1f} MiB | | |")
+    print(f"| idle worker PSS (private + its share of pages shared with the host's other QEMUs) | {pss:.1f} MiB | | |")
+    print(f"| for scale: `qemu-system-x86_64 -version` | {floor:.1f} ms | | |")
+    print(f"\nworker boot {boot_min:.1f}-{boot_max:.1f} ms; gateway start {min(starts):.0f}-{max(starts):.0f} ms; "
+          f"kill -9 {min(kills):.0f}-{max(kills):.0f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
