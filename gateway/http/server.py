@@ -255,11 +255,7 @@ class WorkerApp:
         else:
             location, redirect = server.router.find(request.uri)
             if redirect:
-                # nginx's auto_redirect: "/api" -> "/api/" for a proxied "location /api/".
-                target = request.uri + "/" + ("?" + request.args if request.args else "")
-                request.location = location
-                conn.send_simple(301, error_page(301), b"text/html", b"Location: %s\r\n"
-                                 % self.absolute_url(request, target).encode("latin-1", "replace"))
+                self._auto_redirect(conn, request, location)
                 return
             request.location = location
             plan = location.plan if location is not None else server.plan
@@ -349,16 +345,20 @@ class WorkerApp:
         else:
             self._answer_content(conn, request, active or plan.content, redirects)
 
+    def _auto_redirect(self, conn, request, location):
+        """nginx's auto_redirect: "/api" -> "/api/" for a proxied "location /api/"."""
+        target = request.uri + "/" + ("?" + request.args if request.args else "")
+        request.location = location
+        conn.send_simple(301, error_page(301), b"text/html", b"Location: %s\r\n"
+                         % self.absolute_url(request, target).encode("latin-1", "replace"))
+
     def _find_location(self, conn, request, redirects, after_server):
         """nginx's find-config phase for a URI a script set (or after the server script)."""
         server = request.server
         if after_server:
             location, redirect = server.router.find(request.uri)
             if redirect:
-                target = request.uri + "/" + ("?" + request.args if request.args else "")
-                request.location = location
-                conn.send_simple(301, error_page(301), b"text/html", b"Location: %s\r\n"
-                                 % self.absolute_url(request, target).encode("latin-1", "replace"))
+                self._auto_redirect(conn, request, location)
                 return
         else:
             location = server.router.match(request.uri)
