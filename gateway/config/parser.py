@@ -35,7 +35,9 @@ class ParsedConfig:
 def read_text(path: str, file: str | None = None, line: int | None = None) -> str:
     """Read a config file, wrapping OS errors in nginx's open() wording."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
+        # newline="": nginx counts lines by LF alone and keeps a CR inside quotes;
+        # universal newlines would turn a bare CR into a line of its own.
+        with open(path, encoding="utf-8", errors="replace", newline="") as fh:
             return fh.read()
     except OSError as exc:
         raise ConfigError(f'open() "{path}" failed ({exc.errno}: {exc.strerror})',
