@@ -122,3 +122,10 @@ def test_mutated_real_configs(prefix, text):
 def test_seeds_load(prefix, seed):
     """The seeds themselves are valid: the mutations start from working configurations."""
     assert not isinstance(load(prefix, seed.read_bytes()), ConfigError)
+
+
+@pytest.mark.parametrize("block", ["location / {", "if ($a) {", "types {", "location = /x {"])
+def test_deep_nesting_names_the_place(prefix, block):
+    """Found by this module: "blocks nested too deeply" had no file:line."""
+    deep = f"events {{}}\nhttp {{\nserver {{\n" + f"{block}\n" * 300 + "}\n" * 302
+    assert isinstance(load(prefix, deep.encode()), ConfigError)
