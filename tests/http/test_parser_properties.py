@@ -247,6 +247,22 @@ def test_mutated_requests_agree(data):
     check_request(data)
 
 
+@given(request_messages().map(lambda m: m[0]), st.integers(0, 255))
+def test_request_one_byte_changed_anywhere(head, byte):
+    """The byte at every position of a valid head replaced by one byte value, in turn."""
+    for at in range(len(head)):
+        data = head[:at] + bytes([byte]) + head[at + 1:]
+        same("parse_request_head", data, 8192, 65536)
+
+
+@given(response_messages().map(lambda m: m[0]), st.integers(0, 255))
+def test_response_one_byte_changed_anywhere(head, byte):
+    """The byte at every position of a valid head replaced by one byte value, in turn."""
+    for at in range(len(head)):
+        data = head[:at] + bytes([byte]) + head[at + 1:]
+        same("parse_response_head", data, 65536, errors=InvalidUpstreamResponse)
+
+
 @given(st.binary(max_size=80))
 def test_any_bytes_as_request(data):
     check_request(data)
@@ -344,6 +360,15 @@ def test_mutated_chunked_agree(data, cuts):
     assert (whole[2], whole[3] is None) == (result[2], result[3] is None)
     if whole[3] is None:
         assert whole == result
+
+
+@given(chunked_body(), st.integers(0, 255))
+def test_chunked_one_byte_changed_anywhere_agree(body, byte):
+    """The byte at every position of a valid body replaced by one byte value, in turn."""
+    wire, _payload = body
+    for at in range(len(wire)):
+        data = wire[:at] + bytes([byte]) + wire[at + 1:]
+        assert decode_in_pieces(httpparse, data, [at]) == decode_in_pieces(parser_py, data, [at])
 
 
 # llhttp (httptools) as an oracle on valid messages -------------------------
