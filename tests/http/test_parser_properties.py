@@ -30,11 +30,11 @@ LIMITS = ((8192, 65536), (64, 256), (16, 48))    # (max_line, max_head) pairs
 
 
 def outcome(call, *args, errors=HttpError):
-    """The value, or the exception class and its HTTP status; fails on a foreign error."""
+    """The value, or the exception class, its HTTP status and message; fails on a foreign error."""
     try:
         return ("ok", call(*args))
     except errors as exc:
-        return ("error", type(exc).__name__, exc.status)
+        return ("error", type(exc).__name__, exc.status, str(exc))
 
 
 def same(name, *args, errors=HttpError):
@@ -320,7 +320,7 @@ def decode_in_pieces(module, data, cuts):
             assert count == end - start        # a decoder that is not done takes everything
             start = end
     except BadRequest as exc:
-        return b"".join(payload), consumed, decoder.done, (type(exc).__name__, exc.status)
+        return b"".join(payload), consumed, decoder.done, (type(exc).__name__, exc.status, str(exc))
     return b"".join(payload), consumed, decoder.done, None
 
 
@@ -484,6 +484,15 @@ def test_chunked_payload_agrees_with_llhttp(body):
     _parser, seen = llhttp(httptools.HttpRequestParser, head + wire)
     assert (seen.body, seen.complete) == (payload, True)
     assert decode_in_pieces(httpparse, wire, []) == (payload, len(wire), True, None)
+
+
+@pytest.mark.parametrize("data, max_line", [
+    (b"\x00" * 17, 16),
+    (b"GET / HTTP/1.1\r\n" + b"X" * 17, 16),
+])
+def test_unterminated_long_line_same_message(data, max_line):
+    """Found by this module: the twins named an unterminated over-long line differently."""
+    assert same("parse_request_head", data, max_line, 65536)[0] == "error"
 
 
 @pytest.mark.parametrize("data", [
