@@ -27,7 +27,7 @@ def decode(module, data, cut):
             if decoder.done:
                 break
     except BadRequest as exc:
-        results.append(type(exc).__name__)
+        results.append((type(exc).__name__, str(exc)))
     return results, decoder.done
 
 

@@ -20,11 +20,11 @@ if ROOT not in sys.path:
 
 
 def outcome(call, *args, errors):
-    """The value, or the exception class and its HTTP status; other exceptions propagate."""
+    """The value, or the exception class, its HTTP status and message; other exceptions propagate."""
     try:
         return ("ok", call(*args))
     except errors as exc:
-        return ("error", type(exc).__name__, getattr(exc, "status", None))
+        return ("error", type(exc).__name__, getattr(exc, "status", None), str(exc))
 
 
 def run(test_one_input, seeds):
