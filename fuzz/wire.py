@@ -1,4 +1,4 @@
-"""Fuzz target: frames for one wire Reassembler (unikernels/PROTOCOL.md); only MalformedFrame may be raised."""
+"""Fuzz target: frames for one wire Reassembler (unikernels/PROTOCOL.md); only MalformedFrame may escape."""
 
 import atheris
 
