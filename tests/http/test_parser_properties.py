@@ -301,6 +301,23 @@ def test_framing_fields_agree(pairs, version, status):
         same("response_body_framing", status, headers, method, errors=InvalidUpstreamResponse)
 
 
+dot_target_piece = st.sampled_from([b"/", b".", b"..", b"/./", b"/../", b"//", b"%2e", b"%2E%2e",
+                                    b"%2F", b"%25", b"%3F", b"%23", b"%00", b"%zz", b"%", b"?", b"#",
+                                    b"a", b"\xc3\xa9", b"\xff", b"\x00", b";", b"[::1]", b":"])
+
+
+@given(st.one_of(target, mutated(target),
+                 st.lists(dot_target_piece, max_size=12).map(b"".join),
+                 st.lists(dot_target_piece, max_size=12).map(lambda p: b"/" + b"".join(p)),
+                 st.lists(dot_target_piece, max_size=8).map(lambda p: b"http://h" + b"".join(p))))
+def test_split_target_agrees(data):
+    result = same("split_target", data, errors=BadRequest)
+    if result[0] == "ok":
+        uri, _args, request_uri = result[1]
+        assert uri.startswith("/") or uri == "*"
+        assert "/../" not in uri + "/" and "/./" not in uri + "/" and "//" not in uri
+
+
 # Chunked bodies ------------------------------------------------------------
 
 def decode_in_pieces(module, data, cuts):
