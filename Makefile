@@ -1,10 +1,13 @@
 # Two commands for a newcomer: `make run` and `make test`.  Both bootstrap first.
+# `make fuzz` runs each atheris target in fuzz/ for FUZZ_TIME seconds (default 60).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+FUZZ_TIME ?= 60
+FUZZ_TARGETS := request_head response_head chunked_body config wire
 
-.PHONY: bootstrap system venv extensions images run test test-fast test-pure bench clean
+.PHONY: bootstrap system venv extensions images run test test-fast test-pure bench fuzz clean
 
 bootstrap: system venv extensions images
 
@@ -46,6 +49,15 @@ test-fast: bootstrap
 
 bench: bootstrap
 	$(PY) -m bench
+
+# Crashes are written to fuzz/artifacts/ as crash-*; rerun one with `python fuzz/TARGET.py FILE`.
+fuzz: venv extensions
+	@mkdir -p fuzz/artifacts
+	@for target in $(FUZZ_TARGETS); do \
+		echo "fuzz: $$target for $(FUZZ_TIME)s"; \
+		$(PY) fuzz/$$target.py -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+			-artifact_prefix=fuzz/artifacts/$$target- || exit 1; \
+	done
 
 clean:
 	rm -rf build _fastpath/*.c _fastpath/*.so _fastpath/.built *.egg-info

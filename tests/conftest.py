@@ -1,8 +1,17 @@
 """Fixtures shared by every test folder: real processes on free loopback ports."""
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support.processes import EchoBackend, Gateway, Nginx, free_port
+
+# Property tests (test_*_properties.py) stay within a few seconds each in the
+# suite; `pytest --hypothesis-profile=fuzz` runs them a hundred times longer.
+settings.register_profile("suite", max_examples=100, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("fuzz", max_examples=10000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
 
 
 @pytest.fixture

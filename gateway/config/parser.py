@@ -35,7 +35,9 @@ class ParsedConfig:
 def read_text(path: str, file: str | None = None, line: int | None = None) -> str:
     """Read a config file, wrapping OS errors in nginx's open() wording."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
+        # newline="": nginx counts lines by LF alone and keeps a CR inside quotes;
+        # universal newlines would turn a bare CR into a line of its own.
+        with open(path, encoding="utf-8", errors="replace", newline="") as fh:
             return fh.read()
     except OSError as exc:
         raise ConfigError(f'open() "{path}" failed ({exc.errno}: {exc.strerror})',
@@ -48,12 +50,16 @@ class Parser:
     # nginx has no limit and fails when it runs out of file descriptors; a
     # file that includes itself should get a clear answer instead.
     MAX_INCLUDE_DEPTH = 32
+    # nginx has no limit either; ours keeps the parser and the builder, which
+    # recurse into blocks, well inside Python's recursion limit.
+    MAX_BLOCK_DEPTH = 100
 
     def __init__(self, conf_dir: str):
         self.conf_dir = conf_dir
         self.files: list[tuple[str, str]] = []
         self.end_line = 0
         self.depth = 0
+        self.block_depth = 0
 
     def parse_text(self, text: str, file: str, context: str, seen: set[str]) -> list[Directive]:
         """Parse a whole file's text in ``context``; it must end at end of file."""
@@ -108,7 +114,12 @@ class Parser:
                 continue
             node = Directive(name, args, file, line, spec=spec)
             if opens:
+                if self.block_depth >= self.MAX_BLOCK_DEPTH:
+                    raise ConfigError(f'blocks nested too deeply (more than {self.MAX_BLOCK_DEPTH})',
+                                      file, tok.line)
+                self.block_depth += 1
                 pos, node.block = self._block(tokens, pos, file, spec.block, set(), top=False)
+                self.block_depth -= 1
                 node.end_line = self.end_line
             out.append(node)
 

@@ -49,13 +49,13 @@ def _line_end(buf: bytes, start: int, lf: int) -> int:
     return lf
 
 
-def _check_partial(buf: bytes, start: int, max_line: int, max_head: int, too_long):
+def _check_partial(buf: bytes, start: int, max_line: int, max_head: int, too_long, what: str):
     """Reject an unterminated line or head that can no longer fit its limits."""
     size = len(buf) - start
     if size and buf[-1] == 13:
         size -= 1           # the CR may be the start of the CRLF
     if size > max_line:
-        raise too_long("line too long")
+        raise too_long(f"{what} line too long")
     if len(buf) > max_head:
         raise HeadersTooLarge("head too large")
 
@@ -78,7 +78,7 @@ def parse_request_head(buf: bytes, max_line: int, max_head: int):
 
     lf = buf.find(b"\n", pos)
     if lf < 0:
-        _check_partial(buf, pos, max_line, max_head, UriTooLong)
+        _check_partial(buf, pos, max_line, max_head, UriTooLong, "request")
         return None
     end = _line_end(buf, pos, lf)
     if end - pos > max_line:
@@ -107,7 +107,7 @@ def parse_request_head(buf: bytes, max_line: int, max_head: int):
     while True:
         lf = find(b"\n", pos)
         if lf < 0:
-            _check_partial(buf, pos, max_line, max_head, HeadersTooLarge)
+            _check_partial(buf, pos, max_line, max_head, HeadersTooLarge, "header")
             return None
         end = lf - 1 if lf > pos and buf[lf - 1] == 13 else lf
         if end - pos > max_line:

@@ -159,7 +159,16 @@ def test_socket_options_shared_by_every_server_on_the_socket(conf):
 def test_deep_nesting_is_an_error_not_a_traceback(conf):
     deep = "location / { " * 3000 + "}" * 3000
     message = conf.error(f"http {{ server {{ {deep} }} }}\n")
-    assert message == f"blocks nested too deeply in {conf.root}/main.conf"
+    assert message == f"blocks nested too deeply (more than 100) in {conf.root}/main.conf:4"
+
+
+def test_nesting_up_to_the_limit_builds(conf):
+    """Found by tests/config/test_config_properties.py: the error must carry file:line."""
+    deep = "location / {\n" * 98 + "}" * 98          # with http and server: 100 blocks
+    conf.load(f"http {{ server {{ {deep} }} }}\n")
+    # One more on line 4 (the first after the helper's header): the 101st opens on line 101.
+    message = conf.error(f"http {{ server {{ location / {{ {deep} }} }} }}\n")
+    assert message == f"blocks nested too deeply (more than 100) in {conf.root}/main.conf:101"
 
 
 def test_listen_default_depends_on_user(conf):

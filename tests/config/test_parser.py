@@ -131,3 +131,22 @@ def test_undecodable_bytes_are_replaced(conf):
     with pytest.raises(ConfigError) as info:
         parse(str(path))
     assert str(info.value) == f'unknown directive "\ufffd" in {path}:2'
+
+
+def test_bare_cr_is_not_a_line_end(conf):
+    """Found by tests/config/test_config_properties.py: nginx counts lines by LF only."""
+    path = conf.root / "m.conf"
+    path.write_bytes(b"\x00\r")
+    with pytest.raises(ConfigError) as info:
+        parse(str(path))
+    assert str(info.value) == f'unexpected end of file, expecting ";" or "}}" in {path}:1'
+    path.write_bytes(b"events {}\r\nhttp {\r\n\rbad;\r\n}\r\n")
+    with pytest.raises(ConfigError) as info:
+        parse(str(path))
+    assert str(info.value) == f'unknown directive "bad" in {path}:3'
+
+
+def test_cr_inside_quotes_is_kept(conf):
+    path = conf.write("m.conf", 'events {}\nhttp {\n log_format x "a\rb";\n}\n')
+    http = parse(path).tree[1]
+    assert http.block[0].args == ["x", "a\rb"]
