@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
-
 import pytest
 
 from gateway.config import load_config
 from gateway.config.model import ErrorPage
 from gateway.errors import ConfigError
+from tests.config.nginx_check import nginx_refusal
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 HEADER = "pid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\nevents {{}}\n"
 
 REFUSED = [
@@ -28,19 +24,13 @@ REFUSED = [
 ]
 
 
-def _nginx(tmp_path, path):
-    proc = subprocess.run([NGINX, "-t", "-q", "-p", f"{tmp_path}/", "-c", str(path)],
-                          capture_output=True, text=True, timeout=30)
-    match = re.search(r"\[emerg\] \d+#\d+: (.*)$", proc.stderr, re.M)
-    return proc.returncode, match.group(1) if match else None
-
 
 @pytest.mark.nginx
 @pytest.mark.parametrize("name,body", REFUSED, ids=[c[0] for c in REFUSED])
-def test_refused_like_nginx(tmp_path, name, body):
+def test_refused_likenginx_refusal(tmp_path, name, body):
     path = tmp_path / "main.conf"
     path.write_text(HEADER.format(tmp=tmp_path) + body)
-    code, expected = _nginx(tmp_path, path)
+    code, expected = nginx_refusal(tmp_path, path)
     assert code != 0
     with pytest.raises(ConfigError) as info:
         load_config(str(path), str(tmp_path))
@@ -64,7 +54,7 @@ http {
     }
 }
 """)
-    code, message = _nginx(tmp_path, path)
+    code, message = nginx_refusal(tmp_path, path)
     assert code == 0, message
     server = load_config(str(path), str(tmp_path)).http.servers[0]
     root, own, _, url = server.locations

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
-
 import pytest
 
 from gateway.config import load_config
 from gateway.config.model import MapBlock, SplitClients
 from gateway.errors import ConfigError
 from gateway.http.maps import murmur_hash2
+from tests.config.nginx_check import nginx_refusal
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 HEADER = "pid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\nevents {{}}\n"
 
 REFUSED = [
@@ -43,19 +39,13 @@ REFUSED = [
 PLACE_ADDED = {"map_unknown_value"}
 
 
-def _nginx(tmp_path, conf):
-    proc = subprocess.run([NGINX, "-t", "-q", "-p", f"{tmp_path}/", "-c", str(conf)],
-                          capture_output=True, text=True, timeout=30)
-    match = re.search(r"\[emerg\] \d+#\d+: (.*)$", proc.stderr, re.M)
-    return proc.returncode, match.group(1) if match else None
-
 
 @pytest.mark.nginx
 @pytest.mark.parametrize("name,body", REFUSED, ids=[c[0] for c in REFUSED])
-def test_refused_like_nginx(tmp_path, name, body):
+def test_refused_likenginx_refusal(tmp_path, name, body):
     conf = tmp_path / "main.conf"
     conf.write_text(HEADER.format(tmp=tmp_path) + body)
-    code, expected = _nginx(tmp_path, conf)
+    code, expected = nginx_refusal(tmp_path, conf)
     assert code != 0
     with pytest.raises(ConfigError) as info:
         load_config(str(conf), str(tmp_path))
@@ -71,7 +61,7 @@ def test_bad_regex_refused_with_place(tmp_path):
     conf = tmp_path / "main.conf"
     conf.write_text(HEADER.format(tmp=tmp_path)
                     + "http {\n map $uri $x {\n  ~(abc 1;\n }\n}\n")
-    code, expected = _nginx(tmp_path, conf)
+    code, expected = nginx_refusal(tmp_path, conf)
     assert code != 0 and expected.startswith("pcre2_compile() failed: ")
     with pytest.raises(ConfigError) as info:
         load_config(str(conf), str(tmp_path))
@@ -97,7 +87,7 @@ http {
 """)
     (tmp_path / "maps").mkdir()
     (tmp_path / "maps" / "one.conf").write_text("from.include inc;\n")
-    code, message = _nginx(tmp_path, conf)
+    code, message = nginx_refusal(tmp_path, conf)
     assert code == 0, message
     http = load_config(str(conf), str(tmp_path)).http
     a = http.variables["a"]

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 
 import pytest
 
 from gateway.config import load_config
 from gateway.config import rewrite as conf
 from gateway.errors import ConfigError
+from tests.config.nginx_check import nginx_refusal
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 HEADER = "pid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\nevents {{}}\n"
 
 REFUSED = [
@@ -47,19 +45,13 @@ REFUSED = [
 PLACE_ADDED = {"rewrite_unknown_variable", "if_unknown_variable", "set_unknown_value"}
 
 
-def _nginx(tmp_path, conf_path):
-    proc = subprocess.run([NGINX, "-t", "-q", "-p", f"{tmp_path}/", "-c", str(conf_path)],
-                          capture_output=True, text=True, timeout=30)
-    match = re.search(r"\[emerg\] \d+#\d+: (.*)$", proc.stderr, re.M)
-    return proc.returncode, match.group(1) if match else None
-
 
 @pytest.mark.nginx
 @pytest.mark.parametrize("name,body", REFUSED, ids=[c[0] for c in REFUSED])
-def test_refused_like_nginx(tmp_path, name, body):
+def test_refused_likenginx_refusal(tmp_path, name, body):
     path = tmp_path / "main.conf"
     path.write_text(HEADER.format(tmp=tmp_path) + body)
-    code, expected = _nginx(tmp_path, path)
+    code, expected = nginx_refusal(tmp_path, path)
     assert code != 0
     with pytest.raises(ConfigError) as info:
         load_config(str(path), str(tmp_path))
@@ -75,7 +67,7 @@ def test_bad_regex_refused_with_place(tmp_path, line):
     """PCRE2 explains a bad regex in its own words; the rest of the line is nginx's."""
     path = tmp_path / "main.conf"
     path.write_text(HEADER.format(tmp=tmp_path) + f"http {{\n server {{\n  {line}\n }}\n}}\n")
-    code, expected = _nginx(tmp_path, path)
+    code, expected = nginx_refusal(tmp_path, path)
     assert code != 0 and expected.startswith("pcre2_compile() failed: ")
     with pytest.raises(ConfigError) as info:
         load_config(str(path), str(tmp_path))
@@ -105,7 +97,7 @@ http {
     }
 }
 """.replace("$request_filename", "$document_root$uri"))
-    code, message = _nginx(tmp_path, path)
+    code, message = nginx_refusal(tmp_path, path)
     assert code == 0, message
     server = load_config(str(path), str(tmp_path)).http.servers[0]
     script = server.settings.rewrite
