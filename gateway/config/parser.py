@@ -42,6 +42,9 @@ def read_text(path: str, file: str | None = None, line: int | None = None) -> st
     except OSError as exc:
         raise ConfigError(f'open() "{path}" failed ({exc.errno}: {exc.strerror})',
                           file, line) from exc
+    except ValueError as exc:       # a NUL in the path: no file can have that name
+        shown = path.replace("\0", "\\0")
+        raise ConfigError(f'open() "{shown}" failed (22: Invalid argument)', file, line) from exc
 
 
 class Parser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.config import load_config
 from gateway.config.parser import parse
 from gateway.errors import ConfigError
 
@@ -150,3 +151,13 @@ def test_cr_inside_quotes_is_kept(conf):
     path = conf.write("m.conf", 'events {}\nhttp {\n log_format x "a\rb";\n}\n')
     http = parse(path).tree[1]
     assert http.block[0].args == ["x", "a\rb"]
+
+
+def test_an_include_path_with_a_nul_is_a_config_error(tmp_path):
+    """Found by fuzz/config.py: a NUL in a path made open() raise ValueError, a traceback for the user."""
+    conf = tmp_path / "main.conf"
+    conf.write_bytes(b"events {}\nhttp {\n    include mi\x00me.types;\n}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(conf), str(tmp_path))
+    assert str(caught.value) == (f'open() "{tmp_path}/mi\\0me.types" failed (22: Invalid argument) '
+                                 f'in {conf}:3')
