@@ -1,13 +1,16 @@
 # Two commands for a newcomer: `make run` and `make test`.  Both bootstrap first.
 # `make fuzz` runs each atheris target in fuzz/ for FUZZ_TIME seconds (default 60).
+# `make soak` runs wrk -c1000 on a proxied and a unikernel route for SOAK_TIME seconds (default 600)
+# and fails unless errors stay at 0 and memory and descriptors stay flat (bench/soak.py).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 FUZZ_TIME ?= 60
+SOAK_TIME ?= 600
 FUZZ_TARGETS := request_head response_head chunked_body config wire
 
-.PHONY: bootstrap system venv extensions images run test test-fast test-pure bench fuzz clean
+.PHONY: bootstrap system venv extensions images run test test-fast test-pure bench soak fuzz clean
 
 bootstrap: system venv extensions images
 
@@ -49,6 +52,10 @@ test-fast: bootstrap
 
 bench: bootstrap
 	$(PY) -m bench
+
+# Writes bench/results/<time>-soak.{md,svg,csv,json}; record its figures in bench/RESULTS.md.
+soak: bootstrap
+	$(PY) -m bench.soak --duration $(SOAK_TIME)
 
 # Crashes are written to fuzz/artifacts/ as crash-*; rerun one with `python fuzz/TARGET.py FILE`.
 fuzz: venv extensions

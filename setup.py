@@ -28,10 +28,10 @@ setup(
     version="0.1.0",
     description="An nginx-like reverse proxy on uvloop that also dispatches to QEMU unikernel workers",
     packages=find_packages(include=["gateway", "gateway.*", "_fastpath", "bench"]),
-    package_data={"_fastpath": ["*.pyx", "*.pxd", "*.pyi"], "gateway": ["default/*"]},
+    package_data={"_fastpath": ["*.pyx", "*.pxd", "*.pyi"], "gateway": ["default/*", "observe/status_page.html"]},
     ext_modules=fastpath_extensions(),
     python_requires=">=3.11",
-    install_requires=["uvloop>=0.19", "aiohttp>=3.9", "mmh3>=4", "orjson>=3.9"],
+    install_requires=["uvloop>=0.19", "aiohttp>=3.9", "mmh3>=4", "orjson>=3.9", "h2>=4.1"],
     extras_require={"test": ["pytest>=8", "pytest-asyncio>=0.23", "Cython>=3.0"]},
     entry_points={"console_scripts": ["gateway = gateway.cli:main"]},
 )

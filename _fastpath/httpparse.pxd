@@ -15,6 +15,8 @@ cdef struct ResponseHead:
     int framing                 # FRAME_*
     long long length            # the Content-Length when framing == FRAME_LENGTH, else 0
     bint connection_close       # a "Connection" field whose value, lowercased, contains b"close"
+    bint redirect_field         # a "Location" or "Refresh" field (proxy_redirect's concern)
+    bint accel_limit_rate       # a hidden "X-Accel-Limit-Rate" field (gateway/http/limit_rate.py)
 
 cdef int set_hidden_response(frozenset lower_names) except -1
 cdef object scan_response_head(bytes buf, Py_ssize_t max_head, bint head_request,

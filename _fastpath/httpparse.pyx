@@ -840,6 +840,9 @@ def response_body_framing(int status, headers, request_method):
             or status == 204 or status == 304):
         return "none", 0
     length, coding = _framing_fields(headers, InvalidUpstreamResponse)
+    if coding is not None and length is not None:      # see the twin
+        raise InvalidUpstreamResponse('upstream sent "Content-Length" and "Transfer-Encoding" '
+                                      'headers at the same time')
     if coding is not None:         # RFC 9112 6.3
         codings = _codings(coding)
         if codings and codings[len(codings) - 1] == b"chunked":
@@ -954,7 +957,12 @@ cdef uint64_t CL_HEAD, CL_TAIL, TE_HEAD, TE_TAIL, CONN_HEAD, CONN_TAIL
 _name_key(<const unsigned char*>b"content-length", 14, &CL_HEAD, &CL_TAIL)
 _name_key(<const unsigned char*>b"transfer-encoding", 17, &TE_HEAD, &TE_TAIL)
 _name_key(<const unsigned char*>b"connection", 10, &CONN_HEAD, &CONN_TAIL)
-cdef unsigned long long FRAMING_LENGTHS = (1ULL << 14) | (1ULL << 17) | (1ULL << 10)
+# Location and Refresh are only noted (ResponseHead.redirect_field: proxy_redirect edits them).
+cdef uint64_t LOCATION_HEAD, LOCATION_TAIL, REFRESH_HEAD, REFRESH_TAIL
+_name_key(<const unsigned char*>b"location", 8, &LOCATION_HEAD, &LOCATION_TAIL)
+_name_key(<const unsigned char*>b"refresh", 7, &REFRESH_HEAD, &REFRESH_TAIL)
+cdef unsigned long long FRAMING_LENGTHS = ((1ULL << 14) | (1ULL << 17) | (1ULL << 10)
+                                           | (1ULL << 8) | (1ULL << 7))
 cdef uint64_t LOSE = _load4(<const unsigned char*>b"lose")
 cdef uint64_t KEEP_ALIVE_HEAD, KEEP_ALIVE_TAIL     # the usual Connection value
 _name_key(<const unsigned char*>b"keep-alive", 10, &KEEP_ALIVE_HEAD, &KEEP_ALIVE_TAIL)
@@ -1027,7 +1035,7 @@ cdef object scan_response_head(bytes buf, Py_ssize_t max_head, bint head_request
     cdef Py_ssize_t count = 0, capacity = SPANS_ON_STACK, total = 0
     cdef Py_ssize_t cl_start = 0, cl_end = 0
     cdef int version, status, content_lengths = 0, coding = -1, framing
-    cdef bint te_seen = False, close = False, hidden
+    cdef bint te_seen = False, close = False, hidden, redirect = False, accel_rate = False
     cdef int64_t length = 0
     cdef uint64_t head, tail
     cdef _Span stack_spans[SPANS_ON_STACK]
@@ -1084,8 +1092,13 @@ cdef object scan_response_head(bytes buf, Py_ssize_t max_head, bint head_request
                 elif size == 10 and head == CONN_HEAD and tail == CONN_TAIL:
                     if not close and not _is_keep_alive(p + v_start, v_end - v_start):
                         close = _has_close(p, v_start, v_end)
+                elif (size == 8 and head == LOCATION_HEAD and tail == LOCATION_TAIL) or \
+                        (size == 7 and head == REFRESH_HEAD and tail == REFRESH_TAIL):
+                    redirect = True
                 if (_hidden_lengths >> _size_group(size)) & 1:
                     hidden = _is_hidden(p + pos, size, head, tail)
+                    if hidden and size == 18 and _lower_eq(p + pos, b"x-accel-limit-rate", 18):
+                        accel_rate = True
             if not hidden:
                 total += size + v_end - v_start + 4
                 if (v_start == name_end + 2 and p[name_end + 1] == 32
@@ -1108,11 +1121,11 @@ cdef object scan_response_head(bytes buf, Py_ssize_t max_head, bint head_request
             pos = lf + 1
 
         # The order of response_body_framing(): no body for HEAD, 1xx, 204 and
-        # 304 whatever the fields say; a second Content-Length is an error even
-        # beside Transfer-Encoding; Transfer-Encoding overrides Content-Length.
+        # 304 whatever the fields say; a second Content-Length is an error, and so
+        # is a Content-Length beside Transfer-Encoding.
         if head_request or status < 200 or status == 204 or status == 304:
             framing = FRAME_NONE
-        elif content_lengths > 1:
+        elif content_lengths > 1 or (content_lengths and te_seen):
             framing = FRAME_ERROR
         elif te_seen:
             framing = FRAME_CHUNKED if coding == 1 else FRAME_CLOSE
@@ -1152,6 +1165,8 @@ cdef object scan_response_head(bytes buf, Py_ssize_t max_head, bint head_request
     out.framing = framing
     out.length = length
     out.connection_close = close
+    out.redirect_field = redirect
+    out.accel_limit_rate = accel_rate
     return block
 
 

@@ -13,6 +13,7 @@ import asyncio
 from functools import partial
 
 cimport cython
+from _fastpath.numtext cimport decimal, fixed3
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_FromVoidPtr
@@ -22,9 +23,14 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from gateway.errors import (
     BadRequest, GatewayError, HttpError, PayloadTooLarge, RequestTimeout, UpstreamError)
+from gateway.http import gzip, limit_rate, request_body, response_heads
+from gateway.http import proxy as proxy_py
+from gateway.http.headers import keep_challenge, own_lines
+from gateway.http.pending_head import PendingHead
 from gateway.http.plan import HIDDEN_RESPONSE, NON_IDEMPOTENT, UPSTREAM_STATUS_CONDITIONS
 from gateway.http.responses import (
-    ADD_HEADER_CODES, CLOSING_ERRORS, error_page, server_and_date, status_line_cached)
+    ADD_HEADER_CODES, CLOSING_ERRORS, error_page, padded, server_and_date, status_line_cached)
+from gateway.http.tunnel import start_tunnel
 from gateway.http.variables import variable_getter
 from gateway.observe.errorlog import log
 
@@ -69,6 +75,20 @@ cdef enum:
 # Deadline kinds of an exchange.
 cdef enum:
     D_CONNECT, D_SEND, D_READ
+
+# Whether heads are kept for $sent_http_*, $upstream_http_* (gateway/http/response_heads.py).
+cdef bint _record_heads = False
+# Whether request bodies are kept for $request_body (gateway/http/request_body.py).
+cdef bint _record_body = False
+
+
+def record_heads(bint on, bint body=False):
+    """Keep the heads sent and received (and bodies read) in request.vars (WorkerApp: when
+    the config reads them)."""
+    global _record_heads, _record_body
+    _record_heads = on
+    _record_body = body
+
 
 cdef bytes KEEP_ALIVE_END = b"Connection: keep-alive\r\n\r\n"
 cdef bytes CLOSE_END = b"Connection: close\r\n\r\n"
@@ -177,6 +197,30 @@ cdef str _render(template, request):
     return "".join([p if isinstance(p, str) else p(request) for p in parts])
 
 
+cdef bytes _type_line(content_type):
+    """b"Content-Type: %s\\r\\n" % content_type, copied once."""
+    if type(content_type) is not bytes:
+        return b"Content-Type: %s\r\n" % content_type
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(content_type)
+    line = PyBytes_FromStringAndSize(NULL, 16 + size)
+    cdef char* w = PyBytes_AS_STRING(line)
+    memcpy(w, b"Content-Type: ", 14)
+    memcpy(w + 14, PyBytes_AS_STRING(content_type), size)
+    w[14 + size] = 13
+    w[15 + size] = 10
+    return line
+
+
+cdef bytes _length_line(Py_ssize_t length):
+    """b"Content-Length: %d\\r\\n" % length, without formatting."""
+    cdef char buf[48]
+    memcpy(buf, b"Content-Length: ", 16)
+    cdef int n = decimal(length, buf + 16)
+    buf[16 + n] = 13
+    buf[17 + n] = 10
+    return PyBytes_FromStringAndSize(buf, 18 + n)
+
+
 cdef object _header(list headers, bytes key, bint cookie):
     """Request.header() over the raw triples, without encoding the name per call."""
     cdef object found = None
@@ -276,6 +320,9 @@ cdef class Request:
     # The connection's own address and port once realip replaced them, else None.
     cdef public object realip_addr, realip_port
     cdef public object ssl_object   # None (tp_new's value) unless the connection is TLS
+    # Called once when the request ends (limit_conn gives its counts back), else None.
+    cdef public object cleanup
+    cdef public object proxy_protocol   # the connection's PROXY header, or None
     # The request line's method and target as received (None when not kept): what
     # method.encode() and request_uri re-encoded would give, without the work.
     cdef object raw_method, raw_target
@@ -322,6 +369,39 @@ cdef class Request:
         return "HTTP/1.1" if self.version == 11 else "HTTP/1.0"
 
 
+# "host:port" of each peer, made once ($upstream_addr).
+cdef dict _PEER_TEXT = {}
+
+
+cdef str _peer_text(peer):
+    text = _PEER_TEXT.get(peer)
+    if text is None:
+        if len(_PEER_TEXT) > 4096:      # peers of many reloads in one process: start over
+            _PEER_TEXT.clear()
+        text = _PEER_TEXT[peer] = f"{peer.host}:{peer.port}"
+    return <str>text
+
+
+cdef str _status_text(int status):
+    cdef char buf[24]
+    cdef int n = decimal(status, buf)
+    return buf[:n].decode("ascii")
+
+
+cdef str _seconds_text(double seconds):
+    """f"{seconds:.3f}", as the twin writes it."""
+    cdef char buf[48]
+    cdef int n = fixed3(seconds, buf)
+    return buf[:n].decode("ascii") if n >= 0 else f"{seconds:.3f}"
+
+
+cdef _run_cleanup(Request request):
+    """connection.run_cleanup: a request's cleanup, run once."""
+    cleanup = request.cleanup
+    request.cleanup = None
+    cleanup()
+
+
 cdef class _PlanInfo:
     """What a request reads from a LocationPlan (and its ProxyPlan), as C fields.
 
@@ -332,12 +412,22 @@ cdef class _PlanInfo:
     cdef double keepalive_timeout, client_body_timeout
     cdef long long keepalive_requests, client_max_body_size
     cdef object add_headers, access_logs
+    cdef bint records_upstream   # LocationPlan.records_upstream
+    cdef object meter       # metrics' LocationMeter (gateway/observe/metrics.py), or None
     cdef object real_ip     # the location's realip settings, or None
+    cdef bint gzip          # settings.gzip (send_simple)
+    # unikernel_pass plans: gateway.unikernel.dispatch.start_exchange (what WorkerApp._answer calls)
+    cdef object unikernel_start
     # proxy plans only
     cdef object proxy, proxy_host, key_template, balancer, pool, uri_replacement
     cdef object http_version, set_headers, next_upstream, tries, next_upstream_timeout
     cdef object request_timeout
     cdef object tls             # UpstreamTls for https:// upstreams, else None
+    # headers.ResponseFilter (None: none), and whether every response goes through it
+    # (else only those with a Location or Refresh field); proxy_intercept_errors' statuses.
+    cdef object response_filter
+    cdef bint filter_always
+    cdef object intercept
     cdef dict idle, by_peer
     cdef frozenset dropped
     # The dropped names (lowercase) by length: dropped_by_length[n] holds those of n
@@ -353,7 +443,11 @@ cdef class _PlanInfo:
         # A server-level return or rewrite script answers before locations are searched
         # (only server plans are asked); either way WorkerApp._answer takes the request.
         self.is_return = kind == "return" or kind == "rewrite"
-        self.is_proxy = kind == "proxy"
+        # With gzip on, the Python exchange of gateway/http/gzip.py answers (WorkerApp._answer).
+        # Requests the pure-Python exchange builds (proxy_method, proxy_set_body,
+        # proxy_pass_request_headers off) go there too.
+        self.is_proxy = kind == "proxy" and getattr(plan, "gzip", None) is None \
+            and not plan.proxy.python_only
         self.keepalive_timeout = settings.keepalive_timeout
         self.keepalive_requests = settings.keepalive_requests
         self.server_tokens = settings.server_tokens
@@ -361,7 +455,13 @@ cdef class _PlanInfo:
         self.client_body_timeout = settings.client_body_timeout
         self.add_headers = plan.add_headers
         self.access_logs = plan.access_logs
+        self.records_upstream = getattr(plan, "records_upstream", bool(plan.access_logs))
+        self.meter = getattr(plan, "meter", None)
         self.real_ip = getattr(plan, "real_ip", None)
+        self.gzip = settings.gzip
+        if kind == "unikernel":
+            from gateway.unikernel.dispatch import start_exchange
+            self.unikernel_start = start_exchange
         if plan.proxy is None:
             return      # composed locations that proxy (kind "compose") have one too
         proxy = self.proxy = plan.proxy
@@ -395,6 +495,9 @@ cdef class _PlanInfo:
         self.next_upstream_timeout = proxy.next_upstream_timeout
         self.request_timeout = proxy.request_timeout
         self.tls = proxy.tls
+        self.response_filter = proxy.response_filter
+        self.filter_always = proxy.response_filter is not None and proxy.response_filter.always
+        self.intercept = proxy.intercept
         self.pass_body = proxy.pass_body
         self.keepalive = proxy.keepalive
         self.connect_timeout = proxy.connect_timeout
@@ -646,6 +749,9 @@ cdef class ClientConnection(_Sender):
     cdef public bint discarding
     cdef public bint in_read_loop
     cdef public object ssl_object   # set by TlsClientConnection
+    cdef public object pending_head  # PendingHead of a head that arrives in pieces
+    cdef public object proxy_protocol   # ProxyAddresses, set by ProxyProtocolReader
+    cdef public object pacer    # limit_rate's Pacer of the response going out (limit_rate.py)
     cdef bint draining      # the app is shutting down: no keep-alive (app.shutting_down)
     cdef object default     # app.default_server(listen_key): fixed for the app's life
     cdef _ServerInfo default_info
@@ -671,6 +777,7 @@ cdef class ClientConnection(_Sender):
         self.native_clock = _is_native_clock(self.clock)
         self.transport = None
         self.buffer = b""
+        self.pending_head = None
         self.state = HEAD
         self.deadline = 0.0
         self.timeout_status = 0
@@ -723,6 +830,17 @@ cdef class ClientConnection(_Sender):
     def data_received(self, bytes data):
         if self.state == CLOSED:
             return
+        if self.pending_head is not None:
+            # The rest of a head that arrives in pieces; self.buffer keeps its beginning.
+            try:
+                data = self.pending_head.add(data)
+            except HttpError as exc:
+                self._reject(exc)
+                return
+            if data is not None:
+                self.buffer = data
+                self._read_requests()
+            return
         self.buffer = self.buffer + data if self.buffer else data
         if self.state == HEAD:
             self._read_requests()
@@ -749,6 +867,9 @@ cdef class ClientConnection(_Sender):
         self.handler = None
         if handler is not None:
             handler.client_aborted()
+        cdef Request request = self.request
+        if request is not None and request.cleanup is not None:
+            _run_cleanup(request)     # a request that never finished
 
     def pause_writing(self):
         self.writing_paused = True
@@ -757,7 +878,7 @@ cdef class ClientConnection(_Sender):
 
     def resume_writing(self):
         self.writing_paused = False
-        if self.handler is not None:
+        if self.handler is not None and (self.pacer is None or not self.pacer.delayed):
             self.handler.client_write_resumed()
 
     # Reading requests ----------------------------------------------------
@@ -775,7 +896,13 @@ cdef class ClientConnection(_Sender):
                     head = parse_request_head(self.buffer, limits.header_line,
                                               limits.header_total)
                     if head is None:
+                        if self.pending_head is None:
+                            self.pending_head = PendingHead(self.buffer, limits.header_line,
+                                                       limits.header_total)
+                        else:
+                            self.pending_head.settle(self.buffer)
                         return
+                    self.pending_head = None
                     self._start_request(head)
                 except HttpError as exc:
                     self._reject(exc)
@@ -813,6 +940,8 @@ cdef class ClientConnection(_Sender):
         if self.ssl_object is not None:
             request.scheme = "https"
             request.ssl_object = self.ssl_object
+        if self.proxy_protocol is not None:
+            request.proxy_protocol = self.proxy_protocol
         self.requests_served += 1
         request.connection_requests = self.requests_served
         self.request = request
@@ -930,6 +1059,8 @@ cdef class ClientConnection(_Sender):
         try:
             if info.is_proxy:
                 self._answer_proxy(request, plan, info)
+            elif info.unikernel_start is not None:
+                info.unikernel_start(self, request, plan, app)
             else:
                 app._answer(self, request, plan, 0)
         except HttpError:
@@ -963,6 +1094,14 @@ cdef class ClientConnection(_Sender):
     def proxy_exchange(self, Request request, plan):
         """A ProxyExchange for `plan`'s upstream, not started yet (the caller may hand it body
         pieces first): how a composed location proxies once its parts have passed."""
+        if plan.proxy.python_only and getattr(plan, "gzip", None) is None:
+            plain = proxy_py.ProxyExchange(self, request, plan, self.app)
+            self.handler = plain
+            return plain
+        if getattr(plan, "gzip", None) is not None:
+            gzipped = gzip.GzipProxyExchange(self, request, plan, self.app)
+            self.handler = gzipped
+            return gzipped
         cdef ProxyExchange exchange = ProxyExchange.__new__(ProxyExchange)
         exchange.setup(self, request, plan, _plan_info(plan), self.app)
         self.handler = exchange
@@ -1007,12 +1146,13 @@ cdef class ClientConnection(_Sender):
 
     # Writing responses ---------------------------------------------------
 
-    cpdef send_head(self, int status, header_lines, add_headers=None, body=b""):
+    cpdef send_head(self, int status, header_lines, add_headers=None, body=b"", own=None):
         """Write a status line, our Server/Date, the header lines, Connection, then ``body``.
 
         Head and a body already at hand go out in one write: one system call per response.
+        ``own``: (our Server line, our Date line) when the upstream's replace one of them.
         """
-        self._send_parts(status, [None, None, header_lines], add_headers, body)
+        self._send_parts(status, [None, None, header_lines], add_headers, body, own)
 
     cdef Request _begin_response(self, int status):
         """The request, its status set; keep-alive decided for the response now starting."""
@@ -1024,12 +1164,16 @@ cdef class ClientConnection(_Sender):
             self.keep_alive = False
         return request
 
-    cdef _send_parts(self, int status, list parts, add_headers, body):
+    cdef _send_parts(self, int status, list parts, add_headers, body, own=None):
         """send_head with the header lines as pieces after two free slots, joined once."""
         cdef Request request = self._begin_response(status)
         parts[0] = _status_line(status)
         parts[1] = _server_and_date(self._server_tokens(request))
+        if own is not None:
+            parts[1] = own_lines(parts[1], own[0], own[1])
         if add_headers:
+            if _record_heads:       # $sent_http_* in add_header: the fields so far
+                response_heads.record(request, response_heads.SENT, parts[2])
             parts.append(self._render_add_headers(status, add_headers))
         parts.append(KEEP_ALIVE_END if self.keep_alive else CLOSE_END)
         if body:
@@ -1037,10 +1181,15 @@ cdef class ClientConnection(_Sender):
             request.body_bytes_sent += len(body)
         data = _join(parts)
         request.bytes_sent += len(data)
-        self._write(data)
+        if _record_heads:
+            response_heads.record(request, response_heads.SENT, data)
+        if self.pacer is None:
+            self._write(data)
+        else:
+            self.pacer.write(data)
 
     cdef _send_relayed_head(self, int status, bytes fields, bytes extra, add_headers,
-                            const char* tail, Py_ssize_t tail_size):
+                            const char* tail, Py_ssize_t tail_size, object own):
         """_send_parts for an upstream's head: the same bytes, without a list of parts.
 
         Status line, Server/Date, the relayed ``fields``, ``extra`` (a framing line or
@@ -1052,6 +1201,10 @@ cdef class ClientConnection(_Sender):
         cdef char* w
         line = _status_line(status)
         server_date = _server_and_date(self._server_tokens(request))
+        if own is not None:     # proxy_pass_header Server or Date, and the upstream sent it
+            server_date = own_lines(server_date, own[0], own[1])
+        if _record_heads:       # $sent_http_* in add_header: the fields so far
+            response_heads.record(request, response_heads.SENT, fields)
         added = self._render_add_headers(status, add_headers) if add_headers else b""
         end = KEEP_ALIVE_END if self.keep_alive else CLOSE_END
         if extra is None:
@@ -1069,7 +1222,12 @@ cdef class ClientConnection(_Sender):
         w = _put(w, end, tail, tail_size)
         request.body_bytes_sent += tail_size
         request.bytes_sent += total
-        self._write(data)
+        if _record_heads:
+            response_heads.record(request, response_heads.SENT, data)
+        if self.pacer is None:
+            self._write(data)
+        else:
+            self.pacer.write(data)
 
     cdef bytes _render_add_headers(self, int status, add_headers):
         out = []
@@ -1083,25 +1241,52 @@ cdef class ClientConnection(_Sender):
 
     cpdef send_raw(self, data):
         """Bytes that are neither head nor body (100 Continue, a last chunk), in order."""
-        self._write(data)
+        if self.pacer is None:
+            self._write(data)
+        else:
+            self.pacer.write(data)
 
     cpdef send_body(self, data):
         cdef Request request = self.request
         request.body_bytes_sent += len(data)
         request.bytes_sent += len(data)
+        if self.pacer is None:
+            self._write(data)
+        else:
+            self.pacer.write(data)
+
+    def write_now(self, data):
+        """Write to the socket now, past the pacer (gateway/http/limit_rate.py)."""
         self._write(data)
 
     def send_simple(self, int status, body=b"", content_type=b"text/html",
                     extra=b"", add_headers=None, bint empty_type=False):
         """A complete response with an in-memory body."""
-        lines = []
+        self._send_simple(status, body, content_type, extra, add_headers, empty_type)
+
+    cdef _send_simple(self, int status, body, content_type, extra, add_headers, bint empty_type):
+        cdef Request request = self.request
+        cdef _PlanInfo info
+        if body:
+            # where.settings.gzip of the request's location, else its server (gzip.simple compresses).
+            info = self._where_info(request)
+            if info is not None:
+                compress = info.gzip
+            else:
+                where = request.location if request.location is not None else request.server
+                compress = where is not None and where.settings.gzip
+            if compress:
+                extra = gzip.simple(self, status, body, content_type, extra, add_headers)
+                if extra is None:
+                    return      # sent compressed
+        # The twin's header lines, as pieces after _send_parts' two free slots: joined once there.
+        parts = [None, None]
         if content_type is not None and (body or empty_type):
-            lines.append(b"Content-Type: %s\r\n" % content_type)
-        if status not in (204, 304) and not 100 <= status < 200:
-            lines.append(b"Content-Length: %d\r\n" % len(body))
-        lines.append(extra)
-        self.send_head(status, b"".join(lines), add_headers,
-                       body if self.request.method != "HEAD" else b"")
+            parts.append(_type_line(content_type))
+        if status != 204 and status != 304 and not 100 <= status < 200:
+            parts.append(_length_line(len(body)))
+        parts.append(extra)
+        self._send_parts(status, parts, add_headers, body if request.method != "HEAD" else b"")
         self.finish_response()
 
     cpdef send_error(self, int status, add_headers=None):
@@ -1112,7 +1297,8 @@ cdef class ClientConnection(_Sender):
         if getattr(app, "error_pages_in_use", False) and app.answer_error_page(self, status):
             return      # error_page (gateway/http/errorpages.py) answered instead
         tokens = self._server_tokens(self.request)
-        self.send_simple(status, error_page(status, tokens), b"text/html", b"", add_headers)
+        self.send_simple(status, padded(self.request, status, error_page(status, tokens)),
+                         b"text/html", b"", add_headers)
 
     cdef bint _body_discardable(self):
         body = self.body
@@ -1120,6 +1306,8 @@ cdef class ClientConnection(_Sender):
 
     cpdef finish_response(self):
         """The current response is complete: log it and go on with the next request."""
+        if self.pacer is not None and self.pacer.holds_finish():
+            return      # once the bytes limit_rate holds are sent
         cdef Request request = self.request
         self.handler = None
         cdef _PlanInfo where
@@ -1131,6 +1319,10 @@ cdef class ClientConnection(_Sender):
                 if logs:
                     for file, fmt in logs:
                         file.write(fmt.render(request))
+                if where.meter is not None:
+                    where.meter.record(request)
+            if request.cleanup is not None:
+                _run_cleanup(request)
         if self.state == CLOSED:
             return
         if not self.keep_alive:
@@ -1200,6 +1392,7 @@ cdef class ClientConnection(_Sender):
 
     cdef _reject(self, exc):
         """Answer a request we cannot take, then close (the input is in an unknown state)."""
+        self.pending_head = None
         if self.request is None:
             request = Request("", "", "", "", 10, [])
             request.remote_addr = self.remote_addr
@@ -1240,15 +1433,44 @@ cdef class ClientConnection(_Sender):
     def shutdown(self, bint graceful):
         """Close now if idle (or if not graceful); otherwise after the current response."""
         self.draining = True
-        if not graceful or (self.state == HEAD and not self.buffer and self.requests_served):
-            self.close()       # idle between keep-alive requests: nothing is lost
+        if not graceful:
+            self.close()
             return
         self.keep_alive = False
         if self.state == HEAD and not self.buffer:
-            # Just accepted, request bytes possibly still in flight: a short grace period.
+            # Idle, just accepted or between keep-alive requests: a request may be on its way
+            # (a client reusing its connection cannot know we stop, and closing under it resets
+            # it). A short grace: a request that comes is answered with Connection: close.
             grace = self._now() + SHUTDOWN_GRACE
             if self.deadline == 0.0 or self.deadline > grace:
                 self.deadline = grace
+
+
+# C entry points for _fastpath/ukpath.pyx (declared in proxyproto.pxd): the compiled connection's
+# methods without Python's argument passing; any other connection (HTTP/2 streams) by its methods.
+
+cdef bint conn_body_pending(conn) except -1:
+    """conn.body_pending()."""
+    if isinstance(conn, ClientConnection):
+        return (<ClientConnection>conn).body_pending()
+    return conn.body_pending()
+
+
+cdef int conn_set_handler(conn, handler) except -1:
+    """conn.handler = handler."""
+    if isinstance(conn, ClientConnection):
+        (<ClientConnection>conn).handler = handler
+    else:
+        conn.handler = handler
+    return 0
+
+
+cdef conn_send_simple(conn, int status, body, content_type, extra, add_headers):
+    """conn.send_simple(status, body, content_type, extra, add_headers)."""
+    if isinstance(conn, ClientConnection):
+        (<ClientConnection>conn)._send_simple(status, body, content_type, extra, add_headers, False)
+    else:
+        conn.send_simple(status, body, content_type, extra, add_headers)
 
 
 cdef class TlsClientConnection(ClientConnection):
@@ -1701,6 +1923,8 @@ cdef class ProxyExchange:
 
     def client_body_end(self):
         self.body_complete = True
+        if _record_body:
+            request_body.keep(self.request, self.body_parts, self.body_size)
         if self.buffer_body and self.state == CONNECTING and self.upstream is None \
                 and self.connect_future is None and self.tries == 0:
             self._try_next_peer(self.conn._now())
@@ -1772,6 +1996,8 @@ cdef class ProxyExchange:
             if fields is None:
                 return
             self.response_buffer = b""
+            if _record_heads:
+                response_heads.record(self.request, response_heads.UPSTREAM, buffer)
             if 100 <= head.status < 200 and head.status != 101:
                 self.response_buffer = buffer[head.consumed:]   # interim: not relayed
                 continue
@@ -1784,6 +2010,11 @@ cdef class ProxyExchange:
         cdef long long length
         cdef Py_ssize_t start = head.consumed, size = PyBytes_GET_SIZE(buffer) - head.consumed
         self.header_time = now - self.try_started
+        if status == 101:
+            if _header(self.request.headers, b"upgrade", False) is not None:
+                self._upgrade(buffer, start)
+                return
+            self.conn.keep_alive = False    # switched protocols, yet not asked to: no reuse
         cdef _PlanInfo info = self.info
         condition = _status_conditions[status]     # scan_response_head: 100..999
         if condition is not None and condition in info.next_upstream \
@@ -1798,15 +2029,28 @@ cdef class ProxyExchange:
             return
         cdef Request request = self.request
         self._note_status(status)
+        if info.intercept is not None and status in info.intercept:
+            self._intercept(status, buffer)
+            return
+        own = None
+        if info.response_filter is not None and (info.filter_always or head.redirect_field):
+            # The location edits the upstream's fields (gateway/http/headers.py).
+            fields, own_server, own_date = info.response_filter.fields(
+                request, status, parse_response_head(buffer, MAX_RESPONSE_HEAD)[3],
+                self.app.absolute_url)
+            if not (own_server and own_date):
+                own = (own_server, own_date)
         cdef int kind = head.framing
         if kind == FRAME_ERROR:
             # The twin's response_body_framing raises here: raise the same exception.
             headers = parse_response_head(buffer, MAX_RESPONSE_HEAD)[3]
             response_body_framing(status, headers, request.method)
         length = head.length
-        cdef bint upstream_close = head.version == 10 or head.connection_close
+        cdef bint upstream_close = head.version == 10 or head.connection_close or status == 101
         cdef bytes extra = None     # a Transfer-Encoding line of ours after the fields
         cdef ClientConnection conn = self.conn
+        if head.accel_limit_rate:
+            limit_rate.start_accel(conn, request, buffer[:head.consumed])
         if kind == FRAME_CHUNKED:
             if request.version == 11:
                 extra = CHUNKED_LINE
@@ -1830,14 +2074,25 @@ cdef class ProxyExchange:
                 self.reusable = False
             self.remaining = 0
             conn._send_relayed_head(status, fields, extra, info.add_headers,
-                                    PyBytes_AS_STRING(buffer) + start, length)
+                                    PyBytes_AS_STRING(buffer) + start, length, own)
             self._complete_at(now)
             return
-        conn._send_relayed_head(status, fields, extra, info.add_headers, NULL, 0)
+        conn._send_relayed_head(status, fields, extra, info.add_headers, NULL, 0, own)
         if kind == FRAME_NONE or (kind == FRAME_LENGTH and length == 0):
             self._complete_at(now)
         elif size:
             self._relay(buffer[start:])
+
+    cdef _intercept(self, int status, bytes buffer):
+        """proxy_intercept_errors: the location's error_page answers instead (nginx's
+        ngx_http_upstream_intercept_errors); the upstream's body is not read."""
+        self._note_time(self.conn._now() - self.try_started)
+        self._finish_upstream(False, False)
+        self.state = DONE
+        self._record()
+        if status == 401:
+            keep_challenge(self.request, parse_response_head(buffer, MAX_RESPONSE_HEAD)[3])
+        self.conn.send_error(status, self.info.add_headers)
 
     cdef _relay(self, bytes data):
         cdef int kind = self.framing
@@ -1876,6 +2131,23 @@ cdef class ProxyExchange:
             else:
                 conn.send_body(data)
 
+    cdef _upgrade(self, bytes buffer, Py_ssize_t start):
+        """101 to a request that asked for an upgrade: the connections become a tunnel."""
+        self._note_status(101)
+        self.state = RELAYING
+        self.deadline = 0.0
+        headers = parse_response_head(buffer, MAX_RESPONSE_HEAD)[3]
+        start_tunnel(self, headers, buffer[start:])
+
+    def tunnel_closed(self, detail):
+        """The tunnel ended (tunnel.py): close the upstream connection, never pool it; log."""
+        if self.state == DONE:
+            return
+        if detail:
+            self._log_upstream_error(detail, self.peer, "info")    # nginx's level for these
+        self.reusable = False
+        self._complete()
+
     def upstream_eof(self):
         if self.state == RELAYING and self.framing == F_CLOSE:
             if self.wrap_chunks:
@@ -1904,7 +2176,7 @@ cdef class ProxyExchange:
         self._note_time(now - self.try_started)
         self._finish_upstream_at(False, self.reusable and self.body_complete, now)
         self.state = DONE
-        if self.info.access_logs:
+        if self.info.records_upstream:
             self._record()
         cdef ClientConnection conn = self.conn
         conn.event_now = now        # the clock of this event, for the keep-alive deadline
@@ -2013,10 +2285,12 @@ cdef class ProxyExchange:
         self.conn.close()
         self.conn.finish_response()
 
-    cdef _log_upstream_error(self, str detail, peer):
+    cdef _log_upstream_error(self, str detail, peer, str level="error"):
         cdef Request request = self.request
+        if not log.enabled(level):
+            return
         where = f"{peer.host}:{peer.port}" if peer is not None else "-"
-        log.error(f'{detail}, client: {request.remote_addr}, server: {request.server_name}, '
+        getattr(log, level)(f'{detail}, client: {request.remote_addr}, server: {request.server_name}, '
                   f'request: "{request.method} {request.request_uri} {request.protocol}", '
                   f'upstream: "http://{where}{self.proxy.upstream_uri(request)}", '
                   f'host: "{request.host}"')
@@ -2065,6 +2339,13 @@ cdef class ProxyExchange:
     cdef _record(self):
         """Fill the $upstream_* variables (only needed by access logs)."""
         cdef Request request = self.request
+        if self.n_peers == 1 and self.n_statuses == 1 and self.n_times == 1:
+            # One try, the usual case: the same strings as below, without the joins.
+            request.upstream_addr = _peer_text(self.peer0)
+            request.upstream_status = _status_text(self.status0)
+            request.upstream_response_time = _seconds_text(self.time0)
+            request.upstream_header_time = _seconds_text(self.header_time) if self.header_time else "-"
+            return
         request.upstream_addr = ", ".join([f"{p.host}:{p.port}" for p in self.addresses])
         request.upstream_status = ", ".join(map(str, self.statuses))
         request.upstream_response_time = ", ".join([f"{t:.3f}" for t in self.times])

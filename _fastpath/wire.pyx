@@ -119,8 +119,19 @@ def encode(dst, src, req_id, op, payload=b"", *, status=0, reply=False, now=0):
     # The same ranges struct.pack("<BBHIIIHHI") accepts.
     if not (0 <= op <= 0xFF and 0 <= req_id <= 0xFFFFFFFF and 0 <= status <= 0xFFFF and 0 <= now <= 0xFFFFFFFF):
         raise OverflowError("a header field is out of range")
-    cdef uint32_t c_op = op, c_rid = req_id, c_status = status, c_now = now
-    cdef uint32_t flags = FLAG_REPLY if reply else 0
+    return _encode(d, s, req_id, op, pp, total, status, FLAG_REPLY if reply else 0, now)
+
+
+cdef list encode_frames(bytes dst, bytes src, uint32_t req_id, uint32_t op, bytes payload, uint32_t now):
+    """encode() of a request for the pool (payload within MAX_PAYLOAD: the caller checked)."""
+    if PyBytes_GET_SIZE(dst) != 6 or PyBytes_GET_SIZE(src) != 6:
+        raise ValueError("a MAC address is 6 bytes")
+    return _encode(dst, src, req_id, op, <const uint8_t *>PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload),
+                   0, 0, now)
+
+
+cdef list _encode(bytes d, bytes s, uint32_t c_rid, uint32_t c_op, const uint8_t *pp, Py_ssize_t total,
+                  uint32_t c_status, uint32_t flags, uint32_t c_now):
     cdef const uint8_t *pd = <const uint8_t *>PyBytes_AS_STRING(d)
     cdef const uint8_t *ps = <const uint8_t *>PyBytes_AS_STRING(s)
     cdef Py_ssize_t off = 0, flen
@@ -142,13 +153,7 @@ def encode(dst, src, req_id, op, payload=b"", *, status=0, reply=False, now=0):
 
 @cython.no_gc
 cdef class Message:
-    """A whole reassembled message."""
-
-    cdef readonly bytes src
-    cdef readonly unsigned int req_id
-    cdef readonly int op, status, flags
-    cdef readonly unsigned int now
-    cdef readonly bytes payload
+    """A whole reassembled message (fields declared in wire.pxd)."""
 
     def __init__(self, src, req_id, op, status, flags, now, payload):
         self.src, self.req_id, self.op, self.status = src, req_id, op, status
@@ -245,9 +250,6 @@ cdef class _Partial:
 cdef class Reassembler:
     """Collects fragments, in any order, into Messages; rejects duplicates and inconsistent fragments."""
 
-    cdef public Py_ssize_t max_pending
-    cdef dict _pending          # (src, req_id) -> _Partial, oldest first
-
     def __init__(self, max_pending=64):
         self.max_pending = max_pending
         self._pending = {}
@@ -328,7 +330,15 @@ def receive(int fd, Reassembler reassembler, Py_ssize_t limit):
     unless the previous one was full.
     """
     cdef list out = []
-    cdef Py_ssize_t count = 0, malformed = 0
+    cdef Py_ssize_t malformed = 0
+    cdef Py_ssize_t count = receive_into(fd, reassembler, limit, out, &malformed)
+    return out, malformed, count
+
+
+cdef Py_ssize_t receive_into(int fd, Reassembler reassembler, Py_ssize_t limit, list out,
+                             Py_ssize_t *malformed) except -1:
+    """receive() appending to out and adding to *malformed; the number of frames read."""
+    cdef Py_ssize_t count = 0
     cdef int n, i, want, code
     while count < limit:
         want = BATCH if limit - count > BATCH else <int>(limit - count)
@@ -347,16 +357,20 @@ def receive(int fd, Reassembler reassembler, Py_ssize_t limit):
             code = 0
             msg = reassembler._feed(rx_bufs[i], rx_msgs[i].msg_len, &code)
             if code:
-                malformed += 1
+                malformed[0] += 1
             elif msg is not None:
                 out.append(msg)
         if n < want:
             break
-    return out, malformed, count
+    return count
 
 
 def send_frames(int fd, list frames):
     """Send frames in order until the socket is full; how many went. OSError if the first one fails."""
+    return send_list(fd, frames)
+
+
+cdef Py_ssize_t send_list(int fd, list frames) except -1:
     cdef Py_ssize_t total = len(frames), sent = 0, i
     cdef int batch, r
     cdef object frame

@@ -17,7 +17,7 @@ KV_KEY, KV_VALUE = "/key1", "v" * 64
 def start(kind: str, ports: list[int], workdir: str, cpus: str | None) -> tuple[procs.Proc, dict]:
     """Start the backend on ports: nginx (fixed/static content; ``site``: plus the static
     unikernel's files) or the Python server (``slow``: fixed answer after 10 ms; ``echo``:
-    the URI echoed; ``kv``: one key's value)."""
+    the URI echoed; ``kv``: one key's value; ``ws``: a WebSocket echo server)."""
     os.makedirs(workdir, exist_ok=True)
     os.chmod(workdir, 0o755)   # nginx workers run as an unprivileged user and read www/
     if kind in ("nginx", "site"):
@@ -28,6 +28,9 @@ def start(kind: str, ports: list[int], workdir: str, cpus: str | None) -> tuple[
         with open(os.path.join(root, configs.LARGE_NAME), "wb") as f:
             f.write(bytes(range(256)) * (configs.LARGE_SIZE // 256))
         os.chmod(os.path.join(root, configs.LARGE_NAME), 0o644)
+        with open(os.path.join(root, configs.TEXT_NAME), "wb") as f:
+            f.write(configs.text_page())
+        os.chmod(os.path.join(root, configs.TEXT_NAME), 0o644)
         if kind == "site":
             # The same files the static unikernel serves, so both answer the same bytes.
             for name in os.listdir(SITE):
@@ -45,6 +48,9 @@ def start(kind: str, ports: list[int], workdir: str, cpus: str | None) -> tuple[
         argv = [sys.executable, "-m", "bench.slow_backend", "--port", str(ports[0])]
         argv += {"slow": ["--delay", "0.01"], "echo": ["--delay", "0", "--echo-uri"],
                  "kv": ["--delay", "0", "--item", f"{KV_KEY}={KV_VALUE}"]}[kind]
+        texts = {}
+    elif kind == "ws":
+        argv = [sys.executable, "-m", "bench.ws_backend", "--port", str(ports[0])]
         texts = {}
     else:
         raise ValueError(f"unknown backend {kind!r}")

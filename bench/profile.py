@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     gateway = None
     try:
         port = procs.free_port()
-        gateway, _ = SYSTEMS["gateway"].start(os.path.join(workdir, "gateway"), port, ports, where)
+        gateway, _ = SYSTEMS["gateway"].start(os.path.join(workdir, "gateway"), port, ports, where,
+                                              gzip=scenario.gzip)
         pid = worker_pid(gateway.pid)
         script = wrk.write_script(scenario.load, workdir)
         load = subprocess.Popen(wrk.command(scenario.load, port, args.duration + 2, script,

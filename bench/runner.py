@@ -8,9 +8,10 @@ import ssl
 import statistics
 import subprocess
 import urllib.request
+import zlib
 from dataclasses import dataclass, field
 
-from bench import backends, boot, procs, wrk
+from bench import backends, boot, h2load, procs, wrk, ws_load
 from bench.scenarios import Scenario
 from bench.systems import SYSTEMS, Placement
 
@@ -65,7 +66,14 @@ def _round(value: float | None, digits: int = 2) -> float | None:
 
 
 def sanity_check(port: int, scenario: Scenario) -> None:
-    """One GET through the proxy must answer 200 (and the expected body length)."""
+    """One GET through the proxy must answer 200 (and the expected body length); for a
+    WebSocket scenario, one message must come back."""
+    if scenario.load.scheme == "ws":
+        try:
+            ws_load.check(port, scenario.load.path)
+        except Exception as exc:     # whatever the handshake or the echo raised
+            raise procs.StartError(f"failed check: WebSocket echo: {exc}") from exc
+        return
     url = f"{scenario.load.scheme}://127.0.0.1:{port}{scenario.load.path}"
     context = ssl._create_unverified_context() if scenario.tls else None   # our own test cert
     try:
@@ -79,6 +87,15 @@ def sanity_check(port: int, scenario: Scenario) -> None:
     if scenario.expect_length is not None and len(body) != scenario.expect_length:
         raise procs.StartError(f"failed check: GET {scenario.load.path} gave {len(body)} bytes, "
                                f"expected {scenario.expect_length}")
+    if scenario.gzip:
+        # The load asks for gzip: the answer must be compressed and give the same text back.
+        request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=5, context=context) as resp:
+            packed = resp.read()
+            encoding = resp.headers.get("Content-Encoding")
+        if encoding != "gzip" or zlib.decompress(packed, 31) != body:
+            raise procs.StartError(f"failed check: GET {scenario.load.path} with gzip gave "
+                                   f"Content-Encoding {encoding}, {len(packed)} bytes")
 
 
 def seed(port: int, path: str, value: str) -> None:
@@ -96,7 +113,9 @@ def systems_for(scenario: Scenario, names: list[str]) -> list[str]:
     """The systems a scenario runs: gateway-unikernel only (and always, with a gateway) in
     unikernel scenarios, where the others proxy to a backend doing the same job."""
     names = [n for n in names if not SYSTEMS[n].unikernel]
-    if scenario.tls:
+    # Features only nginx and the gateway have: haproxy and aiohttp would not do the same work.
+    if scenario.tls or scenario.gzip or scenario.limit_req or scenario.rewrite \
+            or scenario.load.scheme == "ws":
         names = [n for n in names if SYSTEMS[n].kind in ("nginx", "gateway")]
     if scenario.unikernel and any(SYSTEMS[n].kind == "gateway" for n in names):
         names.append("gateway-unikernel")
@@ -113,10 +132,25 @@ def certificate(workdir: str) -> tuple[str, str]:
     return cert, key
 
 
+def client_command(scenario: Scenario, port: int, duration: float, script: str,
+                   cpus: str | None) -> list[str]:
+    """The load client's argv: wrk, h2load for the HTTP/2 scenarios, ws_load for WebSocket."""
+    if scenario.load.client == "h2load":
+        return h2load.command(scenario.load, port, duration, cpus)
+    if scenario.load.scheme == "ws":
+        return ws_load.command(scenario.load, port, duration, script, cpus)
+    return wrk.command(scenario.load, port, duration, script, cpus)
+
+
+def run_client(argv: list[str], duration: float) -> wrk.Result:
+    """Run the argv client_command made (possibly behind taskset)."""
+    return (h2load.run if "h2load" in argv else wrk.run)(argv, duration)
+
+
 def measure(proc: procs.Proc, backend: procs.Proc, argv: list[str], duration: float) -> dict:
     """One wrk run against a system, with the system's and the backend's CPU time around it."""
     before = procs.cpu_seconds(proc.pid), procs.cpu_seconds(backend.pid)
-    result = wrk.run(argv, duration)
+    result = run_client(argv, duration)
     after = procs.cpu_seconds(proc.pid), procs.cpu_seconds(backend.pid)
     row = result.to_dict()
     row["cpu_s"] = round(after[0] - before[0], 3)
@@ -157,6 +191,7 @@ def run(scenario: Scenario, names: list[str], settings: Settings, where: Placeme
                          "configs": texts}
     running: list[tuple[SystemResult, procs.Proc, int]] = []
     tls = certificate(workdir) if scenario.tls else None
+    websocket = scenario.load.scheme == "ws"
     try:
         script = wrk.write_script(scenario.load, workdir)
         for name in names:
@@ -165,7 +200,10 @@ def run(scenario: Scenario, names: list[str], settings: Settings, where: Placeme
             port = procs.free_port()
             try:
                 proc, result.configs = SYSTEMS[name].start(os.path.join(workdir, name), port,
-                                                           ports, where, scenario.unikernel, tls)
+                                                           ports, where, scenario.unikernel, tls,
+                                                           scenario.limit_req, scenario.gzip,
+                                                           upgrade=websocket, http2=scenario.http2,
+                                                           rewrite=scenario.rewrite)
                 result.command = shlex.join(proc.argv)
                 running.append((result, proc, port))
                 if scenario.seed and SYSTEMS[name].unikernel:
@@ -178,9 +216,9 @@ def run(scenario: Scenario, names: list[str], settings: Settings, where: Placeme
             if result.status != "ok":
                 continue
             if settings.warmup:
-                argv = wrk.command(scenario.load, port, settings.warmup, script, where.client)
+                argv = client_command(scenario, port, settings.warmup, script, where.client)
                 try:
-                    wrk.run(argv, settings.warmup)
+                    run_client(argv, settings.warmup)
                 except (ValueError, OSError, subprocess.SubprocessError) as exc:
                     result.status = f"failed warm-up: {exc}"
         # Interleaved rounds (ABCDABCD): drift on a shared machine hits every system alike.
@@ -191,7 +229,7 @@ def run(scenario: Scenario, names: list[str], settings: Settings, where: Placeme
                 if proc.popen.poll() is not None:
                     result.status = f"exited during the run: {proc.first_stderr_line()}"
                     continue
-                argv = wrk.command(scenario.load, port, settings.duration, script, where.client)
+                argv = client_command(scenario, port, settings.duration, script, where.client)
                 record.setdefault("wrk_commands", {})[result.name] = shlex.join(argv)
                 try:
                     row = measure(proc, backend, argv, settings.duration)

@@ -31,6 +31,10 @@ class Scenario:
     seed: tuple[str, str] | None = None   # (path, value) PUT into a unikernel before the runs
     timing: bool = False            # uk-boot: start and restart times instead of a wrk load
     tls: bool = False               # clients speak HTTPS to the proxy (nginx and gateway only)
+    limit_req: bool = False         # every request through a limit_req zone admitting all
+    gzip: int = 0                   # the proxy compresses text/plain at this level (0: off)
+    http2: bool = False             # clients speak HTTP/2 (h2load; nginx and gateway only)
+    rewrite: bool = False           # a map, an if and two rewrites before proxying (issue 11)
 
     def unavailable(self) -> str | None:
         """Why this scenario cannot run here, or None."""
@@ -75,10 +79,27 @@ SCENARIOS = {s.name: s for s in [
              Load("/small", 64, headers=("Connection: close",)), expect_length=13),
     Scenario("c1000", "1,000 concurrent keep-alive connections (wrk -c1000)",
              Load("/small", 1000, timeout="10s"), expect_length=13),
+    # Client and upstream connections both count against worker_connections (16384 here).
+    Scenario("c5000", "5,000 concurrent keep-alive connections (wrk -c5000)",
+             Load("/small", 5000, timeout="10s"), expect_length=13),
     Scenario("pipeline", "16 pipelined requests per connection (wrk -c64)",
              Load("/small", 64, script="pipeline.lua"), expect_length=13, latency=False),
     Scenario("https-small", "small response over HTTPS keep-alive (TLS 1.3, wrk -c64)",
              Load("/small", 64, scheme="https"), expect_length=13, tls=True),
+    Scenario("limit-req", "small response through limit_req (a zone admitting all, wrk -c64)",
+             Load("/small", 64), expect_length=13, limit_req=True),
+    Scenario("rewrite", "small response through a map, an if and two rewrites, one matching "
+             "(wrk -c64)", Load("/small", 64), expect_length=13, rewrite=True),
+    Scenario("gzip-10k", "10 KiB text/plain compressed by the proxy, gzip_comp_level 1 "
+             "(Accept-Encoding: gzip, wrk -c64)",
+             Load("/10k.txt", 64, headers=("Accept-Encoding: gzip",)), gzip=1,
+             expect_length=10 * 1024),
+    Scenario("ws-echo", "WebSocket echo, 64-byte messages, 16 connections each waiting for its "
+             "echo (websockets client and server); a request is one message and its echo",
+             Load("/echo", 16, scheme="ws"), backend="ws"),
+    Scenario("h2-small", "small response over HTTP/2 (TLS 1.3, ALPN h2; h2load -c4 -m16)",
+             Load("/small", 4, scheme="https", client="h2load", streams=16), expect_length=13,
+             tls=True, http2=True, latency=False),
     Scenario("upstream-10ms", "upstream answering after 10 ms (Python backend, wrk -c64)",
              Load("/small", 64), backend="slow", expect_length=13),
     Scenario("round-robin-4", "round robin over 4 upstream ports (wrk -c64)",

@@ -60,7 +60,10 @@ class System:
 
     def prepare(self, workdir: str, port: int, upstreams: list[int],
                 service: str | None = None,
-                tls: tuple[str, str] | None = None) -> tuple[list[str], dict]:
+                tls: tuple[str, str] | None = None,
+                limit_req: bool = False, gzip: int = 0,
+                upgrade: bool = False, http2: bool = False,
+                rewrite: bool = False) -> tuple[list[str], dict]:
         """Write the system's config into workdir; return its argv and {file name: text}."""
         os.makedirs(workdir, exist_ok=True)
         os.chmod(workdir, 0o755)   # nginx workers run as an unprivileged user
@@ -68,7 +71,8 @@ class System:
             name = f"{self.kind}.conf"
             route = (service, image_path(service)) if self.unikernel and service else None
             text = configs.proxy(port, upstreams, self.workers, nginx=self.kind == "nginx",
-                                 unikernel=route, tls=tls)
+                                 unikernel=route, tls=tls, limit_req=limit_req, gzip=gzip,
+                                 upgrade=upgrade, http2=http2, rewrite=rewrite)
             if self.kind == "nginx":
                 os.makedirs(os.path.join(workdir, "temp"), exist_ok=True)
                 argv = [NGINX, "-p", workdir + "/", "-c", os.path.join(workdir, name),
@@ -95,9 +99,13 @@ class System:
 
     def start(self, workdir: str, port: int, upstreams: list[int], where: Placement,
               service: str | None = None,
-              tls: tuple[str, str] | None = None) -> tuple[procs.Proc, dict]:
+              tls: tuple[str, str] | None = None,
+              limit_req: bool = False, gzip: int = 0,
+              upgrade: bool = False, http2: bool = False,
+              rewrite: bool = False) -> tuple[procs.Proc, dict]:
         """Start the system on port; StartError with its first stderr line when it fails."""
-        argv, texts = self.prepare(workdir, port, upstreams, service, tls)
+        argv, texts = self.prepare(workdir, port, upstreams, service, tls, limit_req, gzip,
+                                   upgrade, http2, rewrite)
         proc = procs.start(self.name, argv, self.cpus(where), workdir, cwd=REPO)
         try:
             procs.wait_port(proc, port)

@@ -24,6 +24,8 @@ class Load:
     script: str | None = None          # file name in bench/lua/, e.g. "pipeline.lua"
     timeout: str = "5s"
     scheme: str = "http"               # "https" for the TLS scenarios
+    client: str = "wrk"                # "h2load" for the HTTP/2 scenarios (bench/h2load.py)
+    streams: int = 1                   # h2load: concurrent streams per connection
 
 
 @dataclass

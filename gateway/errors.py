@@ -78,6 +78,11 @@ class VersionNotSupported(HttpError):
     status, reason = 505, "HTTP Version Not Supported"
 
 
+class BrokenProxyHeader(GatewayError):
+    """A connection on a ``listen ... proxy_protocol`` socket that does not open with a valid
+    PROXY header; the message is nginx's log text ("" where nginx logs nothing)."""
+
+
 # Upstreams ----------------------------------------------------------------
 
 class UpstreamError(GatewayError):
@@ -132,3 +137,13 @@ class WorkerExited(UnikernelError):
 
 class MalformedFrame(UnikernelError):
     """A frame from a unikernel link that breaks the wire protocol (unikernels/PROTOCOL.md)."""
+
+
+class ServiceRefused(GatewayError):
+    """A request a unikernel service cannot take (gateway/unikernel/dispatch.py): answered with `status`,
+    plus `extra` header lines (e.g. Allow) when there are some."""
+
+    def __init__(self, status, extra=b""):
+        super().__init__(status)
+        self.status = status
+        self.extra = extra

@@ -6,13 +6,12 @@ import re
 
 from gateway.config.model import MapBlock, SplitClients
 from gateway.config.parser import Directive
+from gateway.config.pcre import PcreError, compile_regex, named_groups, refusal
 from gateway.errors import ConfigError
-from gateway.routing.router_py import compile_regex
 
 # nginx's split_clients scale: percentages in hundredths, bounds over 32-bit hashes.
 _HUNDRED_PERCENT = 10000
 _HASH_SPACE = 0xFFFFFFFF
-_PCRE_NAMED = re.compile(r"\(\?P?<([A-Za-z_][A-Za-z0-9_]*)>")
 
 
 def variable_name(d: Directive) -> str:
@@ -25,16 +24,15 @@ def variable_name(d: Directive) -> str:
 
 def named_captures(pattern: str) -> list[str]:
     """Names of the ``(?<name>...)`` groups of a regex: variables it sets when it matches."""
-    return _PCRE_NAMED.findall(pattern)
+    return named_groups(pattern)
 
 
 def regex(pattern: str, caseless: bool, file: str, line: int) -> re.Pattern:
     """A regex from the config; a bad one is refused as nginx refuses it (PCRE2's words differ)."""
     try:
         return compile_regex(pattern, caseless)
-    except re.error as exc:
-        raise ConfigError(f'pcre2_compile() failed: {exc.msg} in "{pattern}"',
-                          file, line) from None
+    except PcreError as exc:
+        raise ConfigError(refusal(exc, pattern), file, line) from None
 
 
 def map_block(d: Directive, check_template) -> MapBlock:
@@ -160,7 +158,7 @@ def declared_variables(block: list[Directive]) -> dict[str, Directive | None]:
                             for name in named_captures(e.name):
                                 found.setdefault(name, None)
                 continue
-            if d.name == "set" and d.args and d.args[0].startswith("$"):
+            if d.name in ("set", "auth_request_set") and d.args and d.args[0].startswith("$"):
                 if found.get(d.args[0][1:]) is None:
                     found[d.args[0][1:]] = d
             elif d.name in _CAPTURING:

@@ -24,6 +24,8 @@ class Listen:
     backlog: int = 511        # nginx's NGX_LISTEN_BACKLOG on Linux
     ipv6only: bool = True
     ssl: bool = False         # ``listen ... ssl``: set on every listen of a socket if on one
+    proxy_protocol: bool = False   # ``listen ... proxy_protocol``: the same, per socket
+    http2: bool = False       # ``listen ... http2`` (gateway/config/http2.py)
     file: str | None = None
     line: int | None = None
 
@@ -60,6 +62,7 @@ class Tls:
     ecdh_curve: str = "auto"
     lines: dict[str, tuple[str, int]] = field(default_factory=dict)   # directive -> file, line
     context: object = None                # the ssl.SSLContext, built when certificates exist
+    h2_context: object = None             # the same offering h2 by ALPN, for HTTP/2 sockets
 
 
 @dataclass
@@ -73,6 +76,9 @@ class AddHeader:
 class AccessLog:
     path: str                 # absolute; "off" is represented by an empty list
     format: str               # the log_format's template text
+    escape: str = "default"   # log_format escape=: default, json or none
+    buffer: int = 0           # buffer=SIZE: write when this much waits (0: the app's sweep writes)
+    flush: float = 0.0        # flush=TIME: write lines older than this (with buffer=)
 
 
 @dataclass
@@ -162,11 +168,35 @@ class LocationSettings:
     proxy_pass: ProxyPass | None = None
     unikernel_pass: UnikernelPass | None = None
     stub_status: bool = False                    # nginx's stub_status counters as text
+    metrics: bool = False                        # Prometheus text (gateway/observe/metrics.py)
+    status_json: bool = False                    # JSON status (gateway/observe/status_json.py)
+    status_page: str | None = None               # live page (gateway/observe/status_page.py): URI it polls
 
     # realip (gateway/http/realip.py).
     set_real_ip_from: list[str] = field(default_factory=list)
     real_ip_header: str = "X-Real-IP"
     real_ip_recursive: bool = False
+
+    # limit_req and limit_conn (gateway/config/limits.py): lists replaced by a level's own.
+    limit_reqs: list = field(default_factory=list)
+    limit_req_status: int = 503
+    limit_req_log_level: str = "error"
+    limit_req_dry_run: bool = False
+    limit_conns: list = field(default_factory=list)
+    limit_conn_status: int = 503
+    limit_conn_log_level: str = "error"
+    limit_conn_dry_run: bool = False
+
+    # The access phase (gateway/config/access.py): allow/deny rules as (network or None for
+    # "all", deny), auth_basic's realm (a template; None: off) and its file, satisfy.
+    access_rules: list = field(default_factory=list)
+    auth_basic: str | None = None
+    auth_basic_user_file: str | None = None
+    satisfy: str = "all"
+    # auth_request (gateway/http/auth_request.py): the subrequest's URI (None: off) and the
+    # auth_request_set (variable name, value template) pairs, a level's own list or its parent's.
+    auth_request: str | None = None
+    auth_request_set: list = field(default_factory=list)
 
     # Request parts worked on by unikernel pools before the content handler (inherited).
     unikernel_auth: AuthPart | None = None
@@ -191,10 +221,42 @@ class LocationSettings:
     proxy_ssl_trusted_certificate: str | None = None   # absolute
     proxy_ssl_server_name: bool = False
     proxy_ssl_name: str | None = None           # template; None: the proxy_pass host
+    # Header directives of the proxy module (gateway/config/proxy_headers.py).
+    proxy_hide_headers: tuple[str, ...] = ()     # lowercase
+    proxy_pass_headers: tuple[str, ...] = ()     # lowercase
+    proxy_ignore_headers: frozenset[str] = frozenset()   # lowercase
+    proxy_redirect: object = "default"           # "default": nginx's implicit rule; None: off;
+                                                 # else a tuple of proxy_headers.Rewrite
+    proxy_cookie_domains: tuple | None = None    # Rewrite rules; None: off
+    proxy_cookie_paths: tuple | None = None
+    proxy_method: str | None = None              # template
+    proxy_pass_request_headers: bool = True
+    proxy_set_body: str | None = None            # template
+    proxy_intercept_errors: bool = False
+
+    # gzip and gzip_static (gateway/config/gzip.py, gateway/http/gzip.py).  Defaults are nginx's.
+    gzip: bool = False
+    gzip_types: tuple[str, ...] | None = ("text/html",)   # lowercase; None: "*", every type
+    gzip_min_length: int = 20
+    gzip_comp_level: int = 1
+    gzip_window: int = 15                        # zlib's windowBits
+    gzip_hash: int = 8                           # zlib's memLevel
+    gzip_proxied: frozenset[str] = frozenset({"off"})
+    gzip_vary: bool = False
+    gzip_disable: tuple = ()                     # compiled caseless regexes
+    gzip_disable_msie6: bool = False
+    gzip_http_version: int = 11
+    gzip_static: str = "off"                     # off, on, always
 
     # Responses.
     add_headers: list[AddHeader] = field(default_factory=list)
+    add_trailers: list[AddHeader] = field(default_factory=list)
+    # limit_rate, limit_rate_after (gateway/config/limit_rate.py): bytes, or a template's text.
+    limit_rate: int | str = 0
+    limit_rate_after: int | str = 0
+    expires: object | None = None                # gateway.config.headers.Expires; None: off
     server_tokens: bool = True
+    msie_padding: bool = True                    # pad error pages for MSIE and Chrome (nginx)
     # How a redirect to "/path" is made absolute (nginx's header filter, issue 11).
     absolute_redirect: bool = True
     port_in_redirect: bool = True
@@ -214,6 +276,12 @@ class LocationSettings:
     types: dict[str, str] = field(default_factory=dict)   # extension -> MIME type
     default_type: str = "text/plain"
     etag: bool = True
+    autoindex: bool = False                      # gateway/http/autoindex.py
+    autoindex_format: str = "html"               # html, xml, json, jsonp
+    autoindex_exact_size: bool = True
+    autoindex_localtime: bool = False
+    disable_symlinks: str = "off"                # off, on, if_not_owner (gateway/http/symlinks.py)
+    disable_symlinks_from: str | None = None     # template of from=
 
     # Logging.
     access_logs: list[AccessLog] = field(default_factory=list)
@@ -222,6 +290,7 @@ class LocationSettings:
     rewrite: object | None = None                # gateway.config.rewrite.Script
     rewrite_log: bool = False
     uninitialized_variable_warn: bool = True
+    log_not_found: bool = True            # static: log open() failures of missing files
 
     # error_page (issue 11); "internal" is not inherited.
     error_pages: list[ErrorPage] = field(default_factory=list)
@@ -238,6 +307,9 @@ class Location:
     settings: LocationSettings
     children: list[Location] = field(default_factory=list)
     regex: re.Pattern | None = None    # compiled for "~" and "~*"
+    # The regexes of this location and of the regex locations around it, outermost first:
+    # they set $1..$9 and named captures once this location is chosen.
+    capture_regexes: tuple = ()
     file: str | None = None
     line: int | None = None
 
@@ -254,6 +326,9 @@ class Server:
     client_header_buffer_size: int = 1024
     large_client_header_buffers: tuple[int, int] = (4, 8192)   # (number, size)
     tls: Tls = field(default_factory=Tls)
+    http2: bool = False                  # ``http2 on`` (nginx 1.25's form of ``listen ... http2``)
+    http2_max_concurrent_streams: int = 128
+    capture_regexes: tuple = ()          # its server_name regexes, in order (they set captures)
     file: str | None = None
     line: int | None = None
 
@@ -320,6 +395,7 @@ class UnikernelPool:
     image: str
     min_instances: int = 1
     max_instances: int = 1
+    spares: int = 0                       # booted instances standing by (gateway/unikernel/pool.py)
     memory_mb: int = 16
     transport: str = "auto"               # auto, tap, socketpair
     accel: str = "auto"                   # auto, kvm, tcg
@@ -365,11 +441,14 @@ class Http:
     upstreams: dict[str, Upstream] = field(default_factory=dict)
     unikernels: dict[str, UnikernelPool] = field(default_factory=dict)
     log_formats: dict[str, str] = field(default_factory=dict)
+    log_escapes: dict[str, str] = field(default_factory=dict)    # log_format name -> escape=
     # Variables the configuration defines: name -> MapBlock, SplitClients, "set" for one
     # that only "set" gives a value, None for a named regex capture (issue 11).
     variables: dict[str, MapBlock | SplitClients | str | None] = field(default_factory=dict)
     # ``listen ... ssl`` sockets -> the SSLContext of their default server (SNI switches).
     tls_listens: dict[tuple[str, int], object] = field(default_factory=dict)
+    # Sockets that speak HTTP/2: ALPN h2 over TLS, prior knowledge in cleartext.
+    http2_listens: frozenset = frozenset()
 
 
 @dataclass
@@ -386,6 +465,8 @@ class Config:
     prefix: str
     worker_processes: int = 1             # "auto" is resolved to the CPU count
     worker_connections: int = 512
+    worker_rlimit_nofile: int | None = None   # each worker's open-files limit (soft and hard)
+    worker_shutdown_timeout: float | None = None   # seconds a graceful stop waits for connections
     user: tuple[str, str | None] | None = None
     pid: str | None = None                # absolute path
     daemon: bool = True

@@ -75,3 +75,9 @@ def number(name: str, value: str, file: str, line: int) -> int:
 def flag(value: str) -> bool:
     """``on`` -> True (the directive table has already checked on/off)."""
     return value == "on"
+
+
+def check_template(text: str, file: str, line: int) -> None:
+    """Compile a template with variables now, so that a typo fails at load."""
+    from gateway.http.variables import compile_template   # the runtime's own compiler
+    compile_template(text, file, line)

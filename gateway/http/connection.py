@@ -11,11 +11,13 @@ import asyncio
 
 from gateway.observe.errorlog import log
 from gateway.errors import BadRequest, HttpError, PayloadTooLarge, RequestTimeout
-from gateway.http import parser
+from gateway.http import gzip, parser, response_heads
+from gateway.http.headers import own_lines
+from gateway.http.pending_head import PendingHead
 from gateway.http.proxy import ProxyExchange
 from gateway.http.request import Request
 from gateway.http.responses import (
-    ADD_HEADER_CODES, CLOSING_ERRORS, error_page, server_and_date, status_line_cached)
+    ADD_HEADER_CODES, CLOSING_ERRORS, error_page, padded, server_and_date, status_line_cached)
 
 # Stop reading when this much pipelined input waits behind a response in progress.
 PIPELINE_LIMIT = 64 * 1024
@@ -24,11 +26,17 @@ DISCARD_LIMIT = 64 * 1024
 # A chunked body is held whole in memory before it goes upstream: with no
 # client_max_body_size it is still bounded (nginx would spool it to disk).
 CHUNKED_MEMORY_LIMIT = 64 * 1024 * 1024
-# How long a graceful shutdown waits for the first request on a fresh connection.
+# How long a graceful shutdown waits for a request on an idle connection (new or keep-alive).
 SHUTDOWN_GRACE = 1.0
 
 # Connection states.
 HEAD, BODY, WAIT, CLOSED = range(4)
+
+
+def run_cleanup(request) -> None:
+    """Run a request's cleanup once (limit_conn's counts given back when it ends)."""
+    cleanup, request.cleanup = request.cleanup, None
+    cleanup()
 
 
 class ClientConnection(asyncio.Protocol):
@@ -39,7 +47,7 @@ class ClientConnection(asyncio.Protocol):
         "request", "handler", "body", "keep_alive", "requests_served", "id",
         "remote_addr", "remote_port", "server_addr", "server_port", "reading_paused",
         "writing_paused", "response_started", "closing_after_response", "discarding",
-        "in_read_loop", "ssl_object",
+        "in_read_loop", "ssl_object", "pending_head", "proxy_protocol", "pacer",
     )
 
     def __init__(self, app, listen_key):
@@ -47,6 +55,7 @@ class ClientConnection(asyncio.Protocol):
         self.listen_key = listen_key
         self.transport = None
         self.buffer = b""
+        self.pending_head = None          # PendingHead of a head that arrives in pieces
         self.state = HEAD
         self.deadline = 0.0
         self.timeout_status = 0
@@ -63,6 +72,8 @@ class ClientConnection(asyncio.Protocol):
         self.discarding = False
         self.in_read_loop = False
         self.ssl_object = None       # set by TlsClientConnection
+        self.proxy_protocol = None   # ProxyAddresses, set by ProxyProtocolReader
+        self.pacer = None            # limit_rate's Pacer of the response going out, or None
 
     # Protocol interface -------------------------------------------------
 
@@ -94,6 +105,17 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data):
         if self.state == CLOSED:
             return
+        if self.pending_head is not None:
+            # The rest of a head that arrives in pieces; self.buffer keeps its beginning.
+            try:
+                data = self.pending_head.add(data)
+            except HttpError as exc:
+                self._reject(exc)
+                return
+            if data is not None:
+                self.buffer = data
+                self._read_requests()
+            return
         self.buffer = self.buffer + data if self.buffer else data
         if self.state == HEAD:
             self._read_requests()
@@ -117,6 +139,9 @@ class ClientConnection(asyncio.Protocol):
         handler, self.handler = self.handler, None
         if handler is not None:
             handler.client_aborted()
+        request = self.request
+        if request is not None and getattr(request, "cleanup", None) is not None:
+            run_cleanup(request)      # a request that never finished
 
     def pause_writing(self):
         self.writing_paused = True
@@ -125,7 +150,7 @@ class ClientConnection(asyncio.Protocol):
 
     def resume_writing(self):
         self.writing_paused = False
-        if self.handler is not None:
+        if self.handler is not None and (self.pacer is None or not self.pacer.delayed):
             self.handler.client_write_resumed()
 
     # Reading requests ----------------------------------------------------
@@ -143,7 +168,12 @@ class ClientConnection(asyncio.Protocol):
                 try:
                     head = parser.parse_request_head(self.buffer, size, size * number)
                     if head is None:
+                        if self.pending_head is None:
+                            self.pending_head = PendingHead(self.buffer, size, size * number)
+                        else:
+                            self.pending_head.settle(self.buffer)
                         return
+                    self.pending_head = None
                     self._start_request(head)
                 except HttpError as exc:
                     self._reject(exc)
@@ -166,6 +196,8 @@ class ClientConnection(asyncio.Protocol):
         if self.ssl_object is not None:
             request.scheme = "https"
             request.ssl_object = self.ssl_object
+        if self.proxy_protocol is not None:
+            request.proxy_protocol = self.proxy_protocol
         self.requests_served += 1
         request.connection_requests = self.requests_served
         self.request = request
@@ -223,7 +255,10 @@ class ClientConnection(asyncio.Protocol):
     def proxy_exchange(self, request, plan):
         """A ProxyExchange for `plan`'s upstream, not started yet (the caller may hand it body
         pieces first): how a composed location proxies once its parts have passed."""
-        exchange = ProxyExchange(self, request, plan, self.app)
+        if plan.gzip is None:
+            exchange = ProxyExchange(self, request, plan, self.app)
+        else:
+            exchange = gzip.GzipProxyExchange(self, request, plan, self.app)
         self.handler = exchange
         return exchange
 
@@ -244,10 +279,12 @@ class ClientConnection(asyncio.Protocol):
 
     # Writing responses ---------------------------------------------------
 
-    def send_head(self, status: int, header_lines: bytes, add_headers=None, body: bytes = b""):
+    def send_head(self, status: int, header_lines: bytes, add_headers=None, body: bytes = b"",
+                  own=None):
         """Write a status line, our Server/Date, the header lines, Connection, then ``body``.
 
         Head and a body already at hand go out in one write: one system call per response.
+        ``own``: (our Server line, our Date line) when the upstream's replace one of them.
         """
         request = self.request
         request.status = status
@@ -258,7 +295,11 @@ class ClientConnection(asyncio.Protocol):
         where = request.location if request.location is not None else request.server
         tokens = where.settings.server_tokens if where is not None else True
         parts = [status_line_cached(status), server_and_date.lines(tokens), header_lines]
+        if own is not None:
+            parts[1] = own_lines(parts[1], *own)
         if add_headers:
+            if response_heads.wanted():     # $sent_http_* in add_header: the fields so far
+                response_heads.record(request, response_heads.SENT, header_lines)
             parts.append(self._render_add_headers(status, add_headers))
         parts.append(b"Connection: keep-alive\r\n\r\n" if self.keep_alive
                      else b"Connection: close\r\n\r\n")
@@ -267,7 +308,12 @@ class ClientConnection(asyncio.Protocol):
             request.body_bytes_sent += len(body)
         data = b"".join(parts)
         request.bytes_sent += len(data)
-        self.transport.write(data)
+        if response_heads.wanted():
+            response_heads.record(request, response_heads.SENT, data)
+        if self.pacer is None:
+            self.transport.write(data)
+        else:
+            self.pacer.write(data)
 
     def _render_add_headers(self, status, add_headers):
         out = []
@@ -282,7 +328,10 @@ class ClientConnection(asyncio.Protocol):
     def send_body(self, data):
         self.request.body_bytes_sent += len(data)
         self.request.bytes_sent += len(data)
-        self.transport.write(data)
+        if self.pacer is None:
+            self.transport.write(data)
+        else:
+            self.pacer.write(data)
 
     def send_raw(self, data):
         """Bytes that are neither head nor body (100 Continue, a last chunk), in order.
@@ -290,11 +339,24 @@ class ClientConnection(asyncio.Protocol):
         Every write to the client goes through this object: the compiled twin sends
         straight to the socket when nothing is pending, which is right only if so.
         """
+        if self.pacer is None:
+            self.transport.write(data)
+        else:
+            self.pacer.write(data)
+
+    def write_now(self, data):
+        """Write to the socket now, past the pacer (gateway/http/limit_rate.py)."""
         self.transport.write(data)
 
     def send_simple(self, status: int, body: bytes = b"", content_type: bytes | None = b"text/html",
                     extra: bytes = b"", add_headers=None, empty_type: bool = False):
         """A complete response with an in-memory body."""
+        request = self.request
+        where = request.location if request.location is not None else request.server
+        if body and where is not None and where.settings.gzip:
+            extra = gzip.simple(self, status, body, content_type, extra, add_headers)
+            if extra is None:
+                return      # sent compressed
         lines = []
         if content_type is not None and (body or empty_type):
             lines.append(b"Content-Type: %s\r\n" % content_type)
@@ -315,7 +377,8 @@ class ClientConnection(asyncio.Protocol):
         request = self.request
         where = request.location if request.location is not None else request.server
         tokens = where.settings.server_tokens if where is not None else True
-        self.send_simple(status, error_page(status, tokens), b"text/html", b"", add_headers)
+        self.send_simple(status, padded(request, status, error_page(status, tokens)),
+                         b"text/html", b"", add_headers)
 
     def _body_discardable(self) -> bool:
         body = self.body
@@ -323,10 +386,14 @@ class ClientConnection(asyncio.Protocol):
 
     def finish_response(self):
         """The current response is complete: log it and go on with the next request."""
+        if self.pacer is not None and self.pacer.holds_finish():
+            return      # once the bytes limit_rate holds are sent
         request = self.request
         self.handler = None
         if request is not None:
             self.app.log_request(request)
+            if getattr(request, "cleanup", None) is not None:
+                run_cleanup(request)
         if self.state == CLOSED:
             return
         if not self.keep_alive:
@@ -367,6 +434,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _reject(self, exc: HttpError):
         """Answer a request we cannot take, then close (the input is in an unknown state)."""
+        self.pending_head = None
         if self.request is None:
             self.request = Request("", "", "", "", 10, [])
             self.request.remote_addr = self.remote_addr
@@ -402,14 +470,15 @@ class ClientConnection(asyncio.Protocol):
             self.close()
 
     def shutdown(self, graceful: bool):
-        """Close now if idle (or if not graceful); otherwise after the current response."""
-        if not graceful or (self.state == HEAD and not self.buffer and self.requests_served):
-            self.close()       # idle between keep-alive requests: nothing is lost
+        """Close now if not graceful; otherwise after the current response, or a short grace."""
+        if not graceful:
+            self.close()
             return
         self.keep_alive = False
         if self.state == HEAD and not self.buffer:
-            # Just accepted, request bytes possibly still in flight: a short grace period
-            # rather than dropping them, or waiting the whole client_header_timeout.
+            # Idle, just accepted or between keep-alive requests: a request may be on its way
+            # (a client reusing its connection cannot know we stop, and closing under it resets
+            # it). A short grace: a request that comes is answered with Connection: close.
             grace = self.app.clock() + SHUTDOWN_GRACE
             if self.deadline == 0.0 or self.deadline > grace:
                 self.deadline = grace

@@ -12,6 +12,7 @@ _INTERNAL = " internal"          # reached by an internal redirect, rewrite or e
 _IN_ERROR_PAGE = " error_page"   # an error page is being answered (recursive_error_pages off)
 _STATUS = " err_status"          # the status the error page's answer is sent with
 _REDIRECTS = " error_redirects"
+_KEPT = " error_headers"         # header fields the error page's answer carries (a challenge)
 
 # nginx gives up error pages once a request used its 10 URI changes.
 MAX_ERROR_REDIRECTS = 10
@@ -22,7 +23,7 @@ _templates: dict = {}
 class InternalPlan:
     """A location marked ``internal``: a request that arrives from outside gets 404."""
 
-    __slots__ = ("location", "settings", "kind", "content", "add_headers", "access_logs",
+    __slots__ = ("location", "settings", "kind", "content", "add_headers", "access_logs", "meter",
                  "proxy", "unikernel", "return_code", "return_text")
 
     def __init__(self, content):
@@ -32,6 +33,7 @@ class InternalPlan:
         self.content = content
         self.add_headers = content.add_headers
         self.access_logs = content.access_logs
+        self.meter = content.meter
         self.proxy = self.unikernel = self.return_text = None
         self.return_code = 0
 
@@ -95,3 +97,13 @@ def clear_status(request) -> None:
     values = getattr(request, "vars", None)
     if values:
         values.pop(_STATUS, None)
+
+
+def keep_header(request, name: str, value: str) -> None:
+    """A header the answer to this error carries, even from an error page (WWW-Authenticate)."""
+    _values(request).setdefault(_KEPT, []).append((name, value))
+
+
+def kept_headers(request) -> list:
+    values = getattr(request, "vars", None)
+    return values.get(_KEPT, []) if values else []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.config.model import MapBlock, SplitClients
+from gateway.http.captures import set_captures
 from gateway.http.variables import compile_template, use_user_variables
 from gateway.observe.errorlog import log
 
@@ -33,20 +34,6 @@ def murmur_hash2(data: bytes) -> int:
     h = (h * _M) & _MASK
     h ^= h >> 15
     return h
-
-
-def set_captures(request, match) -> None:
-    """Make a regex match's captures the request's ``$0``..``$9`` and named variables."""
-    values = getattr(request, "vars", None)
-    if values is None:
-        values = request.vars = {}
-    for key in [k for k in values if k.isdigit()]:
-        del values[key]
-    values["0"] = match.group(0)
-    for i, group in enumerate(match.groups(), 1):
-        values[str(i)] = group or ""
-    for name, group in match.groupdict().items():
-        values[name] = group or ""
 
 
 class MapVariable:
@@ -141,6 +128,14 @@ class Uninitialized:
         return ""
 
 
+def _not_found(request) -> str:
+    """An auth_request_set variable before its subrequest set it: empty, without a warning."""
+    return ""
+
+
+_not_found.volatile = True
+
+
 def evaluators(definitions: dict) -> dict:
     """name -> evaluator for variables.use_user_variables (None stays None: set-only)."""
     out = {}
@@ -151,6 +146,8 @@ def evaluators(definitions: dict) -> dict:
             out[name] = SplitClientsVariable(definition)
         elif definition == "set":
             out[name] = Uninitialized(name)
+        elif definition == "auth_request_set":
+            out[name] = _not_found
         else:
             out[name] = None
     return out

@@ -37,8 +37,8 @@ _FIELD_LINE = re.compile(rb"([" + _TCHAR + rb"]+):([\t\x20-\x7e\x80-\xff]*)")
 _INT64_MAX = (1 << 63) - 1
 
 __all__ = [
-    "parse_request_head", "request_body_framing", "parse_response_head",
-    "response_body_framing", "ChunkedDecoder", "split_target",
+    "parse_request_head", "check_request_head_lines", "request_body_framing",
+    "parse_response_head", "response_body_framing", "ChunkedDecoder", "split_target",
 ]
 
 
@@ -121,6 +121,41 @@ def parse_request_head(buf: bytes, max_line: int, max_head: int):
             raise BadRequest("invalid header line")
         name, value = m.groups()
         append((name.lower(), name, value.strip(b" \t")))
+        pos = lf + 1
+
+
+def check_request_head_lines(chunk: bytes, offset: int, max_line: int, max_head: int) -> int:
+    """Check the field lines of an incomplete request head that arrived since the last look.
+
+    chunk starts at a line start ``offset`` bytes into the head, past the request line, and the
+    lines before it were checked. Returns how many bytes of chunk are complete valid lines, or -1
+    once the blank line ending the head is there (then parse_request_head takes the whole head).
+    Raises what parse_request_head raises for these lines, in the same order of checks. Only heads
+    that arrive in pieces come here: the compiled parser needs no twin of it.
+    """
+    n = len(chunk)
+    pos = 0
+    field = _FIELD_LINE.fullmatch
+    while True:
+        lf = chunk.find(b"\n", pos)
+        if lf < 0:
+            size = n - pos
+            if size and chunk[-1] == 13:
+                size -= 1           # the CR may be the start of the CRLF
+            if size > max_line:
+                raise HeadersTooLarge("header line too long")
+            if offset + n > max_head:
+                raise HeadersTooLarge("head too large")
+            return pos
+        end = lf - 1 if lf > pos and chunk[lf - 1] == 13 else lf
+        if end - pos > max_line:
+            raise HeadersTooLarge("header line too long")
+        if offset + lf >= max_head:
+            raise HeadersTooLarge("head too large")
+        if end == pos:
+            return -1
+        if field(chunk, pos, end) is None:
+            raise BadRequest("invalid header line")
         pos = lf + 1
 
 
@@ -219,9 +254,13 @@ def response_body_framing(status: int, headers, request_method):
             or status == 204 or status == 304):
         return "none", 0
     length, coding = _framing_fields(headers, InvalidUpstreamResponse)
+    if coding is not None and length is not None:
+        # RFC 9112 6.3 lets Transfer-Encoding override, "ought to be handled as an error":
+        # nginx 1.23+ refuses it, and a relay of both would split the response for some clients.
+        raise InvalidUpstreamResponse('upstream sent "Content-Length" and "Transfer-Encoding" '
+                                      'headers at the same time')
     if coding is not None:
-        # RFC 9112 6.3: Transfer-Encoding overrides Content-Length; without a
-        # final "chunked" the body runs to the end of the connection.
+        # RFC 9112 6.3: without a final "chunked" the body runs to the end of the connection.
         codings = _codings(coding)
         if codings and codings[-1] == b"chunked":
             return "chunked", 0

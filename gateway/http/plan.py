@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway.config import model
 from gateway.http.realip import RealIp
+from gateway.http.request_body import reads_body
 from gateway.http.variables import Template, compile_template
 
 # RFC 9110 section 7.6.1 hop-by-hop fields, plus the ones nginx never forwards.
@@ -37,10 +38,12 @@ class ProxyPlan:
         "set_headers", "dropped", "connect_timeout", "read_timeout", "send_timeout",
         "next_upstream", "tries", "next_upstream_timeout", "keepalive", "pass_body",
         "key_template", "has_variables", "request_timeout", "tls",
+        "response_filter", "intercept", "method", "set_body", "pass_headers", "python_only",
+        "paced", "trailers", "waits_body",
     )
 
     def __init__(self, location: model.Location | None, settings: model.LocationSettings,
-                 upstream):
+                 upstream, expires=None):
         target = settings.proxy_pass
         self.upstream = upstream
         self.proxy_host = target.proxy_host
@@ -79,6 +82,30 @@ class ProxyPlan:
                           and connection_value.lower() != "close")
         key = upstream.balancer.key_template
         self.key_template = compile_template(key) if key else None
+        # Response header edits (gateway/http/headers.py): None when there are none.
+        from gateway.http.headers import ResponseFilter
+        edits = ResponseFilter(settings, expires, location.pattern if location is not None else None)
+        self.response_filter = edits if edits.needed else None
+        # proxy_intercept_errors: the statuses that get the location's error_page instead.
+        self.intercept = frozenset(code for page in settings.error_pages for code in page.codes) \
+            if settings.proxy_intercept_errors and settings.error_pages else None
+        # proxy_method, proxy_pass_request_headers, proxy_set_body: the request sent upstream
+        # is built by the pure-Python exchange (gateway/http/proxy.py) only.
+        self.method = compile_template(settings.proxy_method) if settings.proxy_method else None
+        self.set_body = compile_template(settings.proxy_set_body) \
+            if settings.proxy_set_body is not None else None
+        if self.set_body is not None:
+            self.pass_body = False      # the client's body is read, never sent (nginx)
+        self.pass_headers = settings.proxy_pass_request_headers
+        # limit_rate (gateway/http/limit_rate.py): paced by the pure-Python exchange; nginx
+        # never paces unbuffered proxying.
+        self.paced = bool(settings.limit_rate) and settings.proxy_buffering
+        # add_trailer (gateway/http/trailers.py): the pure-Python exchange frames the body.
+        self.trailers = bool(settings.add_trailers)
+        # $request_body in a proxy_set_header: the body is read whole first (request_body.py).
+        self.waits_body = any(reads_body(template) for _, template in set_headers)
+        self.python_only = self.method is not None or self.set_body is not None \
+            or not self.pass_headers or self.paced or self.trailers or self.waits_body
 
     def upstream_uri(self, request) -> str:
         """The request target sent upstream, per nginx's proxy_pass URI rules."""
@@ -111,8 +138,9 @@ class LocationPlan:
     """What to do for requests that end in one location (or a server's fallback)."""
 
     __slots__ = ("location", "settings", "kind", "return_code", "return_text",
-                 "proxy", "add_headers", "access_logs", "unikernel", "compose", "real_ip",
-                 "post_read_real_ip")
+                 "proxy", "add_headers", "access_logs", "records_upstream", "meter", "unikernel",
+                 "compose", "real_ip", "post_read_real_ip", "gzip", "page", "expires",
+                 "variable_proxy")
 
     def __init__(self, location, settings: model.LocationSettings, upstreams, access_logs):
         self.location = location
@@ -121,24 +149,57 @@ class LocationPlan:
         self.unikernel = None
         self.return_code = 0
         self.return_text: Template | None = None
+        self.expires = None
+        if settings.expires is not None:
+            from gateway.http.headers import ExpiresPlan   # only configs with expires load it
+            self.expires = ExpiresPlan(settings.expires)
+        self.variable_proxy = None
         if settings.return_ is not None:
             self.kind = "return"
             self.return_code = settings.return_.code
             if settings.return_.text is not None:
                 self.return_text = compile_template(settings.return_.text)
+        elif settings.proxy_pass is not None and settings.proxy_pass.has_variables:
+            # A URL with variables: a plain proxy plan per upstream reached (proxy_vars.py).
+            from gateway.http.proxy_vars import VariableProxy
+            self.kind = "proxy_vars"
+            self.variable_proxy = VariableProxy(settings.proxy_pass.url)
         elif settings.proxy_pass is not None:
             self.kind = "proxy"
-            self.proxy = ProxyPlan(location, settings, upstreams[settings.proxy_pass.upstream])
+            self.proxy = ProxyPlan(location, settings, upstreams[settings.proxy_pass.upstream],
+                                   self.expires)
         elif settings.unikernel_pass is not None:
             self.kind = "unikernel"
             self.unikernel = settings.unikernel_pass
         elif settings.stub_status:
             self.kind = "stub_status"
+        elif settings.metrics:
+            self.kind = "metrics"
+        elif settings.status_json:
+            self.kind = "status_json"
+        elif settings.status_page is not None:
+            self.kind = "status_page"
         else:
             self.kind = "static"
+        self.page = None
+        if self.kind == "status_page":       # built once here, at config load, not per request
+            from gateway.observe import status_page
+            self.page = status_page.page(settings.status_page)
         self.add_headers = [(h.name.encode("latin-1"), compile_template(h.value), h.always)
                             for h in settings.add_headers]
+        if self.expires is not None and self.proxy is None:
+            # Answers made here carry no Expires or Cache-Control of their own: nginx's
+            # expires adds both, before add_header's (headers.static_add_headers relies on it).
+            self.add_headers = self.expires.add_header_entries() + self.add_headers
         self.access_logs = access_logs
+        # Whether the proxy formats its tries for $upstream_addr and the like: a third of a
+        # logged request's CPU, so only for logs whose format shows them.
+        self.records_upstream = any(fmt.uses_upstream_tries for _, fmt in access_logs)
+        self.gzip = None
+        if settings.gzip:
+            from gateway.http.gzip import plan_for    # only configs with gzip load it
+            self.gzip = plan_for(settings)
+        self.meter = None       # metrics' LocationMeter (gateway/observe/metrics.py), if counted
         # realip runs in nginx's post-read phase with a server's settings, and in its preaccess
         # phase with a location's, which a `return` (rewrite phase) never reaches.
         self.post_read_real_ip = RealIp(settings.set_real_ip_from, settings.real_ip_header,

@@ -6,6 +6,7 @@ _fast = load_fast("proxyproto")
 
 if _fast is not None:
     from _fastpath.proxyproto import ClientConnection, TlsClientConnection  # noqa: F401
+    from _fastpath.proxyproto import record_heads  # noqa: F401
 else:
     from gateway.http.connection import ClientConnection, TlsClientConnection  # noqa: F401
 

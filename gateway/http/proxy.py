@@ -13,8 +13,10 @@ import asyncio
 
 from gateway.observe.errorlog import log
 from gateway.errors import HttpError, UpstreamError
-from gateway.http import parser
+from gateway.http import limit_rate, parser, request_body, response_heads, trailers
+from gateway.http.headers import NEVER_PASSED, has_redirect_field, keep_challenge
 from gateway.http.plan import HIDDEN_RESPONSE, NON_IDEMPOTENT, UPSTREAM_STATUS_CONDITIONS
+from gateway.http.tunnel import start_tunnel
 from gateway.http.upstream_connection import UpstreamConnection
 
 # Request bodies up to this size are kept so that a retry can send them again.
@@ -38,6 +40,7 @@ class ProxyExchange:
         "deadline_kind", "response_buffer", "framing", "remaining", "decoder",
         "wrap_chunks", "reusable", "client_paused", "upstream_paused", "connect_future",
         "header_time", "addresses", "statuses", "times", "buffer_body", "fresh_retry_done",
+        "hidden", "own_server", "own_date", "trailing", "raw_headers",
     )
 
     def __init__(self, conn, request, plan, app):
@@ -58,7 +61,8 @@ class ProxyExchange:
         self.body_size = 0
         self.body_complete = not conn.body_pending()
         # Chunked bodies are read whole and sent with a Content-Length, as nginx does.
-        self.buffer_body = conn.body is not None and conn.body.kind == "chunked"
+        self.buffer_body = conn.body is not None and (conn.body.kind == "chunked"
+                                                      or proxy.waits_body)
         self.replayable = True
         self.request_sent = False
         self.tries = 0
@@ -80,6 +84,10 @@ class ProxyExchange:
         self.statuses = []
         self.times = []
         self.fresh_retry_done = False
+        self.hidden = HIDDEN_RESPONSE
+        self.own_server = self.own_date = True
+        self.trailing = 0           # add_trailer: the status whose trailers end the body, or 0
+        self.raw_headers = None     # the upstream's fields when a ResponseFilter edited them
         self.head = self._build_head()
 
     def start(self):
@@ -93,19 +101,24 @@ class ProxyExchange:
         request = self.request
         proxy = self.proxy
         target = proxy.upstream_uri(request)
-        parts = [b"%s %s %s\r\n" % (request.method.encode("latin-1"),
+        method = request.method if proxy.method is None else proxy.method.render(request)
+        parts = [b"%s %s %s\r\n" % (method.encode("latin-1"),
                                       target.encode("utf-8", "surrogateescape"), proxy.http_version)]
         for name, template in proxy.set_headers:
             value = template.render(request)
             if value:
                 parts.append(b"%s: %s\r\n" % (name, value.encode("latin-1", "replace")))
         dropped = proxy.dropped
-        for lower, name, value in request.headers:
+        for lower, name, value in request.headers if proxy.pass_headers else ():
             if lower not in dropped:
                 parts.append(b"%s: %s\r\n" % (name, value))
         return b"".join(parts)
 
     def _head_with_length(self) -> bytes:
+        if self.proxy.set_body is not None:
+            # proxy_set_body: this text is the body, whatever the client sent (not relayed).
+            body = self.proxy.set_body.render(self.request).encode("latin-1", "replace")
+            return self.head + b"Content-Length: %d\r\n\r\n" % len(body) + body
         body = self.conn.body
         if body is None or not self.proxy.pass_body:
             return self.head + b"\r\n"
@@ -209,6 +222,10 @@ class ProxyExchange:
 
     def client_body_end(self):
         self.body_complete = True
+        if request_body.wanted():
+            request_body.keep(self.request, self.body_parts, self.body_size)
+            if self.proxy.waits_body:
+                self.head = self._build_head()      # proxy_set_header ... $request_body
         if self.buffer_body and self.state == CONNECTING and self.upstream is None \
                 and self.connect_future is None and self.tries == 0:
             self._try_next_peer()
@@ -272,6 +289,9 @@ class ProxyExchange:
             if head is None:
                 return
             version, status, _reason, headers, consumed = head
+            if response_heads.wanted():
+                response_heads.record(self.request, response_heads.UPSTREAM,
+                                      self.response_buffer[:consumed])
             rest = self.response_buffer[consumed:]
             self.response_buffer = b""
             if 100 <= status < 200 and status != 101:
@@ -283,6 +303,11 @@ class ProxyExchange:
     def _start_response(self, version, status, headers, rest):
         now = self.app.clock()
         self.header_time = now - self.try_started
+        if status == 101:
+            if self.request.header("upgrade") is not None:
+                self._upgrade(headers, rest)
+                return
+            self.conn.keep_alive = False    # switched protocols, yet not asked to: no reuse
         condition = UPSTREAM_STATUS_CONDITIONS.get(status)
         if condition is not None and condition in self.proxy.next_upstream \
                 and self._may_retry(condition):
@@ -294,18 +319,48 @@ class ProxyExchange:
             self.tries += 1
             self._connect(peer, allow_cached=True)
             return
-        request = self.request
         self.statuses.append(status)
+        intercept = self.proxy.intercept
+        if intercept is not None and status in intercept:
+            self._intercept(status, headers)
+            return
+        edits = self.proxy.response_filter
+        if edits is not None and (edits.always or has_redirect_field(headers)):
+            self.raw_headers = headers
+            headers, self.own_server, self.own_date = edits.apply(
+                self.request, status, headers, self.app.absolute_url)
+            self.hidden = NEVER_PASSED
+        self._respond(version, status, headers, rest)
+
+    def _intercept(self, status, headers):
+        """proxy_intercept_errors: the location's error_page answers instead (nginx's
+        ngx_http_upstream_intercept_errors); the upstream's body is not read."""
+        self.times.append(self.app.clock() - self.try_started)
+        self._finish_upstream(failed=False, reuse=False)
+        self.state = DONE
+        self._record()
+        if status == 401:
+            keep_challenge(self.request, headers)
+        self.conn.send_error(status, self.plan.add_headers)
+
+    def _respond(self, version, status, headers, rest):
+        """Send the response head and start relaying its body (gzip.py adds a filter here)."""
+        request = self.request
         kind, length = parser.response_body_framing(status, headers, request.method)
-        upstream_close = version == 10
+        upstream_close = version == 10 or status == 101     # nginx: no keep-alive after a 101
         lines = []
+        hidden = self.hidden
+        paced = self.proxy.paced
         for lower, name, value in headers:
-            if lower in HIDDEN_RESPONSE:
+            if lower in hidden:
                 if lower == b"connection" and b"close" in value.lower():
                     upstream_close = True
+                elif lower == b"x-accel-limit-rate":
+                    paced = True
                 continue
             lines.append(b"%s: %s\r\n" % (name, value))
         conn = self.conn
+        self.pace(headers, paced)
         if kind == "chunked":
             if request.version == 11:
                 lines.append(b"Transfer-Encoding: chunked\r\n")
@@ -323,38 +378,62 @@ class ProxyExchange:
         self.remaining = length
         self.reusable = not upstream_close and self.proxy.keepalive
         self.state = RELAYING
+        if kind != "none" and self.proxy.trailers and \
+                trailers.expected(self.plan.settings, request, status):
+            # add_trailer: the body goes out in chunks of ours, then the trailers.
+            self.trailing = status
+            lines = [trailers.chunked_lines(b"".join(lines))]
+            self.wrap_chunks = True
         if kind == "length" and 0 < length <= len(rest):
             # The whole body came with the head: answer with a single write.
             if len(rest) > length:
                 self.reusable = False
             self.remaining = 0
-            conn.send_head(status, b"".join(lines), self.plan.add_headers,
-                           rest if len(rest) == length else rest[:length])
+            body = rest if len(rest) == length else rest[:length]
+            self._send_head(status, b"".join(lines),
+                            trailers.chunk(body) if self.trailing else body)
             self._complete()
             return
-        conn.send_head(status, b"".join(lines), self.plan.add_headers)
+        self._send_head(status, b"".join(lines))
         if kind == "none" or (kind == "length" and length == 0):
             self._complete()
         elif rest:
             self._relay(rest)
 
+    def pace(self, headers, accel: bool) -> None:
+        """Choose the response's limit_rate as nginx does, before its head goes out.
+
+        ``accel``: the upstream sent X-Accel-Limit-Rate (or the location paces anyway).
+        """
+        raw = self.raw_headers
+        if raw is not None:
+            accel = accel or any(lower == b"x-accel-limit-rate" for lower, _, _ in raw)
+        if accel or limit_rate.RATE in (getattr(self.request, "vars", None) or ()):
+            limit_rate.start(self.conn, self.request, self.plan.settings,
+                             raw if raw is not None else headers)
+
+    def _send_head(self, status, lines, body=b""):
+        if self.own_server and self.own_date:
+            self.conn.send_head(status, lines, self.plan.add_headers, body)
+        else:   # proxy_pass_header Server or Date, and the upstream sent it
+            self.conn.send_head(status, lines, self.plan.add_headers, body,
+                                (self.own_server, self.own_date))
+
     def _relay(self, data):
         kind = self.framing
         conn = self.conn
         if kind == "length":
-            if len(data) >= self.remaining:
-                if len(data) > self.remaining:
-                    self.reusable = False   # bytes after the body: do not trust the connection
-                    data = data[:self.remaining]
-                self.remaining = 0
-                conn.send_body(data)
+            data, done = self._length_part(data)
+            conn.send_body(trailers.chunk(data) if self.trailing else data)
+            if done:
                 self._complete()
-                return
-            self.remaining -= len(data)
-            conn.send_body(data)
         elif kind == "chunked":
             try:
-                if self.request.version == 11:
+                if self.trailing:
+                    used, pieces = self.decoder.feed(data, True)
+                    for piece in pieces or ():
+                        conn.send_body(trailers.chunk(piece))
+                elif self.request.version == 11:
                     used, _ = self.decoder.feed(data, False)
                     conn.send_body(data[:used] if used < len(data) else data)
                 else:
@@ -374,9 +453,36 @@ class ProxyExchange:
             else:
                 conn.send_body(data)
 
+    def _length_part(self, data):
+        """Of a Content-Length body: (the part of ``data`` that belongs to it, whether it ends)."""
+        if len(data) < self.remaining:
+            self.remaining -= len(data)
+            return data, False
+        if len(data) > self.remaining:
+            self.reusable = False   # bytes after the body: do not trust the connection
+            data = data[:self.remaining]
+        self.remaining = 0
+        return data, True
+
+    def _upgrade(self, headers, rest):
+        """101 to a request that asked for an upgrade: the connections become a tunnel."""
+        self.statuses.append(101)
+        self.state = RELAYING
+        self.deadline = 0.0
+        start_tunnel(self, headers, rest)
+
+    def tunnel_closed(self, detail):
+        """The tunnel ended (tunnel.py): close the upstream connection, never pool it; log."""
+        if self.state == DONE:
+            return
+        if detail:
+            self._log_upstream_error(detail, self.peer, "info")    # nginx's level for these
+        self.reusable = False
+        self._complete()
+
     def upstream_eof(self):
         if self.state == RELAYING and self.framing == "close":
-            if self.wrap_chunks:
+            if self.wrap_chunks and not self.trailing:
                 self.conn.send_raw(b"0\r\n\r\n")
             self.reusable = False
             self._complete()
@@ -396,10 +502,13 @@ class ProxyExchange:
     # Outcomes -----------------------------------------------------------
 
     def _complete(self):
+        if self.trailing:
+            self.conn.send_raw(trailers.last_chunk(self.plan.settings, self.request,
+                                                   self.trailing))
         self.times.append(self.app.clock() - self.try_started)
         self._finish_upstream(failed=False, reuse=self.reusable and self.body_complete)
         self.state = DONE
-        if self.plan.access_logs:
+        if self.plan.records_upstream:
             self._record()
         self.conn.finish_response()
 
@@ -489,10 +598,12 @@ class ProxyExchange:
         self.conn.close()
         self.conn.finish_response()
 
-    def _log_upstream_error(self, detail, peer):
+    def _log_upstream_error(self, detail, peer, level="error"):
         request = self.request
+        if not log.enabled(level):
+            return
         where = f"{peer.host}:{peer.port}" if peer is not None else "-"
-        log.error(f'{detail}, client: {request.remote_addr}, server: {request.server_name}, '
+        getattr(log, level)(f'{detail}, client: {request.remote_addr}, server: {request.server_name}, '
                   f'request: "{request.method} {request.request_uri} {request.protocol}", '
                   f'upstream: "http://{where}{self.proxy.upstream_uri(request)}", '
                   f'host: "{request.host}"')

@@ -26,6 +26,10 @@ class Request:
         "vars", "rewritten", "cache_status",
         # the connection's own address and port once realip replaced them ($realip_remote_*)
         "realip_addr", "realip_port",
+        # called once when the request ends: limit_conn gives its counts back
+        "cleanup",
+        # the connection's PROXY header, on a ``listen ... proxy_protocol`` socket
+        "proxy_protocol",
     )
 
     def __init__(self, method, request_uri, uri, args, version, headers):
@@ -33,7 +37,7 @@ class Request:
         self.request_uri = request_uri        # str, the target as received
         self.uri = uri                        # str, decoded and normalised path ($uri)
         self.args = args                      # str, query string without "?" ("" if none)
-        self.version = version                # 10 or 11
+        self.version = version                # 10, 11, or 20 (HTTP/2, gateway/http/http2.py)
         self.headers = headers                # list of (lower_name, name, value) bytes
         self.host = ""
         self.scheme = "http"
@@ -76,4 +80,5 @@ class Request:
 
     @property
     def protocol(self) -> str:
-        return "HTTP/1.1" if self.version == 11 else "HTTP/1.0"
+        version = self.version
+        return "HTTP/1.1" if version == 11 else ("HTTP/1.0" if version == 10 else "HTTP/2.0")

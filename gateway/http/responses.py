@@ -29,7 +29,7 @@ REASONS = {
 ERROR_PAGE_CODES = frozenset({301, 302, 303, 307, 308, *range(400, 417), 421, 429, 431,
                               500, 501, 502, 503, 504, 505, 507})
 # nginx's page titles that differ from its status-line reason.
-_PAGE_TITLES = {302: "302 Found"}
+_PAGE_TITLES = {302: "302 Found", 401: "401 Authorization Required"}
 
 # Codes for which nginx applies add_header without "always".
 ADD_HEADER_CODES = frozenset({200, 201, 204, 206, 301, 302, 303, 304, 307, 308})
@@ -60,6 +60,31 @@ def error_page(status: int, server_tokens: bool = True) -> bytes:
     return (f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
             f"<center><h1>{title}</h1></center>\r\n"
             f"<hr><center>{signature}</center>\r\n</body>\r\n</html>\r\n").encode()
+
+
+# ngx_http_msie_padding: MSIE and Chrome show their own page for a short error page.
+MSIE_PADDING = b"<!-- a padding to disable MSIE and Chrome friendly error page -->\r\n" * 6
+
+
+def padded(request, status: int, body: bytes) -> bytes:
+    """``body`` (a built-in error page), padded as nginx's msie_padding pads it."""
+    if status < 400 or request is None:
+        return body
+    where = request.location if request.location is not None else request.server
+    if where is not None and not where.settings.msie_padding:
+        return body
+    agent = request.header("user-agent")
+    return body + MSIE_PADDING if agent and pads_for(agent) else body
+
+
+def pads_for(agent: str) -> bool:
+    """nginx's r->headers_in.msie or .chrome (ngx_http_process_user_agent)."""
+    if "Opera" in agent:
+        return False
+    msie = agent.find("MSIE ")
+    if msie >= 0 and msie + 7 < len(agent):
+        return True
+    return "Gecko/" not in agent and "Chrome/" in agent
 
 
 class DateHeader:

@@ -11,7 +11,8 @@ import dataclasses
 import os
 
 from gateway.config import rewrite as conf
-from gateway.http.maps import set_captures
+from gateway.http import limit_rate
+from gateway.http.captures import script_mismatch, set_captures
 from gateway.http.plan import ProxyPlan, escape_uri
 from gateway.http.variables import compile_template
 from gateway.observe.errorlog import log
@@ -28,7 +29,7 @@ class RewritePlan:
     """A location (or server) plan whose script runs before its content is chosen."""
 
     __slots__ = ("location", "settings", "kind", "content", "program", "add_headers",
-                 "access_logs", "proxy", "unikernel", "return_code", "return_text")
+                 "access_logs", "meter", "proxy", "unikernel", "return_code", "return_text")
 
     def __init__(self, content, program: Program):
         self.location = content.location
@@ -38,6 +39,7 @@ class RewritePlan:
         self.program = program
         self.add_headers = content.add_headers
         self.access_logs = content.access_logs
+        self.meter = content.meter
         self.proxy = self.unikernel = self.return_text = None
         self.return_code = 0
 
@@ -53,8 +55,8 @@ class RewrittenProxyPlan(ProxyPlan):
 
     __slots__ = ("passed_uri",)
 
-    def __init__(self, location, settings, upstream):
-        super().__init__(location, settings, upstream)
+    def __init__(self, location, settings, upstream, expires=None):
+        super().__init__(location, settings, upstream, expires)
         self.passed_uri = self.uri_replacement
         # Not None, so that the compiled exchange always asks upstream_uri() below.
         self.uri_replacement = ""
@@ -82,7 +84,8 @@ class RewrittenProxyPlan(ProxyPlan):
 def rewritten_twin(plan):
     """A copy of a plain proxy plan that sends the rewritten URI, for rewritten requests."""
     twin = copy.copy(plan)
-    twin.proxy = RewrittenProxyPlan(plan.location, plan.settings, plan.proxy.upstream)
+    twin.proxy = RewrittenProxyPlan(plan.location, plan.settings, plan.proxy.upstream,
+                                    plan.expires)
     return twin
 
 
@@ -157,6 +160,7 @@ class Program:
             verdict = "matches" if match is not None else "does not match"
             log.notice(f'"{op.pattern}" {verdict} "{uri}"{client_context(request)}')
         if match is None:
+            script_mismatch(request)
             return None
         set_captures(request, match)
         value = _render(replacement, request, bool(op.redirect))
@@ -254,6 +258,9 @@ class _State:
 
 
 def _set(request, name: str, value: str) -> None:
+    if name == "limit_rate":
+        limit_rate.set_variable(request, value)
+        return
     if name in ("args", "query_string"):
         request.args = value
         if getattr(request, "rewritten", None) is None:
@@ -278,8 +285,10 @@ def _holds(request, condition) -> bool:
         return value != operand.render(request)
     if kind in ("~", "!~"):
         match = regex.search(value)
-        if match is not None and kind == "~":
-            set_captures(request, match)
+        if match is not None:
+            set_captures(request, match)     # "!~" too: the regex ran (nginx)
+        else:
+            script_mismatch(request)
         return (match is not None) == (kind == "~")
     negated = kind.startswith("!")
     test = kind[-1]
@@ -304,7 +313,7 @@ def client_context(request) -> str:
 def rewrite_plan(plan, location, settings, make_plan):
     """Wrap a plan whose level has a script; its proxying follows rewrites."""
     if plan.kind == "proxy":
-        plan.proxy = RewrittenProxyPlan(location, settings, plan.proxy.upstream)
+        plan.proxy = RewrittenProxyPlan(location, settings, plan.proxy.upstream, plan.expires)
     return RewritePlan(plan, Program(settings.rewrite, location, settings, make_plan))
 
 

@@ -3,27 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import os
 
 from gateway.errors import GatewayError, HttpError
-from gateway.http import errorpages, rewrite, static
+from gateway.http import (captures, errorpages, gzip, limit_rate, phases, protocol,
+                          request_body, response_heads, rewrite, static, trailers)
+from gateway.http.headers import static_add_headers
 from gateway.http.maps import install_variables
 from gateway.http.mime import content_type
 from gateway.http.plan import LocationPlan
 from gateway.http.protocol import ClientConnection, TlsClientConnection
+from gateway.http.proxy_protocol import ProxyProtocolReader
 from gateway.http.tls import select_by_sni
 from gateway.http.proxy import ProxyExchange
-from gateway.http.responses import ERROR_PAGE_CODES, error_page
+from gateway.http.responses import ERROR_PAGE_CODES, error_page, padded
 from gateway.http.upstream_connection import UpstreamRuntime
 from gateway.observe.accesslog import AccessLogs
-from gateway.observe import stub_status
+from gateway.observe import statedir, stub_status
 from gateway.observe.errorlog import log
 from gateway.routing.router import LocationRouter, ServerRouter
 from gateway.upstream import build_balancer, start_health_checks
 
 # How often timeouts are checked and logs flushed: the granularity of every timeout.
 SWEEP_INTERVAL = 0.25
+# How often metrics and status_json publish this worker's counts for the others.
+OBSERVE_INTERVAL = 1.0
 # nginx stops after 10 internal redirects ("rewrite or internal redirection cycle").
 MAX_INTERNAL_REDIRECTS = 10
 # Files up to this size are read and written in one go.
@@ -62,8 +68,16 @@ class WorkerApp:
         # stub_status's counts (gateway/observe/stub_status.py): none of them per request.
         self.accepted = self.refused = self.requests_closed = 0
         self.stub_status_used = False
+        # metrics and status_json (gateway/observe/): counted in the log phase, published by _sweep.
+        self.meter = self.status_json_used = None
+        self._observed_due = 0.0
+        if statedir.wanted(config):
+            from gateway.observe.metrics import Meter
+            statedir.create(config)     # a no-op under a master, which made it already
+            self.meter = Meter()
         self._sweeper = None
         self._closed = asyncio.Event()
+        self.http2 = None                # gateway.http.http2 when a socket speaks HTTP/2
         self.access_logs = AccessLogs()
         self.health = None
         http = config.http
@@ -72,9 +86,11 @@ class WorkerApp:
         self.unikernels = None
         if http and http.unikernels:
             # Imported only when configured: plain proxies never load the QEMU side.
+            from gateway.unikernel.dispatch import start_exchange
             from gateway.unikernel.service import UnikernelPools, make_handler
             self.unikernels = UnikernelPools(http.unikernels, loop, config.prefix)
             self.make_unikernel_handler = make_handler
+            self.start_unikernel = start_exchange
         self.upstreams = {
             name: UpstreamRuntime(upstream, build_balancer(upstream), loop)
             for name, upstream in (http.upstreams.items() if http else ())
@@ -86,18 +102,30 @@ class WorkerApp:
         self._rewritten_twins = {}    # proxy plan -> its copy for rewritten URIs
         self.error_pages_in_use = False   # set by _plan: connections ask answer_error_page
         for server in servers:
+            self._building = server
             server.router = LocationRouter(server.locations)
             server.plan = self._plan(None, server.settings)
             for location in _walk(server.locations):
                 location.plan = self._plan(location, location.settings)
+        # $sent_http_*, $upstream_http_* and the like: heads are kept only when read.
+        record_heads = getattr(protocol, "record_heads", None)
+        if record_heads is not None:
+            record_heads(response_heads.wanted(), request_body.wanted())
 
     def _plan(self, location, settings) -> LocationPlan:
         logs = self.access_logs.resolve(settings.access_logs)
         plan = LocationPlan(location, settings, self.upstreams, logs)
+        if self.meter is not None:      # counted in the log phase (gateway/observe/metrics.py)
+            plan.meter = self.meter.location(self._building, location)
+        if settings.status_json:
+            self.status_json_used = True
         if plan.kind == "stub_status":
             self.stub_status_used = True
         if settings.rewrite is not None:
             plan = rewrite.rewrite_plan(plan, location, settings, self._plan)
+            plan.content = phases.wrap(plan.content, settings)   # checks run after the script
+        else:
+            plan = phases.wrap(plan, settings)
         if settings.internal:
             plan = errorpages.InternalPlan(plan)
         if settings.error_pages:
@@ -111,10 +139,26 @@ class WorkerApp:
         if self.unikernels is not None:
             await self.unikernels.start()
         tls_contexts = self.config.http.tls_listens if self.config.http else {}
+        http2_keys = self.config.http.http2_listens if self.config.http else ()
+        if http2_keys:    # imported only when configured: HTTP/1.1-only workers never load h2
+            from gateway.http import http2
+            self.http2 = http2
+        proxied = {listen.key for server in (self.config.http.servers if self.config.http else ())
+                   for listen in server.listens if listen.proxy_protocol}
         for key, socks in sockets.items():
             context = tls_contexts.get(key)
             for sock in socks:
-                if context is None:
+                if key in proxied:
+                    server = await self.loop.create_server(
+                        lambda key=key: ProxyProtocolReader(
+                            self, key, lambda: ClientConnection(self, key)),
+                        sock=sock, backlog=_backlog(sock))
+                elif context is None and key in http2_keys:
+                    server = await self.loop.create_server(
+                        lambda key=key: self.http2.PrefaceSniffer(
+                            self, key, lambda: ClientConnection(self, key)),
+                        sock=sock, backlog=_backlog(sock))
+                elif context is None:
                     server = await self.loop.create_server(
                         lambda key=key: ClientConnection(self, key), sock=sock,
                         backlog=_backlog(sock))
@@ -130,14 +174,18 @@ class WorkerApp:
         # nginx cuts a stalled handshake with the default server's client_header_timeout.
         default = self.default_server(key)
         self._handshake_limit = max(self._handshake_limit, default.client_header_timeout)
-        select_by_sni(context, self.server_router, key, default)
+        h2 = key in self.config.http.http2_listens
+        select_by_sni(context, self.server_router, key, default, h2)
         return await self.loop.create_server(
-            lambda: self._tls_connection(key), sock=sock, backlog=_backlog(sock),
+            lambda: self._tls_connection(key, h2), sock=sock, backlog=_backlog(sock),
             ssl=context, ssl_handshake_timeout=default.client_header_timeout,
             ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
 
-    def _tls_connection(self, key):
-        conn = TlsClientConnection(self, key)
+    def _tls_connection(self, key, h2=False):
+        if h2:      # ALPN decides once the handshake is done
+            conn = self.http2.AlpnChooser(self, key, lambda: TlsClientConnection(self, key))
+        else:
+            conn = TlsClientConnection(self, key)
         self.handshakes[conn] = self.clock()
         return conn
 
@@ -180,6 +228,8 @@ class WorkerApp:
                 self.unikernels = None
             if self.stub_status_used:
                 stub_status.publish(self)     # the last counts, before the master folds them in
+            if self.meter is not None:
+                self._publish_observed()
             self.access_logs.close()
             if self._sweeper is not None:
                 self._sweeper.cancel()
@@ -190,17 +240,26 @@ class WorkerApp:
         now = self.clock()
         if self.stub_status_used:
             stub_status.publish(self)
+        if self.meter is not None and now >= self._observed_due:
+            self._publish_observed()
         for conn in list(self.connections):
             conn.check_deadline(now)
         for upstream in self.upstreams.values():
             upstream.pool.expire(now)
         if self.handshakes:
             self._forget_failed_handshakes(now)
-        self.access_logs.flush()
+        self.access_logs.tick(now)
         if self.shutting_down:
             self._check_closed()
         if not self._closed.is_set():
             self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
+
+    def _publish_observed(self):
+        self._observed_due = self.clock() + OBSERVE_INTERVAL
+        self.meter.publish(self)
+        if self.status_json_used:
+            from gateway.observe import status_json
+            status_json.publish(self)
 
     # Per connection and request --------------------------------------------
 
@@ -242,6 +301,8 @@ class WorkerApp:
             return
         for file, fmt in plan.access_logs:
             file.write(fmt.render(request))
+        if plan.meter is not None:
+            plan.meter.record(request)
 
     def dispatch(self, conn: ClientConnection, request):
         """Route a request whose head was read and start answering it.
@@ -284,6 +345,16 @@ class WorkerApp:
 
     def _answer(self, conn, request, plan, redirects):
         kind = plan.kind
+        if kind == "rewrite":    # the script first (the most common kind to come this way)
+            self._answer_rewrite(conn, request, plan, redirects)
+            return
+        if kind == "phases":     # limit_req, limit_conn, allow/deny, auth_basic first
+            if getattr(conn, "subrequest", False):
+                # nginx runs no access phase for subrequests (auth_request's).
+                self._answer(conn, request, plan.content, redirects)
+                return
+            phases.run(self, conn, request, plan, redirects)
+            return
         if kind == "compose":
             from gateway.unikernel.compose import Composition
             handler = Composition(conn, request, plan, self)
@@ -298,23 +369,28 @@ class WorkerApp:
             if conn.body_pending() and request.version == 11 and \
                     (request.header("expect") or "").lower() == "100-continue":
                 conn.send_raw(b"HTTP/1.1 100 Continue\r\n\r\n")
-            exchange = ProxyExchange(conn, request, plan, self)
+            if plan.gzip is None:
+                exchange = ProxyExchange(conn, request, plan, self)
+            else:
+                exchange = gzip.GzipProxyExchange(conn, request, plan, self)
             conn.handler = exchange
             exchange.start()
+        elif kind == "proxy_vars":
+            self._answer_variable_proxy(conn, request, plan, redirects)
         elif kind == "return":
             self._answer_return(conn, request, plan)
         elif kind == "static":
             self._answer_static(conn, request, plan, redirects)
         elif kind == "stub_status":
             self._answer_stub_status(conn, request, plan)
+        elif kind in ("metrics", "status_json", "status_page"):
+            self._answer_observed(conn, request, plan, kind)
         elif kind == "rewrite":
             self._answer_rewrite(conn, request, plan, redirects)
         elif kind == "internal":
             self._answer_internal(conn, request, plan, redirects)
         else:
-            handler = self.make_unikernel_handler(conn, request, plan, self)
-            conn.handler = handler
-            handler.start()
+            self.start_unikernel(conn, request, plan, self)
 
     # Rewrite module (gateway/http/rewrite.py) -----------------------------
 
@@ -355,6 +431,7 @@ class WorkerApp:
     def _find_location(self, conn, request, redirects, after_server):
         """nginx's find-config phase for a URI a script set (or after the server script)."""
         server = request.server
+        captures.before_search(request)
         if after_server:
             location, redirect = server.router.find(request.uri)
             if redirect:
@@ -363,6 +440,7 @@ class WorkerApp:
         else:
             location = server.router.match(request.uri)
         request.location = location
+        captures.location_found(request)
         if location is not None:
             plan = location.plan
         else:
@@ -402,6 +480,7 @@ class WorkerApp:
             return False
         uri = errorpages.target(page, request)
         server = request.server
+        captures.before_search(request)
         if uri.startswith("/"):
             if request.method != "HEAD":
                 request.method = "GET"
@@ -420,6 +499,7 @@ class WorkerApp:
                              % uri.encode("latin-1", "replace"), where.plan.add_headers)
             return True
         request.location = location
+        captures.location_found(request)
         if location is not None:
             plan = location.plan
         else:
@@ -430,23 +510,56 @@ class WorkerApp:
     def _answer_content(self, conn, request, plan, redirects):
         """The content phase for a plan reached through a script."""
         if plan.kind == "proxy":
-            if getattr(request, "rewritten", None) and \
-                    not isinstance(plan.proxy, rewrite.RewrittenProxyPlan):
-                twin = self._rewritten_twins.get(plan)
-                if twin is None:
-                    twin = self._rewritten_twins[plan] = rewrite.rewritten_twin(plan)
-                plan = twin
+            plan = self.proxy_plan(request, plan)
             answer_proxy = getattr(conn, "answer_proxy", None)
-            if answer_proxy is not None:   # the compiled connection proxies itself
+            if answer_proxy is not None and plan.gzip is None and not plan.proxy.python_only \
+                    and limit_rate.RATE not in (getattr(request, "vars", None) or ()):
+                # the compiled connection proxies itself
                 answer_proxy(request, plan)
                 return
         self._answer(conn, request, plan, redirects)
+
+    def _answer_variable_proxy(self, conn, request, plan, redirects):
+        """proxy_pass with variables: the plain proxy plan for the URL this request renders."""
+        twin, failure = plan.variable_proxy.plan_for(self, plan, request)
+        if twin is None:
+            message, status = failure
+            log.error(f"{message}{rewrite.client_context(request)}")
+            conn.send_error(status, plan.add_headers)
+            return
+        self._answer_content(conn, request, twin, redirects)
+
+    def proxy_plan(self, request, plan):
+        """The proxy plan to answer with: its twin for rewritten URIs once a script changed it."""
+        if getattr(request, "rewritten", None) and \
+                not isinstance(plan.proxy, rewrite.RewrittenProxyPlan) and \
+                not getattr(plan.proxy, "follows_rewrites", False):
+            twin = self._rewritten_twins.get(plan)
+            if twin is None:
+                twin = self._rewritten_twins[plan] = rewrite.rewritten_twin(plan)
+            return twin
+        return plan
 
     def _answer_stub_status(self, conn, request, plan):
         if request.method not in ("GET", "HEAD"):
             conn.send_error(405, plan.add_headers)
             return
         conn.send_simple(200, stub_status.render(self), b"text/plain", b"", plan.add_headers)
+
+    def _answer_observed(self, conn, request, plan, kind):
+        if request.method not in ("GET", "HEAD"):
+            conn.send_error(405, plan.add_headers)
+            return
+        if kind == "metrics":
+            from gateway.observe import metrics
+            body, ctype = self.meter.render(self), metrics.CONTENT_TYPE
+        elif kind == "status_page":
+            from gateway.observe import status_page
+            body, ctype = plan.page, status_page.CONTENT_TYPE
+        else:
+            from gateway.observe import status_json
+            body, ctype = status_json.render(self), status_json.CONTENT_TYPE
+        conn.send_simple(200, body, ctype, b"", plan.add_headers)
 
     def _answer_return(self, conn, request, plan):
         code = plan.return_code
@@ -466,23 +579,27 @@ class WorkerApp:
             conn.send_simple(204, b"", None, b"", plan.add_headers)
             return
         text = plan.return_text.render(request) if plan.return_text is not None else None
+        send_simple = conn.send_simple
+        if plan.settings.add_trailers:
+            send_simple = functools.partial(trailers.send_simple, conn, plan.settings)
         if code in REDIRECT_CODES and text is not None:
             location = self.absolute_url(request, text)
-            conn.send_simple(code, error_page(code), b"text/html",
-                             b"Location: %s\r\n" % location.encode("latin-1", "replace"),
-                             plan.add_headers)
+            send_simple(code, error_page(code, plan.settings.server_tokens), b"text/html",
+                        b"Location: %s\r\n" % location.encode("latin-1", "replace"),
+                        plan.add_headers)
         elif text is not None:
             settings = plan.settings
             ctype = content_type(request.uri, settings.types, settings.default_type)
-            conn.send_simple(code, text.encode("utf-8"), ctype.encode("latin-1"), b"",
-                             plan.add_headers)
+            send_simple(code, text.encode("utf-8"), ctype.encode("latin-1"), b"",
+                        plan.add_headers)
         elif code in ERROR_PAGE_CODES:
-            conn.send_simple(code, error_page(code), b"text/html", b"", plan.add_headers)
+            body = padded(request, code, error_page(code, plan.settings.server_tokens))
+            send_simple(code, body, b"text/html", b"", plan.add_headers)
         elif code < 300:
             ctype = plan.settings.default_type.encode("latin-1")
-            conn.send_simple(code, b"", ctype, b"", plan.add_headers, empty_type=True)
+            send_simple(code, b"", ctype, b"", plan.add_headers, empty_type=True)
         else:
-            conn.send_simple(code, b"", None, b"", plan.add_headers)
+            send_simple(code, b"", None, b"", plan.add_headers)
 
     def absolute_url(self, request, target: str) -> str:
         """nginx's absolute_redirect: a relative redirect gets scheme, host and port."""
@@ -507,19 +624,45 @@ class WorkerApp:
         return f"{request.scheme}://{host}{suffix}{target}"
 
     def _answer_static(self, conn, request, plan, redirects):
-        result = static.serve_static(request, plan.location or _ServerLocation(plan.settings))
+        location = plan.location or _ServerLocation(plan.settings)
+        result, vary = None, False
+        if plan.settings.gzip_static != "off":
+            result, vary = gzip.serve_static_gz(request, location)
+        if result is not None:
+            pass
+        elif plan.gzip is not None and request.header("range") is not None \
+                and plan.gzip.request_ok(request):
+            # nginx's gzip filter runs before its range filter: a file it compresses is
+            # sent whole, so the ranges count only when it does not compress this one.
+            result = static.serve_static(request, location, ranges=False)
+            if not isinstance(result, static.FileResponse) or \
+                    gzip.static_decision(plan.gzip, request, result)[0] is None:
+                result = static.serve_static(request, location)
+        else:
+            result = static.serve_static(request, location)
+        if vary and plan.settings.gzip_vary and isinstance(result, static.FileResponse):
+            result.headers.append(("Vary", "Accept-Encoding"))
         if isinstance(result, static.InternalRedirect):
             self._internal_redirect(conn, request, result, redirects)
         elif isinstance(result, static.ErrorStatus):
-            if result.headers:
-                conn.send_simple(result.status, error_page(result.status), b"text/html",
-                                 _header_lines(result.headers), plan.add_headers)
+            if plan.settings.add_trailers and not result.headers:
+                trailers.send_error(conn, plan.settings, result.status, plan.add_headers)
+            elif plan.settings.add_trailers:
+                trailers.send_simple(conn, plan.settings, result.status,
+                                     padded(request, result.status, error_page(result.status)),
+                                     b"text/html", _header_lines(result.headers), plan.add_headers)
+            elif result.headers:
+                conn.send_simple(result.status,
+                                 padded(request, result.status, error_page(result.status)),
+                                 b"text/html", _header_lines(result.headers), plan.add_headers)
             else:
                 conn.send_error(result.status, plan.add_headers)
         elif isinstance(result, static.BytesResponse):
             self._send_static_bytes(conn, request, plan, result.status, result.headers, result.body)
-        else:
+        elif isinstance(result, static.FileResponse):
             self._send_file(conn, request, plan, result)
+        else:       # an autoindex listing, a large multipart answer: each sends itself
+            result.send(conn, request, plan)
 
     def _internal_redirect(self, conn, request, redirect, redirects):
         uri = redirect.uri
@@ -530,6 +673,7 @@ class WorkerApp:
             return
         server = request.server
         errorpages.mark_internal(request)
+        captures.before_search(request)
         if uri.startswith("@"):
             location = server.router.named(uri[1:])
             if location is None:
@@ -545,21 +689,41 @@ class WorkerApp:
                 request.uri = uri
             location = server.router.match(request.uri)
         request.location = location
+        captures.location_found(request)
         plan = location.plan if location is not None else server.plan
         self._answer(conn, request, plan, redirects + 1)
 
     def _send_static_bytes(self, conn, request, plan, status, headers, body):
         status, headers = _error_page_status(request, status, headers)
-        conn.send_head(status, _header_lines(headers), plan.add_headers)
+        lines = _header_lines(headers)
+        if plan.settings.add_trailers and trailers.expected(plan.settings, request, status):
+            lines = trailers.chunked_lines(lines)
+            body = trailers.chunk(body) + trailers.last_chunk(plan.settings, request, status)
+        conn.send_head(status, lines, static_add_headers(plan, headers))
         if body and request.method != "HEAD":
             conn.send_body(body)
         conn.finish_response()
 
     def _send_file(self, conn, request, plan, result):
         status, headers = _error_page_status(request, result.status, result.headers)
+        deflate = None
+        if plan.gzip is not None:
+            deflate, vary = gzip.static_decision(plan.gzip, request, result)
+            if deflate is not None:
+                headers = gzip.compressed_headers(request, headers, vary)
+            elif vary and ("Vary", "Accept-Encoding") not in headers:
+                headers = headers + [("Vary", "Accept-Encoding")]
         lines = _header_lines(headers)
-        if request.method == "HEAD" or result.length == 0:
-            conn.send_head(status, lines, plan.add_headers)
+        add_headers = static_add_headers(plan, headers)
+        chunks = None
+        if plan.settings.add_trailers and deflate is None and \
+                trailers.expected(plan.settings, request, status):
+            lines = trailers.chunked_lines(lines)
+            chunks = trailers.ChunkWriter(conn, plan.settings, status)
+        if request.method == "HEAD" or (result.length == 0 and deflate is None):
+            conn.send_head(status, lines, add_headers)
+            if chunks is not None:
+                chunks.end()
             conn.finish_response()
             return
         try:
@@ -567,8 +731,14 @@ class WorkerApp:
         except OSError:
             conn.send_error(404 if not os.path.exists(result.path) else 403, plan.add_headers)
             return
-        conn.send_head(status, lines, plan.add_headers)
+        if plan.settings.limit_rate or limit_rate.RATE in (getattr(request, "vars", None) or ()):
+            limit_rate.start(conn, request, plan.settings)
+        conn.send_head(status, lines, add_headers)
         sender = FileSender(conn, handle, result.offset, result.length)
+        if deflate is not None:
+            sender.writer = gzip.GzipWriter(conn, deflate)
+        elif chunks is not None:
+            sender.writer = chunks
         conn.handler = sender
         sender.send()
 
@@ -576,7 +746,7 @@ class WorkerApp:
 class FileSender:
     """Streams a file range to the client, pausing while the client's buffer is full."""
 
-    __slots__ = ("conn", "handle", "remaining", "paused", "done")
+    __slots__ = ("conn", "handle", "remaining", "paused", "done", "writer")
 
     def __init__(self, conn, handle, offset, length):
         self.conn = conn
@@ -584,6 +754,7 @@ class FileSender:
         self.remaining = length
         self.paused = False
         self.done = False
+        self.writer = None       # a gzip.GzipWriter when the file goes out compressed
         if offset:
             handle.seek(offset)
 
@@ -597,7 +768,10 @@ class FileSender:
                     self.conn.finish_response()
                     return
                 self.remaining -= len(chunk)
-                self.conn.send_body(chunk)
+                if self.writer is None:
+                    self.conn.send_body(chunk)
+                else:
+                    self.writer.write(chunk)
         except OSError:
             self._stop()
             self.conn.close()
@@ -605,6 +779,8 @@ class FileSender:
             return
         if self.remaining == 0 and not self.done:
             self._stop()
+            if self.writer is not None:
+                self.writer.end()
             self.conn.finish_response()
 
     def _stop(self):
@@ -655,7 +831,10 @@ def _error_page_status(request, status, headers):
     range filter announces Accept-Ranges only on a 200.
     """
     override = errorpages.status_override(request)
-    if override is None or override == status:
+    if override is None:
+        return status, headers
+    headers = headers + errorpages.kept_headers(request)   # an auth_basic challenge
+    if override == status:
         return status, headers
     if override not in (200, 206, 304):
         headers = [(k, v) for k, v in headers if k.lower() != "last-modified"]

@@ -6,16 +6,20 @@ and static content handlers, then the not_modified and range header filters.
 It returns what to send; the server does the I/O.
 
 Behaviour mirrored from nginx 1.22 defaults:
-- Symlinks are followed, also out of the root (``disable_symlinks off``); the
-  URI is already normalised by the server, so ".." cannot climb out of root.
+- Symlinks are followed, also out of the root, unless ``disable_symlinks`` says
+  otherwise (gateway/http/symlinks.py); the URI is already normalised by the
+  server, so ".." cannot climb out of root.
 - Hidden files are served like any other (nginx has no rule about them).
 - POST to an existing file is 405, to a missing one 404; methods other than
   GET/HEAD/POST are 405 (after try_files, which runs for every method).
 - ``if_modified_since exact``, ``etag on``, ``absolute_redirect on``,
-  ``port_in_redirect on``, ``server_name_in_redirect off``, ``autoindex off``,
+  ``port_in_redirect on``, ``server_name_in_redirect off``,
   ``max_ranges`` unlimited, no open_file_cache.
-Not mirrored: alias in a regex location (captures), which maps to the alias
-itself; multipart ranges over 1 MiB in total are answered 200 with the whole file.
+- A directory without an index file is listed when ``autoindex`` is on
+  (gateway/http/autoindex.py), else answered 403.
+An alias in a regex location maps to the alias itself, its captures filled in.
+Multipart ranges up to 1 MiB in total are built in memory, larger ones are streamed
+from the file (gateway/http/ranges.py).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from dataclasses import dataclass, field
 from gateway.errors import ConfigError
 from gateway.http.mime import content_type
 from gateway.http.variables import compile_template
+from gateway.observe.errorlog import log
 
 # Results --------------------------------------------------------------------
 
@@ -78,8 +83,12 @@ _GET_HEAD_POST = frozenset(("GET", "HEAD", "POST"))
 _MULTIPART_LIMIT = 1024 * 1024
 
 
-def serve_static(request, location):
-    """Answer ``request`` from the file system with ``location``'s settings."""
+def serve_static(request, location, ranges: bool = True, suffix: str = ""):
+    """Answer ``request`` from the file system with ``location``'s settings.
+
+    ``ranges=False`` ignores Range (for a file gzip compresses); ``suffix=".gz"`` is
+    gzip_static's try of the precompressed file: None when there is none to send.
+    """
     settings = location.settings
     uri = request.uri
     if not uri.startswith("/") or "\x00" in uri:
@@ -89,14 +98,17 @@ def serve_static(request, location):
         if settings.try_files:
             found = _try_files(request, location, settings, uri)
             if not isinstance(found, str):
-                return found
+                return None if suffix else found
             uri = found
 
-        if request.method not in _GET_HEAD_POST:
+        if suffix:
+            if request.method not in ("GET", "HEAD") or uri.endswith("/"):
+                return None
+        elif request.method not in _GET_HEAD_POST:
             return ErrorStatus(405)
         if uri.endswith("/"):
             return _index(request, location, settings, uri)
-        return _file(request, location, settings, uri)
+        return _file(request, location, settings, uri, ranges, suffix)
     except ConfigError:
         # A template with an unknown variable slipped past config loading.
         return ErrorStatus(500)
@@ -133,6 +145,11 @@ def _base(request, settings) -> str:
     root = settings.root
     # nginx drops a trailing slash of "root" (never of "alias": see index).
     return _render(root[:-1] if root.endswith("/") else root, request)
+
+
+def request_filename(request, location) -> str:
+    """$request_filename: the file the request's URI maps to with this level's root or alias."""
+    return _map(request, location, location.settings, request.uri)
 
 
 def _map(request, location, settings, uri: str) -> str:
@@ -172,7 +189,7 @@ def _try_files(request, location, settings, uri: str):
             return InternalRedirect(rendered, args if sep else "")
 
         try:
-            st = os.stat(base + rendered)
+            st = _stat(request, settings, base + rendered)
         except (OSError, ValueError):
             continue
         if stat_module.S_ISDIR(st.st_mode) != test_dir:
@@ -194,7 +211,7 @@ def _index(request, location, settings, uri: str):
         if name.startswith("/"):
             return InternalRedirect(name)
         try:
-            os.stat(base + name)
+            _stat(request, settings, base + name)
         except ValueError:
             return ErrorStatus(404)
         except OSError as exc:
@@ -203,7 +220,7 @@ def _index(request, location, settings, uri: str):
             if exc.errno in (errno.ENOTDIR, errno.ENAMETOOLONG):
                 return ErrorStatus(404)
             if not dir_tested:
-                status = _test_dir(base)
+                status = _test_dir(request, settings, base)
                 if status:
                     return ErrorStatus(status)
                 dir_tested = True
@@ -211,36 +228,66 @@ def _index(request, location, settings, uri: str):
                 continue
             return ErrorStatus(500)
         return InternalRedirect(uri + name)
-    # No index file: nginx has no content handler left (autoindex is off).
+    if settings.autoindex and request.method in ("GET", "HEAD"):
+        from gateway.http import autoindex
+        found = autoindex.listing(request, settings, base)
+        return found if not isinstance(found, int) else ErrorStatus(found)
+    # No index file and no listing: nginx's content phase forbids the directory.
     return ErrorStatus(403)
 
 
-def _test_dir(path: str) -> int:
+def _stat(request, settings, path: str):
+    """os.stat, or the walk disable_symlinks asks for."""
+    if settings.disable_symlinks == "off":
+        return os.stat(path)
+    from gateway.http import symlinks
+    return symlinks.stat_path(request, settings, path)
+
+
+def _log_open_failure(request, path: str, exc: OSError) -> None:
+    """nginx's ``open() "PATH" failed (2: No such file or directory)`` error line."""
+    from gateway.http.rewrite import client_context
+    log.error(f'open() "{path}" failed ({exc.errno}: {os.strerror(exc.errno)})'
+              f"{client_context(request)}")
+
+
+def _test_dir(request, settings, path: str) -> int:
     """0 if the directory exists (or cannot be searched), else nginx's status."""
+    if len(path) > 1 and path.endswith("/"):
+        path = path[:-1]      # nginx tests the directory itself, not "dir/."
     try:
-        st = os.stat(path)
+        st = _stat(request, settings, path)
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             return 404
-        if exc.errno == errno.EACCES:
-            return 0
+        if exc.errno in (errno.EACCES, errno.ELOOP, errno.EMLINK):
+            return 0 if exc.errno == errno.EACCES else 403
         return 500
     return 0 if stat_module.S_ISDIR(st.st_mode) else 500
 
 
 # The file itself ------------------------------------------------------------
 
-def _file(request, location, settings, uri: str):
+def _file(request, location, settings, uri: str, ranges: bool = True, suffix: str = ""):
     """A file URI: the file with conditional and range handling, or a redirect/error."""
-    path = _map(request, location, settings, uri)
+    path = _map(request, location, settings, uri) + suffix
     try:
         # Non-blocking open, as nginx, so a FIFO cannot hang us.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        if settings.disable_symlinks == "off":
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        else:
+            from gateway.http import symlinks
+            fd = symlinks.open_file(request, settings, path)
     except ValueError:
-        return ErrorStatus(404)
+        return None if suffix else ErrorStatus(404)
     except OSError as exc:
+        if suffix:
+            return None     # gzip_static declines: the file itself is answered
         if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):
+            if settings.log_not_found:
+                _log_open_failure(request, path, exc)
             return ErrorStatus(404)
+        _log_open_failure(request, path, exc)
         if exc.errno in (errno.EACCES, errno.ELOOP, errno.EMLINK):
             return ErrorStatus(403)
         return ErrorStatus(500)
@@ -250,6 +297,8 @@ def _file(request, location, settings, uri: str):
         os.close(fd)
 
     mode = st.st_mode
+    if suffix and stat_module.S_ISDIR(mode):
+        return None
     if stat_module.S_ISDIR(mode):
         return ErrorStatus(301, [("Location", _directory_location(request, uri))])
     if not stat_module.S_ISREG(mode):
@@ -277,9 +326,11 @@ def _file(request, location, settings, uri: str):
                ("Last-Modified", last_modified)]
     if etag is not None:
         headers.append(("ETag", etag))
+    if suffix:
+        headers.append(("Content-Encoding", "gzip"))
 
     # ngx_http_range_filter
-    ranges = _ranges_for(request, size, mtime, etag)
+    ranges = _ranges_for(request, size, mtime, etag) if ranges else None
     if ranges is None:
         headers.append(("Accept-Ranges", "bytes"))
         return FileResponse(200, headers, path, 0, size)
@@ -435,10 +486,10 @@ _boundaries = itertools.count(1)
 def _multipart(request, path, headers, ctype, ranges, size):
     """A multipart/byteranges answer, laid out as nginx's range filter does."""
     total = sum(end - start for start, end in ranges)
-    if total > _MULTIPART_LIMIT:
-        headers.append(("Accept-Ranges", "bytes"))
-        return FileResponse(200, headers, path, 0, size)
     boundary = f"{next(_boundaries):020d}"
+    if total > _MULTIPART_LIMIT:
+        from gateway.http.ranges import multipart
+        return multipart(headers, path, ranges, size, ctype, boundary)
     lead = f"\r\n--{boundary}\r\nContent-Type: {ctype}\r\nContent-Range: bytes ".encode("latin-1")
     pieces = []
     try:

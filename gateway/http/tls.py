@@ -34,6 +34,7 @@ _GAP_OPTIONS = {
     ssl.TLSVersion.TLSv1_3: ssl.OP_NO_TLSv1_3,
 }
 ALPN = ["http/1.1"]
+H2_ALPN = ["h2", "http/1.1"]      # on sockets that speak HTTP/2 (gateway/config/http2.py)
 # Where the SNI callback leaves the name the client asked for ($ssl_server_name):
 # the server side of Python's SSLObject does not keep it.
 SNI_ATTRIBUTE = "gateway_server_name"
@@ -153,7 +154,7 @@ def settings_key(tls) -> tuple:
             tls.prefer_server_ciphers, tls.session_tickets, tls.dhparam, tls.ecdh_curve)
 
 
-def select_by_sni(ctx: ssl.SSLContext, router, listen_key, default) -> None:
+def select_by_sni(ctx: ssl.SSLContext, router, listen_key, default, http2=False) -> None:
     """Let the name a client asks for pick the server's certificate on this socket.
 
     nginx's ngx_http_ssl_servername: the server is found by server_name as for Host;
@@ -165,7 +166,7 @@ def select_by_sni(ctx: ssl.SSLContext, router, listen_key, default) -> None:
             return None
         setattr(ssl_object, SNI_ATTRIBUTE, server_name)
         server = router.select(listen_key, server_name)
-        chosen = server.tls.context
+        chosen = server.tls.h2_context if http2 else server.tls.context
         if server is not default and chosen is not None:
             ssl_object.context = chosen
         return None

@@ -9,7 +9,7 @@ import time
 
 from gateway import __version__
 from gateway.errors import ConfigError
-from gateway.http import tls
+from gateway.http import auth_basic, captures, limit_rate, request_body, response_heads, tls
 
 _NAME = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 _UNCLOSED = re.compile(r"\$\{([A-Za-z0-9_]*)(?![A-Za-z0-9_]*\})")
@@ -52,6 +52,20 @@ def _cookie(name):
     return get
 
 
+def binary_address(text):
+    """$binary_remote_addr: 4 or 16 bytes, as latin-1 characters."""
+    try:
+        return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET,
+                                text).decode("latin-1")
+    except OSError:
+        return ""
+
+
+def _private(r, name):
+    values = getattr(r, "vars", None)
+    return values.get(name, "") if values else ""
+
+
 def _document_root(r):
     location = r.location if r.location is not None else r.server
     return location.settings.root if location is not None else ""
@@ -60,6 +74,53 @@ def _document_root(r):
 def _realpath_root(r):
     root = _document_root(r)
     return os.path.realpath(root) if root else ""
+
+
+def _proxy_port(r):
+    """$proxy_port: the port of the proxy_pass target once proxying ("80"/"443" by default)."""
+    host = r.proxy_host
+    if not host:
+        return ""
+    if ":" in host and not host.endswith("]"):
+        return host.rpartition(":")[2]
+    where = r.location if r.location is not None else r.server
+    target = where.settings.proxy_pass if where is not None else None
+    return "443" if target is not None and target.ssl else "80"
+
+
+def _request_id(r):
+    """$request_id: 32 random hex digits, drawn once per request."""
+    values = getattr(r, "vars", None)
+    if values is None:
+        values = r.vars = {}
+    found = values.get(" request_id")
+    if found is None:
+        found = values[" request_id"] = os.urandom(16).hex()
+    return found
+
+
+def _request_completion(r):
+    """$request_completion: "OK" once the response went out whole (the log phase), else empty.
+
+    Kept from its first reading, as nginx caches it: read by ``return`` it stays empty."""
+    values = getattr(r, "vars", None)
+    if values is None:
+        values = r.vars = {}
+    found = values.get(" request_completion")
+    if found is None:
+        found = values[" request_completion"] = \
+            "OK" if r.bytes_sent and r.status not in (408, 499) else ""
+    return found
+
+
+_request_completion.logs_empty = True     # found, empty: logged as "" (nginx)
+
+
+def _request_filename(r):
+    """$request_filename: the file root/alias maps $uri to (ngx_http_map_uri_to_path)."""
+    from gateway.http.static import request_filename
+    where = r.location if r.location is not None else r.server
+    return request_filename(r, where) if where is not None else ""
 
 
 def _forwarded_for(r):
@@ -96,6 +157,9 @@ def _iso_zone(tm):
     return zone[:3] + ":" + zone[3:]
 
 
+# Where gateway/http/gzip.py leaves $gzip_ratio in request.vars: no configuration variable has it.
+GZIP_RATIO = ("gzip", "ratio")
+
 _clock = _Clock()
 _hostname = socket.gethostname()
 
@@ -112,7 +176,8 @@ _SIMPLE = {
     "remote_port": lambda r: str(r.remote_port) if r.remote_port else "",     # none after realip
     "realip_remote_addr": lambda r: getattr(r, "realip_addr", None) or r.remote_addr,
     "realip_remote_port": lambda r: str(getattr(r, "realip_port", None) or r.remote_port or ""),
-    "remote_user": lambda r: "",     # no auth_basic module: always empty, as nginx without it
+    "remote_user": lambda r: auth_basic.credentials(r)[0],
+    "binary_remote_addr": lambda r: binary_address(r.remote_addr),
     "server_addr": lambda r: r.server_addr,
     "server_port": lambda r: str(r.server_port),
     "server_name": lambda r: r.server_name,
@@ -125,6 +190,13 @@ _SIMPLE = {
     "content_type": lambda r: r.header("content-type") or "",
     "proxy_add_x_forwarded_for": _forwarded_for,
     "proxy_host": lambda r: r.proxy_host,
+    "proxy_port": _proxy_port,
+    "request_id": _request_id,
+    "request_completion": _request_completion,
+    "request_filename": _request_filename,
+    # The gateway never writes a request body to a file (nginx: client_body_in_file_only).
+    "request_body_file": lambda r: "",
+    "request_body": request_body.getter,
     "document_root": _document_root,
     "realpath_root": _realpath_root,
     "status": lambda r: str(r.status).zfill(3),
@@ -141,6 +213,10 @@ _SIMPLE = {
     "upstream_connect_time": lambda r: r.upstream_connect_time,
     "upstream_header_time": lambda r: r.upstream_header_time,
     "unikernel_cache_status": lambda r: getattr(r, "cache_status", None) or "",
+    # No proxy_cache here: nginx's value without one, not found ("-" in logs).
+    "upstream_cache_status": lambda r: "",
+    "gzip_ratio": lambda r: (getattr(r, "vars", None) or {}).get(GZIP_RATIO, ""),
+    "limit_rate": limit_rate.variable,
     "connection": lambda r: str(r.connection_id),
     "connection_requests": lambda r: str(r.connection_requests),
     "pid": lambda r: str(os.getpid()),
@@ -158,7 +234,39 @@ _SIMPLE.update({
     "ssl_session_reused": tls.ssl_session_reused,
 })
 
-_PREFIXED = (("arg_", _arg), ("http_", _http), ("cookie_", _cookie))
+# limit_req and limit_conn keep their verdict in request.vars (gateway/http/limit_req.py).
+_SIMPLE.update({
+    "limit_req_status": lambda r: _private(r, " limit_req"),
+    "limit_conn_status": lambda r: _private(r, " limit_conn"),
+})
+
+
+def _proxy_protocol(field, number=False):
+    """$proxy_protocol_*: what the connection's PROXY header said, empty without one."""
+    def get(r):
+        addresses = getattr(r, "proxy_protocol", None)
+        if addresses is None:
+            return ""
+        value = getattr(addresses, field)
+        return (str(value) if value else "") if number else value
+    return get
+
+
+# listen ... proxy_protocol (gateway/http/proxy_protocol.py).
+_SIMPLE.update({
+    "proxy_protocol_addr": _proxy_protocol("addr"),
+    "proxy_protocol_port": _proxy_protocol("port", True),
+    "proxy_protocol_server_addr": _proxy_protocol("server_addr"),
+    "proxy_protocol_server_port": _proxy_protocol("server_port", True),
+})
+
+_PREFIXED = (("arg_", _arg), ("http_", _http), ("cookie_", _cookie),
+             # Response fields (gateway/http/response_heads.py): recorded only when used.
+             ("sent_http_", response_heads.sent_getter),
+             ("sent_trailer_", response_heads.trailer_getter),
+             ("upstream_http_", response_heads.upstream_getter),
+             ("upstream_cookie_", response_heads.upstream_cookie_getter),
+             ("upstream_trailer_", response_heads.upstream_trailer_getter))
 
 # Variables the configuration defines (map, split_clients, set, named regex captures):
 # name -> evaluator (a callable of the request with a ``volatile`` attribute) or None for
@@ -180,6 +288,9 @@ def use_user_variables(evaluators: dict) -> None:
 
 def _user(name):
     def get(r):
+        evaluate = _user_evaluators.get(name)
+        if evaluate is None:        # only a regex's (?<name>...) group sets it
+            return captures.named(r, name)
         # Evaluated when a request first reads it, then kept for the request (nginx's
         # cached indexed variables), unless the map is "volatile".
         values = getattr(r, "vars", None)
@@ -187,9 +298,6 @@ def _user(name):
             values = r.vars = {}
         elif name in values:
             return values[name]
-        evaluate = _user_evaluators.get(name)
-        if evaluate is None:
-            return ""
         value = evaluate(r)
         if not evaluate.volatile:
             values[name] = value
@@ -201,45 +309,52 @@ def _user(name):
     return get
 
 
-def _capture(number):
+def _capture(number: int):
+    """``$1``..``$9``: a group of the last regex that matched (gateway/http/captures.py)."""
     def get(r):
-        values = getattr(r, "vars", None)
-        return values.get(number, "") if values is not None else ""
+        return captures.numbered(r, number)
     get.capture = True
     return get
+
+
+_CASE_KEPT = ("cookie_", "upstream_cookie_")
 
 
 def variable_getter(name: str):
     """The function that reads variable ``name`` from a request, or None if unknown."""
     getter = _SIMPLE.get(name)
     if getter is not None:
+        if getter is request_body.getter:
+            request_body._wanted[0] = True
         return getter
     if name in _user_evaluators:
         return _user(name)
     for prefix, make in _PREFIXED:
         if name.startswith(prefix) and len(name) > len(prefix):
             suffix = name[len(prefix):]
-            return make(suffix.lower() if prefix != "cookie_" else suffix)
-    if name.isdigit():
-        # Captures of the last regex that matched in map, rewrite or if; empty before.
-        return _capture(name)
+            return make(suffix if prefix in _CASE_KEPT else suffix.lower())
     return None
 
 
 class Template:
     """A string with ``$variables``; ``render(request)`` fills them in."""
 
-    __slots__ = ("text", "parts", "static")
+    __slots__ = ("text", "parts", "static", "single")
 
     def __init__(self, text: str, parts: list):
         self.text = text
         self.parts = parts
         self.static = all(isinstance(p, str) for p in parts)
+        # One variable and nothing else ("$uri"): its getter, called without a join.
+        self.single = parts[0] if len(parts) == 1 and not self.static else None
 
     def render(self, request) -> str:
         if self.static:
             return self.text
-        return "".join(p if isinstance(p, str) else p(request) for p in self.parts)
+        single = self.single
+        if single is not None:
+            return single(request)
+        return "".join([p if p.__class__ is str else p(request) for p in self.parts])
 
     def __repr__(self):
         return f"Template({self.text!r})"
@@ -259,6 +374,14 @@ def compile_template(text: str, file: str | None = None, line: int | None = None
         if match.start() > pos:
             parts.append(text[pos:match.start()])
         name = match.group(1) or match.group(2)
+        if match.group(2) and "1" <= name[0] <= "9":
+            # nginx's script compiler: "$1".."$9" is one digit, what follows is text
+            # ("$10" is $1 then "0"); "$0" and "${1}" are names, and unknown.
+            parts.append(_capture(int(name[0])))
+            if len(name) > 1:
+                parts.append(name[1:])
+            pos = match.end()
+            continue
         getter = variable_getter(name)
         if getter is None:
             raise ConfigError(f'unknown "{name}" variable', file, line)

@@ -18,7 +18,7 @@ from typing import Callable
 from gateway import __version__
 from gateway.config.model import Config
 from gateway.errors import GatewayError
-from gateway.observe import stub_status
+from gateway.observe import statedir, stub_status
 from gateway.observe.errorlog import format_os_error, log
 from gateway.process import pidfile, privileges, signals, worker
 from gateway.process.daemon import ReadyPipe
@@ -71,6 +71,7 @@ class Master:
         self.failure: str | None = None
         self.ready: ReadyPipe | None = None
         stub_status.create()      # before any fork: every worker shares it
+        statedir.create(config, self.account)
 
     # Main loop -----------------------------------------------------------
 
@@ -100,6 +101,7 @@ class Master:
         finally:
             self.listeners.close()
             pidfile.remove(self.pid_path, os.getpid())
+            statedir.remove()
             log.notice("exit")
             if self.ready is not None:
                 # Only now, so that a caller who retries finds the port and pid file free.
@@ -215,6 +217,7 @@ class Master:
             if done == pid:
                 slot = self.slots.pop(pid)
                 stub_status.retire(slot.counters)
+                statedir.worker_exited(pid)
                 self._worker_exited(pid, slot, status)
 
     def _worker_exited(self, pid: int, slot: Slot, status: int) -> None:
@@ -272,6 +275,7 @@ class Master:
         for message in config.warnings:
             log.warn(message)
         self.account = account
+        statedir.create(config, account)
         self._move_pid_file(config)
         if self.pending is not None:
             self._retire(self.pending)     # a reload during a reload: the newest wins
@@ -369,6 +373,7 @@ def run_single(config: Config, listeners: Listeners, pid_path: str,
     pidfile.write(pid_path, os.getpid())
     stub_status.create()
     stub_status.use(stub_status.claim(()))
+    statedir.create(config)
     if ready is not None:
         ready.report(None)
     try:
@@ -377,3 +382,4 @@ def run_single(config: Config, listeners: Listeners, pid_path: str,
     finally:
         listeners.close()
         pidfile.remove(pid_path, os.getpid())
+        statedir.remove()

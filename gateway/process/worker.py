@@ -6,6 +6,7 @@ import asyncio
 import gc
 import importlib
 import os
+import resource
 import signal
 import socket
 import traceback
@@ -101,7 +102,15 @@ class Worker:
             self._watch_master()
         graceful = await self._stop
         self.app.shutdown(graceful)
+        limit = self.config.worker_shutdown_timeout
+        if graceful and limit is not None:
+            # As nginx: when the time is up, the connections still open are closed.
+            self.loop.call_later(limit, self._shutdown_timed_out)
         await self.app.wait_closed()
+
+    def _shutdown_timed_out(self) -> None:
+        log.notice("worker_shutdown_timeout expired, closing the connections still open")
+        self.app.shutdown(False)
 
     def stop(self, graceful: bool) -> None:
         """Begin a graceful or fast stop; a fast stop may follow a graceful one."""
@@ -139,9 +148,23 @@ class Worker:
         self.loop.call_later(1.0, self._watch_master)
 
 
+def set_open_files_limit(limit: int | None) -> None:
+    """worker_rlimit_nofile: raise (or lower) this process's open-files limit, as root may."""
+    if limit is None:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    except (OSError, ValueError) as exc:
+        # nginx logs this at alert and goes on with the limit it has.
+        errno = getattr(exc, "errno", None) or 1
+        reason = getattr(exc, "strerror", None) or "Operation not permitted"
+        log.alert(f"setrlimit(RLIMIT_NOFILE, {limit}) failed ({errno}: {reason})")
+
+
 def run(config: Config, sockets: dict, master_pid: int | None,
         account: privileges.Account | None = None) -> int:
     """The body of a worker process (or the single process): returns its exit status."""
+    set_open_files_limit(config.worker_rlimit_nofile)
     uvloop = require_uvloop()
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     loop = asyncio.new_event_loop()

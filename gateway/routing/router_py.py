@@ -6,18 +6,9 @@
 
 from __future__ import annotations
 
-import re
+from gateway.config.pcre import compile_regex
 
 __all__ = ["LocationRouter", "ServerRouter", "compile_regex", "normalize_host"]
-
-_PCRE_NAMED_GROUP = re.compile(r"\(\?<(?=[A-Za-z_])")
-
-
-def compile_regex(pattern: str, caseless: bool) -> re.Pattern:
-    """Compile a PCRE-style pattern from the config with Python's re."""
-    # PCRE writes named groups (?<name>...); Python 3.11 wants (?P<name>...).
-    pattern = _PCRE_NAMED_GROUP.sub("(?P<", pattern)
-    return re.compile(pattern, re.IGNORECASE if caseless else 0)
 
 
 # How a search of one nesting level ended (nginx's NGX_DECLINED/AGAIN, NGX_OK, NGX_DONE).

@@ -3,8 +3,9 @@
 The thresholds are the scale_* fields of tunables.Tunables. Every scale_interval the autoscaler samples
 the pool: load = (requests in flight + queued) / ready instances, and the mean reply latency since the
 last sample. scale_up_ticks samples in a row above scale_up_load or scale_up_latency add one instance
-(never while another is still booting). No request in flight, queued or answered for scale_down_idle
-retires the newest instance, drained first so nothing is dropped.
+(never while another is still booting); a booted spare (`spares`) is put in service at once and a new
+spare boots behind it. No request in flight, queued or answered for scale_down_idle retires the newest
+instance, drained first so nothing is dropped.
 """
 
 from gateway.errors import UnikernelError
@@ -47,11 +48,14 @@ class Autoscaler:
         booting = any(i.state == STARTING for i in active)
         if self.high >= t.scale_up_ticks and len(active) < pool.config.max_instances and not booting:
             self.high = 0
+            added = pool.promote_spare()
             try:
-                added = pool.add_instance()
+                if added is not None:
+                    pool.add_instance(spare=True)      # the spare's replacement
+                else:
+                    added = pool.add_instance()
             except UnikernelError as exc:
                 pool.log("error", f'unikernel "{pool.name}" cannot scale up: {exc}')
-                added = None
             if added is not None:
                 pool.log("notice", f'unikernel "{pool.name}" scaled up to {len(active) + 1} instances')
         if busy or replies:

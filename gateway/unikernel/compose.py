@@ -15,7 +15,7 @@ import orjson
 
 from gateway.http import parser
 from gateway.http.proxy import PENDING_LIMIT, ProxyExchange
-from gateway.http.responses import error_page
+from gateway.http.responses import error_page, padded
 from gateway.http.variables import compile_template
 from gateway.observe.errorlog import log
 from gateway.unikernel import cache
@@ -37,7 +37,8 @@ _BODY_STATUS = {Status.UNAUTHORIZED: 401, Status.BAD_REQUEST: 400, Status.TOO_LA
 class _View:
     """The location's plan as one cache outcome sees it: its add_headers carry X-Cache."""
 
-    __slots__ = ("location", "settings", "kind", "proxy", "add_headers", "access_logs", "unikernel")
+    __slots__ = ("location", "settings", "kind", "proxy", "add_headers", "access_logs", "records_upstream",
+                 "unikernel")
 
     def __init__(self, plan, x_cache):
         for name in self.__slots__:
@@ -335,7 +336,8 @@ class Composition:
         self._resume()
         conn = self.conn
         if extra:
-            conn.send_simple(status, error_page(status), b"text/html", extra, self.plan.add_headers)
+            conn.send_simple(status, padded(conn.request, status, error_page(status)),
+                             b"text/html", extra, self.plan.add_headers)
         else:
             conn.send_error(status, self.plan.add_headers)
 

@@ -17,9 +17,11 @@ webhook always sends the body; its part names the signature header (any other pa
 header:x-hub-signature-256, GitHub's).
 """
 
-from gateway.http.responses import error_page
+from gateway._select import load_fast
+from gateway.errors import ServiceRefused as Refused
+from gateway.http.responses import error_page, padded
 from gateway.observe.errorlog import log
-from gateway.unikernel.pool import Call
+from gateway.unikernel.pool_core import PY_CALL as Call
 from gateway.unikernel.wire import MAX_PAYLOAD, Op, Status
 
 OCTETS = b"application/octet-stream"
@@ -28,15 +30,6 @@ WEBHOOK_HEADER = "header:x-hub-signature-256"
 # Statuses any operation may get, as HTTP statuses.
 COMMON_STATUS = {Status.BAD_REQUEST: 400, Status.TOO_LARGE: 413, Status.NO_MEMORY: 507,
                  Status.UNKNOWN_OP: 502, Status.NOT_FOUND: 404}
-
-
-class Refused(Exception):
-    """A request the service cannot take: answered with this HTTP status."""
-
-    def __init__(self, status, extra=b""):
-        super().__init__(status)
-        self.status = status
-        self.extra = extra
 
 
 def _part(request, body, payload):
@@ -189,6 +182,26 @@ SERVICES = {
 }
 
 
+def build_request(service, request, body, spec):
+    """(op, payload, idempotent, hash key or None) for a request to `service`; Refused if it cannot go."""
+    return SERVICES[service][0](request, body, spec)
+
+
+def read_reply(service, request, status, payload):
+    """(http status, body or None for an error page, content type, extra header lines) for a reply."""
+    return SERVICES[service][1](request, status, payload)
+
+
+def start_exchange(conn, request, plan, app):
+    """Answer a request of a `unikernel_pass` location: its exchange becomes the connection's handler."""
+    pools = app.unikernels
+    name = plan.unikernel.pool
+    exchange = PyUnikernelExchange(conn, request, plan, app, pools.pools[name], pools.services[name],
+                                   pools.keys[name])
+    conn.handler = exchange
+    exchange.start()
+
+
 class UnikernelExchange:
     """Answers one request from a pool: the handler the client connection calls back (like ProxyExchange)."""
 
@@ -201,7 +214,7 @@ class UnikernelExchange:
         self.plan = plan
         self.app = app
         self.pool = pool
-        self.service = service
+        self.service = SERVICES[service]    # service: its name
         self.key = key
         self.body = []
         self.body_size = 0
@@ -293,7 +306,9 @@ class UnikernelExchange:
         except Refused as exc:
             self.done = True
             if exc.extra:
-                self.conn.send_simple(exc.status, error_page(exc.status), b"text/html", exc.extra,
+                self.conn.send_simple(exc.status,
+                                      padded(self.request, exc.status, error_page(exc.status)),
+                                      b"text/html", exc.extra,
                                       self.plan.add_headers)
             else:
                 self.conn.send_error(exc.status, self.plan.add_headers)
@@ -322,3 +337,13 @@ class UnikernelExchange:
         log.error(f'{detail}, client: {request.remote_addr}, server: {request.server_name}, '
                   f'request: "{request.method} {request.request_uri} {request.protocol}"')
 
+
+# The pure-Python code above is the specification; _fastpath/ukpath.pyx compiles the exchange and the
+# services (same names, same results) when it is built.
+PyUnikernelExchange = UnikernelExchange
+PY = (UnikernelExchange, start_exchange, build_request, read_reply)
+FAST = load_fast("ukpath")
+if FAST is not None:
+    UnikernelExchange, start_exchange = FAST.UnikernelExchange, FAST.start_exchange
+    build_request, read_reply = FAST.build_request, FAST.read_reply
+IMPLEMENTATION = "compiled" if FAST is not None else "python"

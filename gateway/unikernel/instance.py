@@ -3,14 +3,27 @@
 import collections
 import time
 
+from gateway._select import load_fast
 from gateway.unikernel import wire
 
-# States seen in the status file; "ready" is the only one that takes requests.
-STARTING, READY, DRAINING, RESTARTING, FAILED, RETIRED, STOPPED = (
-    "starting", "ready", "draining", "restarting", "failed", "retired", "stopped")
+# States seen in the status file; "ready" is the only one that takes requests. A "spare" is booted
+# and health-checked like a ready one but takes none until it stands in for one that left.
+STARTING, READY, SPARE, DRAINING, RESTARTING, FAILED, RETIRED, STOPPED = (
+    "starting", "ready", "spare", "draining", "restarting", "failed", "retired", "stopped")
 
 
-class Instance:
+class InstanceCore:
+    """What the request path (pool_core.py) reads of an instance: its compiled twin in _fastpath/ukpath.pyx
+    keeps these fields in C (name, state, fd, guest_mac, host_mac, inflight, inflight_frames, malformed, served,
+    outbox, writing, reassembler, last_pong); here it is a plain base class."""
+
+
+_FAST = load_fast("ukpath")
+if _FAST is not None:
+    InstanceCore = _FAST.InstanceCore    # noqa: F811
+
+
+class Instance(InstanceCore):
     """A worker slot: fields under "process" belong to the supervisor thread, the rest to the event loop."""
 
     def __init__(self, pool_name, index, link, guest_mac, argv, console_log, stderr_log, accel):
@@ -19,6 +32,7 @@ class Instance:
         self.link = link
         self.fd = link.fileno()              # the link's socket, for the loop and wire.receive/send_frames
         self.guest_mac = wire.parse_mac(guest_mac)
+        self.host_mac = link.mac
         self.argv = argv
         self.console_log = console_log
         self.stderr_log = stderr_log
@@ -35,7 +49,9 @@ class Instance:
         self.last_exit = ""
         # Event loop.
         self.state = STARTING
+        self.spare = False                   # its role: booted to stand by (pool.spares), not to serve
         self.last_pong = time.monotonic()    # read by the supervisor to judge a hang
+        self.ping_due = 0.0                  # when the pool pings it next (time.monotonic)
         self.inflight = {}                   # req_id -> Call
         self.inflight_frames = 0
         self.outbox = []                     # frames not sent yet (pool._send, pool._push)
@@ -43,6 +59,7 @@ class Instance:
         self.reassembler = wire.Reassembler()
         self.malformed = 0
         self.boot_ping_from = 0
+        self.spawned_at = 0.0                # loop time of the last QEMU start
         self.served = 0
 
     def has_room(self, frames, tunables):

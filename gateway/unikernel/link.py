@@ -147,7 +147,7 @@ class TapLink(_FrameSocket):
 
     def discard_stale(self):
         """Drop frames queued on the tap for a worker that died, so its replacement starts clean."""
-        while self._tap is not None and select.select([self._tap], [], [], 0)[0]:
+        while self._tap is not None and _readable(self._tap):
             try:
                 os.read(self._tap, FRAME_MAX + 64)
             except OSError:
@@ -161,3 +161,10 @@ class TapLink(_FrameSocket):
         if self._tap is not None:
             os.close(self._tap)
             self._tap = None
+
+
+def _readable(fd):
+    """Whether fd has input now (poll: descriptors may be numbered 1024 and up)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))

@@ -2,6 +2,7 @@
 
 import asyncio
 import collections
+import math
 import os
 import subprocess
 import time
@@ -9,40 +10,20 @@ import time
 from gateway.observe.errorlog import log
 from gateway.unikernel import qemu, wire
 from gateway.unikernel.instance import (
-    DRAINING, FAILED, READY, RESTARTING, RETIRED, STARTING, STOPPED, Instance)
+    DRAINING, FAILED, READY, RESTARTING, RETIRED, SPARE, STARTING, STOPPED, Instance)
 from gateway.unikernel.link import SocketpairLink, TapLink
+from gateway.unikernel.pool_core import Call, PoolCore, fail_call
 from gateway.unikernel.supervisor import Supervisor
-from gateway.upstream.ring import Ring
 
-# Frames read per readiness callback, so one busy link cannot starve the others.
-READ_BATCH = 256
+__all__ = ["Call", "Pool"]     # Call: the twin pool_core selected (compiled or not)
+
 # Booting instances are pinged this often until they answer: a ping is one frame, and every interval
 # waited after the guest is ready is added to boot and restart times.
 BOOT_PING_INTERVAL = 0.002
-# Keys whose ring owner is remembered until the ring changes.
-OWNER_CACHE = 4096
+# Ready instances are pinged in this many phases of the ping interval.
+PING_PHASES = 8
 # Tap names are "uk<pid hex>p<pool>i<index>": at most 2 + 6 + 1 + 2 + 1 + 2 = 14 bytes (IFNAMSIZ is 16).
 MAX_INDEX = 99
-
-
-class Call:
-    """One request to a pool; `owner` gets unikernel_reply(status, payload) or unikernel_failed(status, why)."""
-
-    __slots__ = ("op", "payload", "key", "idempotent", "owner", "nframes", "tries", "instance", "req_id",
-                 "sent_at", "done")
-
-    def __init__(self, op, payload, key, idempotent, owner):
-        self.op = op
-        self.payload = payload
-        self.key = key
-        self.idempotent = idempotent
-        self.owner = owner
-        self.nframes = max(1, -(-len(payload) // wire.FRAG_MAX))
-        self.tries = 0
-        self.instance = None
-        self.req_id = 0
-        self.sent_at = 0.0
-        self.done = False
 
 
 class _SecretSent:
@@ -60,21 +41,19 @@ class _SecretSent:
         self.pool._keying.discard(self.inst.name)     # the instance died: its next boot asks again
 
 
-class Pool:
+class Pool(PoolCore):
     """The instances of one `unikernel NAME { }` block in this gateway worker, and the requests for them."""
 
     def __init__(self, config, number, loop, *, transport, accel, image, qemu_path, log_dir, tunables,
                  guest_settings, host_mac, on_change, secret=None):
+        self._core_init(config.name, loop, tunables, config.balance.method)
         self.config = config
-        self.name = config.name
         self.number = number
-        self.loop = loop
         self.transport = transport
         self.accel = accel
         self.image = image
         self.qemu_path = qemu_path
         self.log_dir = log_dir
-        self.tunables = tunables
         self.guest_settings = guest_settings
         # (op, payload) sent to each instance once it boots, before it takes requests: how a key
         # reaches a guest without appearing on QEMU's command line (readable by any local user).
@@ -82,26 +61,13 @@ class Pool:
         self._keying = set()        # instance names booted and waiting for the secret's reply
         self.host_mac = host_mac
         self.on_change = on_change
-        self.method = config.balance.method
-        self.instances = []
-        self.queue = collections.deque()
-        self.ids = wire.RequestIds()
         self.supervisor = Supervisor(self.name, loop, tunables, self)
-        self.latency_sum = 0.0
-        self.latency_count = 0
-        self.closed = False
-        self._rr = 0
-        self._ring = None
-        self._ring_names = ()
-        self._ready_names = None    # names of READY instances, in order; None until _pick needs them
-        self._owners = {}           # key -> instance name on the current ring (a lookup costs ~2.5 us)
-        self._by_name = {}
+        self.boot_times = []        # seconds from QEMU start to ready, not yet published
         self._timer = None
         self._timer_due = 0.0
-        self._last_ping = 0.0
+        self._phase = 0
+        self._ping_epoch = time.monotonic()
         self._boot_waiters = []
-        self._dirty = []            # instances whose outbox the end of this loop iteration sends
-        self._flush_handle = None
 
     # Lifecycle --------------------------------------------------------------
 
@@ -112,6 +78,12 @@ class Pool:
         self.supervisor.start()
         self._timer = self.loop.call_soon(self._tick)
         self._timer_due = self.loop.time()
+
+    def add_spares(self):
+        """Boot the spares (`spares N`): once the serving instances are up, so they do not compete
+        with them for the CPU while the gateway starts."""
+        for _ in range(self.config.spares):
+            self.add_instance(spare=True)
 
     async def wait_booted(self, timeout):
         """Wait until no instance is starting (or timeout); the number ready."""
@@ -139,8 +111,9 @@ class Pool:
             call.done = True
         self.queue.clear()
 
-    def add_instance(self):
-        """A new instance at the lowest free index (started by the supervisor); None when none is free."""
+    def add_instance(self, spare=False):
+        """A new instance at the lowest free index (started by the supervisor); None when none is free.
+        A spare one stands by once booted (see promote_spare)."""
         used = {i.index for i in self.instances}
         index = next((n for n in range(MAX_INDEX + 1) if n not in used), None)
         if index is None:
@@ -158,6 +131,7 @@ class Pool:
                                mac=guest_mac, qemu=self.qemu_path, keep_log=True)
         inst = Instance(self.name, index, link, guest_mac, argv, console,
                         os.path.join(self.log_dir, stem + ".stderr"), self.accel)
+        inst.spare = spare
         self.instances.append(inst)
         self._by_name[inst.name] = inst
         self.loop.add_reader(inst.fd, self._readable, inst)
@@ -173,14 +147,28 @@ class Pool:
             self.supervisor.retire(inst)
 
     def active(self):
-        """Instances that serve or will serve (not failed, not draining)."""
-        return [i for i in self.instances if i.state in (STARTING, READY, RESTARTING)]
+        """Instances that serve or will serve (not failed, not draining, not spares)."""
+        return [i for i in self.instances if i.state in (STARTING, READY, RESTARTING) and not i.spare]
+
+    def promote_spare(self, leaving=None):
+        """Put a booted spare in service at once; the instance it stands in for (`leaving`, which
+        exited) becomes the spare when it is back. The spare, or None when none is booted."""
+        spare = next((i for i in self.instances if i.state == SPARE), None)
+        if spare is None:
+            return None
+        spare.spare = False
+        spare.state = READY
+        if leaving is not None:
+            leaving.spare = True
+            log.notice(f'unikernel "{spare.name}" (pid {spare.pid}) takes over from "{leaving.name}"')
+        self._changed()
+        return spare
 
     def snapshot(self):
         """The pool's state for the status file."""
         return {"transport": self.transport, "accelerator": self.accel, "queued": len(self.queue),
                 "min": self.config.min_instances, "max": self.config.max_instances,
-                "instances": [i.snapshot() for i in self.instances]}
+                "spares": self.config.spares, "instances": [i.snapshot() for i in self.instances]}
 
     # Events from the supervisor thread (delivered by call_soon_threadsafe) ----
 
@@ -189,7 +177,8 @@ class Pool:
         if self.closed or inst.generation != generation or inst.state in (DRAINING, RETIRED):
             return
         inst.state = STARTING
-        inst.boot_ping_from = self.ids.next()
+        inst.boot_ping_from = self.next_id()
+        inst.spawned_at = self.loop.time()
         log.info(f'unikernel "{inst.name}" started, pid {inst.pid}, accelerator {self.accel}, '
                  f"transport {self.transport}")
         self._changed()
@@ -199,8 +188,11 @@ class Pool:
         """inst's QEMU exited (or was killed); its requests are retried elsewhere when idempotent."""
         if self.closed:
             return
+        was_serving = inst.state == READY
         if inst.state != DRAINING:
             inst.state = RESTARTING if restarting else FAILED
+        if was_serving:
+            self.promote_spare(inst)     # before the retries below, so they can go to it
         calls = list(inst.inflight.values())
         inst.inflight.clear()
         inst.inflight_frames = 0
@@ -216,7 +208,7 @@ class Pool:
                 call.tries += 1
                 self.submit(call)
             else:
-                _fail(call, 502, f'unikernel "{inst.name}" {inst.last_exit}')
+                fail_call(call, 502, f'unikernel "{inst.name}" {inst.last_exit}')
         if inst.state == DRAINING:
             self.supervisor.retire(inst)
         if not self.active():
@@ -235,188 +227,15 @@ class Pool:
         """A log line from the supervisor thread."""
         log.log(level, message)
 
-    # Dispatch -----------------------------------------------------------------
-
-    def submit(self, call):
-        """Send call to an instance now, or queue it; fails it at once when nothing can take it."""
-        if self.closed:
-            _fail(call, 502, f'unikernel "{self.name}" is stopped')
-            return
-        inst = self._pick(call)
-        if inst is not None:
-            self._dispatch(inst, call)
-        elif not self.active():
-            _fail(call, 502, f'no live instance in unikernel "{self.name}"')
-        elif len(self.queue) >= self.tunables.queue_limit:
-            _fail(call, 503, f'queue of unikernel "{self.name}" is full')
-        else:
-            self.queue.append(call)
-
-    def cancel(self, call):
-        """Forget a call (timed out or its client left); a late reply is ignored."""
-        call.done = True
-        inst = call.instance
-        if inst is not None:
-            call.instance = None
-            if inst.inflight.pop(call.req_id, None) is not None:
-                inst.inflight_frames -= call.nframes
-                inst.reassembler.forget(inst.guest_mac, call.req_id)
-            self._after_reply(inst)
-
-    def take_latency(self):
-        """(mean reply latency in seconds, number of replies) since the last call."""
-        count, total = self.latency_count, self.latency_sum
-        self.latency_count, self.latency_sum = 0, 0.0
-        return (total / count if count else 0.0), count
-
-    def _pick(self, call):
-        instances = self.instances
-        if self.method == "hash" and call.key is not None:
-            ready = self._ready_names
-            if ready is None:
-                ready = self._ready_names = tuple(i.name for i in instances if i.state == READY)
-            if not ready:
-                return None
-            if ready != self._ring_names:
-                self._ring, self._ring_names = Ring(list(ready)), ready
-                self._owners = {}
-            owner = self._owners.get(call.key)
-            if owner is None:
-                if len(self._owners) >= OWNER_CACHE:
-                    self._owners.clear()
-                owner = self._owners[call.key] = self._ring.lookup(call.key)
-            # The key's owner or nobody: spilling to another instance would split a key's data.
-            inst = self._by_name[owner]
-            return inst if inst.has_room(call.nframes, self.tunables) else None
-        count = len(instances)
-        best = None
-        nframes = call.nframes
-        tunables = self.tunables
-        for step in range(count):
-            inst = instances[(self._rr + step) % count]
-            # Instance.has_room, inlined: this runs for every request.
-            if inst.state != READY or len(inst.inflight) >= tunables.max_inflight or \
-                    (inst.inflight and inst.inflight_frames + nframes > tunables.max_inflight_frames):
-                continue
-            if self.method != "least_conn":
-                best = inst
-                break
-            if best is None or len(inst.inflight) < len(best.inflight):
-                best = inst
-        if best is not None and count > 1:
-            self._rr = (instances.index(best) + 1) % count
-        return best
-
-    def _dispatch(self, inst, call):
-        rid = self.ids.next()
-        call.instance = inst
-        call.req_id = rid
-        call.sent_at = self.loop.time()
-        inst.inflight[rid] = call
-        inst.inflight_frames += call.nframes
-        self._send(inst, wire.encode(inst.guest_mac, inst.link.mac, rid, call.op, call.payload,
-                                     now=int(time.time())))
-
-    def _drain(self):
-        queue = self.queue
-        if not queue:
-            return
-        kept = collections.deque()
-        while queue:
-            call = queue.popleft()
-            if call.done:
-                continue
-            inst = self._pick(call)
-            if inst is not None:
-                self._dispatch(inst, call)
-            elif self.method == "hash":
-                kept.append(call)       # another key may still fit elsewhere
-            else:
-                queue.appendleft(call)  # nothing has room: keep the order
-                break
-        kept.extend(queue)
-        self.queue = kept
+    # Dispatch (the request path is in pool_core.py) ----------------------------------
 
     def _fail_queue(self, status, why):
         queue, self.queue = self.queue, collections.deque()
         for call in queue:
             if not call.done:
-                _fail(call, status, why)
+                fail_call(call, status, why)
 
-    # The link -----------------------------------------------------------------
-
-    def _send(self, inst, frames):
-        # Frames wait in the instance's outbox until the end of this loop iteration, when one sendmmsg
-        # carries all that the iteration's requests queued (invariant: a non-empty outbox is either in
-        # _dirty or waiting for writability).
-        outbox = inst.outbox
-        if not outbox:
-            self._dirty.append(inst)
-            if self._flush_handle is None:
-                self._flush_handle = self.loop.call_soon(self._flush)
-        outbox.extend(frames)
-
-    def _flush(self):
-        self._flush_handle = None
-        dirty, self._dirty = self._dirty, []
-        for inst in dirty:
-            if inst.outbox and not inst.writing:
-                self._push(inst)
-
-    def _push(self, inst):
-        outbox = inst.outbox
-        if self.closed or inst.state in (RETIRED, STOPPED):
-            outbox.clear()
-            return
-        while outbox:
-            try:
-                sent = wire.send_frames(inst.fd, outbox)
-            except OSError:
-                sent = 1    # that frame is dropped (e.g. ENOBUFS on a tap): its request times out or is retried
-            if not sent:
-                if not inst.writing:
-                    inst.writing = True
-                    self.loop.add_writer(inst.fd, self._push, inst)
-                return
-            del outbox[:sent]
-        if inst.writing:
-            inst.writing = False
-            self.loop.remove_writer(inst.fd)
-
-    def _readable(self, inst):
-        try:
-            messages, malformed, _ = wire.receive(inst.fd, inst.reassembler, READ_BATCH)
-        except OSError:
-            return
-        if malformed:
-            inst.malformed += malformed
-        inflight = inst.inflight
-        replied = False
-        now = self.loop.time()
-        for msg in messages:
-            call = inflight.pop(msg.req_id, None)
-            if call is None:
-                if msg.op == wire.Op.PING:
-                    self._pong(inst, msg.req_id)
-                continue
-            inst.inflight_frames -= call.nframes
-            inst.served += 1
-            call.instance = None
-            call.done = True
-            self.latency_sum += now - call.sent_at
-            self.latency_count += 1
-            replied = True
-            owner, call.owner = call.owner, None     # see _fail
-            owner.unikernel_reply(msg.status, msg.payload)
-        if replied:
-            inst.last_pong = time.monotonic()      # any reply shows the worker is alive
-            self._after_reply(inst)
-
-    def _after_reply(self, inst):
-        if inst.state == DRAINING and not inst.inflight:
-            self.supervisor.retire(inst)
-        if self.queue:
-            self._drain()
+    # Replies the request path passes on (pool_core.py) --------------------------
 
     def _pong(self, inst, req_id):
         inst.last_pong = time.monotonic()
@@ -444,8 +263,16 @@ class Pool:
 
     def _mark_ready(self, inst):
         if inst.state == STARTING:
-            inst.state = READY
-            log.info(f'unikernel "{inst.name}" ready (pid {inst.pid})')
+            inst.state = SPARE if inst.spare else READY
+            # Its pings fall on one of PING_PHASES instants of each interval, shared by the pool, so
+            # the pool's pings spread out while its timer wakes at most PING_PHASES times an interval.
+            self._phase = (self._phase + 1) % PING_PHASES
+            interval = self.tunables.ping_interval
+            offset = self._ping_epoch + interval * self._phase / PING_PHASES
+            inst.ping_due = offset + interval * (math.floor((time.monotonic() - offset) / interval) + 1)
+            if len(self.boot_times) < 1000:     # taken by gateway/observe/metrics.py
+                self.boot_times.append(self.loop.time() - inst.spawned_at)
+            log.info(f'unikernel "{inst.name}" {inst.state} (pid {inst.pid})')
             self._changed()
             self._wake_boot_waiters()
             self._drain()
@@ -457,17 +284,28 @@ class Pool:
         if self.closed:
             return
         now = time.monotonic()
-        ping_ready = now - self._last_ping >= self.tunables.ping_interval
-        if ping_ready:
-            self._last_ping = now
+        interval = self.tunables.ping_interval
         booting = False
+        next_due = now + interval
         for inst in self.instances:
             if inst.state == STARTING:
                 booting = True
-            elif not (ping_ready and inst.state in (READY, DRAINING)):
+            elif inst.state not in (READY, SPARE, DRAINING):
                 continue
-            self._send(inst, wire.encode(inst.guest_mac, inst.link.mac, self.ids.next(), wire.Op.PING))
-        self._reschedule(BOOT_PING_INTERVAL if booting else self.tunables.ping_interval)
+            else:
+                if now < inst.ping_due:
+                    next_due = min(next_due, inst.ping_due)
+                    continue
+                # Each instance keeps its own phase, so a large pool's pings (and the QEMU wake-ups
+                # they cost) are spread over the interval instead of all landing at once.
+                inst.ping_due += interval
+                if inst.ping_due <= now:
+                    inst.ping_due = now + interval
+                next_due = min(next_due, inst.ping_due)
+                if now - inst.last_pong < interval:
+                    continue        # it answered lately: that was its health check
+            self._send(inst, wire.encode(inst.guest_mac, inst.link.mac, self.next_id(), wire.Op.PING))
+        self._reschedule(BOOT_PING_INTERVAL if booting else max(0.001, next_due - now))
 
     def _reschedule(self, delay):
         if self.closed:
@@ -511,13 +349,3 @@ class Pool:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
-
-
-
-def _fail(call, status, why):
-    """Give a call its one answer, a failure."""
-    call.done = True
-    # An owner usually holds its Call (to cancel it): dropping the Call's reference to its owner once it is
-    # answered lets reference counting free both at once, instead of leaving a cycle to the collector.
-    owner, call.owner = call.owner, None
-    owner.unikernel_failed(status, why)

@@ -3,23 +3,29 @@
 With `worker_processes N` every worker has its own pools, instances, supervisor threads and taps (named
 uk<worker pid hex>p<pool>i<index>). Each worker writes the state of its instances to
 PREFIX/logs/unikernel/status.<worker pid>.json whenever one changes; consoles are kept beside it.
+Each worker boots its instances from its own copy of each image, so a pool never mixes versions.
 """
 
 import asyncio
-import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
-from gateway.errors import LaunchFailed, UnikernelError
+import orjson
+
+from gateway.errors import ImageNotFound, LaunchFailed, UnikernelError
 from gateway.http.variables import compile_template
 from gateway.observe.errorlog import log
-from gateway.unikernel import qemu
+from gateway.unikernel import dispatch, qemu
 from gateway.unikernel.autoscaler import Autoscaler
-from gateway.unikernel.dispatch import SERVICES, UnikernelExchange
+from gateway.unikernel.dispatch import SERVICES
 from gateway.unikernel.pool import Pool
 from gateway.unikernel.tunables import Tunables
 from gateway.unikernel.wire import Op
 
+# How often the status file is rewritten when only the served counts changed (seconds).
+STATUS_REFRESH = 1.0
 _CAP_NET_ADMIN = 12
 
 
@@ -78,10 +84,13 @@ class UnikernelPools:
         self.loop = loop
         self.log_dir = os.path.join(prefix, "logs", "unikernel")
         self.pools = {}
-        self.services = {}
+        self.services = {}             # pool name -> its service's name (a key of dispatch.SERVICES)
         self.keys = {}
         self.autoscalers = []
         self.status_path = None
+        self.image_dir = None           # private copies of the images (see _private_copy)
+        self._refresh = None
+        self._served_written = 0
         for name, config in configs.items():
             key = config.balance.key if config.balance.method == "hash" else None
             self.keys[name] = compile_template(key, config.file, config.line) if key else None
@@ -108,14 +117,43 @@ class UnikernelPools:
         for pool, ready in zip(self.pools.values(), counts):
             if ready < pool.config.min_instances:
                 log.warn(f'unikernel "{pool.name}": {ready} of {pool.config.min_instances} instances ready')
+            pool.add_spares()
             scaler = Autoscaler(pool, self.loop)
             scaler.start()
             self.autoscalers.append(scaler)
         self.write_status()
+        self._refresh = self.loop.call_later(STATUS_REFRESH, self._refresh_status)
+
+    def _refresh_status(self):
+        # State changes are written at once; the served counts, at most once a refresh period.
+        served = sum(i.served for p in self.pools.values() for i in p.instances)
+        if served != self._served_written:
+            self._served_written = served
+            self.write_status()
+        self._refresh = self.loop.call_later(STATUS_REFRESH, self._refresh_status)
+
+    def _private_copy(self, name, image):
+        """This worker's own copy of a pool's image, which its instances boot, restarts included.
+
+        Instances are immutable: an image rebuilt in place reaches new worker processes (a
+        reload) and never a running pool, which would otherwise restart a crashed instance
+        from the new file beside instances of the old one.
+        """
+        if self.image_dir is None:
+            self.image_dir = tempfile.mkdtemp(prefix=f"gateway-images-{os.getpid()}-")
+        folder = os.path.join(self.image_dir, name)
+        os.makedirs(folder, exist_ok=True)
+        copy = os.path.join(folder, Path(image).name)
+        try:
+            shutil.copyfile(image, copy)
+        except OSError as exc:
+            raise ImageNotFound(f'cannot copy "{image}": {exc.strerror}') from exc
+        return copy
 
     def _pool(self, name, config, number, qemu_path, mac):
         try:
             image = qemu.find_image(config.image)
+            running = self._private_copy(name, image)
             service = Path(image).stem
             if service not in SERVICES:
                 raise LaunchFailed(f'unknown service "{service}": the gateway speaks to '
@@ -124,24 +162,31 @@ class UnikernelPools:
             tunables, guest = Tunables.split(config.settings)
             secret = _secret(service, guest)
             transport, why = choose_transport(config.transport)
-            if config.max_instances > 100:
-                raise LaunchFailed("at most 100 instances per pool")
+            if config.max_instances + config.spares > 100:
+                raise LaunchFailed("at most 100 instances per pool, spares included")
         except UnikernelError as exc:
             raise type(exc)(f'unikernel "{name}": {exc}') from exc
-        log.notice(f'unikernel "{name}": {config.min_instances}-{config.max_instances} instances of {image}, '
-                   f"accelerator {accel}, transport {transport} ({why})")
-        self.services[name] = SERVICES[service]
-        return Pool(config, number, self.loop, transport=transport, accel=accel, image=image,
+        spares = f" and {config.spares} spare{'s' if config.spares > 1 else ''}" if config.spares else ""
+        log.notice(f'unikernel "{name}": {config.min_instances}-{config.max_instances} instances{spares} '
+                   f"of {image}, accelerator {accel}, transport {transport} ({why})")
+        self.services[name] = service
+        return Pool(config, number, self.loop, transport=transport, accel=accel, image=running,
                     qemu_path=qemu_path, log_dir=self.log_dir, tunables=tunables, guest_settings=guest,
                     host_mac=mac, on_change=self.write_status, secret=secret)
 
     def stop(self):
         """Stop every QEMU by pid and remove every tap; synchronous and bounded."""
+        if self._refresh is not None:
+            self._refresh.cancel()
+            self._refresh = None
         for scaler in self.autoscalers:
             scaler.stop()
         for pool in self.pools.values():
             pool.stop()
         self.write_status()
+        if self.image_dir is not None:
+            shutil.rmtree(self.image_dir, ignore_errors=True)
+            self.image_dir = None
 
     def write_status(self):
         """Write the per-instance state of every pool (atomically) for operators and tests."""
@@ -150,16 +195,19 @@ class UnikernelPools:
         state = {"pid": os.getpid(), "pools": {name: p.snapshot() for name, p in self.pools.items()}}
         tmp = self.status_path + ".tmp"
         try:
-            with open(tmp, "w") as fh:
-                json.dump(state, fh, indent=1)
+            with open(tmp, "wb") as fh:
+                # Not json.dump: its streaming encoder leaves a cycle of closures per call, which
+                # under load piles up until the worker's rare young collection (bench/soak.py).
+                fh.write(orjson.dumps(state, option=orjson.OPT_INDENT_2))
             os.replace(tmp, self.status_path)
         except OSError as exc:
             log.warn(f'cannot write "{self.status_path}": {exc.strerror}')
 
 
 def make_handler(conn, request, plan, app):
-    """The handler answering one request of a location with `unikernel_pass`."""
+    """The handler answering one request of a location with `unikernel_pass`, not started (a composed
+    location's; the others are answered by dispatch.start_exchange)."""
     pools = app.unikernels
     name = plan.unikernel.pool
-    return UnikernelExchange(conn, request, plan, app, pools.pools[name], pools.services[name],
-                             pools.keys[name])
+    return dispatch.UnikernelExchange(conn, request, plan, app, pools.pools[name], pools.services[name],
+                                      pools.keys[name])

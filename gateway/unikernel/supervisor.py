@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 
-from gateway.unikernel.instance import READY
+from gateway.unikernel.instance import READY, SPARE
 
 # How often hangs are checked (exits wake the thread at once through pidfds).
 POLL_INTERVAL = 0.1
@@ -88,45 +88,54 @@ class Supervisor(threading.Thread):
     def run(self):
         try:
             while not self._stopping:
-                self._wait()
-                while True:
-                    try:
-                        command, inst = self._commands.get_nowait()
-                    except queue.Empty:
-                        break
-                    if command == "add":
-                        self.instances.append(inst)
-                        self._spawn(inst)
-                    elif command == "retire":
-                        self._reap(inst, kill=True)
-                        self.instances.remove(inst)
-                        self._notify(self.events.retired, inst)
-                if self._stopping:
-                    break
-                now = time.monotonic()
-                for inst in self.instances:
-                    try:
-                        self._check(inst, now)
-                    except Exception as exc:    # a bug must not end supervision of the others
-                        self._log("alert", f'supervising unikernel "{inst.name}": {type(exc).__name__}: {exc}')
+                try:
+                    self._round()
+                except Exception as exc:    # a bug must not end supervision: say it, go on
+                    self._log("alert", f'supervising pool: {type(exc).__name__}: {exc}')
+                    time.sleep(POLL_INTERVAL)
         finally:
             # Every SIGKILL first, then the waits: stopping N instances costs one exit, not N.
             _kill_all([inst.proc for inst in self.instances])
             for inst in self.instances:
                 self._reap(inst)
 
+    def _round(self):
+        self._wait()
+        while True:
+            try:
+                command, inst = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            if command == "add":
+                self.instances.append(inst)
+                self._spawn(inst)
+            elif command == "retire":
+                self._reap(inst, kill=True)
+                self.instances.remove(inst)
+                self._notify(self.events.retired, inst)
+        if self._stopping:
+            return
+        now = time.monotonic()
+        for inst in self.instances:
+            try:
+                self._check(inst, now)
+            except Exception as exc:    # a bug must not end supervision of the others
+                self._log("alert", f'supervising unikernel "{inst.name}": {type(exc).__name__}: {exc}')
+
     def _wait(self):
         # A pidfd becomes readable the moment its process exits: restarts need no polling; the
         # timeout only paces the hang checks and pending restarts.
+        # poll, not select: a worker with many client connections opens pidfds numbered 1024 and up.
         now = time.monotonic()
         timeout = POLL_INTERVAL
-        fds = [self._wake_r]
+        poller = select.poll()
+        poller.register(self._wake_r, select.POLLIN)
         for inst in self.instances:
             if inst.pidfd is not None:
-                fds.append(inst.pidfd)
+                poller.register(inst.pidfd, select.POLLIN)
             if inst.restart_at is not None:
                 timeout = min(timeout, max(0.0, inst.restart_at - now))
-        select.select(fds, [], [], timeout)
+        poller.poll(timeout * 1000)
         try:
             os.read(self._wake_r, 4096)
         except BlockingIOError:
@@ -140,7 +149,7 @@ class Supervisor(threading.Thread):
                 self._reap(inst)
                 self._exited(inst, describe_exit(code) + _last_words(inst.stderr_log, code), now)
                 return
-            limit = self.tunables.boot_timeout if inst.state != READY else self.tunables.hang_timeout
+            limit = self.tunables.hang_timeout if inst.state in (READY, SPARE) else self.tunables.boot_timeout
             if now - inst.last_pong > limit:
                 inst.kill_reason = f"no answer to health pings for {now - inst.last_pong:.1f}s"
                 proc.kill()     # noticed as an exit on the next check

@@ -253,3 +253,80 @@ def test_instruction_counts_for_nginx_and_the_relay_floor():
     assert set(counts) == {"nginx", "uvloop-relay"}
     # Thousands of instructions for one proxied request, never zero or negative.
     assert all(1_000 < value < 1_000_000 for value in counts.values()), counts
+
+
+@pytest.mark.qemu
+def test_idle_workers_bench_checks_every_instance_and_prints_its_goals():
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.idle_workers", "--instances", "4", "--rounds", "1",
+         "--duration", "1", "--idle-seconds", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in done.stdout.splitlines()
+             if line.startswith("| ")}
+    assert table["instances that answered 3N round-robin requests"][0] == "4 of 4"
+    assert table["failed requests (all rounds)"][0] == "0"
+    assert table["memory per instance (PSS)"][0].endswith("MiB")
+
+
+@pytest.mark.qemu
+def test_boot_bench_measures_the_spare_and_the_restart_paths():
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.unikernel_boot", "--repeats", "1", "--idle-seconds", "0.5",
+         "--transport", "socketpair"],
+        cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in done.stdout.splitlines()
+             if line.startswith("| ")}
+    for figure in ("gateway start to first unikernel answer",
+                   "kill -9 to the route answering again, a spare standing by",
+                   "kill -9 of both instances to a restarted one answering (the path without a spare)"):
+        assert float(table[figure][0].removesuffix(" ms")) > 0, figure
+
+
+@pytest.mark.nginx
+def test_upgrade_config_is_valid_for_nginx(tmp_path):
+    os.makedirs(tmp_path / "temp")
+    (tmp_path / "proxy.conf").write_text(
+        configs.proxy(procs.free_port(), [procs.free_port()], "1", nginx=True, upgrade=True))
+    done = subprocess.run(["/usr/sbin/nginx", "-t", "-p", f"{tmp_path}/",
+                           "-c", str(tmp_path / "proxy.conf")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.slow
+def test_quick_websocket_echo_run_through_the_gateway(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--scenario", "ws-echo", "--systems",
+         "gateway,haproxy", "--duration", "1", "--rounds", "1", "--warmup", "0", "--out",
+         str(tmp_path), "--no-summary"],
+        cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [json_path] = list(tmp_path.glob("*-ws-echo-quick.json"))
+    [scenario] = json.loads(json_path.read_text())["scenarios"]
+    [gateway] = scenario["systems"]         # HAProxy does not join the WebSocket scenario
+    assert gateway["name"] == "gateway" and gateway["status"] == "ok"
+    summary = gateway["summary"]
+    assert summary["requests"] > 0 and summary["socket_errors"] == 0
+    assert summary["cpu_us_per_req"] > 0
+    assert "bench.ws_load" in scenario["wrk_commands"]["gateway"]
+
+
+@pytest.mark.nginx
+@pytest.mark.slow
+def test_quick_rewrite_run_through_nginx_and_the_gateway(tmp_path):
+    """The map, if and rewrites config loads in both and every request is proxied (200)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--scenario", "rewrite", "--systems",
+         "nginx,gateway", "--duration", "1", "--rounds", "1", "--warmup", "0", "--out",
+         str(tmp_path), "--no-summary"],
+        cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [json_path] = list(tmp_path.glob("*-rewrite-quick.json"))
+    [scenario] = json.loads(json_path.read_text())["scenarios"]
+    assert [s["name"] for s in scenario["systems"]] == ["nginx", "gateway"]
+    for system in scenario["systems"]:
+        assert system["status"] == "ok", system
+        assert "rewrite ^/(small)$ /$1 break;" in "".join(system["configs"].values())
+        summary = system["summary"]
+        assert summary["requests"] > 0 and summary["non2xx"] == 0, system

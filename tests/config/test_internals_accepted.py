@@ -19,11 +19,9 @@ GATEWAY = [sys.executable, "-m", "gateway"]
 # (context, directive line): every directive is written where nginx allows it, with
 # arguments nginx accepts.  The ones marked "also" appear a second time elsewhere.
 MAIN_LINES = [
-    "worker_rlimit_nofile 1024;",
     "worker_rlimit_core 10m;",
     "worker_priority -5;",
     "worker_cpu_affinity auto;",
-    "worker_shutdown_timeout 10s;",
     "timer_resolution 100ms;",
     "pcre_jit on;",
     "thread_pool default threads=4 max_queue=1024;",
@@ -57,7 +55,6 @@ HTTP_LINES = [
     "tcp_nodelay on;",
     "reset_timedout_connection on;",
     "send_lowat 0;",
-    "msie_padding on;",
     "msie_refresh off;",
     "log_subrequest off;",
     "keepalive_disable msie6;",
@@ -88,13 +85,13 @@ LOCATION_LINES = [
     "proxy_max_temp_file_size 1024m;",
     "proxy_temp_file_write_size 8k;",
     "proxy_socket_keepalive off;",
+    "proxy_limit_rate 10k;",
     "proxy_headers_hash_max_size 512;",
     "proxy_headers_hash_bucket_size 64;",
     "client_body_buffer_size 16k;",
     "client_body_in_file_only off;",
     "client_body_in_single_buffer off;",
     "subrequest_output_buffer_size 4k;",
-    "log_not_found off;",
     "sendfile_max_chunk 512k;",
 ]
 

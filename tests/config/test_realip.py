@@ -27,7 +27,6 @@ def test_settings_are_inherited_and_a_list_replaced_by_a_level_that_has_its_own(
 @pytest.mark.parametrize("line, message", [
     ("set_real_ip_from 10.0.0.0/33;", 'host not found in set_real_ip_from "10.0.0.0/33"'),
     ("set_real_ip_from nowhere.invalid;", 'host not found in set_real_ip_from "nowhere.invalid"'),
-    ("real_ip_header proxy_protocol;", 'real_ip_header "proxy_protocol" is not supported by this gateway'),
     ("real_ip_recursive maybe;", 'invalid value "maybe" in "real_ip_recursive" directive, it must be "on" or "off"'),
 ])
 def test_bad_values_are_refused_with_the_place(tmp_path, line, message):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.http.test_nginx_parity_maps import _start, same_answer
+from tests.http.test_nginx_parity_maps import running_pair, same_answer
 
 pytestmark = pytest.mark.nginx
 
@@ -76,17 +76,8 @@ def _site_files(directory):
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    from tests.support.processes import EchoBackend
-    backend = EchoBackend("errorpage")
-    try:
-        nginx, gateway = _start(tmp_path_factory, SITE, backend, _site_files)
-        try:
-            yield nginx, gateway
-        finally:
-            gateway.stop()
-            nginx.stop()
-    finally:
-        backend.stop()
+    with running_pair(tmp_path_factory, SITE, "errorpage", _site_files) as both:
+        yield both
 
 
 @pytest.mark.parametrize("method, target, headers, body", CASES,

@@ -1,5 +1,7 @@
 """map and split_clients side by side with real nginx: same config, same requests, same answers."""
 
+import contextlib
+
 import pytest
 
 from tests.http.test_nginx_parity import VOLATILE, fetch, upstream_view
@@ -111,13 +113,14 @@ def _start(tmp_path_factory, site, backend, prepare=None):
     return nginx, gateway
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    """nginx and the gateway, each on its own port, in front of one echo backend."""
+@contextlib.contextmanager
+def running_pair(tmp_path_factory, site, name, prepare=None):
+    """nginx and the gateway on ``site``, in front of one echo backend called ``name``;
+    all three stopped after."""
     from tests.support.processes import EchoBackend
-    backend = EchoBackend("maps")
+    backend = EchoBackend(name)
     try:
-        nginx, gateway = _start(tmp_path_factory, SITE, backend)
+        nginx, gateway = _start(tmp_path_factory, site, backend, prepare)
         try:
             yield nginx, gateway
         finally:
@@ -125,6 +128,13 @@ def pair(tmp_path_factory):
             nginx.stop()
     finally:
         backend.stop()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """nginx and the gateway, each on its own port, in front of one echo backend."""
+    with running_pair(tmp_path_factory, SITE, "maps") as both:
+        yield both
 
 
 def same_answer(nginx, gateway, method, target, headers, body):

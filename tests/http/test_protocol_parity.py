@@ -16,7 +16,7 @@ from gateway.config import load_config
 from gateway.http import connection as py_connection
 from gateway.http.server import WorkerApp
 
-CONFIG = """
+CONFIG = r"""
 events { worker_connections 64; }
 http {
     log_format parity '$status $body_bytes_sent $request_length $upstream_addr '
@@ -28,6 +28,7 @@ http {
         server 127.0.0.1:9002;
         keepalive 4;
     }
+    map $http_upgrade $connection_upgrade { default upgrade; '' close; }
     upstream single {
         server 127.0.0.1:9003;
         keepalive 4;
@@ -64,8 +65,38 @@ http {
             proxy_next_upstream error timeout http_502;
             client_max_body_size 0;
         }
+        location /ws {
+            proxy_pass http://single;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_read_timeout 10s;
+            proxy_send_timeout 3s;
+            add_header X-Always yes always;
+            add_header X-Not-On-101 no;
+        }
         location /ret {
             return 200 "hello $uri";
+        }
+        location /hdr/ {
+            proxy_pass http://single/h/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            expires 1h;
+            proxy_hide_header X-Secret;
+            proxy_pass_header Server;
+            proxy_redirect default;
+            proxy_redirect ~^http://up\.([a-z]+)/(.*)$ /$1/$2;
+            proxy_cookie_domain inner.test parity.test;
+            proxy_cookie_path /h/ /hdr/;
+            add_header X-Added yes;
+        }
+        location /intercepted/ {
+            proxy_pass http://single;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_intercept_errors on;
+            error_page 404 /ret;
         }
     }
 }
@@ -84,6 +115,17 @@ class FakeTransport:
         self.name = name
         self.protocol = protocol
         self.closing = False
+        self.buffered = 0        # what get_write_buffer_size() says
+
+    def set_protocol(self, protocol):
+        self.events.append((self.name, "set_protocol", type(protocol).__name__))
+        self.protocol = protocol
+
+    def get_write_buffer_size(self):
+        return self.buffered
+
+    def get_write_buffer_limits(self):
+        return (16384, 65536)
 
     def write(self, data):
         self.events.append((self.name, "write", bytes(data)))
@@ -163,23 +205,30 @@ class Harness:
         except Exception as exc:     # what the event loop would log, then go on
             self.events.append(("exception", type(exc).__name__, str(exc)))
 
+    # Bytes and events go to each transport's protocol of the moment (a tunnel takes it over).
+
     async def send(self, data):
-        self.deliver(self.client, data)
+        self.deliver(self.transport.protocol, data)
         await self.settle()
 
     async def answer(self, index, data):
-        self.deliver(self.loop.upstreams[index][0], data)
+        self.deliver(self.loop.upstreams[index][1].protocol, data)
         await self.settle()
 
     async def upstream_eof(self, index):
-        protocol, transport = self.loop.upstreams[index]
-        if not protocol.eof_received():
+        transport = self.loop.upstreams[index][1]
+        if not transport.protocol.eof_received():
             transport.close()
+        await self.settle()
+
+    async def client_eof(self):
+        if not self.transport.protocol.eof_received():
+            self.transport.close()
         await self.settle()
 
     async def client_gone(self):
         self.transport.closing = True
-        self.client.connection_lost(None)
+        self.transport.protocol.connection_lost(None)
         await self.settle()
 
     async def tick(self, seconds):
@@ -199,6 +248,7 @@ class Harness:
 
 def _normalise(part):
     if isinstance(part, bytes):
+        part = re.sub(rb"Expires: [^\r]*\r\n", b"Expires: -\r\n", part)
         return re.sub(rb"Date: [^\r]*\r\n", b"Date: -\r\n", part)
     return part
 
@@ -222,6 +272,36 @@ async def scenario_split_heads(h):
     await h.answer(0, OK[:20])
     await h.answer(0, OK[20:-1])
     await h.answer(0, OK[-1:])
+
+
+async def scenario_head_a_byte_at_a_time(h):
+    # The second request follows the first's answer in the same pieces as its own head.
+    head = GET.replace(b"User-Agent: t\r\n", b"User-Agent: t\r\nX-A: 1\r\nX-B: two\r\n")
+    for i in range(len(head)):
+        await h.send(head[i:i + 1])
+    await h.answer(0, OK)
+    for i in range(0, len(head), 7):
+        await h.send(head[i:i + 7])
+    await h.answer(0, OK)
+
+
+async def scenario_bad_line_in_pieces(h):
+    # Answered 400 once the bad line is all there, before the head ends.
+    for piece in (b"GET / HTTP/1.1\r\nHost: parity.test\r\nBad ", b"Line\r", b"\nX-More: 1\r\n"):
+        await h.send(piece)
+
+
+async def scenario_long_line_in_pieces(h):
+    # A header line over large_client_header_buffers (8k), sent in 100-byte pieces.
+    await h.send(b"GET / HTTP/1.1\r\nHost: parity.test\r\nX-Long: ")
+    for _ in range(90):
+        await h.send(b"v" * 100)
+
+
+async def scenario_long_request_line_in_pieces(h):
+    await h.send(b"\r\nGET /")
+    for _ in range(90):
+        await h.send(b"a" * 100)
 
 
 async def scenario_post_expect(h):
@@ -411,6 +491,112 @@ async def scenario_upstream_write_paused(h):
     await h.send(b"efgh")
     h.loop.upstreams[0][0].resume_writing()
     await h.answer(0, OK)
+
+
+UPGRADE = (b"GET /ws/chat HTTP/1.1\r\nHost: parity.test\r\nUpgrade: websocket\r\n"
+           b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+SWITCHED = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nServer: up\r\n\r\n")
+
+
+async def scenario_tunnel_upstream_closes(h):
+    # Bytes the client sent before the 101, and bytes after the 101 in the same read.
+    await h.send(UPGRADE + b"early")
+    await h.answer(0, SWITCHED + b"hello")
+    await h.send(b"\x81\x02hi")
+    await h.answer(0, b"\x81\x02hi")
+    await h.upstream_eof(0)
+
+
+async def scenario_tunnel_client_closes(h):
+    await h.send(UPGRADE)
+    await h.answer(0, SWITCHED)
+    await h.send(b"\x88\x00")
+    await h.client_eof()
+
+
+async def scenario_tunnel_client_lost(h):
+    await h.send(UPGRADE)
+    await h.answer(0, SWITCHED)
+    await h.client_gone()
+
+
+async def scenario_tunnel_idle_timeout(h):
+    await h.send(UPGRADE)
+    await h.answer(0, SWITCHED)
+    await h.tick(6)
+    await h.send(b"ping")        # an event: the idle timer starts again
+    await h.tick(6)
+    await h.tick(6)
+    await h.tick(6)
+
+
+async def scenario_tunnel_back_pressure(h):
+    await h.send(UPGRADE)
+    await h.answer(0, SWITCHED)
+    h.transport.protocol.pause_writing()         # the client takes no more: stop reading upstream
+    await h.answer(0, b"more")
+    h.transport.protocol.resume_writing()
+    upstream = h.loop.upstreams[0][1]
+    upstream.protocol.pause_writing()            # the upstream takes no more: stop reading client
+    await h.tick(1)
+    await h.tick(4)                              # proxy_send_timeout 3s
+
+
+async def scenario_tunnel_blocked_at_switch(h):
+    await h.send(UPGRADE)
+    h.loop.upstreams[0][1].buffered = 100000     # over the high-water mark when the 101 comes
+    await h.answer(0, SWITCHED)
+    h.loop.upstreams[0][1].buffered = 0
+    h.loop.upstreams[0][1].protocol.resume_writing()
+
+
+async def scenario_upgrade_refused(h):
+    # An upstream that does not switch: an ordinary response, and no tunnel.
+    await h.send(UPGRADE)
+    await h.answer(0, b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n")
+    await h.send(GET)
+    await h.answer(0, OK)
+
+
+async def scenario_switch_not_asked_for(h):
+    # 101 to a request without Upgrade: relayed, but neither connection is kept (nginx).
+    await h.send(GET)
+    await h.answer(0, SWITCHED)
+    await h.send(GET)            # not read: the client connection closes
+
+
+async def scenario_redirect_default(h):
+    # nginx's implicit "proxy_redirect default": http://single/ becomes / (then absolute).
+    await h.send(GET)
+    await h.answer(0, b"HTTP/1.1 302 Found\r\nLocation: http://single/next\r\n"
+                      b"Content-Length: 0\r\n\r\n")
+    await h.send(GET)
+    await h.answer(0, b"HTTP/1.1 302 Found\r\nLocation: http://other/next\r\n"
+                      b"Content-Length: 0\r\n\r\n")
+
+
+async def scenario_header_edits(h):
+    request = b"GET /hdr/a HTTP/1.1\r\nHost: parity.test\r\n\r\n"
+    await h.send(request)
+    await h.answer(0, b"HTTP/1.1 200 OK\r\nServer: up\r\nX-Secret: s\r\nX-Pad: p\r\n"
+                      b"Cache-Control: private\r\nCache-Control: no-transform\r\n"
+                      b"Set-Cookie: a=1; Domain=inner.test; Path=/h/x\r\n"
+                      b"Location: http://single/h/in\r\nContent-Length: 2\r\n\r\nok")
+    await h.send(request)
+    await h.answer(0, b"HTTP/1.1 301 Moved\r\nRefresh: 3; url=http://up.zone/r\r\n"
+                      b"Location: http://up.zone/p\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"2\r\nhi\r\n0\r\n\r\n")
+    await h.send(request)
+    await h.answer(0, b"HTTP/1.1 404 Not Found\r\nSet-Cookie: b=2; domain=.INNER.test\r\n"
+                      b"Content-Length: 0\r\n\r\n")
+
+
+async def scenario_intercepted_error(h):
+    await h.send(b"GET /intercepted/x HTTP/1.1\r\nHost: parity.test\r\n\r\n")
+    await h.answer(0, b"HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\ngone")
+    await h.send(b"GET /intercepted/y HTTP/1.1\r\nHost: parity.test\r\n\r\n")
+    await h.answer(1, b"HTTP/1.1 500 Oops\r\nContent-Length: 4\r\n\r\noops")
 
 
 def host_scenario(host):

@@ -415,6 +415,46 @@ def test_reload_opens_new_listeners_and_closes_removed_ones(gateway):
     wait_for(lambda: try_get(gateway.port) is None, "the removed listener to close")
 
 
+def test_worker_shutdown_timeout_cuts_a_graceful_quit_short(gateway, slow_upstream):
+    upstream_port, upstream = slow_upstream
+    gateway.write_config(workers=1, main="worker_shutdown_timeout 300ms;", http=(
+        f"server {{ listen 127.0.0.1:{gateway.port}; "
+        f"location / {{ proxy_pass http://127.0.0.1:{upstream_port}; }} }}"))
+    master = gateway.start_foreground()
+    result = {}
+
+    def slow_request():
+        try:
+            result["answer"] = get(gateway.port, "/slow")
+        except Exception as exc:     # the connection is cut when the time is up
+            result["error"] = exc
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    try:
+        assert upstream.stdout.readline().strip() == "received"
+        assert gateway.command("-s", "quit").returncode == 0
+        gateway.wait_exit(master)
+    finally:
+        thread.join()
+    # The upstream answers after 2 s; the worker gave up on the connection after 0.3 s.
+    assert "answer" not in result
+    assert "worker_shutdown_timeout expired" in gateway.log_text()
+
+
+def test_worker_rlimit_nofile_sets_each_workers_limit(gateway):
+    gateway.write_config(workers=2, main="worker_rlimit_nofile 3333;")
+    master = gateway.start_foreground()
+    workers = wait_for(lambda: (lambda found: found if len(found) == 2 else None)(gateway.workers(master)),
+                       "two workers")
+    for pid in workers:
+        with open(f"/proc/{pid}/limits") as fh:
+            line = next(line for line in fh if line.startswith("Max open files"))
+        assert line.split()[3:5] == ["3333", "3333"], line
+    with open(f"/proc/{master}/limits") as fh:      # the master keeps its own, as nginx's does
+        assert "3333" not in next(line for line in fh if line.startswith("Max open files"))
+
+
 def test_term_during_a_graceful_quit_stops_at_once(gateway, slow_upstream):
     upstream_port, upstream = slow_upstream
     gateway.write_config(workers=1, http=(

@@ -2,7 +2,9 @@
 
 Special path segments, anywhere in the path (so a proxy may add a prefix):
 status/N answers N; slow?ms=N waits first; big?n=N sends N bytes;
-chunked?n=N&parts=K streams a chunked body; headers?name=value sets response headers.  --log FILE appends "METHOD TARGET" for every request received.  Run: echo_backend.py --port P --name NAME
+chunked?n=N&parts=K streams a chunked body; headers?name=value sets response headers;
+text?n=N&type=T[&chunked=K][&name=value...] sends N bytes of text (K chunks of it) as type T
+with the other parameters as response headers (status?code=N sets its status).  --log FILE appends "METHOD TARGET" for every request received.  Run: echo_backend.py --port P --name NAME
 """
 
 import argparse
@@ -26,6 +28,8 @@ def make_app(name: str, log_path: str | None = None) -> web.Application:
         if "big" in segments:
             size = int(request.query.get("n", "65536"))
             return web.Response(body=b"x" * size, content_type="application/octet-stream")
+        if "text" in segments:
+            return await _text(request)
         if "chunked" in segments:
             size = int(request.query.get("n", "100000"))
             parts = int(request.query.get("parts", "10"))
@@ -61,6 +65,38 @@ def make_app(name: str, log_path: str | None = None) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", echo)
     return app
+
+
+def text_body(size: int) -> bytes:
+    """Deterministic text that compresses as real pages do (tests compare it after gunzip)."""
+    line = b"%06d the quick brown fox jumps over the lazy dog, %d times over\n"
+    lines, total, i = [], 0, 0
+    while total < size:
+        piece = line % (i, i * 7 % 1000)
+        lines.append(piece)
+        total += len(piece)
+        i += 1
+    return b"".join(lines)[:size]
+
+
+async def _text(request: web.Request) -> web.StreamResponse:
+    query = dict(request.query)
+    size = int(query.pop("n", "1000"))
+    ctype = query.pop("type", "text/plain")
+    parts = int(query.pop("chunked", "0"))
+    status = int(query.pop("status", "200"))
+    headers = dict(query, **{"Content-Type": ctype})
+    body = text_body(size)
+    if not parts:
+        return web.Response(status=status, body=body, headers=headers)
+    response = web.StreamResponse(status=status, headers=headers)
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    step = max(size // parts, 1)
+    for start in range(0, size, step):
+        await response.write(body[start:start + step])
+    await response.write_eof()
+    return response
 
 
 def main():

@@ -17,6 +17,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 NGINX = "/usr/sbin/nginx"
+HAPROXY = "/usr/sbin/haproxy"
+
+
+# The top of a config that both nginx and the gateway run in a test folder (nginx's workers
+# read files under pytest's folder, which only root may enter).
+SIDE_BY_SIDE_HEAD = """user root;
+worker_processes 1;
+error_log error.log info;
+pid server.pid;
+events { worker_connections 64; }
+"""
 
 
 def free_port() -> int:
@@ -92,6 +103,22 @@ class Gateway:
         stop(self.proc, sig)
 
 
+class FaultUpstream:
+    """tests/support/fault_upstream.py in its own process: one misbehaviour per path."""
+
+    def __init__(self, log: Path, port: int | None = None):
+        self.port = port or free_port()
+        self.log = log
+        self.proc = subprocess.Popen(
+            [PYTHON, str(ROOT / "tests" / "support" / "fault_upstream.py"),
+             "--port", str(self.port), "--log", str(log)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_for_port(self.port, self.proc)
+
+    def stop(self):
+        stop(self.proc)
+
+
 class Nginx:
     """Real nginx (Debian's nginx-light) from a config text, in the foreground."""
 
@@ -132,3 +159,54 @@ class EchoBackend:
 
     def stop(self, sig=signal.SIGTERM):
         stop(self.proc, sig)
+
+
+class Haproxy:
+    """HAProxy (Debian's) in the foreground from a config text: a real sender of PROXY headers."""
+
+    def __init__(self, tmp: Path, config: str, port: int):
+        self.dir = tmp
+        self.port = port
+        self.conf = tmp / "haproxy.cfg"
+        self.conf.write_text(config)
+        self.proc = subprocess.Popen([HAPROXY, "-db", "-f", str(self.conf)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_for_port(port, self.proc)
+
+    def stop(self):
+        stop(self.proc, signal.SIGTERM)
+
+
+class WsBackend:
+    """bench/ws_backend.py in its own process: a real WebSocket server (see its paths)."""
+
+    def __init__(self, max_size: int = 1 << 20):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", "bench.ws_backend", "--port", str(self.port),
+             "--max-size", str(max_size)], cwd=ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, self.proc)
+
+    def stop(self):
+        stop(self.proc, signal.SIGTERM)
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and its children (a master and its workers)."""
+    total = 0
+    pids = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            pids += [int(p) for p in f.read().split()]
+    except OSError:
+        pass
+    for one in pids:
+        try:
+            with open(f"/proc/{one}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total

@@ -2,6 +2,7 @@
 
 import http.client
 import os
+import re
 import signal
 import socket
 import threading
@@ -169,3 +170,85 @@ def test_a_client_that_leaves_mid_request_is_logged_499_and_forgotten(uk_gateway
     resp = conn.getresponse()
     assert (resp.status, resp.read()) == (200, b"/next")
     assert "Traceback" not in gw.errors()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_the_pool_grows_and_restarts_while_the_worker_holds_over_1024_descriptors(uk_gateway, load, transport):
+    # select() cannot watch a descriptor numbered 1024 or more. An instance added while 1,100 client
+    # connections are open gets such descriptors (its link, its QEMU's pidfd), and must still be
+    # supervised: started, and restarted when killed.
+    scaling = ("setting scale_interval 100ms; setting scale_up_load 1; setting scale_up_ticks 2; "
+               "setting scale_down_idle 30s; setting max_inflight 2;")
+    pools = f"unikernel burst {{ image echo; instances 1 2; transport {transport}; {scaling} }}"
+    gw = uk_gateway(lambda port: gateway_config(
+        port, transport, pools=pools, locations="location /burst/ { unikernel_pass burst; }").replace(
+            "worker_connections 256", "worker_connections 4096"))
+    first = instances(gw, "burst")[0]
+    held = []
+    try:
+        for _ in range(1100):
+            held.append(socket.create_connection(("127.0.0.1", gw.port), timeout=10))
+        assert _get(held[-1], "/burst/held") == (200, b"/held")
+        clients = load(gw.port, clients=12, path="/burst/")
+        added = wait_for(lambda: [i for i in instances(gw, "burst") if i["name"] != first["name"]
+                                  and i["state"] == "ready"], what="an instance added")[0]
+        os.kill(added["pid"], signal.SIGKILL)
+        wait_for(lambda: [i for i in instances(gw, "burst") if i["name"] == added["name"]
+                          and i["state"] == "ready" and i["pid"] != added["pid"]], what="its restart")
+        clients.wait_done(200)
+        assert clients.stop() == []
+    finally:
+        for sock in held:
+            sock.close()
+    assert "[alert]" not in gw.errors()
+
+def _get(sock, path):
+    """(status, body) of GET path on a held keep-alive connection."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    resp = http.client.HTTPResponse(sock)
+    resp.begin()
+    return resp.status, resp.read()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_spare_takes_over_from_a_killed_instance_and_no_request_fails(uk_gateway, load, transport):
+    pools = f"unikernel standby {{ image echo; instances 1; spares 1; transport {transport}; }}"
+    gw = uk_gateway(lambda port: gateway_config(port, transport, pools=pools,
+                                                locations="location /standby/ { unikernel_pass standby; }"))
+    # Read until both are listed: the status file is rewritten as instances change state.
+    serving, spare = wait_for(lambda: (lambda found: found if [i["state"] for i in found]
+                                       == ["ready", "spare"] else None)(
+        sorted(instances(gw, "standby"), key=lambda i: i["state"])),
+        what="the serving instance and its spare")
+    clients = load(gw.port, path="/standby/")
+    clients.wait_done(200)
+    os.kill(serving["pid"], signal.SIGKILL)
+    swapped = wait_for(lambda: (lambda found: found if [i["state"] for i in found] == ["spare", "ready"]
+                                else None)(sorted(instances(gw, "standby"), key=lambda i: i["name"])),
+                       what="the killed instance back as the spare")
+    by_name = {i["name"]: i for i in swapped}
+    assert by_name[spare["name"]]["state"] == "ready" and by_name[spare["name"]]["served"] > 0
+    assert by_name[serving["name"]]["restarts"] == 1 and by_name[serving["name"]]["pid"] != serving["pid"]
+    clients.wait_done(200)
+    assert clients.stop() == []
+    errors = gw.errors()
+    assert f'unikernel "{spare["name"]}" (pid {spare["pid"]}) takes over from "{serving["name"]}"' in errors
+    assert not re.search(r"worker process \d+ exited", errors), errors   # ours never died
+
+
+def test_a_burst_puts_the_spare_in_service_and_boots_another(uk_gateway, load):
+    scaling = ("setting scale_interval 100ms; setting scale_up_load 1; setting scale_up_ticks 2; "
+               "setting scale_down_idle 30s; setting max_inflight 2;")
+    pools = f"unikernel burst {{ image echo; instances 1 2; spares 1; transport socketpair; {scaling} }}"
+    gw = uk_gateway(lambda port: gateway_config(port, "socketpair", pools=pools,
+                                                locations="location /burst/ { unikernel_pass burst; }"))
+    spare = [i for i in instances(gw, "burst") if i["state"] == "spare"][0]
+    clients = load(gw.port, clients=12, path="/burst/")
+    grown = wait_for(lambda: (lambda found: found if sorted(i["state"] for i in found)
+                              == ["ready", "ready", "spare"] else None)(instances(gw, "burst")),
+                     what="two serving instances and a new spare")
+    clients.wait_done(200)
+    assert clients.stop() == []
+    by_name = {i["name"]: i for i in grown}
+    assert by_name[spare["name"]]["state"] == "ready" and by_name[spare["name"]]["pid"] == spare["pid"]
+    assert "scaled up to 2 instances" in gw.errors()

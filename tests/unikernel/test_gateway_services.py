@@ -125,8 +125,11 @@ def uk_gateway(start_gateway):
         port = free_port()
         gateway = start_gateway(config_for_port(port), port)
         started.append(gateway)
-        wait_for(lambda: all(i["state"] == "ready" for p in status(gateway).values() for i in p["instances"])
-                 and status(gateway), what="every instance ready")
+        # Spares boot after the serving instances: wait for them as well.
+        wait_for(lambda: all(all(i["state"] in ("ready", "spare") for i in p["instances"])
+                             and sum(i["state"] == "spare" for i in p["instances"]) == p["spares"]
+                             for p in status(gateway).values()) and status(gateway),
+                 what="every instance and spare ready")
         return gateway
     try:
         yield start
@@ -219,6 +222,16 @@ def test_four_services_over_http(uk_gateway, transport):
     code, headers, _ = request(port, "GET", "/auth")
     assert code == 401 and headers["www-authenticate"].startswith("Bearer")
     assert "Traceback" not in gw.errors()
+
+
+def test_the_status_file_counts_the_requests_each_instance_served(uk_gateway):
+    gw = uk_gateway(lambda port: gateway_config(port, "socketpair"))
+    for n in range(10):
+        assert request(gw.port, "GET", f"/echo/{n}")[0] == 200
+    # Round robin over the two echo instances; the counts are written within a second.
+    served = wait_for(lambda: (lambda counts: counts if sum(counts) == 10 else None)(
+        [i["served"] for i in instances(gw, "echo")]), 5, "the served counts written")
+    assert served == [5, 5]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

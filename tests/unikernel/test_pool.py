@@ -52,6 +52,15 @@ async def pools(tmp_path):
                 raise AssertionError(f"QEMU {pid} survived stop()")
 
 
+async def until(predicate, timeout=10.0):
+    """Wait (on the loop) until predicate() is true; fail after timeout."""
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("timed out")
+
+
 async def ask(pool, op, payload=b"", key=None):
     owner = Owner(asyncio.get_running_loop())
     pool.submit(Call(op, payload, key, True, owner))
@@ -148,3 +157,27 @@ async def test_a_full_queue_answers_503(pools):
     answers = await asyncio.gather(*(ask(p.pools["echo"], Op.ECHO, b"x") for _ in range(6)))
     assert sorted(a[0] for a in answers) == [Status.OK] * 3 + [503] * 3
     assert (503, 'queue of unikernel "echo" is full') in answers
+
+
+@pytest.mark.qemu
+async def test_a_spare_stands_by_and_takes_over_before_the_dead_instance_is_back(pools):
+    p = await pools(echo=UnikernelPool("echo", "echo", 1, 1, spares=1, transport="socketpair"))
+    pool = p.pools["echo"]
+    serving, spare = pool.instances
+    assert (serving.state, spare.state) == ("ready", "starting")     # spares boot after the pool is up
+    await until(lambda: spare.state == "spare")
+    for n in range(20):
+        assert await ask(pool, Op.ECHO, b"%d" % n) == (Status.OK, b"%d" % n)
+    assert (serving.served, spare.served) == (20, 0)       # a spare takes no requests
+    waiting = [asyncio.ensure_future(ask(pool, Op.ECHO, b"in flight %d" % n)) for n in range(4)]
+    await asyncio.sleep(0)
+    os.kill(serving.pid, signal.SIGKILL)
+    # Answered (the in-flight ones retried) by the spare while the killed one still boots again.
+    assert [await w for w in waiting] == [(Status.OK, b"in flight %d" % n) for n in range(4)]
+    assert await ask(pool, Op.ECHO, b"after") == (Status.OK, b"after")
+    assert spare.state == "ready" and spare.served >= 1
+    assert serving.state in ("restarting", "starting") and serving.spare
+    # The killed one comes back as the spare: one serving and one standing by, as configured.
+    await until(lambda: serving.state == "spare")
+    assert (serving.state, serving.restarts, spare.state) == ("spare", 1, "ready")
+    assert [i.name for i in pool.active()] == [spare.name]

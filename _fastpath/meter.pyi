@@ -1,0 +1,9 @@
+"""Type stub for the compiled twin of gateway/observe/meter_py.py."""
+
+class LocationMeter:
+    server: str
+    location: str
+    bounds: tuple[float, ...]
+    def __init__(self, server: str, location: str, bounds: tuple[float, ...]) -> None: ...
+    def record(self, request) -> None: ...
+    def take(self) -> tuple[list[int], float]: ...

@@ -1,0 +1,6 @@
+"""Type stub for the compiled services of gateway/unikernel/dispatch.py."""
+
+from typing import Any
+
+def build_request(service: str, request: Any, body: bytes, spec: str) -> tuple[int, bytes, bool, bytes | None]: ...
+def read_reply(service: str, request: Any, status: int, payload: bytes) -> tuple[int, bytes | None, bytes | None, bytes]: ...

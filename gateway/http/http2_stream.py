@@ -1,0 +1,396 @@
+"""One HTTP/2 request stream, seen by the handlers as a client connection (gateway/http/http2.py).
+
+The head a handler writes becomes a HEADERS frame, its body DATA frames within the client's
+flow-control windows; pausing the stream's "transport" holds back the WINDOW_UPDATEs that
+let the client send more request body.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import h2.exceptions
+from h2.errors import ErrorCodes
+
+from gateway.errors import BadRequest, HttpError, PayloadTooLarge
+from gateway.http import connection as http1
+from gateway.http import parser
+from gateway.http.request import Request
+from gateway.http.responses import server_and_date
+
+BODY, WAIT, CLOSED = http1.BODY, http1.WAIT, http1.CLOSED
+# Connection-specific fields (RFC 9113 8.2.2): never sent in an HTTP/2 response.
+CONNECTION_FIELDS = frozenset({b"connection", b"keep-alive", b"proxy-connection",
+                               b"transfer-encoding", b"upgrade"})
+# A stream's handler is paused once this much response body waits beyond its window.
+PENDING_LIMIT = 64 * 1024
+
+
+class _Body:
+    """A stream's request body as ClientConnection's BodyReader shows it to handlers."""
+
+    __slots__ = ("kind", "remaining", "received", "done", "limit", "timeout")
+
+    def __init__(self, length):
+        # Without content-length the length is known at END_STREAM: "chunked" makes the
+        # proxy read it whole and send a Content-Length, as nginx does.
+        self.kind = "chunked" if length is None else "length"
+        self.remaining = length or 0
+        self.received = 0
+        self.done = False
+        self.limit = 0
+        self.timeout = 60.0
+
+
+class Http2Stream(http1.ClientConnection):
+    """One request stream, seen by handlers as a client connection with one request.
+
+    The head a handler writes becomes HEADERS, its body DATA frames queued in ``pending``
+    and sent as the stream's and the connection's windows allow; while more than a window
+    waits the handler is paused (client_write_paused), as a full socket buffer pauses it
+    on HTTP/1.1.  ``transport`` is the stream itself: pausing its reading holds back the
+    WINDOW_UPDATEs that let the client send more request body.
+    """
+
+    __slots__ = ("conn", "stream_id", "head", "pending", "pending_size", "ending", "ended",
+                 "paused", "reading_held", "unacked", "logged")
+
+    def __init__(self, conn: Http2Connection, stream_id: int):
+        super().__init__(conn.app, conn.listen_key)
+        self.conn = conn
+        self.stream_id = stream_id
+        self.transport = self
+        self.state = WAIT            # a stream carries one request: no head to wait for
+        self.keep_alive = True
+        self.requests_served = 1
+        self.id = conn.id
+        self.remote_addr, self.remote_port = conn.remote_addr, conn.remote_port
+        self.server_addr, self.server_port = conn.server_addr, conn.server_port
+        self.ssl_object = conn.ssl_object
+        self.head = None
+        self.pending = deque()
+        self.pending_size = 0
+        self.ending = False
+        self.ended = False
+        self.paused = False
+        self.reading_held = False
+        self.unacked = 0
+        self.logged = False
+
+    # The request --------------------------------------------------------
+
+    def start(self, fields, ended: bool):
+        """Build the Request from the header block and hand it to the app."""
+        app = self.app
+        conn = self.conn
+        method = path = authority = scheme = b""
+        headers = []
+        size = 0
+        for name, value in fields:
+            size += len(name) + len(value) + 4
+            if len(value) > conn.field_limit:
+                conn.fail(ErrorCodes.ENHANCE_YOUR_CALM)
+                return
+            if name.lower() != name:
+                # nginx: "client sent invalid header name", RST_STREAM PROTOCOL_ERROR.
+                conn.h2.reset_stream(self.stream_id, ErrorCodes.PROTOCOL_ERROR)
+                self.state = CLOSED
+                conn.stream_done(self)
+                return
+            if name[:1] == b":":
+                if name == b":method":
+                    method = value
+                elif name == b":path":
+                    path = value
+                elif name == b":authority":
+                    authority = value
+                elif name == b":scheme":
+                    scheme = value
+            else:
+                headers.append((name, name, value))
+        try:
+            if not method or not scheme or method == b"CONNECT" or not path:
+                raise BadRequest("client sent no :method, :scheme or :path header")
+            uri, args, request_uri = parser.split_target(path)
+        except HttpError as exc:
+            self.request = self._bare_request()
+            self._reject(exc)
+            return
+        request = Request(method.decode("latin-1"), request_uri, uri, args, 20, headers)
+        request.start_time = app.clock()
+        request.request_length = size
+        request.remote_addr = self.remote_addr
+        request.remote_port = self.remote_port
+        request.server_addr = self.server_addr
+        request.server_port = self.server_port
+        request.connection_id = self.id
+        request.connection_requests = self.conn.requests_served
+        if self.ssl_object is not None:
+            request.scheme = "https"
+            request.ssl_object = self.ssl_object
+        self.request = request
+        host = authority.decode("latin-1") if authority else request.header("host")
+        if authority and request.header("host") is None:
+            # nginx (before 1.25) gives :authority to the request as its Host header.
+            headers.insert(0, (b"host", b"host", authority))
+        try:
+            if host is not None:
+                request.host = http1._host_name(host)
+        except HttpError as exc:
+            self._reject(exc)
+            return
+        server = app.server_router.select(self.listen_key, request.host or None)
+        request.server = server
+        request.server_name = server.server_names[0] if server.server_names else ""
+        real_ip = getattr(server.plan, "post_read_real_ip", None)
+        if real_ip is not None:
+            real_ip.apply(request)
+        if not ended:
+            length = request.header("content-length")
+            try:
+                self.body = _Body(int(length) if length is not None else None)
+            except ValueError:
+                self._reject(BadRequest("client sent invalid \"Content-Length\" header"))
+                return
+            self.state = BODY
+        try:
+            app.dispatch(self, request)
+        except HttpError as exc:
+            self._reject(exc)
+
+    def _bare_request(self):
+        request = Request("", "", "", "", 20, [])
+        request.remote_addr = self.remote_addr
+        request.server = self.conn.server
+        request.start_time = self.app.clock()
+        return request
+
+    def body_data(self, data: bytes, flow_length: int):
+        body = self.body
+        body.received += len(data)
+        if body.kind == "length":
+            body.remaining = max(body.remaining - len(data), 0)
+        if body.limit and body.received > body.limit and not self.response_started:
+            self._reject(PayloadTooLarge(
+                f"client intended to send too large body: {body.received}+ bytes"))
+            return
+        if self.reading_held:
+            self.unacked += flow_length
+        else:
+            self.conn._acknowledge(self.stream_id, flow_length)
+        handler = self.handler
+        if handler is not None and data:
+            handler.client_body([data])
+        if self.state == BODY:
+            self._arm(body.timeout, 408)
+
+    def body_end(self):
+        body = self.body
+        if body is None or body.done:
+            return
+        body.done = True
+        body.remaining = 0
+        if self.state == BODY:
+            self.state = WAIT
+        self.deadline = 0.0
+        if self.handler is not None:
+            self.handler.client_body_end()
+
+    # The stream as its own transport (request body flow control) ---------
+
+    def pause_reading(self):
+        self.reading_held = True
+
+    def resume_reading(self):
+        self.reading_held = False
+        if self.unacked and not self.ended:
+            self.conn._acknowledge(self.stream_id, self.unacked)
+            self.unacked = 0
+            self.conn.schedule_flush(self)
+
+    def is_closing(self) -> bool:
+        return self.state == CLOSED
+
+    def get_write_buffer_size(self) -> int:
+        return self.pending_size
+
+    # Writing the response ------------------------------------------------
+
+    def send_head(self, status: int, header_lines: bytes, add_headers=None, body: bytes = b"",
+                  own=None):
+        request = self.request
+        request.status = status
+        self.response_started = True
+        where = request.location if request.location is not None else request.server
+        tokens = where.settings.server_tokens if where is not None else True
+        head = [(b":status", b"%d" % status), *_server_and_date(tokens)]
+        if own is not None:     # the upstream's Server or Date replaces ours
+            head = [head[0]] + [(k, v) for k, v in head[1:]
+                                if (k == b"server" and own[0]) or (k == b"date" and own[1])]
+        _fields(head, header_lines)
+        if add_headers:
+            _fields(head, self._render_add_headers(status, add_headers))
+        self.head = head
+        request.bytes_sent += sum(len(k) + len(v) + 4 for k, v in head)
+        if body:
+            self.send_body(body)
+        else:
+            self.conn.schedule_flush(self)
+
+    def send_body(self, data):
+        request = self.request
+        request.body_bytes_sent += len(data)
+        request.bytes_sent += len(data)
+        if self.state == CLOSED or not data:
+            return
+        self.pending.append(data)
+        self.pending_size += len(data)
+        self.conn.schedule_flush(self)
+        if not self.paused and self.pending_size > PENDING_LIMIT:
+            self.pause()
+
+    def send_raw(self, data):
+        """An HTTP/1.1 interim response or last chunk: nothing to send on HTTP/2."""
+
+    def finish_response(self):
+        request = self.request
+        self.handler = None
+        if request is not None and not self.logged:
+            self.logged = True
+            self.app.log_request(request)
+        if self.state == CLOSED:
+            self.conn.stream_done(self)
+            return
+        self.ending = True
+        self.conn.schedule_flush(self)
+
+    def close(self):
+        """A handler cuts the answer short: the stream is reset, the connection stays."""
+        if self.state == CLOSED:
+            return
+        self.state = CLOSED
+        self.pending.clear()
+        self.pending_size = 0
+        if not self.ended:
+            self.ended = True
+            try:
+                self.conn.h2.reset_stream(self.stream_id, ErrorCodes.INTERNAL_ERROR)
+            except h2.exceptions.ProtocolError:
+                pass
+            self.conn.schedule_flush(self)
+        self.conn.stream_done(self)
+
+    def flush(self):
+        """Send what the windows allow; END_STREAM once the handler finished."""
+        if self.ended or self.state == CLOSED:
+            return
+        h2c = self.conn.h2
+        stream_id = self.stream_id
+        try:
+            if self.head is not None:
+                done = self.ending and not self.pending
+                h2c.send_headers(stream_id, self.head, end_stream=done)
+                self.head = None
+                if done:
+                    self._ended()
+                    return
+            pending = self.pending
+            while pending:
+                window = h2c.local_flow_control_window(stream_id)
+                if window <= 0 or self.conn.writing_paused:
+                    break
+                if len(pending) > 1:
+                    pending = self.pending = deque([b"".join(pending)])
+                data = pending[0]
+                size = min(window, h2c.max_outbound_frame_size)
+                if len(data) > size:
+                    pending[0] = data[size:]
+                    data = data[:size]
+                else:
+                    pending.popleft()
+                self.pending_size -= len(data)
+                last = self.ending and not pending
+                h2c.send_data(stream_id, data, end_stream=last)
+                if last:
+                    self._ended()
+                    return
+            if not pending:
+                if self.ending:
+                    if self.response_started:
+                        h2c.end_stream(stream_id)
+                    else:     # finished without an answer: nothing to end but the stream
+                        h2c.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
+                    self._ended()
+                    return
+                if self.paused and not self.conn.writing_paused:
+                    self.paused = False
+                    if self.handler is not None:
+                        self.handler.client_write_resumed()
+        except h2.exceptions.ProtocolError:     # reset meanwhile, or closed
+            self.state = CLOSED
+            self.ended = True
+            self.conn.stream_done(self)
+
+    def _ended(self):
+        self.ended = True
+        self.state = CLOSED
+        self.conn.stream_done(self)
+        body = self.body
+        if body is not None and not body.done and not (body.kind == "length" and body.remaining == 0):
+            # The answer is complete before the request body: nginx stops it with
+            # RST_STREAM NO_ERROR (RFC 9113 8.1). Not when every byte the content-length
+            # announced is in and only END_STREAM is still to come (a client may send it in a
+            # frame of its own): resetting then makes the client fail a request it completed.
+            try:
+                self.conn.h2.reset_stream(self.stream_id, ErrorCodes.NO_ERROR)
+            except h2.exceptions.ProtocolError:
+                pass
+
+    def pause(self):
+        if not self.paused:
+            self.paused = True
+            if self.handler is not None:
+                self.handler.client_write_paused()
+
+    def reset_by_peer(self):
+        """RST_STREAM from the client, or the connection lost: the request is abandoned."""
+        if self.state == CLOSED and self.handler is None:
+            return
+        self.state = CLOSED
+        self.ended = True
+        handler, self.handler = self.handler, None
+        if handler is not None:
+            handler.client_aborted()
+        elif self.request is not None and not self.logged:
+            self.request.status = self.request.status or 499
+            self.logged = True
+            self.app.log_request(self.request)
+
+    def shutdown(self, graceful: bool):
+        self.conn.shutdown(graceful)
+
+
+_DATE_FIELDS: dict = {}
+
+
+def _server_and_date(tokens: bool) -> list:
+    """Server and Date as fields, parsed once per second."""
+    lines = server_and_date.lines(tokens)
+    fields = _DATE_FIELDS.get(lines)
+    if fields is None:
+        if len(_DATE_FIELDS) > 4:
+            _DATE_FIELDS.clear()
+        fields = _DATE_FIELDS[lines] = []
+        _fields(fields, lines)
+    return fields
+
+
+def _fields(out: list, lines: bytes) -> None:
+    """HTTP/1.1 header lines as HTTP/2 fields: lowercase names, no connection fields."""
+    for line in lines.split(b"\r\n"):
+        if not line:
+            continue
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name not in CONNECTION_FIELDS:
+            out.append((name, value.strip()))
