@@ -1,5 +1,9 @@
 """Fixtures shared by every test folder: real processes on free loopback ports."""
 
+import faulthandler
+import os
+import sys
+
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -12,6 +16,13 @@ settings.register_profile("suite", max_examples=100, deadline=None,
 settings.register_profile("fuzz", max_examples=10000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("suite")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    # A crash dumps the crashing thread only: with client threads running, the dump of every
+    # thread is longer than the part of CI's log that is kept, and the crashing thread was cut.
+    faulthandler.enable(file=os.dup(sys.__stderr__.fileno()), all_threads=False)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 from gateway.upstream.ring import Ring
 from tests.support.processes import EchoBackend
 from tests.unikernel.test_gateway_services import (  # noqa: F401  (uk_gateway is a fixture)
-    AUTH_KEY, instances, jwt, request, uk_gateway, wait_for)
+    AUTH_KEY, instances, jwt, request, signal_qemu, uk_gateway, wait_for)
 
 pytestmark = pytest.mark.qemu
 
@@ -240,23 +240,23 @@ def test_lookup_runs_while_auth_is_still_out(uk_gateway, upstream):
         result["response"] = request(port, "GET", "/api" + PUBLIC, headers=bearer())
         result["at"] = time.monotonic()
 
-    os.kill(auth_pid, signal.SIGSTOP)
+    signal_qemu(auth_pid, signal.SIGSTOP)
     try:
         thread = threading.Thread(target=client)
         thread.start()
         time.sleep(0.6)
         assert "response" not in result           # the credential is still out
         for pid in kv_pids:
-            os.kill(pid, signal.SIGSTOP)
+            signal_qemu(pid, signal.SIGSTOP)
         stopped_kv_at = time.monotonic()
-        os.kill(auth_pid, signal.SIGCONT)
+        signal_qemu(auth_pid, signal.SIGCONT)
         thread.join(5)
         assert result["response"][0] == 200 and result["response"][1]["x-cache"] == "HIT"
         assert result["at"] - stopped_kv_at < 3
     finally:
-        os.kill(auth_pid, signal.SIGCONT)
+        signal_qemu(auth_pid, signal.SIGCONT)
         for pid in kv_pids:
-            os.kill(pid, signal.SIGCONT)
+            signal_qemu(pid, signal.SIGCONT)
     assert seen(upstream).count("GET /api" + PUBLIC) == 1
 
 
@@ -269,7 +269,7 @@ def test_dead_or_hung_pools_degrade_as_configured(uk_gateway, upstream):
     # kv hung: the lookup times out (timeout=2s) and the request bypasses to the upstream.
     kv_pids = [i["pid"] for i in instances(gw, "kv")]
     for pid in kv_pids:
-        os.kill(pid, signal.SIGSTOP)
+        signal_qemu(pid, signal.SIGSTOP)
     try:
         started = time.monotonic()
         code, got, _ = request(port, "GET", "/cache" + PUBLIC)
@@ -277,24 +277,24 @@ def test_dead_or_hung_pools_degrade_as_configured(uk_gateway, upstream):
         assert time.monotonic() - started < 4
     finally:
         for pid in kv_pids:
-            os.kill(pid, signal.SIGCONT)
+            signal_qemu(pid, signal.SIGCONT)
     wait_for(lambda: request(port, "GET", "/cache" + PUBLIC)[1]["x-cache"] == "HIT", timeout=10,
              what="cache hits again")
 
     # auth hung: fail closed within its timeout (2s), then serves again once it answers.
     auth_pid = pid_of(gw, "auth")
-    os.kill(auth_pid, signal.SIGSTOP)
+    signal_qemu(auth_pid, signal.SIGSTOP)
     try:
         started = time.monotonic()
         assert request(port, "GET", "/api/x", headers=bearer())[0] == 503
         assert time.monotonic() - started < 4
     finally:
-        os.kill(auth_pid, signal.SIGCONT)
+        signal_qemu(auth_pid, signal.SIGCONT)
     wait_for(lambda: request(port, "GET", "/api/x", headers=bearer())[0] == 200, timeout=10,
              what="auth answering again")
 
     # auth killed: the supervisor restarts it; no request hangs meanwhile, and it recovers.
-    os.kill(pid_of(gw, "auth"), signal.SIGKILL)
+    signal_qemu(pid_of(gw, "auth"), signal.SIGKILL)
     codes = set()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -316,11 +316,11 @@ def test_fail_open_goes_on_without_the_part(uk_gateway, upstream):
     # A guest that answers without a verdict (it has no key) is misconfigured, not down: 503, never open.
     assert request(gw.port, "GET", "/keyless/x", headers=bearer())[0] == 503
     auth_pid = pid_of(gw, "auth")
-    os.kill(auth_pid, signal.SIGSTOP)
+    signal_qemu(auth_pid, signal.SIGSTOP)
     try:
         code, _, body = request(gw.port, "GET", "/api/open", headers=bearer())
     finally:
-        os.kill(auth_pid, signal.SIGCONT)
+        signal_qemu(auth_pid, signal.SIGCONT)
     assert code == 200 and "x-user" not in upstream_headers(body)
     # fail=open applies to a pool that cannot answer, not to a credential it refuses.
     wait_for(lambda: request(gw.port, "GET", "/api/open", headers=bearer())[0] == 200, timeout=10,
@@ -391,7 +391,7 @@ def test_keys_stay_on_their_shard_when_another_restarts(uk_gateway, upstream):
     owners = {path: owner.lookup(b"http127.0.0.1" + path.encode()) for path in paths}
     assert len(set(owners.values())) == 3
     victim = next(i for i in instances(gw, "shards") if i["name"] == "shards-1")
-    os.kill(victim["pid"], signal.SIGKILL)
+    signal_qemu(victim["pid"], signal.SIGKILL)
     wait_for(lambda: any(i["name"] == "shards-1" and i["state"] == "ready" and i["pid"] != victim["pid"]
                          for i in instances(gw, "shards")), what="shards-1 replaced")
     got = {path: request(port, "GET", path)[1]["x-cache"] for path in paths}
@@ -409,7 +409,7 @@ def test_signing_keys_never_reach_a_command_line(uk_gateway, upstream):
                 cmdline = fh.read()
             assert b"qemu-system" in cmdline and key.hex().encode() not in cmdline and key not in cmdline
     assert request(gw.port, "GET", "/private/x", headers=bearer())[0] == 200
-    os.kill(pids["auth"][0], signal.SIGKILL)
+    signal_qemu(pids["auth"][0], signal.SIGKILL)
     wait_for(lambda: any(i["state"] == "ready" and i["pid"] != pids["auth"][0] for i in instances(gw, "auth")),
              what="auth restarted")
     assert request(gw.port, "GET", "/private/x", headers=bearer())[0] == 200

@@ -4,12 +4,11 @@ import html
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from tests.support import browser
-from tests.support.processes import ROOT, free_port
+from tests.support.processes import ROOT
 from tests.unikernel.test_gateway_services import (  # noqa: F401  (uk_gateway is a fixture)
     instances, uk_gateway, wait_for)
 

@@ -1,7 +1,6 @@
 """Fault injection and scaling under a steady stream of requests through the gateway: none may fail."""
 
 import http.client
-import os
 import re
 import signal
 import socket
@@ -11,7 +10,7 @@ import time
 import pytest
 
 from tests.unikernel.test_gateway_services import (  # noqa: F401 (uk_gateway is a fixture)
-    TRANSPORTS, gateway_config, instances, qemu_alive, uk_gateway, wait_for)
+    TRANSPORTS, gateway_config, instances, qemu_alive, signal_qemu, uk_gateway, wait_for)
 
 pytestmark = pytest.mark.qemu
 
@@ -88,7 +87,7 @@ def test_a_failing_instance_is_replaced_and_no_request_fails(uk_gateway, load, t
     clients = load(gw.port)
     clients.wait_done(200)
     # kill -9; SIGSTOP (the worker hangs: no more ping answers); SIGSEGV (QEMU crashes).
-    os.kill(victim["pid"], {"kill": signal.SIGKILL, "hang": signal.SIGSTOP, "crash": signal.SIGSEGV}[fault])
+    signal_qemu(victim["pid"], {"kill": signal.SIGKILL, "hang": signal.SIGSTOP, "crash": signal.SIGSEGV}[fault])
     replaced = wait_for(lambda: [i for i in instances(gw, "echo") if i["name"] == victim["name"]
                                  and i["state"] == "ready" and i["pid"] != victim["pid"]],
                         what="the instance restarted")[0]
@@ -131,7 +130,7 @@ def test_an_instance_that_does_not_answer_in_time_gives_504(uk_gateway):
     gw = uk_gateway(lambda port: gateway_config(port, "socketpair", pools=pools,
                                                 locations="location /lone/ { unikernel_pass lone; }"))
     victim = instances(gw, "lone")[0]
-    os.kill(victim["pid"], signal.SIGSTOP)
+    signal_qemu(victim["pid"], signal.SIGSTOP)
     try:
         conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
         conn.request("GET", "/lone/x")
@@ -139,7 +138,7 @@ def test_an_instance_that_does_not_answer_in_time_gives_504(uk_gateway):
         assert (resp.status, b"504 Gateway Time-out" in resp.read()) == (504, True)
         conn.close()
     finally:
-        os.kill(victim["pid"], signal.SIGCONT)
+        signal_qemu(victim["pid"], signal.SIGCONT)
     assert 'unikernel "lone" timed out after 1s' in gw.errors()
     # The worker answers again once it runs: it was never restarted.
     conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
@@ -155,7 +154,7 @@ def test_a_client_that_leaves_mid_request_is_logged_499_and_forgotten(uk_gateway
         port, "socketpair", pools=pools,
         locations="location /lone/ { unikernel_pass lone; access_log access.log; }"))
     victim = instances(gw, "lone")[0]
-    os.kill(victim["pid"], signal.SIGSTOP)
+    signal_qemu(victim["pid"], signal.SIGSTOP)
     try:
         with socket.create_connection(("127.0.0.1", gw.port)) as sock:
             sock.sendall(b"GET /lone/gone HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -163,7 +162,7 @@ def test_a_client_that_leaves_mid_request_is_logged_499_and_forgotten(uk_gateway
         wait_for(lambda: (gw.dir / "access.log").exists() and " 499 " in (gw.dir / "access.log").read_text(),
                  5, "the 499 in the access log")
     finally:
-        os.kill(victim["pid"], signal.SIGCONT)
+        signal_qemu(victim["pid"], signal.SIGCONT)
     # The late reply to the abandoned request is dropped; the next request is answered normally.
     conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
     conn.request("GET", "/lone/next")
@@ -192,7 +191,7 @@ def test_the_pool_grows_and_restarts_while_the_worker_holds_over_1024_descriptor
         clients = load(gw.port, clients=12, path="/burst/")
         added = wait_for(lambda: [i for i in instances(gw, "burst") if i["name"] != first["name"]
                                   and i["state"] == "ready"], what="an instance added")[0]
-        os.kill(added["pid"], signal.SIGKILL)
+        signal_qemu(added["pid"], signal.SIGKILL)
         wait_for(lambda: [i for i in instances(gw, "burst") if i["name"] == added["name"]
                           and i["state"] == "ready" and i["pid"] != added["pid"]], what="its restart")
         clients.wait_done(200)
@@ -222,7 +221,7 @@ def test_a_spare_takes_over_from_a_killed_instance_and_no_request_fails(uk_gatew
         what="the serving instance and its spare")
     clients = load(gw.port, path="/standby/")
     clients.wait_done(200)
-    os.kill(serving["pid"], signal.SIGKILL)
+    signal_qemu(serving["pid"], signal.SIGKILL)
     swapped = wait_for(lambda: (lambda found: found if [i["state"] for i in found] == ["spare", "ready"]
                                 else None)(sorted(instances(gw, "standby"), key=lambda i: i["name"])),
                        what="the killed instance back as the spare")

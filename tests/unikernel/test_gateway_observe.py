@@ -1,7 +1,6 @@
 """metrics and status_json with real QEMU pools: instances by state, restarts, boot times."""
 
 import json
-import os
 import signal
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.observe import status_json
 from tests.observe.client import get
-from tests.unikernel.test_gateway_services import qemu_alive, uk_gateway, wait_for  # noqa: F401
+from tests.unikernel.test_gateway_services import qemu_alive, signal_qemu, uk_gateway, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.qemu
 
@@ -72,7 +71,7 @@ def test_pools_instances_restarts_and_boot_times(images, uk_gateway):  # noqa: F
              what="two ready instances and two boot times in the metrics")
 
     # kill -9 one QEMU: the supervisor restarts it; both views say so.
-    os.kill(first["pid"], signal.SIGKILL)
+    signal_qemu(first["pid"], signal.SIGKILL)
     restarted = wait_for(lambda: [i for i in document(port)["unikernels"]["echo"]["instances"]
                                   if i["name"] == first["name"] and i["restarts"] == 1
                                   and i["state"] == "ready"],

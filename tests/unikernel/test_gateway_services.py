@@ -105,6 +105,13 @@ def qemu_alive(pid):
     return is_qemu and _alive(pid)
 
 
+def signal_qemu(pid, signo):
+    """Send signo to a QEMU the status file named; anything else is refused (pid 0 would signal
+    this test's own process group)."""
+    assert pid and qemu_alive(pid), f"pid {pid!r} is not a live QEMU"
+    os.kill(pid, signo)
+
+
 def wait_for(predicate, timeout=15.0, what="condition"):
     """Poll until predicate() is true; fail with `what` after timeout."""
     deadline = time.monotonic() + timeout

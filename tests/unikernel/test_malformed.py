@@ -6,7 +6,7 @@ import struct
 import pytest
 
 from gateway.unikernel import wire
-from gateway.unikernel.wire import ETH_LEN, FRAG_MAX, HEADER, MAX_PAYLOAD, Op, Status
+from gateway.unikernel.wire import FRAG_MAX, HEADER, MAX_PAYLOAD, Op, Status
 
 pytestmark = pytest.mark.qemu
 

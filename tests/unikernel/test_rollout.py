@@ -9,7 +9,7 @@ import pytest
 
 from tests.unikernel.test_gateway_faults import load  # noqa: F401 (a fixture)
 from tests.unikernel.test_gateway_services import (  # noqa: F401 (uk_gateway is a fixture)
-    instances, qemu_alive, request, uk_gateway, wait_for)
+    instances, qemu_alive, request, signal_qemu, uk_gateway, wait_for)
 
 pytestmark = pytest.mark.qemu
 
@@ -74,7 +74,7 @@ def test_an_image_rebuilt_in_place_reaches_only_new_workers(uk_gateway, versions
     assert {booted_from(i["pid"]) for i in before} == {old}
     v1.write_bytes(v2.read_bytes())                     # rebuilt in place
     # A restart stays on the pool's own copy: the pool never mixes two builds.
-    os.kill(before[0]["pid"], signal.SIGKILL)
+    signal_qemu(before[0]["pid"], signal.SIGKILL)
     replaced = wait_for(lambda: [i for i in instances(gw, "echo") if i["name"] == before[0]["name"]
                                  and i["state"] == "ready" and i["pid"] != before[0]["pid"]],
                         what="the restart")[0]
