@@ -2,6 +2,7 @@
 
 import faulthandler
 import os
+import re
 import sys
 
 import pytest
@@ -70,6 +71,10 @@ def start_gateway(tmp_path):
     finally:
         for gateway in started:
             gateway.stop()
+    # A worker that crashed was replaced by the master and the test may still pass: fail it here.
+    crashes = [line for gateway in started for line in gateway.errors().splitlines()
+               if re.search(r"exited on signal (4|6|7|8|11)$", line)]
+    assert not crashes, crashes
 
 
 @pytest.fixture

@@ -132,11 +132,13 @@ def uk_gateway(start_gateway):
         port = free_port()
         gateway = start_gateway(config_for_port(port), port)
         started.append(gateway)
-        # Spares boot after the serving instances: wait for them as well.
-        wait_for(lambda: all(all(i["state"] in ("ready", "spare") for i in p["instances"])
-                             and sum(i["state"] == "spare" for i in p["instances"]) == p["spares"]
-                             for p in status(gateway).values()) and status(gateway),
-                 what="every instance and spare ready")
+        # Spares boot after the serving instances: wait for them as well. A pool is listed before
+        # its instances are (and they with pid 0 until their QEMU starts), so count them.
+        wait_for(lambda: (lambda pools: pools and all(
+            all(i["state"] in ("ready", "spare") and i["pid"] for i in p["instances"])
+            and sum(i["state"] == "ready" for i in p["instances"]) >= p["min"]
+            and sum(i["state"] == "spare" for i in p["instances"]) == p["spares"]
+            for p in pools.values()))(status(gateway)), what="every instance and spare ready")
         return gateway
     try:
         yield start

@@ -61,7 +61,9 @@ def digest(path):
 def rolled_to(gw, image_digest, old_pids):
     """The ready instances, once every one boots image_digest and no old QEMU is left."""
     found = [i for i in instances(gw, "echo") if i["state"] == "ready"]
-    if len(found) != 2 or any(qemu_alive(pid) for pid in old_pids):
+    # An old worker still exiting may list QEMUs it killed (zombies until reaped) as ready.
+    if len(found) != 2 or any(qemu_alive(pid) for pid in old_pids) or not all(
+            qemu_alive(i["pid"]) for i in found):
         return None
     return found if all(booted_from(i["pid"]) == image_digest for i in found) else None
 
