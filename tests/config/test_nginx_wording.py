@@ -153,6 +153,32 @@ def nginx_message(tmp_path, conf: str) -> str:
     raise AssertionError(f"no [emerg] line in: {proc.stderr}")
 
 
+def http_conf(tmp_path, body: str):
+    """main.conf holding ``body`` in an http block (the body starts on line 5)."""
+    conf = tmp_path / "main.conf"
+    conf.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+                    f"http {{\n {body}\n}}\n")
+    return conf
+
+
+def refused_like_nginx(tmp_path, body: str):
+    """(nginx's [emerg] message, our ConfigError) for ``body`` in an http block."""
+    conf = http_conf(tmp_path, body)
+    expected = nginx_message(tmp_path, str(conf))
+    with pytest.raises(ConfigError) as info:
+        load_config(str(conf), str(tmp_path))
+    return expected, info.value
+
+
+def accepted_like_nginx(tmp_path, body: str):
+    """``body`` in an http block passes nginx -t and loads here."""
+    conf = http_conf(tmp_path, body)
+    proc = subprocess.run([NGINX, "-t", "-q", "-p", f"{tmp_path}/", "-c", str(conf)],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    load_config(str(conf), str(tmp_path))
+
+
 @pytest.mark.parametrize("name,body", CASES, ids=[c[0] for c in CASES])
 def test_same_message_as_nginx(tmp_path, name, body):
     header = f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"

@@ -4,13 +4,9 @@ where nginx accepts them."""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from gateway.config import load_config
-from gateway.errors import ConfigError
-from tests.config.test_nginx_wording import NGINX, nginx_message
+from tests.config.test_nginx_wording import accepted_like_nginx, refused_like_nginx
 
 pytestmark = pytest.mark.nginx
 
@@ -57,21 +53,16 @@ CASES = [
 
 @pytest.mark.parametrize("name,body", CASES, ids=[c[0] for c in CASES])
 def test_same_message_as_nginx(tmp_path, name, body):
-    conf = tmp_path / "main.conf"
-    conf.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
-                    f"http {{\n {body}\n}}\n")
-    expected = nginx_message(tmp_path, str(conf))
-    with pytest.raises(ConfigError) as info:
-        load_config(str(conf), str(tmp_path))
+    expected, error = refused_like_nginx(tmp_path, body)
     if name == "expires_variable":
         # nginx names no place for this one; we add file:line, which is strictly more.
-        assert info.value.message == expected and info.value.line == 5
+        assert error.message == expected and error.line == 5
     elif "pcre2_compile() failed" in expected:
         # Python's regex engine words its reasons differently from PCRE2: same frame.
-        assert info.value.message.startswith("pcre2_compile() failed: ")
-        assert str(info.value).endswith(f' in "(" in {conf}:5')
+        assert error.message.startswith("pcre2_compile() failed: ")
+        assert str(error).endswith(f' in "(" in {tmp_path / "main.conf"}:5')
     else:
-        assert str(info.value) == expected
+        assert str(error) == expected
 
 
 VALID = [
@@ -90,10 +81,4 @@ VALID = [
 
 @pytest.mark.parametrize("body", VALID)
 def test_accepted_like_nginx(tmp_path, body):
-    conf = tmp_path / "main.conf"
-    conf.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
-                    f"http {{\n {body}\n}}\n")
-    proc = subprocess.run([NGINX, "-t", "-q", "-p", f"{tmp_path}/", "-c", str(conf)],
-                          capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0, proc.stderr
-    load_config(str(conf), str(tmp_path))
+    accepted_like_nginx(tmp_path, body)
