@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 
-CHUNK = 256 * 1024
+from gateway.http.file_sender import CHUNK, FileStream
 
 
 class MultipartFileResponse:
@@ -55,7 +55,7 @@ def multipart(headers, path, ranges, size, ctype, boundary: str) -> MultipartFil
     return MultipartFileResponse(headers, path, parts, tail)
 
 
-class MultipartSender:
+class MultipartSender(FileStream):
     """Sends part heads and file ranges in turn, pausing while the client's buffer is full."""
 
     __slots__ = ("conn", "handle", "items", "remaining", "paused", "done")
@@ -77,10 +77,8 @@ class MultipartSender:
             while not self.paused and not self.done:
                 if self.remaining:
                     chunk = self.handle.read(min(self.remaining, CHUNK))
-                    if not chunk:     # the file shrank: the length promised is wrong
-                        self._stop()
-                        conn.close()
-                        conn.finish_response()
+                    if not chunk:     # the file shrank under us
+                        self._fail()
                         return
                     self.remaining -= len(chunk)
                     conn.send_body(chunk)
@@ -95,36 +93,4 @@ class MultipartSender:
                     self.handle.seek(start)
                     self.remaining = length
         except OSError:
-            self._stop()
-            conn.close()
-            conn.finish_response()
-
-    def _stop(self):
-        self.done = True
-        self.handle.close()
-
-    def client_write_paused(self):
-        self.paused = True
-
-    def client_write_resumed(self):
-        self.paused = False
-        self.send()
-
-    def client_body(self, pieces):
-        pass
-
-    def client_body_end(self):
-        pass
-
-    def client_aborted(self):
-        if not self.done:
-            self._stop()
-            self.conn.request.status = self.conn.request.status or 499
-            self.conn.finish_response()
-
-    def cancel(self):
-        if not self.done:
-            self._stop()
-
-    def check_deadline(self, now):
-        pass
+            self._fail()

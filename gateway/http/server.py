@@ -10,6 +10,7 @@ import os
 from gateway.errors import GatewayError, HttpError
 from gateway.http import (captures, errorpages, gzip, limit_rate, phases, protocol,
                           request_body, response_heads, rewrite, static, trailers)
+from gateway.http.file_sender import FileSender
 from gateway.http.headers import static_add_headers
 from gateway.http.maps import install_variables
 from gateway.http.mime import content_type
@@ -34,7 +35,6 @@ OBSERVE_INTERVAL = 1.0
 MAX_INTERNAL_REDIRECTS = 10
 # Files up to this size are read and written in one go.
 SMALL_FILE = 256 * 1024
-FILE_CHUNK = 256 * 1024
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 # Server plans that answer before any location is searched: a return, or a rewrite script.
@@ -741,77 +741,6 @@ class WorkerApp:
             sender.writer = chunks
         conn.handler = sender
         sender.send()
-
-
-class FileSender:
-    """Streams a file range to the client, pausing while the client's buffer is full."""
-
-    __slots__ = ("conn", "handle", "remaining", "paused", "done", "writer")
-
-    def __init__(self, conn, handle, offset, length):
-        self.conn = conn
-        self.handle = handle
-        self.remaining = length
-        self.paused = False
-        self.done = False
-        self.writer = None       # a gzip.GzipWriter when the file goes out compressed
-        if offset:
-            handle.seek(offset)
-
-    def send(self):
-        try:
-            while self.remaining > 0 and not self.paused and not self.done:
-                chunk = self.handle.read(min(self.remaining, FILE_CHUNK))
-                if not chunk:   # the file shrank under us: the length promised is wrong
-                    self._stop()
-                    self.conn.close()
-                    self.conn.finish_response()
-                    return
-                self.remaining -= len(chunk)
-                if self.writer is None:
-                    self.conn.send_body(chunk)
-                else:
-                    self.writer.write(chunk)
-        except OSError:
-            self._stop()
-            self.conn.close()
-            self.conn.finish_response()
-            return
-        if self.remaining == 0 and not self.done:
-            self._stop()
-            if self.writer is not None:
-                self.writer.end()
-            self.conn.finish_response()
-
-    def _stop(self):
-        self.done = True
-        self.handle.close()
-
-    def client_write_paused(self):
-        self.paused = True
-
-    def client_write_resumed(self):
-        self.paused = False
-        self.send()
-
-    def client_body(self, pieces):
-        pass    # a static request's body is read and dropped
-
-    def client_body_end(self):
-        pass
-
-    def client_aborted(self):
-        if not self.done:
-            self._stop()
-            self.conn.request.status = self.conn.request.status or 499
-            self.conn.finish_response()
-
-    def cancel(self):
-        if not self.done:
-            self._stop()
-
-    def check_deadline(self, now):
-        pass
 
 
 class _ServerLocation:
