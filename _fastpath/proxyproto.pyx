@@ -41,6 +41,8 @@ from _fastpath.httpparse cimport (FRAME_CHUNKED, FRAME_CLOSE, FRAME_ERROR, FRAME
                                   set_hidden_response, split_target)
 from _fastpath.balancing cimport LeastConn, Peer, RoundRobin, Selection
 from _fastpath.router cimport LocationRouter
+from _fastpath.rewrite cimport Program
+from _fastpath.variables cimport Template as CompiledTemplate
 
 cdef extern from "<sys/socket.h>" nogil:
     ssize_t send(int fd, const void* buf, size_t n, int flags)
@@ -195,6 +197,21 @@ cdef str _render(template, request):
         if type(value) is str:
             return value
     return "".join([p if isinstance(p, str) else p(request) for p in parts])
+
+
+cdef object _rewritten_target(Request request):
+    """RewrittenProxyPlan.upstream_uri after "break" (or with no URI part): the rewritten
+    $uri escaped, then $args; None when escape_uri has characters to escape."""
+    cdef str uri = request.uri
+    cdef Py_UCS4 ch
+    for ch in uri:
+        # escape_uri's test for "nothing to escape": printable ASCII but " #?%"
+        if ch <= 0x20 or ch >= 0x7f or ch == c"#" or ch == c"?" or ch == c"%":
+            return None
+    args = request.args
+    if args:
+        uri = uri + "?" + args
+    return uri.encode("utf-8", "surrogateescape")
 
 
 cdef bytes _type_line(content_type):
@@ -418,11 +435,20 @@ cdef class _PlanInfo:
     cdef bint gzip          # settings.gzip (send_simple)
     # unikernel_pass plans: gateway.unikernel.dispatch.start_exchange (what WorkerApp._answer calls)
     cdef object unikernel_start
+    # location scripts compiled by _fastpath/rewrite.pyx: the script, and its location's
+    # content when the compiled exchange proxies it (else None)
+    cdef Program program
+    cdef object script_content
+    cdef _PlanInfo script_content_info
     # proxy plans only
     cdef object proxy, proxy_host, key_template, balancer, pool, uri_replacement
     cdef object http_version, set_headers, next_upstream, tries, next_upstream_timeout
     cdef object request_timeout
     cdef object tls             # UpstreamTls for https:// upstreams, else None
+    # A RewrittenProxyPlan (gateway/http/rewrite.py): its upstream_uri is computed here
+    # for rewritten requests when it has no URI part (passed_uri None).
+    cdef bint rewritten_uri
+    cdef object passed_uri
     # headers.ResponseFilter (None: none), and whether every response goes through it
     # (else only those with a Location or Refresh field); proxy_intercept_errors' statuses.
     cdef object response_filter
@@ -462,6 +488,16 @@ cdef class _PlanInfo:
         if kind == "unikernel":
             from gateway.unikernel.dispatch import start_exchange
             self.unikernel_start = start_exchange
+        if kind == "rewrite" and plan.location is not None and type(plan.program) is Program:
+            self.program = plan.program
+            content = plan.content
+            # What WorkerApp._answer_content would hand to answer_proxy after "break".
+            # (WorkerApp.proxy_plan keeps a RewrittenProxyPlan's plan as it is.)
+            from gateway.http.rewrite import RewrittenProxyPlan   # not at import: it imports us
+            if content.kind == "proxy" and _plan_info(content).is_proxy and \
+                    isinstance(content.proxy, RewrittenProxyPlan):
+                self.script_content = content
+                self.script_content_info = _plan_info(content)
         if plan.proxy is None:
             return      # composed locations that proxy (kind "compose") have one too
         proxy = self.proxy = plan.proxy
@@ -477,7 +513,7 @@ cdef class _PlanInfo:
         # a static text, or exactly "$proxy_host"; else None)
         proxy_host_bytes = (<str>self.proxy_host).encode("latin-1", "replace")
         self.set_headers = [
-            (name, template,
+            (name, CompiledTemplate(template),
              (<str>template.text).encode("latin-1", "replace") if template.static
              else proxy_host_bytes if template.parts == [_PROXY_HOST_GETTER] else None)
             for name, template in proxy.set_headers]
@@ -495,6 +531,9 @@ cdef class _PlanInfo:
         self.next_upstream_timeout = proxy.next_upstream_timeout
         self.request_timeout = proxy.request_timeout
         self.tls = proxy.tls
+        from gateway.http.rewrite import RewrittenProxyPlan   # not at import: it imports us
+        self.rewritten_uri = type(proxy) is RewrittenProxyPlan
+        self.passed_uri = proxy.passed_uri if self.rewritten_uri else None
         self.response_filter = proxy.response_filter
         self.filter_always = proxy.response_filter is not None and proxy.response_filter.always
         self.intercept = proxy.intercept
@@ -507,6 +546,9 @@ cdef class _PlanInfo:
 
 # LocationPlan -> _PlanInfo.  Entries live as long as the worker's config (one per plan).
 cdef dict _plan_infos = {}
+
+# rewrite.DONE: a script ended in its location's content ("break" or its end, URI unchanged).
+cdef int SCRIPT_DONE = 1
 
 
 cdef inline bint _dropped(_PlanInfo info, bytes lower):
@@ -1059,6 +1101,8 @@ cdef class ClientConnection(_Sender):
         try:
             if info.is_proxy:
                 self._answer_proxy(request, plan, info)
+            elif info.program is not None:
+                self._answer_script(request, plan, info)
             elif info.unikernel_start is not None:
                 info.unikernel_start(self, request, plan, app)
             else:
@@ -1076,6 +1120,16 @@ cdef class ClientConnection(_Sender):
                 self.send_error(500)
             else:
                 self.close()
+
+    cdef _answer_script(self, Request request, plan, _PlanInfo info):
+        """WorkerApp._answer_rewrite for a location's script (server.py): a script that ends
+        in its location's proxy content is answered here, any other end by the app."""
+        end, value, active = info.program.run(request)
+        if end == SCRIPT_DONE and active is None and info.script_content_info is not None and \
+                (request.vars is None or limit_rate.RATE not in <dict>request.vars):
+            self._answer_proxy(request, info.script_content, info.script_content_info)
+        else:
+            self.app.answer_script_end(self, request, plan, end, value, active, 0)
 
     def answer_proxy(self, Request request, plan):
         """Proxy with ``plan`` chosen outside _dispatch (after a rewrite script)."""
@@ -1743,13 +1797,17 @@ cdef class ProxyExchange:
         cdef tuple item
         cdef Py_ssize_t total
         cdef char* w
-        if info.uri_replacement is None:
+        target = None
+        if info.uri_replacement is None or \
+                (info.rewritten_uri and info.passed_uri is None and not request.rewritten):
             # ProxyPlan.upstream_uri's first case: $request_uri, which is the raw target
             # decoded; encoded back it is the raw target itself.
             raw = request.raw_target
             target = raw if raw is not None else \
                 (<str>request.request_uri).encode("utf-8", "surrogateescape")
-        else:
+        elif info.rewritten_uri and (info.passed_uri is None or request.rewritten == "break"):
+            target = _rewritten_target(request)
+        if target is None:
             target = (<str>info.proxy.upstream_uri(request)).encode("utf-8", "surrogateescape")
         method = request.raw_method
         if method is None:
@@ -1759,7 +1817,7 @@ cdef class ProxyExchange:
         for item in info.set_headers:
             value = item[2]
             if value is None:
-                text = _render(item[1], request)
+                text = (<CompiledTemplate>item[1]).render(request)
                 value = (<str>text).encode("latin-1", "replace") if text else b""
                 if values is None:
                     values = []
