@@ -17,6 +17,7 @@ from _fastpath.numtext cimport decimal, fixed3
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_FromVoidPtr
+from cpython.unicode cimport PyUnicode_GET_LENGTH
 from libc.string cimport memcmp, memcpy
 from libc.time cimport time as c_time
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
@@ -40,9 +41,15 @@ from _fastpath.httpparse cimport (FRAME_CHUNKED, FRAME_CLOSE, FRAME_ERROR, FRAME
                                   request_body_framing, scan_response_head,
                                   set_hidden_response, split_target)
 from _fastpath.balancing cimport LeastConn, Peer, RoundRobin, Selection
+from _fastpath.request cimport Request, header_value
 from _fastpath.router cimport LocationRouter
 from _fastpath.rewrite cimport Program
 from _fastpath.variables cimport Template as CompiledTemplate
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object text)
+    void* PyUnicode_DATA(object text)
+
 
 cdef extern from "<sys/socket.h>" nogil:
     ssize_t send(int fd, const void* buf, size_t n, int flags)
@@ -211,7 +218,26 @@ cdef object _rewritten_target(Request request):
     args = request.args
     if args:
         uri = uri + "?" + args
-    return uri.encode("utf-8", "surrogateescape")
+    return _utf8(uri)
+
+
+cdef inline bytes _ascii(str text):
+    """An ASCII str's bytes, copied without a codec lookup."""
+    return PyBytes_FromStringAndSize(<char*>PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text))
+
+
+cdef bytes _utf8(str text):
+    """text.encode("utf-8", "surrogateescape")."""
+    if PyUnicode_IS_ASCII(text):
+        return _ascii(text)
+    return text.encode("utf-8", "surrogateescape")
+
+
+cdef bytes _latin1(str text):
+    """text.encode("latin-1", "replace")."""
+    if PyUnicode_IS_ASCII(text):
+        return _ascii(text)
+    return text.encode("latin-1", "replace")
 
 
 cdef bytes _type_line(content_type):
@@ -238,22 +264,8 @@ cdef bytes _length_line(Py_ssize_t length):
     return PyBytes_FromStringAndSize(buf, 18 + n)
 
 
-cdef object _header(list headers, bytes key, bint cookie):
-    """Request.header() over the raw triples, without encoding the name per call."""
-    cdef object found = None
-    cdef tuple item
-    for item in headers:
-        if <bytes>item[0] == key:
-            text = (<bytes>item[2]).decode("latin-1")
-            if found is None:
-                found = text
-            else:
-                found += ("; " if cookie else ", ") + text
-    return found
-
-
 cdef object _header_bytes(list headers, bytes key):
-    """_header's value as bytes (repeated fields joined with b", "), or None."""
+    """header_value's value as bytes (repeated fields joined with b", "), or None."""
     cdef object found = None
     cdef tuple item
     for item in headers:
@@ -298,7 +310,7 @@ cdef str _host_name(str value):
 
 
 cdef bint _wants_keep_alive(list headers, int version):
-    value = _header(headers, b"connection", False)
+    value = header_value(headers, b"connection", False)
     if value is None:
         return version == 11
     tokens = value.lower()
@@ -307,83 +319,6 @@ cdef bint _wants_keep_alive(list headers, int version):
     return "keep-alive" in tokens
 
 
-@cython.freelist(64)     # one per request: reuse the memory of finished ones
-cdef class Request:
-    """Twin of gateway.http.request.Request: the same attributes, set at C level here.
-
-    Header names arrive as ``(lower_name, name, value)`` byte triples from the
-    head parser; ``header()`` looks them up by lowercase name.
-    """
-
-    cdef public object method, request_uri, uri, args, headers
-    cdef public object host, scheme, remote_addr, server_addr
-    cdef public object server, server_name, location
-    cdef public object proxy_host
-    # Numbers as C fields: no int or float object made, kept or freed per request.
-    cdef public int version, remote_port, server_port, status
-    cdef public double start_time
-    cdef public long long request_length, connection_id, connection_requests
-    cdef public long long body_bytes_sent, bytes_sent
-    cdef public object upstream_addr, upstream_status, upstream_response_time
-    cdef public object upstream_connect_time, upstream_header_time
-    # The configuration's variables (map, set, captures) read or set so far: None, as
-    # every object field, when tp_new makes the request, so no per-request work here.
-    cdef public object vars
-    # "last", "break" or "args" once a script changed the URI or args (gateway/http/
-    # rewrite.py), else None.
-    cdef public object rewritten
-    # $unikernel_cache_status (HIT, MISS, BYPASS) of a composed location, else None.
-    cdef public object cache_status
-    # The connection's own address and port once realip replaced them, else None.
-    cdef public object realip_addr, realip_port
-    cdef public object ssl_object   # None (tp_new's value) unless the connection is TLS
-    # Called once when the request ends (limit_conn gives its counts back), else None.
-    cdef public object cleanup
-    cdef public object proxy_protocol   # the connection's PROXY header, or None
-    # The request line's method and target as received (None when not kept): what
-    # method.encode() and request_uri re-encoded would give, without the work.
-    cdef object raw_method, raw_target
-
-    def __init__(self, method, request_uri, uri, args, version, headers):
-        self._init(method, request_uri, uri, args, version, headers)
-
-    cdef _init(self, method, request_uri, uri, args, version, headers):
-        self.method = method
-        self.request_uri = request_uri
-        self.uri = uri
-        self.args = args
-        self.version = version
-        self.headers = headers
-        self.host = ""
-        self.scheme = "http"
-        self.remote_addr = ""
-        self.remote_port = 0
-        self.server_addr = ""
-        self.server_port = 0
-        self.server = None
-        self.server_name = ""
-        self.location = None
-        self.start_time = 0.0
-        self.request_length = 0
-        self.connection_id = 0
-        self.connection_requests = 0
-        self.status = 0
-        self.body_bytes_sent = 0
-        self.bytes_sent = 0
-        self.proxy_host = ""
-        self.upstream_addr = ""
-        self.upstream_status = ""
-        self.upstream_response_time = ""
-        self.upstream_connect_time = ""
-        self.upstream_header_time = ""
-
-    def header(self, str lower_name):
-        """The value of a request header (repeated ones joined as nginx does)."""
-        return _header(self.headers, lower_name.encode("latin-1"), lower_name == "cookie")
-
-    @property
-    def protocol(self):
-        return "HTTP/1.1" if self.version == 11 else "HTTP/1.0"
 
 
 # "host:port" of each peer, made once ($upstream_addr).
@@ -549,6 +484,8 @@ cdef dict _plan_infos = {}
 
 # rewrite.DONE: a script ended in its location's content ("break" or its end, URI unchanged).
 cdef int SCRIPT_DONE = 1
+# Where "set $limit_rate" leaves its value in request.vars (limit_rate.py).
+cdef object _RATE = limit_rate.RATE
 
 
 cdef inline bint _dropped(_PlanInfo info, bytes lower):
@@ -1124,12 +1061,14 @@ cdef class ClientConnection(_Sender):
     cdef _answer_script(self, Request request, plan, _PlanInfo info):
         """WorkerApp._answer_rewrite for a location's script (server.py): a script that ends
         in its location's proxy content is answered here, any other end by the app."""
-        end, value, active = info.program.run(request)
+        cdef Program program = info.program
+        cdef int end = program.execute(request)
+        active = program.state.active
         if end == SCRIPT_DONE and active is None and info.script_content_info is not None and \
-                (request.vars is None or limit_rate.RATE not in <dict>request.vars):
+                (request.vars is None or _RATE not in <dict>request.vars):
             self._answer_proxy(request, info.script_content, info.script_content_info)
         else:
-            self.app.answer_script_end(self, request, plan, end, value, active, 0)
+            self.app.answer_script_end(self, request, plan, end, program.state.value, active, 0)
 
     def answer_proxy(self, Request request, plan):
         """Proxy with ``plan`` chosen outside _dispatch (after a rewrite script)."""
@@ -1137,7 +1076,7 @@ cdef class ClientConnection(_Sender):
 
     cdef _answer_proxy(self, Request request, plan, _PlanInfo info):
         if self.state == BODY and request.version == 11:
-            expect = _header(request.headers, b"expect", False)
+            expect = header_value(request.headers, b"expect", False)
             if expect is not None and expect.lower() == "100-continue":
                 self.send_raw(b"HTTP/1.1 100 Continue\r\n\r\n")
         cdef ProxyExchange exchange = ProxyExchange.__new__(ProxyExchange)
@@ -1808,7 +1747,7 @@ cdef class ProxyExchange:
         elif info.rewritten_uri and (info.passed_uri is None or request.rewritten == "break"):
             target = _rewritten_target(request)
         if target is None:
-            target = (<str>info.proxy.upstream_uri(request)).encode("utf-8", "surrogateescape")
+            target = _utf8(info.proxy.upstream_uri(request))
         method = request.raw_method
         if method is None:
             method = (<str>request.method).encode("latin-1")
@@ -1818,7 +1757,7 @@ cdef class ProxyExchange:
             value = item[2]
             if value is None:
                 text = (<CompiledTemplate>item[1]).render(request)
-                value = (<str>text).encode("latin-1", "replace") if text else b""
+                value = _latin1(text) if text else b""
                 if values is None:
                     values = []
                 values.append(value)
@@ -2069,7 +2008,7 @@ cdef class ProxyExchange:
         cdef Py_ssize_t start = head.consumed, size = PyBytes_GET_SIZE(buffer) - head.consumed
         self.header_time = now - self.try_started
         if status == 101:
-            if _header(self.request.headers, b"upgrade", False) is not None:
+            if header_value(self.request.headers, b"upgrade", False) is not None:
                 self._upgrade(buffer, start)
                 return
             self.conn.keep_alive = False    # switched protocols, yet not asked to: no reuse

@@ -1,5 +1,6 @@
 """C interface of _fastpath/rewrite.pyx, for modules that cimport it (proxyproto)."""
 
+from _fastpath.request cimport Request
 from _fastpath.variables cimport Searcher, Template
 
 
@@ -24,6 +25,8 @@ cdef class _Op:
 cdef class Program:
     cdef readonly object spec
     cdef tuple ops
+    cdef _State state           # the last run's (a worker runs one script at a time)
 
     cpdef tuple run(self, request)
-    cdef int _run(self, request, _State state) except -1
+    cdef int execute(self, Request request) except -1
+    cdef int _run(self, Request request, _State state) except -1

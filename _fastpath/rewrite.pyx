@@ -5,12 +5,15 @@ The specification is gateway/http/rewrite.py (Program.run, _rewrite, _render, _h
 _set): a Program here is built from the twin's compiled ops and ends a script the same
 way, with the same request changes.  Rare branches call the twin's own functions: captures
 re-escaped for a %-encoded request line, file tests, ``set`` of nginx's changeable
-variables.  Scripts with rewrite_log on stay with the twin (it writes the log lines).
+variables.  Scripts with rewrite_log on stay with the twin (it writes the log lines), and
+so do requests of another class than the compiled one (_fastpath/request.pyx).
 tests/http/test_rewrite_parity.py compares both.
 """
 
-from cpython.unicode cimport PyUnicode_FindChar, PyUnicode_GET_LENGTH, PyUnicode_Substring
+from cpython.unicode cimport (PyUnicode_1BYTE_DATA, PyUnicode_1BYTE_KIND, PyUnicode_FindChar,
+                              PyUnicode_GET_LENGTH, PyUnicode_KIND, PyUnicode_Substring)
 
+from _fastpath.request cimport Request
 from _fastpath.variables cimport Searcher, Template, script_mismatch, set_captures
 
 from gateway.http import rewrite as rewrite_py
@@ -102,6 +105,7 @@ cdef class Program:
             raise ValueError("scripts with rewrite_log on are run by the twin")
         self.spec = spec
         self.ops = tuple([_compile(op) for op in spec.ops])
+        self.state = _State.__new__(_State)
 
     @property
     def rewrite_log(self):
@@ -109,13 +113,22 @@ cdef class Program:
 
     cpdef tuple run(self, request):
         """Run the script: (how it ended, its plan or redirect, the active if-plan or None)."""
-        cdef _State state = _State.__new__(_State)
+        if type(request) is not Request:
+            return self.spec.run(request)
+        cdef int end = self.execute(<Request>request)
+        return (end, self.state.value, self.state.active)
+
+    cdef int execute(self, Request request) except -1:
+        """run() without its tuple: how the script ended; self.state has the rest."""
+        cdef _State state = self.state
+        state.value = state.active = None
+        state.changed = False
         cdef int end = self._run(request, state)
         if end == FELL_THROUGH:
             end = FIND if state.changed else DONE
-        return (end, state.value, state.active)
+        return end
 
-    cdef int _run(self, request, _State state) except -1:
+    cdef int _run(self, Request request, _State state) except -1:
         cdef _Op op
         cdef int end
         for op in self.ops:
@@ -143,7 +156,7 @@ cdef class Program:
         return FELL_THROUGH
 
 
-cdef int _rewrite(request, _State state, _Op op) except -2:
+cdef int _rewrite(Request request, _State state, _Op op) except -2:
     """rewrite.Program._rewrite: GO_ON, or how the script ends."""
     match = op.searcher.find(request.uri)
     if match is None:
@@ -158,7 +171,7 @@ cdef int _rewrite(request, _State state, _Op op) except -2:
             value = value + ("&" if "?" in value else "?") + args
         state.value = (op.redirect, value)
         return REDIRECT
-    question = PyUnicode_FindChar(value, "?", 0, PyUnicode_GET_LENGTH(value), 1)
+    question = _find(value, c"?")
     if question >= 0:
         rest = PyUnicode_Substring(value, question + 1, PyUnicode_GET_LENGTH(value))
         request.args = rest + "&" + args if op.keep_args and args else rest
@@ -176,22 +189,46 @@ cdef int _rewrite(request, _State state, _Op op) except -2:
     return GO_ON
 
 
-cdef object _render(request, _Op op):
+cdef object _render(Request request, _Op op):
     """rewrite._render: the twin re-escapes captures when the request line has "%" or "+"."""
     cdef Template template = op.template
     if template.static:
         return template.text
-    cdef str request_uri = request.request_uri
-    cdef Py_ssize_t end = PyUnicode_FindChar(request_uri, "?", 0, PyUnicode_GET_LENGTH(request_uri), 1)
-    if end < 0:
-        end = PyUnicode_GET_LENGTH(request_uri)
-    if PyUnicode_FindChar(request_uri, "%", 0, end, 1) >= 0 or \
-            PyUnicode_FindChar(request_uri, "+", 0, end, 1) >= 0:
+    if _escaped_path(request.request_uri):
         return rewrite_py._render(template.spec, request, bool(op.redirect))
     return template.render(request)
 
 
-cdef bint _holds(request, _Op op) except -1:
+cdef Py_ssize_t _find(str text, Py_UCS4 ch) except -2:
+    """text.find(ch), scanned here for one-byte strings."""
+    cdef Py_ssize_t i, n = PyUnicode_GET_LENGTH(text)
+    cdef const unsigned char* data
+    if PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND:
+        return PyUnicode_FindChar(text, ch, 0, n, 1)
+    data = <const unsigned char*>PyUnicode_1BYTE_DATA(text)
+    for i in range(n):
+        if data[i] == ch:
+            return i
+    return -1
+
+
+cdef bint _escaped_path(str request_uri) except -1:
+    """Whether the path of the request line (up to "?") has a "%" or a "+"."""
+    cdef Py_ssize_t i, n = PyUnicode_GET_LENGTH(request_uri)
+    cdef const unsigned char* data
+    if PyUnicode_KIND(request_uri) != PyUnicode_1BYTE_KIND:
+        path = request_uri.partition("?")[0]
+        return "%" in path or "+" in path
+    data = <const unsigned char*>PyUnicode_1BYTE_DATA(request_uri)
+    for i in range(n):
+        if data[i] == c"?":
+            return False
+        if data[i] == c"%" or data[i] == c"+":
+            return True
+    return False
+
+
+cdef bint _holds(Request request, _Op op) except -1:
     """rewrite._holds."""
     if op.condition == C_FILE:
         return rewrite_py._holds(request, op.spec[1])
@@ -210,12 +247,12 @@ cdef bint _holds(request, _Op op) except -1:
     return (match is not None) == (op.condition == C_MATCH)
 
 
-cdef int _set(request, str name, value) except -1:
+cdef int _set(Request request, str name, value) except -1:
     """rewrite._set: nginx's changeable variables go to the twin."""
     if name == "limit_rate" or name == "args" or name == "query_string":
         rewrite_py._set(request, name, value)
         return 0
-    values = getattr(request, "vars", None)
+    values = request.vars
     if values is None:
         values = {}
         request.vars = values

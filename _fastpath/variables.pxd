@@ -1,5 +1,7 @@
 """C interface of _fastpath/variables.pyx, for modules that cimport it (rewrite, proxyproto)."""
 
+from _fastpath.request cimport Request
+
 
 cdef class Template:
     cdef readonly object spec       # the variables.Template compiled
@@ -10,7 +12,7 @@ cdef class Template:
     cdef Py_ssize_t n
 
     cdef object render(self, request)
-    cdef object _part(self, Py_ssize_t i, request)
+    cdef object _part(self, Py_ssize_t i, Request request)
 
 
 cdef class MapVariable:
@@ -32,6 +34,6 @@ cdef class Searcher:
     cdef object find(self, str subject)
 
 
-cdef dict flushed(request)
-cdef int set_captures(request, match, bint named) except -1
-cdef int script_mismatch(request) except -1
+cdef dict flushed(Request request)
+cdef int set_captures(Request request, match, bint named) except -1
+cdef int script_mismatch(Request request) except -1

@@ -6,7 +6,9 @@ The specifications are gateway/http/variables.py (Template.render and the getter
 configuration's variables), gateway/http/captures.py (set_captures, script_mismatch,
 numbered, named) and gateway/http/maps.py (MapVariable).  Each compiled object is built
 from its twin and gives the same strings; parts it does not know call the twin's getter.
-tests/http/test_rewrite_parity.py compares them.
+Requests of the compiled class (_fastpath/request.pyx) have their fields read at C level;
+any other request is handed to the twin whole.  tests/http/test_rewrite_parity.py
+compares them.
 """
 
 import re
@@ -14,6 +16,8 @@ import re._constants as sre_constants
 import re._parser as sre_parser
 
 from cpython.unicode cimport PyUnicode_GET_LENGTH, PyUnicode_Tailmatch
+
+from _fastpath.request cimport Request
 
 from gateway.http import captures as captures_py
 from gateway.http.captures import NUMBERED as _NUMBERED_KEY, _FLUSHED as _FLUSHED_KEY
@@ -46,24 +50,37 @@ cdef dict _FIELDS = {
 
 # Captures (gateway/http/captures.py) ------------------------------------------------
 
-cdef dict flushed(request):
+cdef dict flushed(Request request):
     """captures._flushed: the request's variables with the pending captures applied."""
-    values = getattr(request, "vars", None)
+    values = request.vars
     if values is not None:
         if FLUSHED in <dict>values:
             return <dict>values
         return captures_py.flush(request)
-    server = request.server
-    location = request.location
-    if (server is None or not server.capture_regexes) and \
-            (location is None or not location.capture_regexes):
-        values = {FLUSHED: True}    # nothing pending: flush's result without the call
+    if _nothing_pending(request.server, request.location):
+        values = {FLUSHED: True}    # flush's result, without the call
         request.vars = values
         return <dict>values
     return captures_py.flush(request)
 
 
-cdef int set_captures(request, match, bint named) except -1:
+# The last server and location asked about, and the answer: requests come in runs of one.
+cdef object _last_server = None, _last_location = None
+cdef bint _last_nothing = False
+
+
+cdef bint _nothing_pending(server, location) except -1:
+    """Neither the server's name nor the location has regexes whose captures flush applies."""
+    global _last_server, _last_location, _last_nothing
+    if server is _last_server and location is _last_location and server is not None:
+        return _last_nothing
+    _last_nothing = (server is None or not server.capture_regexes) and \
+        (location is None or not location.capture_regexes)
+    _last_server, _last_location = server, location
+    return _last_nothing
+
+
+cdef int set_captures(Request request, match, bint named) except -1:
     """captures.set_captures; ``named``: the regex has named groups."""
     if named:
         captures_py.set_captures(request, match)
@@ -72,12 +89,12 @@ cdef int set_captures(request, match, bint named) except -1:
     return 0
 
 
-cdef int script_mismatch(request) except -1:
+cdef int script_mismatch(Request request) except -1:
     flushed(request).pop(NUMBERED, None)
     return 0
 
 
-cdef object _numbered(request, Py_ssize_t index):
+cdef object _numbered(Request request, Py_ssize_t index):
     """captures.numbered."""
     match = flushed(request).get(NUMBERED)
     if match is None:
@@ -89,12 +106,12 @@ cdef object _numbered(request, Py_ssize_t index):
     return "" if value is None else value
 
 
-cdef object _user_value(request, str name):
+cdef object _user_value(Request request, str name):
     """variables._user's getter: evaluated once per request unless volatile."""
     evaluate = _user_evaluators.get(name)
     if evaluate is None:        # only a regex's (?<name>...) group sets it
         return flushed(request).get(name, "")
-    values = getattr(request, "vars", None)
+    values = request.vars
     if values is None:
         values = {}
         request.vars = values
@@ -184,17 +201,20 @@ cdef class Template:
     cdef object render(self, request):
         if self.static:
             return self.text
+        if type(request) is not Request:
+            return self.spec.render(request)
+        cdef Request r = <Request>request
         if self.n == 1:
-            return self._part(0, request)
+            return self._part(0, r)
         if self.n == 2:
-            first = self._part(0, request)
-            second = self._part(1, request)
+            first = self._part(0, r)
+            second = self._part(1, r)
             if type(first) is str and type(second) is str:
                 return <str>first + <str>second
             return "".join([first, second])
-        return "".join([self._part(i, request) for i in range(self.n)])
+        return "".join([self._part(i, r) for i in range(self.n)])
 
-    cdef object _part(self, Py_ssize_t i, request):
+    cdef object _part(self, Py_ssize_t i, Request request):
         cdef int kind = self.kinds[i]
         if kind == P_TEXT:
             return self.values[i]
@@ -235,7 +255,7 @@ cdef class MapVariable:
 
     cdef object evaluate(self, request):
         cdef Searcher searcher
-        if self.wildcards:
+        if self.wildcards or type(request) is not Request:
             return self.spec(request)
         key = self.source.render(request)
         if self.hostnames and key.endswith("."):
@@ -245,7 +265,7 @@ cdef class MapVariable:
             for searcher, template in self.regexes:
                 match = searcher.find(key)
                 if match is not None:
-                    set_captures(request, match, searcher.named)
+                    set_captures(<Request>request, match, searcher.named)
                     value = template
                     break
         if value is None:
