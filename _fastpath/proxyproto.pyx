@@ -31,6 +31,7 @@ from gateway.http.pending_head import PendingHead
 from gateway.http.plan import HIDDEN_RESPONSE, NON_IDEMPOTENT, UPSTREAM_STATUS_CONDITIONS
 from gateway.http.responses import (
     ADD_HEADER_CODES, CLOSING_ERRORS, error_page, padded, server_and_date, status_line_cached)
+from gateway.http.rewrite import RewrittenProxyPlan
 from gateway.http.tunnel import start_tunnel
 from gateway.http.variables import variable_getter
 from gateway.observe.errorlog import log
@@ -319,8 +320,6 @@ cdef bint _wants_keep_alive(list headers, int version):
     return "keep-alive" in tokens
 
 
-
-
 # "host:port" of each peer, made once ($upstream_addr).
 cdef dict _PEER_TEXT = {}
 
@@ -428,7 +427,6 @@ cdef class _PlanInfo:
             content = plan.content
             # What WorkerApp._answer_content would hand to answer_proxy after "break".
             # (WorkerApp.proxy_plan keeps a RewrittenProxyPlan's plan as it is.)
-            from gateway.http.rewrite import RewrittenProxyPlan   # not at import: it imports us
             if content.kind == "proxy" and _plan_info(content).is_proxy and \
                     isinstance(content.proxy, RewrittenProxyPlan):
                 self.script_content = content
@@ -466,7 +464,6 @@ cdef class _PlanInfo:
         self.next_upstream_timeout = proxy.next_upstream_timeout
         self.request_timeout = proxy.request_timeout
         self.tls = proxy.tls
-        from gateway.http.rewrite import RewrittenProxyPlan   # not at import: it imports us
         self.rewritten_uri = type(proxy) is RewrittenProxyPlan
         self.passed_uri = proxy.passed_uri if self.rewritten_uri else None
         self.response_filter = proxy.response_filter
@@ -1732,7 +1729,8 @@ cdef class ProxyExchange:
         """The request line and fields for the upstream, measured first, then copied once."""
         cdef Request request = self.request
         cdef _PlanInfo info = self.info
-        cdef list values = None     # the rendered set-header values, when some vary
+        cdef list values = None     # the rendered set-header values after the first
+        cdef object first = None    # the first rendered value, when some vary
         cdef tuple item
         cdef Py_ssize_t total
         cdef char* w
@@ -1758,9 +1756,12 @@ cdef class ProxyExchange:
             if value is None:
                 text = (<CompiledTemplate>item[1]).render(request)
                 value = _latin1(text) if text else b""
-                if values is None:
-                    values = []
-                values.append(value)
+                if first is None:
+                    first = value
+                elif values is None:
+                    values = [value]
+                else:
+                    values.append(value)
             if PyBytes_GET_SIZE(value):
                 total += PyBytes_GET_SIZE(item[0]) + PyBytes_GET_SIZE(value) + 4
         headers = request.headers
@@ -1774,11 +1775,11 @@ cdef class ProxyExchange:
         w = _put(w, method, b" ", 1)
         w = _put(w, target, b" ", 1)
         w = _put(w, version, b"\r\n", 2)
-        cdef Py_ssize_t k = 0
+        cdef Py_ssize_t k = -1
         for item in info.set_headers:
             value = item[2]
             if value is None:
-                value = values[k]
+                value = first if k < 0 else values[k]
                 k += 1
             if PyBytes_GET_SIZE(value):
                 w = _put(w, item[0], b": ", 2)

@@ -96,7 +96,11 @@ cdef int script_mismatch(Request request) except -1:
 
 cdef object _numbered(Request request, Py_ssize_t index):
     """captures.numbered."""
-    match = flushed(request).get(NUMBERED)
+    values = request.vars
+    # A match is only ever stored once the pending captures were applied: no flush check.
+    match = (<dict>values).get(NUMBERED) if values is not None else None
+    if match is None:
+        match = flushed(request).get(NUMBERED)
     if match is None:
         return ""
     try:
