@@ -17,6 +17,7 @@ from _fastpath.numtext cimport decimal, fixed3
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_FromVoidPtr
+from cpython.unicode cimport PyUnicode_GET_LENGTH
 from libc.string cimport memcmp, memcpy
 from libc.time cimport time as c_time
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
@@ -30,6 +31,7 @@ from gateway.http.pending_head import PendingHead
 from gateway.http.plan import HIDDEN_RESPONSE, NON_IDEMPOTENT, UPSTREAM_STATUS_CONDITIONS
 from gateway.http.responses import (
     ADD_HEADER_CODES, CLOSING_ERRORS, error_page, padded, server_and_date, status_line_cached)
+from gateway.http.rewrite import RewrittenProxyPlan
 from gateway.http.tunnel import start_tunnel
 from gateway.http.variables import variable_getter
 from gateway.observe.errorlog import log
@@ -40,7 +42,15 @@ from _fastpath.httpparse cimport (FRAME_CHUNKED, FRAME_CLOSE, FRAME_ERROR, FRAME
                                   request_body_framing, scan_response_head,
                                   set_hidden_response, split_target)
 from _fastpath.balancing cimport LeastConn, Peer, RoundRobin, Selection
+from _fastpath.request cimport Request, header_value
 from _fastpath.router cimport LocationRouter
+from _fastpath.rewrite cimport Program
+from _fastpath.variables cimport Template as CompiledTemplate
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object text)
+    void* PyUnicode_DATA(object text)
+
 
 cdef extern from "<sys/socket.h>" nogil:
     ssize_t send(int fd, const void* buf, size_t n, int flags)
@@ -197,6 +207,40 @@ cdef str _render(template, request):
     return "".join([p if isinstance(p, str) else p(request) for p in parts])
 
 
+cdef object _rewritten_target(Request request):
+    """RewrittenProxyPlan.upstream_uri after "break" (or with no URI part): the rewritten
+    $uri escaped, then $args; None when escape_uri has characters to escape."""
+    cdef str uri = request.uri
+    cdef Py_UCS4 ch
+    for ch in uri:
+        # escape_uri's test for "nothing to escape": printable ASCII but " #?%"
+        if ch <= 0x20 or ch >= 0x7f or ch == c"#" or ch == c"?" or ch == c"%":
+            return None
+    args = request.args
+    if args:
+        uri = uri + "?" + args
+    return _utf8(uri)
+
+
+cdef inline bytes _ascii(str text):
+    """An ASCII str's bytes, copied without a codec lookup."""
+    return PyBytes_FromStringAndSize(<char*>PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text))
+
+
+cdef bytes _utf8(str text):
+    """text.encode("utf-8", "surrogateescape")."""
+    if PyUnicode_IS_ASCII(text):
+        return _ascii(text)
+    return text.encode("utf-8", "surrogateescape")
+
+
+cdef bytes _latin1(str text):
+    """text.encode("latin-1", "replace")."""
+    if PyUnicode_IS_ASCII(text):
+        return _ascii(text)
+    return text.encode("latin-1", "replace")
+
+
 cdef bytes _type_line(content_type):
     """b"Content-Type: %s\\r\\n" % content_type, copied once."""
     if type(content_type) is not bytes:
@@ -221,22 +265,8 @@ cdef bytes _length_line(Py_ssize_t length):
     return PyBytes_FromStringAndSize(buf, 18 + n)
 
 
-cdef object _header(list headers, bytes key, bint cookie):
-    """Request.header() over the raw triples, without encoding the name per call."""
-    cdef object found = None
-    cdef tuple item
-    for item in headers:
-        if <bytes>item[0] == key:
-            text = (<bytes>item[2]).decode("latin-1")
-            if found is None:
-                found = text
-            else:
-                found += ("; " if cookie else ", ") + text
-    return found
-
-
 cdef object _header_bytes(list headers, bytes key):
-    """_header's value as bytes (repeated fields joined with b", "), or None."""
+    """header_value's value as bytes (repeated fields joined with b", "), or None."""
     cdef object found = None
     cdef tuple item
     for item in headers:
@@ -281,92 +311,13 @@ cdef str _host_name(str value):
 
 
 cdef bint _wants_keep_alive(list headers, int version):
-    value = _header(headers, b"connection", False)
+    value = header_value(headers, b"connection", False)
     if value is None:
         return version == 11
     tokens = value.lower()
     if version == 11:
         return "close" not in tokens
     return "keep-alive" in tokens
-
-
-@cython.freelist(64)     # one per request: reuse the memory of finished ones
-cdef class Request:
-    """Twin of gateway.http.request.Request: the same attributes, set at C level here.
-
-    Header names arrive as ``(lower_name, name, value)`` byte triples from the
-    head parser; ``header()`` looks them up by lowercase name.
-    """
-
-    cdef public object method, request_uri, uri, args, headers
-    cdef public object host, scheme, remote_addr, server_addr
-    cdef public object server, server_name, location
-    cdef public object proxy_host
-    # Numbers as C fields: no int or float object made, kept or freed per request.
-    cdef public int version, remote_port, server_port, status
-    cdef public double start_time
-    cdef public long long request_length, connection_id, connection_requests
-    cdef public long long body_bytes_sent, bytes_sent
-    cdef public object upstream_addr, upstream_status, upstream_response_time
-    cdef public object upstream_connect_time, upstream_header_time
-    # The configuration's variables (map, set, captures) read or set so far: None, as
-    # every object field, when tp_new makes the request, so no per-request work here.
-    cdef public object vars
-    # "last", "break" or "args" once a script changed the URI or args (gateway/http/
-    # rewrite.py), else None.
-    cdef public object rewritten
-    # $unikernel_cache_status (HIT, MISS, BYPASS) of a composed location, else None.
-    cdef public object cache_status
-    # The connection's own address and port once realip replaced them, else None.
-    cdef public object realip_addr, realip_port
-    cdef public object ssl_object   # None (tp_new's value) unless the connection is TLS
-    # Called once when the request ends (limit_conn gives its counts back), else None.
-    cdef public object cleanup
-    cdef public object proxy_protocol   # the connection's PROXY header, or None
-    # The request line's method and target as received (None when not kept): what
-    # method.encode() and request_uri re-encoded would give, without the work.
-    cdef object raw_method, raw_target
-
-    def __init__(self, method, request_uri, uri, args, version, headers):
-        self._init(method, request_uri, uri, args, version, headers)
-
-    cdef _init(self, method, request_uri, uri, args, version, headers):
-        self.method = method
-        self.request_uri = request_uri
-        self.uri = uri
-        self.args = args
-        self.version = version
-        self.headers = headers
-        self.host = ""
-        self.scheme = "http"
-        self.remote_addr = ""
-        self.remote_port = 0
-        self.server_addr = ""
-        self.server_port = 0
-        self.server = None
-        self.server_name = ""
-        self.location = None
-        self.start_time = 0.0
-        self.request_length = 0
-        self.connection_id = 0
-        self.connection_requests = 0
-        self.status = 0
-        self.body_bytes_sent = 0
-        self.bytes_sent = 0
-        self.proxy_host = ""
-        self.upstream_addr = ""
-        self.upstream_status = ""
-        self.upstream_response_time = ""
-        self.upstream_connect_time = ""
-        self.upstream_header_time = ""
-
-    def header(self, str lower_name):
-        """The value of a request header (repeated ones joined as nginx does)."""
-        return _header(self.headers, lower_name.encode("latin-1"), lower_name == "cookie")
-
-    @property
-    def protocol(self):
-        return "HTTP/1.1" if self.version == 11 else "HTTP/1.0"
 
 
 # "host:port" of each peer, made once ($upstream_addr).
@@ -418,11 +369,20 @@ cdef class _PlanInfo:
     cdef bint gzip          # settings.gzip (send_simple)
     # unikernel_pass plans: gateway.unikernel.dispatch.start_exchange (what WorkerApp._answer calls)
     cdef object unikernel_start
+    # location scripts compiled by _fastpath/rewrite.pyx: the script, and its location's
+    # content when the compiled exchange proxies it (else None)
+    cdef Program program
+    cdef object script_content
+    cdef _PlanInfo script_content_info
     # proxy plans only
     cdef object proxy, proxy_host, key_template, balancer, pool, uri_replacement
     cdef object http_version, set_headers, next_upstream, tries, next_upstream_timeout
     cdef object request_timeout
     cdef object tls             # UpstreamTls for https:// upstreams, else None
+    # A RewrittenProxyPlan (gateway/http/rewrite.py): its upstream_uri is computed here
+    # for rewritten requests when it has no URI part (passed_uri None).
+    cdef bint rewritten_uri
+    cdef object passed_uri
     # headers.ResponseFilter (None: none), and whether every response goes through it
     # (else only those with a Location or Refresh field); proxy_intercept_errors' statuses.
     cdef object response_filter
@@ -462,6 +422,15 @@ cdef class _PlanInfo:
         if kind == "unikernel":
             from gateway.unikernel.dispatch import start_exchange
             self.unikernel_start = start_exchange
+        if kind == "rewrite" and plan.location is not None and type(plan.program) is Program:
+            self.program = plan.program
+            content = plan.content
+            # What WorkerApp._answer_content would hand to answer_proxy after "break".
+            # (WorkerApp.proxy_plan keeps a RewrittenProxyPlan's plan as it is.)
+            if content.kind == "proxy" and _plan_info(content).is_proxy and \
+                    isinstance(content.proxy, RewrittenProxyPlan):
+                self.script_content = content
+                self.script_content_info = _plan_info(content)
         if plan.proxy is None:
             return      # composed locations that proxy (kind "compose") have one too
         proxy = self.proxy = plan.proxy
@@ -477,7 +446,7 @@ cdef class _PlanInfo:
         # a static text, or exactly "$proxy_host"; else None)
         proxy_host_bytes = (<str>self.proxy_host).encode("latin-1", "replace")
         self.set_headers = [
-            (name, template,
+            (name, CompiledTemplate(template),
              (<str>template.text).encode("latin-1", "replace") if template.static
              else proxy_host_bytes if template.parts == [_PROXY_HOST_GETTER] else None)
             for name, template in proxy.set_headers]
@@ -495,6 +464,8 @@ cdef class _PlanInfo:
         self.next_upstream_timeout = proxy.next_upstream_timeout
         self.request_timeout = proxy.request_timeout
         self.tls = proxy.tls
+        self.rewritten_uri = type(proxy) is RewrittenProxyPlan
+        self.passed_uri = proxy.passed_uri if self.rewritten_uri else None
         self.response_filter = proxy.response_filter
         self.filter_always = proxy.response_filter is not None and proxy.response_filter.always
         self.intercept = proxy.intercept
@@ -507,6 +478,11 @@ cdef class _PlanInfo:
 
 # LocationPlan -> _PlanInfo.  Entries live as long as the worker's config (one per plan).
 cdef dict _plan_infos = {}
+
+# rewrite.DONE: a script ended in its location's content ("break" or its end, URI unchanged).
+cdef int SCRIPT_DONE = 1
+# Where "set $limit_rate" leaves its value in request.vars (limit_rate.py).
+cdef object _RATE = limit_rate.RATE
 
 
 cdef inline bint _dropped(_PlanInfo info, bytes lower):
@@ -1059,6 +1035,8 @@ cdef class ClientConnection(_Sender):
         try:
             if info.is_proxy:
                 self._answer_proxy(request, plan, info)
+            elif info.program is not None:
+                self._answer_script(request, plan, info)
             elif info.unikernel_start is not None:
                 info.unikernel_start(self, request, plan, app)
             else:
@@ -1077,13 +1055,25 @@ cdef class ClientConnection(_Sender):
             else:
                 self.close()
 
+    cdef _answer_script(self, Request request, plan, _PlanInfo info):
+        """WorkerApp._answer_rewrite for a location's script (server.py): a script that ends
+        in its location's proxy content is answered here, any other end by the app."""
+        cdef Program program = info.program
+        cdef int end = program.execute(request)
+        active = program.state.active
+        if end == SCRIPT_DONE and active is None and info.script_content_info is not None and \
+                (request.vars is None or _RATE not in <dict>request.vars):
+            self._answer_proxy(request, info.script_content, info.script_content_info)
+        else:
+            self.app.answer_script_end(self, request, plan, end, program.state.value, active, 0)
+
     def answer_proxy(self, Request request, plan):
         """Proxy with ``plan`` chosen outside _dispatch (after a rewrite script)."""
         self._answer_proxy(request, plan, _plan_info(plan))
 
     cdef _answer_proxy(self, Request request, plan, _PlanInfo info):
         if self.state == BODY and request.version == 11:
-            expect = _header(request.headers, b"expect", False)
+            expect = header_value(request.headers, b"expect", False)
             if expect is not None and expect.lower() == "100-continue":
                 self.send_raw(b"HTTP/1.1 100 Continue\r\n\r\n")
         cdef ProxyExchange exchange = ProxyExchange.__new__(ProxyExchange)
@@ -1739,18 +1729,23 @@ cdef class ProxyExchange:
         """The request line and fields for the upstream, measured first, then copied once."""
         cdef Request request = self.request
         cdef _PlanInfo info = self.info
-        cdef list values = None     # the rendered set-header values, when some vary
+        cdef list values = None     # the rendered set-header values after the first
+        cdef object first = None    # the first rendered value, when some vary
         cdef tuple item
         cdef Py_ssize_t total
         cdef char* w
-        if info.uri_replacement is None:
+        target = None
+        if info.uri_replacement is None or \
+                (info.rewritten_uri and info.passed_uri is None and not request.rewritten):
             # ProxyPlan.upstream_uri's first case: $request_uri, which is the raw target
             # decoded; encoded back it is the raw target itself.
             raw = request.raw_target
             target = raw if raw is not None else \
                 (<str>request.request_uri).encode("utf-8", "surrogateescape")
-        else:
-            target = (<str>info.proxy.upstream_uri(request)).encode("utf-8", "surrogateescape")
+        elif info.rewritten_uri and (info.passed_uri is None or request.rewritten == "break"):
+            target = _rewritten_target(request)
+        if target is None:
+            target = _utf8(info.proxy.upstream_uri(request))
         method = request.raw_method
         if method is None:
             method = (<str>request.method).encode("latin-1")
@@ -1759,11 +1754,14 @@ cdef class ProxyExchange:
         for item in info.set_headers:
             value = item[2]
             if value is None:
-                text = _render(item[1], request)
-                value = (<str>text).encode("latin-1", "replace") if text else b""
-                if values is None:
-                    values = []
-                values.append(value)
+                text = (<CompiledTemplate>item[1]).render(request)
+                value = _latin1(text) if text else b""
+                if first is None:
+                    first = value
+                elif values is None:
+                    values = [value]
+                else:
+                    values.append(value)
             if PyBytes_GET_SIZE(value):
                 total += PyBytes_GET_SIZE(item[0]) + PyBytes_GET_SIZE(value) + 4
         headers = request.headers
@@ -1777,11 +1775,11 @@ cdef class ProxyExchange:
         w = _put(w, method, b" ", 1)
         w = _put(w, target, b" ", 1)
         w = _put(w, version, b"\r\n", 2)
-        cdef Py_ssize_t k = 0
+        cdef Py_ssize_t k = -1
         for item in info.set_headers:
             value = item[2]
             if value is None:
-                value = values[k]
+                value = first if k < 0 else values[k]
                 k += 1
             if PyBytes_GET_SIZE(value):
                 w = _put(w, item[0], b": ", 2)
@@ -2011,7 +2009,7 @@ cdef class ProxyExchange:
         cdef Py_ssize_t start = head.consumed, size = PyBytes_GET_SIZE(buffer) - head.consumed
         self.header_time = now - self.try_started
         if status == 101:
-            if _header(self.request.headers, b"upgrade", False) is not None:
+            if header_value(self.request.headers, b"upgrade", False) is not None:
                 self._upgrade(buffer, start)
                 return
             self.conn.keep_alive = False    # switched protocols, yet not asked to: no reuse

@@ -5,7 +5,10 @@ fake transports (writes are dropped), N times, and prints CPU microseconds per r
 for each implementation. The kernel's share (two writes, two reads per request) is not
 in these figures: they isolate what the code itself costs.
 
-    .venv/bin/python -m bench.micro_proxy [--requests 200000]
+    .venv/bin/python -m bench.micro_proxy [--requests 200000] [--rewrite]
+
+``--rewrite`` puts the rewrite scenario's map, if and two rewrites before proxy_pass
+(bench/configs.py ``proxy(rewrite=True)``).
 """
 
 from __future__ import annotations
@@ -24,17 +27,26 @@ CONFIG = """
 events { worker_connections 64; }
 http {
     access_log off;
-    upstream b { server 127.0.0.1:9; keepalive 64; keepalive_requests 100000000; }
+MAP    upstream b { server 127.0.0.1:9; keepalive 64; keepalive_requests 100000000; }
     server {
         listen 127.0.0.1:8080;
         keepalive_requests 100000000;
         location / {
-            proxy_pass http://b;
+SCRIPT            proxy_pass http://b;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }
     }
 }
+"""
+
+# The rewrite scenario's additions (bench/configs.py proxy(rewrite=True)).
+REWRITE_MAP = "    map $uri $route_tag { default app; ~^/static/ static; }\n"
+REWRITE_SCRIPT = """\
+            if ($request_method = POST) { return 405; }
+            rewrite ^/legacy/(.*)$ /$1 permanent;
+            rewrite ^/(small)$ /$1 break;
+            proxy_set_header X-Route $route_tag;
 """
 
 REQUEST = (b"GET /small HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
@@ -112,11 +124,17 @@ async def measure(module_name: str, requests: int, workdir: str) -> float:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--rewrite", action="store_true", help="the rewrite scenario's script")
+    parser.add_argument("--only", choices=sorted(IMPLEMENTATIONS), help="one implementation")
     args = parser.parse_args(argv)
+    config = CONFIG.replace("MAP", REWRITE_MAP if args.rewrite else "")
+    config = config.replace("SCRIPT", REWRITE_SCRIPT if args.rewrite else "")
     with tempfile.TemporaryDirectory() as workdir:
         with open(os.path.join(workdir, "micro.conf"), "w") as f:
-            f.write(CONFIG)
+            f.write(config)
         for name, module in IMPLEMENTATIONS.items():
+            if args.only and name != args.only:
+                continue
             cost = asyncio.run(measure(module, args.requests, workdir))
             print(f"{name:7s} {cost:6.2f} us CPU/request ({module})")
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from gateway.routing.router_py import normalize_host
 
 # Keys in request.vars (a space keeps them apart from variable names).
-NUMBERED = " groups"        # (group 0, group 1, ...) of the last regex with groups
+NUMBERED = " groups"        # the match object of the last regex that matched
 _FLUSHED = " captured"      # the server's and the first location's captures are applied
 
 
@@ -31,7 +31,8 @@ def _values(request) -> dict:
 
 
 def _apply(values: dict, match) -> None:
-    values[NUMBERED] = (match.group(0), *match.groups(""))
+    # The match itself: $1..$9 are read from it, no copy of its groups is made.
+    values[NUMBERED] = match
     if match.re.groupindex:
         for name, group in match.groupdict("").items():
             values[name] = group
@@ -119,9 +120,11 @@ def location_found(request) -> None:
 
 
 def numbered(request, index: int) -> str:
-    """``$index``: a group of the last regex with groups that matched, else empty."""
-    groups = _flushed(request).get(NUMBERED)
-    return groups[index] if groups is not None and index < len(groups) else ""
+    """``$index``: a group of the last regex that matched, else empty."""
+    match = _flushed(request).get(NUMBERED)
+    if match is None or index > match.re.groups:
+        return ""
+    return match.group(index) or ""
 
 
 def named(request, name: str) -> str:

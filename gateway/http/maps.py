@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gateway._select import load_fast
 from gateway.config.model import MapBlock, SplitClients
 from gateway.http.captures import set_captures
 from gateway.http.variables import compile_template, use_user_variables
@@ -141,7 +142,7 @@ def evaluators(definitions: dict) -> dict:
     out = {}
     for name, definition in definitions.items():
         if isinstance(definition, MapBlock):
-            out[name] = MapVariable(definition)
+            out[name] = _compiled(MapVariable(definition))
         elif isinstance(definition, SplitClients):
             out[name] = SplitClientsVariable(definition)
         elif definition == "set":
@@ -151,6 +152,14 @@ def evaluators(definitions: dict) -> dict:
         else:
             out[name] = None
     return out
+
+
+_fast = load_fast("variables")
+
+
+def _compiled(variable: MapVariable):
+    """The compiled twin (_fastpath/variables.pyx) of a map when built."""
+    return _fast.MapVariable(variable) if _fast is not None else variable
 
 
 def install_variables(definitions: dict) -> None:

@@ -1,7 +1,9 @@
 """The rewrite module at request time: scripts of rewrite, return, set, if and break.
 
-Locations with a script are answered by WorkerApp._answer (never by the compiled proxy
-fast path); plain locations carry no trace of this module.
+Program is the specification of _fastpath/rewrite.pyx, which runs the scripts when it is
+built (see compiled()).  A location script that ends in its own proxy content is answered
+by the compiled connection (_fastpath/proxyproto.pyx ``_answer_script``); every other end
+goes to WorkerApp.answer_script_end.  Plain locations carry no trace of this module.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import copy
 import dataclasses
 import os
 
+from gateway._select import load_fast
 from gateway.config import rewrite as conf
 from gateway.http import limit_rate
 from gateway.http.captures import script_mismatch, set_captures
@@ -314,7 +317,7 @@ def rewrite_plan(plan, location, settings, make_plan):
     """Wrap a plan whose level has a script; its proxying follows rewrites."""
     if plan.kind == "proxy":
         plan.proxy = RewrittenProxyPlan(location, settings, plan.proxy.upstream, plan.expires)
-    return RewritePlan(plan, Program(settings.rewrite, location, settings, make_plan))
+    return RewritePlan(plan, compiled(Program(settings.rewrite, location, settings, make_plan)))
 
 
 _return_twins: dict = {}
@@ -330,3 +333,13 @@ def with_headers_of(return_plan, active):
         _return_twins[key] = (twin, return_plan, active)   # keeps both ids valid
         return twin
     return twin[0]
+
+
+_fast = load_fast("rewrite")
+
+
+def compiled(program: Program):
+    """The compiled twin of ``program`` when built; scripts with rewrite_log stay here."""
+    if _fast is None or program.rewrite_log:
+        return program
+    return _fast.Program(program)

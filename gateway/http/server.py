@@ -395,8 +395,16 @@ class WorkerApp:
     # Rewrite module (gateway/http/rewrite.py) -----------------------------
 
     def _answer_rewrite(self, conn, request, plan, redirects):
-        """Run a server's or a location's script, then answer as it decided."""
+        """Run a server's or a location's script, then answer as it decided.
+
+        _fastpath/proxyproto.pyx mirrors this (``_answer_script``) for location scripts
+        that end in their own proxy content; it hands every other end to the method below.
+        """
         end, value, active = plan.program.run(request)
+        self.answer_script_end(conn, request, plan, end, value, active, redirects)
+
+    def answer_script_end(self, conn, request, plan, end, value, active, redirects):
+        """Answer as a script that ran decided: (end, value, active) as Program.run returns."""
         if end == rewrite.ANSWER:
             if active is not None:   # an "if" location whose condition held: its headers
                 value = rewrite.with_headers_of(value, active)

@@ -306,6 +306,7 @@ def _user(name):
     get.logs_empty = getattr(_user_evaluators.get(name), "always_found", False)
     # A name with no evaluator at all is a named regex capture.
     get.capture = name in _user_evaluators and _user_evaluators[name] is None
+    get.user_name = name        # read by the compiled templates (_fastpath/variables.pyx)
     return get
 
 
@@ -314,6 +315,7 @@ def _capture(number: int):
     def get(r):
         return captures.numbered(r, number)
     get.capture = True
+    get.number = number         # read by the compiled templates (_fastpath/variables.pyx)
     return get
 
 

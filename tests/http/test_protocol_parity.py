@@ -29,6 +29,9 @@ http {
         keepalive 4;
     }
     map $http_upgrade $connection_upgrade { default upgrade; '' close; }
+    # The rewrite scenario of bench/configs.py and more: scripts the compiled connection
+    # runs itself (_answer_script) or hands back to the app.
+    map $uri $route_tag { default app; ~^/static/ static; /rw/exact exact; ~^/rw/(s)mall "$1-map"; }
     upstream single {
         server 127.0.0.1:9003;
         keepalive 4;
@@ -90,6 +93,24 @@ http {
             proxy_cookie_domain inner.test parity.test;
             proxy_cookie_path /h/ /hdr/;
             add_header X-Added yes;
+        }
+        location /rw/ {
+            if ($request_method = POST) { return 405; }
+            if ($arg_deny) { return 403 "denied $arg_deny"; }
+            rewrite ^/rw/legacy/(.*)$ /rw/$1 permanent;
+            rewrite ^/rw/last/(.*)$ /$1 last;
+            rewrite ^/rw/args/(.*)$ /rw/x?a=$1 break;
+            rewrite ^/rw/(small|big|exact)$ /rw/$1 break;
+            rewrite ^/rw/plain/(.*)$ /rw/p/$1;
+            proxy_pass http://single;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Route $route_tag;
+            proxy_set_header X-Cap "$1-$uri";
+        }
+        location /rwpart/ {
+            rewrite ^/rwpart/(.*)$ /rwpart/x/$1 break;
+            proxy_pass http://single/base/;
         }
         location /intercepted/ {
             proxy_pass http://single;
@@ -599,6 +620,17 @@ async def scenario_intercepted_error(h):
     await h.answer(1, b"HTTP/1.1 500 Oops\r\nContent-Length: 4\r\n\r\noops")
 
 
+def rewrite_scenario(request):
+    """One request to a script location (see location /rw/ above), then a plain GET."""
+    async def scenario(h):
+        await h.send(request)
+        if h.loop.upstreams:
+            await h.answer(0, OK)
+        await h.send(GET)
+        await h.answer(0, OK)
+    return scenario
+
+
 def host_scenario(host):
     async def scenario(h):
         await h.send(b"GET /ret HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
@@ -613,6 +645,15 @@ HOSTS = [b"parity.test", b"Parity.Test", b"parity.test.", b"parity.test:8080", b
 SCENARIOS = {name[len("scenario_"):]: fn for name, fn in globals().items()
              if name.startswith("scenario_")}
 SCENARIOS.update({f"host_{i}": host_scenario(host) for i, host in enumerate(HOSTS)})
+# Each target ends its script differently.
+REWRITTEN = [b"/rw/small", b"/rw/small?q=1", b"/rw/exact", b"/rw/big?x=%20", b"/rw/args/b%20c?k=v",
+             b"/rw/a%2Fb/small", b"/rw/legacy/x?y=1", b"/rw/small?deny=1", b"/rw/last/ret",
+             b"/rw/plain/q", b"/rw/nothing", b"/rwpart/a?z=1", b"/rwpart/a+b", b"/rw/%73mall"]
+SCENARIOS.update({f"rewrite_{i}": rewrite_scenario(b"GET " + target + b" HTTP/1.1\r\n"
+                                                   b"Host: parity.test\r\n\r\n")
+                  for i, target in enumerate(REWRITTEN)})
+SCENARIOS["rewrite_post"] = rewrite_scenario(
+    b"POST /rw/small HTTP/1.1\r\nHost: parity.test\r\nContent-Length: 0\r\n\r\n")
 
 
 def compiled_class():

@@ -11,7 +11,7 @@ from gateway.http.request import Request as PyRequest
 from gateway.observe.accesslog import LogFormat
 
 try:
-    from _fastpath.proxyproto import Request as CRequest
+    from _fastpath.request import Request as CRequest
 except ImportError:     # reported by test_compiled_renderer_is_built
     CRequest = None
 

@@ -36,9 +36,9 @@ def compiled():
 
 def compiled_request_class():
     try:
-        return importlib.import_module("_fastpath.proxyproto").Request
+        return importlib.import_module("_fastpath.request").Request
     except ImportError as exc:
-        pytest.fail(f"_fastpath.proxyproto is not built ({exc})")
+        pytest.fail(f"_fastpath.request is not built ({exc})")
 
 
 class Location:
