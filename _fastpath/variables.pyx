@@ -263,7 +263,7 @@ cdef class MapVariable:
             return self.spec(request)
         key = self.source.render(request)
         if self.hostnames and key.endswith("."):
-            key = key[:-1]
+            key = key[:len(key) - 1]
         value = self.exact.get(key.lower()) if self.exact else None
         if value is None and key:     # nginx tries the regexes only on a non-empty value
             for searcher, template in self.regexes:
