@@ -234,6 +234,9 @@ _SIMPLE.update({
     "ssl_session_reused": tls.ssl_session_reused,
 })
 
+# The HTTP/2 module's $http2: "h2" over TLS, "h2c" in cleartext, empty for HTTP/1.x.
+_SIMPLE["http2"] = lambda r: ("h2" if r.ssl_object is not None else "h2c") if r.version == 20 else ""
+
 # limit_req and limit_conn keep their verdict in request.vars (gateway/http/limit_req.py).
 _SIMPLE.update({
     "limit_req_status": lambda r: _private(r, " limit_req"),

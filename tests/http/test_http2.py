@@ -53,7 +53,7 @@ http {{
         listen 127.0.0.1:{h2c} http2;
         listen 127.0.0.1:{tls} ssl http2;
         server_name a.test;
-        location / {{ return 200 "$server_protocol|$request|$host|$scheme|$https\\n"; }}
+        location / {{ return 200 "$server_protocol|$request|$host|$scheme|$https|$http2\\n"; }}
         location /proxy/ {{
             proxy_pass http://app/;
             proxy_http_version 1.1;
@@ -81,7 +81,7 @@ http {{
     }}
     server {{
         listen 127.0.0.1:{tls1} ssl;
-        location / {{ return 200 "$server_protocol\\n"; }}
+        location / {{ return 200 "$server_protocol|$http2\\n"; }}
     }}
     server {{
         listen 127.0.0.1:{plain};
@@ -173,14 +173,14 @@ def test_prior_knowledge_in_cleartext(sites):
         "--http2-prior-knowledge", "-w", "%{http_version} %{response_code}",
         f"http://127.0.0.1:{s.h2c}/x?a=1"))
     assert theirs.returncode == 0, theirs.stderr
-    assert ours.stdout == theirs.stdout == "HTTP/2.0|GET /x?a=1 HTTP/2.0|127.0.0.1|http|\n2 200"
+    assert ours.stdout == theirs.stdout == "HTTP/2.0|GET /x?a=1 HTTP/2.0|127.0.0.1|http||h2c\n2 200"
 
 
 def test_http11_on_a_cleartext_http2_socket(sites):
     """Without the preface the connection is read as HTTP/1.1 (nginx 1.25's rule; nginx 1.22
     takes only HTTP/2 on such a socket, so this one is the gateway's alone)."""
     answer = curl("-w", "%{http_version}", f"http://127.0.0.1:{sites['gateway'].h2c}/z")
-    assert answer.stdout == "HTTP/1.1|GET /z HTTP/1.1|127.0.0.1|http|\n1.1"
+    assert answer.stdout == "HTTP/1.1|GET /z HTTP/1.1|127.0.0.1|http||\n1.1"
 
 
 def test_alpn_chooses_h2_over_tls_and_http11_where_http2_is_off(sites, certs):
@@ -191,8 +191,8 @@ def test_alpn_chooses_h2_over_tls_and_http11_where_http2_is_off(sites, certs):
         h1 = curl("--http2", "-k", "-w", "%{http_version}", f"https://127.0.0.1:{site.tls1}/")
         return h2.stdout, h1.stdout
     ours, theirs = both(sites, run)
-    assert ours == theirs == ("HTTP/2.0|GET /y HTTP/2.0|a.test|https|on\n2",
-                              "HTTP/1.1\n1.1")
+    assert ours == theirs == ("HTTP/2.0|GET /y HTTP/2.0|a.test|https|on|h2\n2",
+                              "HTTP/1.1|\n1.1")
 
 
 def test_sni_to_a_server_with_its_own_certificate_still_offers_h2(sites, certs):
