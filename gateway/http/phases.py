@@ -11,10 +11,7 @@ from __future__ import annotations
 
 from gateway.http import access, errorpages
 from gateway.http.access import AccessRules
-from gateway.http.auth_basic import AuthBasic
 from gateway.http.held_body import BodyHolder
-from gateway.http.limit_conn import LimitConns
-from gateway.http.limit_req import LimitReqs
 from gateway.http.responses import error_page, padded
 from gateway.http.rewrite import client_context
 from gateway.observe.errorlog import log
@@ -40,11 +37,19 @@ class AccessPhasePlan:
         self.post_read_real_ip = content.post_read_real_ip
         self.proxy = self.unikernel = self.return_text = None
         self.return_code = 0
-        self.limit_req = LimitReqs(settings) if settings.limit_reqs else None
-        self.limit_conn = LimitConns(settings) if settings.limit_conns else None
+        # Each check's module is imported by the configs that use it (zones map shared memory,
+        # auth_basic loads hmac and hashlib).
+        self.limit_req = self.limit_conn = self.auth_basic = None
+        if settings.limit_reqs:
+            from gateway.http.limit_req import LimitReqs
+            self.limit_req = LimitReqs(settings)
+        if settings.limit_conns:
+            from gateway.http.limit_conn import LimitConns
+            self.limit_conn = LimitConns(settings)
         self.access = AccessRules(settings.access_rules) if settings.access_rules else None
-        self.auth_basic = AuthBasic(settings) \
-            if settings.auth_basic is not None and settings.auth_basic_user_file else None
+        if settings.auth_basic is not None and settings.auth_basic_user_file:
+            from gateway.http.auth_basic import AuthBasic
+            self.auth_basic = AuthBasic(settings)
         self.auth_request = None
         if settings.auth_request is not None:
             from gateway.http.auth_request import AuthRequest   # only configs using it load it

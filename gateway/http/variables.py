@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import socket
@@ -9,7 +10,7 @@ import time
 
 from gateway import __version__
 from gateway.errors import ConfigError
-from gateway.http import auth_basic, captures, limit_rate, request_body, response_heads, tls
+from gateway.http import captures, limit_rate, request_body, response_heads
 
 _NAME = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 _UNCLOSED = re.compile(r"\$\{([A-Za-z0-9_]*)(?![A-Za-z0-9_]*\})")
@@ -17,6 +18,22 @@ _UNCLOSED = re.compile(r"\$\{([A-Za-z0-9_]*)(?![A-Za-z0-9_]*\})")
 
 def _host(r):
     return r.host or r.server_name
+
+
+def _imported_late(module, name):
+    """The getter ``name`` of gateway/http/MODULE.py, imported by the first request that reads it: a
+    configuration without TLS or auth_basic does not load their modules (and ssl, hmac) at start."""
+    getter = None
+
+    def get(r):
+        nonlocal getter
+        if getter is None:
+            getter = getattr(importlib.import_module(f"gateway.http.{module}"), name)
+        return getter(r)
+    return get
+
+
+_credentials = _imported_late("auth_basic", "credentials")
 
 
 def _arg(name):
@@ -176,7 +193,7 @@ _SIMPLE = {
     "remote_port": lambda r: str(r.remote_port) if r.remote_port else "",     # none after realip
     "realip_remote_addr": lambda r: getattr(r, "realip_addr", None) or r.remote_addr,
     "realip_remote_port": lambda r: str(getattr(r, "realip_port", None) or r.remote_port or ""),
-    "remote_user": lambda r: auth_basic.credentials(r)[0],
+    "remote_user": lambda r: _credentials(r)[0],
     "binary_remote_addr": lambda r: binary_address(r.remote_addr),
     "server_addr": lambda r: r.server_addr,
     "server_port": lambda r: str(r.server_port),
@@ -227,11 +244,11 @@ _SIMPLE = {
 
 # TLS termination: empty on plain HTTP connections, as in nginx.
 _SIMPLE.update({
-    "https": tls.https,
-    "ssl_protocol": tls.ssl_protocol,
-    "ssl_cipher": tls.ssl_cipher,
-    "ssl_server_name": tls.ssl_server_name,
-    "ssl_session_reused": tls.ssl_session_reused,
+    "https": _imported_late("tls", "https"),
+    "ssl_protocol": _imported_late("tls", "ssl_protocol"),
+    "ssl_cipher": _imported_late("tls", "ssl_cipher"),
+    "ssl_server_name": _imported_late("tls", "ssl_server_name"),
+    "ssl_session_reused": _imported_late("tls", "ssl_session_reused"),
 })
 
 # limit_req and limit_conn keep their verdict in request.vars (gateway/http/limit_req.py).
