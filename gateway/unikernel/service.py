@@ -12,7 +12,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-
 from gateway.errors import ImageNotFound, LaunchFailed, UnikernelError
 from gateway.http.variables import compile_template
 from gateway.observe.errorlog import log
