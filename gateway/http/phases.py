@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from gateway.http import access, errorpages
 from gateway.http.access import AccessRules
+from gateway.http.auth_basic import AuthBasic
 from gateway.http.held_body import BodyHolder
 from gateway.http.responses import error_page, padded
 from gateway.http.rewrite import client_context
@@ -37,9 +38,8 @@ class AccessPhasePlan:
         self.post_read_real_ip = content.post_read_real_ip
         self.proxy = self.unikernel = self.return_text = None
         self.return_code = 0
-        # Each check's module is imported by the configs that use it (zones map shared memory,
-        # auth_basic loads hmac and hashlib).
-        self.limit_req = self.limit_conn = self.auth_basic = None
+        # The limits' modules are imported by the configs that use them (their zones map shared memory).
+        self.limit_req = self.limit_conn = None
         if settings.limit_reqs:
             from gateway.http.limit_req import LimitReqs
             self.limit_req = LimitReqs(settings)
@@ -47,9 +47,8 @@ class AccessPhasePlan:
             from gateway.http.limit_conn import LimitConns
             self.limit_conn = LimitConns(settings)
         self.access = AccessRules(settings.access_rules) if settings.access_rules else None
-        if settings.auth_basic is not None and settings.auth_basic_user_file:
-            from gateway.http.auth_basic import AuthBasic
-            self.auth_basic = AuthBasic(settings)
+        self.auth_basic = AuthBasic(settings) \
+            if settings.auth_basic is not None and settings.auth_basic_user_file else None
         self.auth_request = None
         if settings.auth_request is not None:
             from gateway.http.auth_request import AuthRequest   # only configs using it load it

@@ -10,7 +10,7 @@ import time
 
 from gateway import __version__
 from gateway.errors import ConfigError
-from gateway.http import captures, limit_rate, request_body, response_heads
+from gateway.http import auth_basic, captures, limit_rate, request_body, response_heads
 
 _NAME = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 _UNCLOSED = re.compile(r"\$\{([A-Za-z0-9_]*)(?![A-Za-z0-9_]*\})")
@@ -20,20 +20,18 @@ def _host(r):
     return r.host or r.server_name
 
 
-def _imported_late(module, name):
-    """The getter ``name`` of gateway/http/MODULE.py, imported by the first request that reads it: a
-    configuration without TLS or auth_basic does not load their modules (and ssl, hmac) at start."""
-    getter = None
+class _Elsewhere:
+    """A getter of a module only some configurations load (gateway/http/tls.py): imported by
+    variable_getter when a template names it, so while the configuration loads, never during a
+    request (a worker that switched to `user` may not be able to read the module's files)."""
 
-    def get(r):
-        nonlocal getter
-        if getter is None:
-            getter = getattr(importlib.import_module(f"gateway.http.{module}"), name)
-        return getter(r)
-    return get
+    __slots__ = ("module", "name")
 
+    def __init__(self, module, name):
+        self.module, self.name = module, name
 
-_credentials = _imported_late("auth_basic", "credentials")
+    def load(self):
+        return getattr(importlib.import_module(f"gateway.http.{self.module}"), self.name)
 
 
 def _arg(name):
@@ -193,7 +191,7 @@ _SIMPLE = {
     "remote_port": lambda r: str(r.remote_port) if r.remote_port else "",     # none after realip
     "realip_remote_addr": lambda r: getattr(r, "realip_addr", None) or r.remote_addr,
     "realip_remote_port": lambda r: str(getattr(r, "realip_port", None) or r.remote_port or ""),
-    "remote_user": lambda r: _credentials(r)[0],
+    "remote_user": lambda r: auth_basic.credentials(r)[0],
     "binary_remote_addr": lambda r: binary_address(r.remote_addr),
     "server_addr": lambda r: r.server_addr,
     "server_port": lambda r: str(r.server_port),
@@ -244,11 +242,11 @@ _SIMPLE = {
 
 # TLS termination: empty on plain HTTP connections, as in nginx.
 _SIMPLE.update({
-    "https": _imported_late("tls", "https"),
-    "ssl_protocol": _imported_late("tls", "ssl_protocol"),
-    "ssl_cipher": _imported_late("tls", "ssl_cipher"),
-    "ssl_server_name": _imported_late("tls", "ssl_server_name"),
-    "ssl_session_reused": _imported_late("tls", "ssl_session_reused"),
+    "https": _Elsewhere("tls", "https"),
+    "ssl_protocol": _Elsewhere("tls", "ssl_protocol"),
+    "ssl_cipher": _Elsewhere("tls", "ssl_cipher"),
+    "ssl_server_name": _Elsewhere("tls", "ssl_server_name"),
+    "ssl_session_reused": _Elsewhere("tls", "ssl_session_reused"),
 })
 
 # limit_req and limit_conn keep their verdict in request.vars (gateway/http/limit_req.py).
@@ -340,6 +338,8 @@ _CASE_KEPT = ("cookie_", "upstream_cookie_")
 def variable_getter(name: str):
     """The function that reads variable ``name`` from a request, or None if unknown."""
     getter = _SIMPLE.get(name)
+    if isinstance(getter, _Elsewhere):
+        getter = _SIMPLE[name] = getter.load()
     if getter is not None:
         if getter is request_body.getter:
             request_body._wanted[0] = True

@@ -12,6 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import orjson
+
 from gateway.errors import ImageNotFound, LaunchFailed, UnikernelError
 from gateway.http.variables import compile_template
 from gateway.observe.errorlog import log
@@ -105,7 +107,7 @@ class UnikernelPools:
             os.makedirs(self.log_dir, exist_ok=True)
         except OSError as exc:
             raise LaunchFailed(f'cannot create "{self.log_dir}": {exc.strerror}') from exc
-        status_path = os.path.join(self.log_dir, f"status.{os.getpid()}.json")
+        self.status_path = os.path.join(self.log_dir, f"status.{os.getpid()}.json")
         mac = host_mac()
         try:
             for number, (name, config) in enumerate(self.configs.items()):
@@ -113,11 +115,8 @@ class UnikernelPools:
             for pool in self.pools.values():
                 pool.start()
         except UnikernelError:
-            self.status_path = status_path
             self.stop()
             raise
-        # Only now: the status is first written when the QEMUs are already starting (their spawned events).
-        self.status_path = status_path
 
     async def start(self):
         """Launch MIN instances of each pool (unless launch() did) and wait for them to boot; then the spares
@@ -203,7 +202,6 @@ class UnikernelPools:
         """Write the per-instance state of every pool (atomically) for operators and tests."""
         if self.status_path is None:
             return
-        import orjson   # here: it imports uuid and platform (~5 ms), after the QEMUs have started
         state = {"pid": os.getpid(), "pools": {name: p.snapshot() for name, p in self.pools.items()}}
         tmp = self.status_path + ".tmp"
         try:
