@@ -34,7 +34,7 @@ _fastpath/.built: $(VENV)/.installed setup.py $(wildcard _fastpath/*.pyx _fastpa
 	touch $@
 
 # The bytecode cache, written even under PYTHONDONTWRITEBYTECODE=1: without it every start compiles
-# the gateway's source again, about 170 ms (bench/RESULTS.md, "Gateway start, session 8").
+# the gateway's source again, 130-170 ms (bench/RESULTS.md, "Gateway start, session 8").
 bytecode: extensions
 	$(PY) -m compileall -q gateway _fastpath
 
