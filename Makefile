@@ -10,9 +10,9 @@ FUZZ_TIME ?= 60
 SOAK_TIME ?= 600
 FUZZ_TARGETS := request_head response_head chunked_body config wire
 
-.PHONY: bootstrap system venv extensions images run test test-fast test-pure bench soak fuzz clean
+.PHONY: bootstrap system venv extensions bytecode images run test test-fast test-pure bench soak fuzz clean
 
-bootstrap: system venv extensions images
+bootstrap: system venv extensions bytecode images
 
 system:
 	@scripts/ensure-system-packages
@@ -32,6 +32,11 @@ _fastpath/.built: $(VENV)/.installed setup.py $(wildcard _fastpath/*.pyx _fastpa
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	$(PY) setup.py -q build_ext --inplace
 	touch $@
+
+# The bytecode cache, written even under PYTHONDONTWRITEBYTECODE=1: without it every start compiles
+# the gateway's source again, 130-170 ms (bench/RESULTS.md, "Gateway start, session 8").
+bytecode: extensions
+	$(PY) -m compileall -q gateway _fastpath
 
 images:
 	@if [ -f unikernels/Makefile ]; then $(MAKE) -s -C unikernels; fi

@@ -8,17 +8,22 @@
                      replacement booted)
   idle worker        QEMU CPU over an idle window, and its RSS (all / private)
 
-Routes are polled every millisecond over fresh connections. Run:
+Routes are polled every millisecond over fresh connections. The gateway's bytecode is compiled first (as
+`make` and `pip install` do), so a start measures the gateway, not CPython compiling its source;
+--no-bytecode measures a fresh checkout's cold start instead (the cache removed, none written). Run:
   .venv/bin/python -m bench.unikernel_boot [--repeats N] [--transport tap|socketpair] [--idle-seconds S]
+                                           [--no-bytecode]
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import glob
 import http.client
 import json
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -122,7 +127,21 @@ def pss_mib(pid):
     return float("nan")
 
 
-def gateway_round(workdir, transport, idle_seconds):
+def set_bytecode(present):
+    """Write the gateway's bytecode cache (even under PYTHONDONTWRITEBYTECODE=1), as an install does; or
+    remove it, as in a fresh checkout."""
+    for package in ("gateway", "_fastpath"):
+        root = os.path.join(REPO, package)
+        if present:
+            compileall.compile_dir(root, quiet=2)
+            continue
+        for folder, dirs, _ in os.walk(root):
+            if "__pycache__" in dirs:
+                dirs.remove("__pycache__")
+                shutil.rmtree(os.path.join(folder, "__pycache__"))
+
+
+def gateway_round(workdir, transport, idle_seconds, env=None):
     """(start ms, kill ms with a spare, kill ms without, idle CPU %, RSS MiB, private MiB, PSS MiB) for one
     fresh gateway."""
     os.makedirs(workdir)
@@ -132,7 +151,7 @@ def gateway_round(workdir, transport, idle_seconds):
         fh.write(gateway_config(port, transport))
     t0 = time.perf_counter()
     proc = procs.start("gateway", [sys.executable, "-m", "gateway", "-p", workdir, "-c", conf, "-g", "daemon off;"],
-                       None, workdir, cwd=REPO)
+                       None, workdir, env=env, cwd=REPO)
     try:
         start_ms = wait_answer(port, t0)
         idle = rss = anon = pss = None
@@ -166,12 +185,16 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--transport", default="tap", choices=("tap", "socketpair"))
     ap.add_argument("--idle-seconds", type=float, default=5.0)
+    ap.add_argument("--no-bytecode", action="store_true", help="start the gateway without a bytecode cache")
     args = ap.parse_args(argv)
+    set_bytecode(not args.no_bytecode)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"} if args.no_bytecode else None
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-uk-boot-") as tmp:
         boot_med, boot_min, boot_max = measure_boot(tmp, args.repeats)
         floor = measure_process_floor(args.repeats)
-        rounds = [gateway_round(os.path.join(tmp, f"gw{i}"), args.transport, args.idle_seconds if i == 0 else 0)
+        rounds = [gateway_round(os.path.join(tmp, f"gw{i}"), args.transport, args.idle_seconds if i == 0 else 0,
+                                env)
                   for i in range(args.repeats)]
     starts = [r[0] for r in rounds]
     kills = [r[1] for r in rounds]
@@ -183,7 +206,8 @@ def main(argv=None):
         print(f"| {name} | {value:.1f} {unit} | {'≤' if smaller else '≥'} {goal:g} {unit} | {'met' if ok else 'missed'} |")
 
     print(f"load average before/after: {load0} / {os.getloadavg()}; transport {args.transport}; "
-          f"{args.repeats} repeats (medians; min-max in brackets below)\n")
+          f"{args.repeats} repeats (medians; min-max in brackets below); "
+          f"{'no bytecode cache' if args.no_bytecode else 'bytecode compiled'}\n")
     print("| figure | measured | goal | |\n| --- | --- | --- | --- |")
     row("worker boot to first answer (QEMU start included)", boot_med, GOALS["boot"], "ms")
     row("gateway start to first unikernel answer", statistics.median(starts), GOALS["start"], "ms")

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import pkgutil
-import platform
 import sys
 import traceback
 from dataclasses import dataclass
@@ -181,6 +178,7 @@ def show_version(options: Options) -> None:
     """``-v``/``-V`` on stderr, as nginx prints them."""
     lines = [f"gateway version: gateway/{__version__}"]
     if options.version > 1:
+        import platform     # here, not at the top: every start would pay for what -V alone prints
         lines.append(f"built with Python {platform.python_version()}, {_uvloop_version()}")
         lines.append(f"Cython extensions: {_extensions_summary()}")
     sys.stderr.write("\n".join(lines) + "\n")
@@ -195,6 +193,8 @@ def _uvloop_version() -> str:
 
 
 def _extensions_summary() -> str:
+    import importlib.util
+    import pkgutil
     try:
         import _fastpath
     except ImportError:

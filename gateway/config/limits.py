@@ -50,11 +50,12 @@ class LimitConn:
 
 def zones(block: list[Directive], check_template) -> dict:
     """The zones an http block declares: name -> (kind, the shared zone)."""
-    from gateway.http import zones as shared      # the runtime side owns the memory
     found: dict = {}
     for d in block:
         if d.name not in ZONE_DIRECTIVES:
             continue
+        # The runtime side owns the memory; imported only by configs with zones (multiprocessing).
+        from gateway.http import zones as shared
         check_template(d.args[0], d.file, d.line)
         kind = d.name[:-len("_zone")]
         name, size, rate = "", 0, 1000

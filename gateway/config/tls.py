@@ -88,6 +88,9 @@ class TlsBuilder:
     def _build_tls(self, http: Http) -> None:
         """Load every server's certificates (as nginx does even without an ssl listen),
         then give each ``listen ... ssl`` socket its default server's context."""
+        if not any(server.tls.certificates or any(listen.ssl for listen in server.listens)
+                   for server in http.servers):
+            return      # no TLS: the runtime module (and its ssl contexts) is not even imported
         from gateway.http import tls as tls_module
         built: dict = {}
         for server in http.servers:

@@ -13,8 +13,6 @@ from gateway.http import access, errorpages
 from gateway.http.access import AccessRules
 from gateway.http.auth_basic import AuthBasic
 from gateway.http.held_body import BodyHolder
-from gateway.http.limit_conn import LimitConns
-from gateway.http.limit_req import LimitReqs
 from gateway.http.responses import error_page, padded
 from gateway.http.rewrite import client_context
 from gateway.observe.errorlog import log
@@ -40,8 +38,14 @@ class AccessPhasePlan:
         self.post_read_real_ip = content.post_read_real_ip
         self.proxy = self.unikernel = self.return_text = None
         self.return_code = 0
-        self.limit_req = LimitReqs(settings) if settings.limit_reqs else None
-        self.limit_conn = LimitConns(settings) if settings.limit_conns else None
+        # The limits' modules are imported by the configs that use them (their zones map shared memory).
+        self.limit_req = self.limit_conn = None
+        if settings.limit_reqs:
+            from gateway.http.limit_req import LimitReqs
+            self.limit_req = LimitReqs(settings)
+        if settings.limit_conns:
+            from gateway.http.limit_conn import LimitConns
+            self.limit_conn = LimitConns(settings)
         self.access = AccessRules(settings.access_rules) if settings.access_rules else None
         self.auth_basic = AuthBasic(settings) \
             if settings.auth_basic is not None and settings.auth_basic_user_file else None

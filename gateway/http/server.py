@@ -17,7 +17,6 @@ from gateway.http.mime import content_type
 from gateway.http.plan import LocationPlan
 from gateway.http.protocol import ClientConnection, TlsClientConnection
 from gateway.http.proxy_protocol import ProxyProtocolReader
-from gateway.http.tls import select_by_sni
 from gateway.http.proxy import ProxyExchange
 from gateway.http.responses import ERROR_PAGE_CODES, error_page, padded
 from gateway.http.upstream_connection import UpstreamRuntime
@@ -88,11 +87,25 @@ class WorkerApp:
             # Imported only when configured: plain proxies never load the QEMU side.
             from gateway.unikernel.dispatch import start_exchange
             from gateway.unikernel.service import UnikernelPools, make_handler
+            from gateway.process.privileges import resolve
             self.unikernels = UnikernelPools(http.unikernels, loop, config.prefix)
             self.make_unikernel_handler = make_handler
             self.start_unikernel = start_exchange
+            if resolve(config) is None:
+                # QEMU boots (~30 ms) while the rest is built below. A worker that switches to `user`
+                # launches in start(), after the switch, so its QEMUs never run as root.
+                self.unikernels.launch()
+        try:
+            self._build(config, http)
+        except BaseException:
+            if self.unikernels is not None:
+                self.unikernels.stop()
+            raise
+
+    def _build(self, config, http):
+        """Upstreams, routers and every location's plan."""
         self.upstreams = {
-            name: UpstreamRuntime(upstream, build_balancer(upstream), loop)
+            name: UpstreamRuntime(upstream, build_balancer(upstream), self.loop)
             for name, upstream in (http.upstreams.items() if http else ())
         }
         servers = http.servers if http else []
@@ -175,6 +188,7 @@ class WorkerApp:
         default = self.default_server(key)
         self._handshake_limit = max(self._handshake_limit, default.client_header_timeout)
         h2 = key in self.config.http.http2_listens
+        from gateway.http.tls import select_by_sni     # only TLS configs load it
         select_by_sni(context, self.server_router, key, default, h2)
         return await self.loop.create_server(
             lambda: self._tls_connection(key, h2), sock=sock, backlog=_backlog(sock),

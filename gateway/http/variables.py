@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import socket
@@ -9,7 +10,7 @@ import time
 
 from gateway import __version__
 from gateway.errors import ConfigError
-from gateway.http import auth_basic, captures, limit_rate, request_body, response_heads, tls
+from gateway.http import auth_basic, captures, limit_rate, request_body, response_heads
 
 _NAME = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 _UNCLOSED = re.compile(r"\$\{([A-Za-z0-9_]*)(?![A-Za-z0-9_]*\})")
@@ -17,6 +18,20 @@ _UNCLOSED = re.compile(r"\$\{([A-Za-z0-9_]*)(?![A-Za-z0-9_]*\})")
 
 def _host(r):
     return r.host or r.server_name
+
+
+class _Elsewhere:
+    """A getter of a module only some configurations load (gateway/http/tls.py): imported by
+    variable_getter when a template names it, so while the configuration loads, never during a
+    request (a worker that switched to `user` may not be able to read the module's files)."""
+
+    __slots__ = ("module", "name")
+
+    def __init__(self, module, name):
+        self.module, self.name = module, name
+
+    def load(self):
+        return getattr(importlib.import_module(f"gateway.http.{self.module}"), self.name)
 
 
 def _arg(name):
@@ -227,11 +242,11 @@ _SIMPLE = {
 
 # TLS termination: empty on plain HTTP connections, as in nginx.
 _SIMPLE.update({
-    "https": tls.https,
-    "ssl_protocol": tls.ssl_protocol,
-    "ssl_cipher": tls.ssl_cipher,
-    "ssl_server_name": tls.ssl_server_name,
-    "ssl_session_reused": tls.ssl_session_reused,
+    "https": _Elsewhere("tls", "https"),
+    "ssl_protocol": _Elsewhere("tls", "ssl_protocol"),
+    "ssl_cipher": _Elsewhere("tls", "ssl_cipher"),
+    "ssl_server_name": _Elsewhere("tls", "ssl_server_name"),
+    "ssl_session_reused": _Elsewhere("tls", "ssl_session_reused"),
 })
 
 # The HTTP/2 module's $http2: "h2" over TLS, "h2c" in cleartext, empty for HTTP/1.x.
@@ -328,6 +343,8 @@ _CASE_KEPT = ("cookie_", "upstream_cookie_")
 def variable_getter(name: str):
     """The function that reads variable ``name`` from a request, or None if unknown."""
     getter = _SIMPLE.get(name)
+    if isinstance(getter, _Elsewhere):
+        getter = _SIMPLE[name] = getter.load()
     if getter is not None:
         if getter is request_body.getter:
             request_body._wanted[0] = True

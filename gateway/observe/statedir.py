@@ -10,8 +10,6 @@ counting across respawns and reloads) and one status_PID.json per live worker.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 from gateway.observe.errorlog import log
 
@@ -38,6 +36,7 @@ def create(config, account=None) -> None:
     global _made
     if _made is not None or not wanted(config):
         return
+    import tempfile     # only configs with metrics or status_json need it
     _made = tempfile.mkdtemp(prefix="gateway-observe-")
     if account is not None:
         os.chown(_made, account.uid, account.gid)
@@ -71,6 +70,7 @@ def remove() -> None:
     global _made
     if _made is None:
         return
+    import shutil
     shutil.rmtree(_made, ignore_errors=True)
     if os.environ.get(ENV) == _made:
         del os.environ[ENV]

@@ -1,7 +1,6 @@
 """Name processes ``gateway: master`` / ``gateway: worker`` so ps and /proc tell them apart."""
 
 import ctypes
-import ctypes.util
 
 _PR_SET_NAME = 15
 _libc = None
@@ -12,7 +11,8 @@ def set_process_name(name: str) -> None:
     global _libc
     try:
         if _libc is None:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+            # The symbols already loaded, libc's among them: find_library would run ldconfig -p.
+            _libc = ctypes.CDLL(None, use_errno=True)
         _libc.prctl(_PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
     except (OSError, AttributeError):
         pass     # cosmetic only

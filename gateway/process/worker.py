@@ -59,7 +59,7 @@ GC_YOUNG_THRESHOLD = 20_000
 def tune_garbage_collector() -> None:
     """Keep the cyclic collector off the request path.
 
-    The config, plans and modules built at start live as long as the worker: frozen,
+    The config, plans and modules built with the app live as long as the worker: frozen,
     the collector never walks them again; see GC_YOUNG_THRESHOLD for the rest.
     """
     gc.collect()
@@ -94,8 +94,9 @@ class Worker:
             # After the app opened its files (as nginx's master opens logs as root),
             # before it accepts a single connection.
             privileges.drop(account)
-        await self.app.start(sockets)
+        # Before start(), which waits for the unikernel pools to boot: the collection runs meanwhile.
         tune_garbage_collector()
+        await self.app.start(sockets)
         self.ready = True
         if self.master_pid is not None:
             self._report_ready()

@@ -76,6 +76,7 @@ class Pool(PoolCore):
         for _ in range(self.config.min_instances):
             self.add_instance()
         self.supervisor.start()
+        self.supervisor.sync()      # QEMU is spawned now, not once this thread lets go of the GIL
         self._timer = self.loop.call_soon(self._tick)
         self._timer_due = self.loop.time()
 

@@ -91,12 +91,17 @@ class UnikernelPools:
         self.image_dir = None           # private copies of the images (see _private_copy)
         self._refresh = None
         self._served_written = 0
+        self._launched = False
         for name, config in configs.items():
             key = config.balance.key if config.balance.method == "hash" else None
             self.keys[name] = compile_template(key, config.file, config.line) if key else None
 
-    async def start(self):
-        """Launch MIN instances of each pool; UnikernelError (one sentence) when that cannot work."""
+    def launch(self):
+        """Create the pools and spawn their MIN instances, without waiting for them to boot; UnikernelError
+        (one sentence) when that cannot work. Called early, so QEMU boots while the worker builds the rest."""
+        if self._launched:
+            return
+        self._launched = True
         qemu_path = qemu.check_qemu()
         try:
             os.makedirs(self.log_dir, exist_ok=True)
@@ -112,6 +117,11 @@ class UnikernelPools:
         except UnikernelError:
             self.stop()
             raise
+
+    async def start(self):
+        """Launch MIN instances of each pool (unless launch() did) and wait for them to boot; then the spares
+        and the autoscalers. UnikernelError (one sentence) when the pools cannot start."""
+        self.launch()
         boot = max(p.tunables.boot_timeout for p in self.pools.values())
         counts = await asyncio.gather(*(p.wait_booted(boot) for p in self.pools.values()))
         for pool, ready in zip(self.pools.values(), counts):

@@ -61,6 +61,15 @@ class Supervisor(threading.Thread):
         self._commands.put(("retire", inst))
         self._wake()
 
+    def sync(self, timeout=1.0):
+        """Wait until the thread has carried out the commands given so far (e.g. spawned the added
+        instances). Waiting releases the GIL: a caller that went on computing instead would hold it,
+        and the thread would get it only after a switch interval or more (5-15 ms measured)."""
+        done = threading.Event()
+        self._commands.put(("sync", done))
+        self._wake()
+        done.wait(timeout)
+
     def shutdown(self, timeout=2.0):
         """Kill every QEMU by pid and end the thread; bounded by timeout."""
         self._stopping = True
@@ -113,6 +122,8 @@ class Supervisor(threading.Thread):
                 self._reap(inst, kill=True)
                 self.instances.remove(inst)
                 self._notify(self.events.retired, inst)
+            elif command == "sync":
+                inst.set()      # an Event, not an instance
         if self._stopping:
             return
         now = time.monotonic()

@@ -17,3 +17,6 @@ class FailingApp(WorkerApp):
         if os.path.exists(os.path.join(self.config.prefix, "fail-start")):
             raise GatewayError("refusing to start: fail-start marker present")
         await super().start(sockets)
+        # Tells a test that this worker is past the marker check (one worker answering says
+        # nothing about the others, which may still be starting).
+        open(os.path.join(self.config.prefix, f"started.{os.getpid()}"), "w").close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import signal
@@ -383,6 +384,8 @@ def test_a_reload_whose_workers_cannot_start_keeps_the_old_ones(gateway):
     gateway.write_config(text="one")
     master = gateway.start_foreground(env=failing_env(gateway))
     workers = gateway.workers(master)
+    wait_for(lambda: len(glob.glob(os.path.join(gateway.prefix, "started.*"))) == len(workers),
+             "every worker to be past its start")
 
     open(os.path.join(gateway.prefix, "fail-start"), "w").close()
     gateway.write_config(text="two")
