@@ -218,6 +218,10 @@ class Master:
                 slot = self.slots.pop(pid)
                 stub_status.retire(slot.counters)
                 statedir.worker_exited(pid)
+                if slot.config.http is not None and slot.config.http.unikernels:
+                    # A worker killed by a signal cannot remove its copies of the images.
+                    from gateway.unikernel import image_copies   # only configs with pools need it
+                    image_copies.remove_of(pid)
                 self._worker_exited(pid, slot, status)
 
     def _worker_exited(self, pid: int, slot: Slot, status: int) -> None:

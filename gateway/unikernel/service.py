@@ -9,7 +9,6 @@ Each worker boots its instances from its own copy of each image, so a pool never
 import asyncio
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import orjson
@@ -17,7 +16,7 @@ import orjson
 from gateway.errors import ImageNotFound, LaunchFailed, UnikernelError
 from gateway.http.variables import compile_template
 from gateway.observe.errorlog import log
-from gateway.unikernel import dispatch, qemu
+from gateway.unikernel import dispatch, image_copies, qemu
 from gateway.unikernel.autoscaler import Autoscaler
 from gateway.unikernel.dispatch import SERVICES
 from gateway.unikernel.pool import Pool
@@ -150,7 +149,7 @@ class UnikernelPools:
         from the new file beside instances of the old one.
         """
         if self.image_dir is None:
-            self.image_dir = tempfile.mkdtemp(prefix=f"gateway-images-{os.getpid()}-")
+            self.image_dir = image_copies.make_dir()
         folder = os.path.join(self.image_dir, name)
         os.makedirs(folder, exist_ok=True)
         copy = os.path.join(folder, Path(image).name)

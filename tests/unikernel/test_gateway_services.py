@@ -275,6 +275,8 @@ def test_a_crashed_gateway_worker_takes_its_qemus_along(uk_gateway):
     links = wait_for(lambda: (lambda text: text if not [n for n in names if f" {n}:" in text] else None)(
         subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout), 5, "taps gone")
     assert links
+    # The master removes the private image copies the dead worker could not.
+    wait_for(lambda: not glob.glob(f"/tmp/gateway-images-{worker}-*"), 5, "its image copies gone")
     # The master starts a new worker, with new instances that serve.
     wait_for(lambda: status(gw) and all(i["state"] == "ready" for p in status(gw).values()
                                         for i in p["instances"]), what="the new worker's instances")
