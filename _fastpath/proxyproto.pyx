@@ -728,6 +728,10 @@ cdef class ClientConnection(_Sender):
     cdef public object pending_head  # PendingHead of a head that arrives in pieces
     cdef public object proxy_protocol   # ProxyAddresses, set by ProxyProtocolReader
     cdef public object pacer    # limit_rate's Pacer of the response going out (limit_rate.py)
+    cdef public double accepted     # the loop's clock at connection_made ($connection_time)
+    # The previous request ended with bytes of the next one already read: that one is
+    # pipelined ($pipe, nginx's hc->pipeline).
+    cdef bint leftover
     cdef bint draining      # the app is shutting down: no keep-alive (app.shutting_down)
     cdef object default     # app.default_server(listen_key): fixed for the app's life
     cdef _ServerInfo default_info
@@ -775,6 +779,7 @@ cdef class ClientConnection(_Sender):
 
     def connection_made(self, transport):
         self._attach_transport(transport)
+        self.accepted = self._now()
         self.id = self.app.next_connection_id()
         # No TCP_NODELAY here: uvloop and asyncio set it on every TCP transport already.
         peer = transport.get_extra_info("peername") or ("", 0)
@@ -844,8 +849,10 @@ cdef class ClientConnection(_Sender):
         if handler is not None:
             handler.client_aborted()
         cdef Request request = self.request
-        if request is not None and request.cleanup is not None:
-            _run_cleanup(request)     # a request that never finished
+        if request is not None:
+            if request.cleanup is not None:
+                _run_cleanup(request)     # a request that never finished
+            request.connection = None
 
     def pause_writing(self):
         self.writing_paused = True
@@ -913,6 +920,9 @@ cdef class ClientConnection(_Sender):
         request.server_addr = self.server_addr
         request.server_port = self.server_port
         request.connection_id = self.id
+        request.connection = self
+        if self.leftover:
+            request.pipelined = True
         if self.ssl_object is not None:
             request.scheme = "https"
             request.ssl_object = self.ssl_object
@@ -1313,6 +1323,8 @@ cdef class ClientConnection(_Sender):
                     where.meter.record(request)
             if request.cleanup is not None:
                 _run_cleanup(request)
+            request.connection = None     # no cycle with self.request once logged
+        self.leftover = PyBytes_GET_SIZE(self.buffer) > 0
         if self.state == CLOSED:
             return
         if not self.keep_alive:
@@ -1388,6 +1400,7 @@ cdef class ClientConnection(_Sender):
             request.remote_addr = self.remote_addr
             request.server = self.app.default_server(self.listen_key)
             request.start_time = self._now()
+            request.connection = self
             self.request = request
         if self.response_started or self.state == CLOSED:
             self.close()
@@ -1673,6 +1686,12 @@ cdef class ProxyExchange:
     cdef double time0
     cdef int n_peers, n_statuses, n_times
     cdef list more_peers, more_statuses, more_times
+    # The current try's bytes read and written ($upstream_bytes_received, _sent) and
+    # where its response body began ($upstream_response_length); earlier tries' as
+    # tuples in a list made only for a retry. C integers: no object per chunk.
+    cdef long long received, sent, head_bytes
+    cdef bint has_body
+    cdef list earlier_bytes
     cdef public bint buffer_body
     cdef public bint fresh_retry_done
     cdef _PlanInfo info
@@ -1865,6 +1884,7 @@ cdef class ProxyExchange:
         self._attach(future.result()[1], self.conn._now())
 
     cdef _upstream_write(self, data):
+        self.sent += PyBytes_GET_SIZE(data) if type(data) is bytes else len(data)
         upstream = self.upstream
         if type(upstream) is UpstreamConnection:
             (<UpstreamConnection>upstream)._write(data)
@@ -1968,6 +1988,7 @@ cdef class ProxyExchange:
         self._arm(self.info.read_timeout, D_READ)
 
     cpdef upstream_data(self, bytes data):
+        self.received += PyBytes_GET_SIZE(data)
         if self.state == RELAYING:
             self._arm(self.info.read_timeout, D_READ)
             self._relay(data)
@@ -2030,6 +2051,8 @@ cdef class ProxyExchange:
         if info.intercept is not None and status in info.intercept:
             self._intercept(status, buffer)
             return
+        self.has_body = True
+        self.head_bytes = self.received - size
         own = None
         if info.response_filter is not None and (info.filter_always or head.redirect_field):
             # The location edits the upstream's fields (gateway/http/headers.py).
@@ -2298,14 +2321,36 @@ cdef class ProxyExchange:
             self.peer0 = peer
         else:
             self.more_peers = _appended(self.more_peers, peer)
+            self.earlier_bytes = _appended(self.earlier_bytes, self._try_bytes())
+            self.received = self.sent = self.head_bytes = 0
+            self.has_body = False
         self.n_peers += 1
 
     cdef _drop_last_peer(self):
+        """Forget the try on a stale keep-alive connection: the retry takes its place."""
         self.n_peers -= 1
+        self.received = self.sent = self.head_bytes = 0
+        self.has_body = False
         if self.n_peers == 0:
             self.peer0 = None
         else:
             self.more_peers.pop()
+            # The try before it is the current one again.
+            self.received, self.sent, length = self.earlier_bytes.pop()
+            if length:
+                self.has_body = True
+                self.head_bytes = self.received - length
+
+    cdef tuple _try_bytes(self):
+        """(bytes received, bytes sent, response length) of the current try."""
+        return (self.received, self.sent, self.received - self.head_bytes if self.has_body else 0)
+
+    cdef object _bytes_per_try(self):
+        if self.n_peers == 0:
+            return None
+        if self.earlier_bytes is None:
+            return [self._try_bytes()]
+        return self.earlier_bytes + [self._try_bytes()]
 
     cdef _note_status(self, int status):
         if self.n_statuses == 0:
@@ -2343,11 +2388,13 @@ cdef class ProxyExchange:
             request.upstream_status = _status_text(self.status0)
             request.upstream_response_time = _seconds_text(self.time0)
             request.upstream_header_time = _seconds_text(self.header_time) if self.header_time else "-"
+            request.upstream_bytes = self._bytes_per_try()
             return
         request.upstream_addr = ", ".join([f"{p.host}:{p.port}" for p in self.addresses])
         request.upstream_status = ", ".join(map(str, self.statuses))
         request.upstream_response_time = ", ".join([f"{t:.3f}" for t in self.times])
         request.upstream_header_time = f"{self.header_time:.3f}" if self.header_time else "-"
+        request.upstream_bytes = self._bytes_per_try()
 
     # Timeouts --------------------------------------------------------------
 

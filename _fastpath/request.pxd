@@ -27,6 +27,12 @@ cdef class Request:
     # Called once when the request ends (limit_conn gives its counts back), else None.
     cdef public object cleanup
     cdef public object proxy_protocol   # the connection's PROXY header, or None
+    # The client connection ($connection_time, $tcpinfo_*): dropped when the request is
+    # logged, so that it and the connection's own reference make no cycle that outlives it.
+    cdef public object connection
+    cdef public bint pipelined      # $pipe: read from bytes left after the previous request
+    # Each try's (bytes received, bytes sent, response length), set with $upstream_status.
+    cdef public object upstream_bytes
     # The request line's method and target as received (None when not kept): what
     # method.encode() and request_uri re-encoded would give, without the work.
     cdef object raw_method, raw_target

@@ -48,6 +48,7 @@ class ClientConnection(asyncio.Protocol):
         "remote_addr", "remote_port", "server_addr", "server_port", "reading_paused",
         "writing_paused", "response_started", "closing_after_response", "discarding",
         "in_read_loop", "ssl_object", "pending_head", "proxy_protocol", "pacer",
+        "accepted", "leftover",
     )
 
     def __init__(self, app, listen_key):
@@ -71,6 +72,8 @@ class ClientConnection(asyncio.Protocol):
         self.closing_after_response = False
         self.discarding = False
         self.in_read_loop = False
+        self.accepted = 0.0          # the loop's clock at connection_made ($connection_time)
+        self.leftover = False        # the next request's bytes were read with the previous one
         self.ssl_object = None       # set by TlsClientConnection
         self.proxy_protocol = None   # ProxyAddresses, set by ProxyProtocolReader
         self.pacer = None            # limit_rate's Pacer of the response going out, or None
@@ -79,6 +82,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
+        self.accepted = self.app.clock()     # $connection_time
         self.id = self.app.next_connection_id()
         # No TCP_NODELAY here: uvloop and asyncio set it on every TCP transport already.
         peer = transport.get_extra_info("peername") or ("", 0)
@@ -140,8 +144,10 @@ class ClientConnection(asyncio.Protocol):
         if handler is not None:
             handler.client_aborted()
         request = self.request
-        if request is not None and getattr(request, "cleanup", None) is not None:
-            run_cleanup(request)      # a request that never finished
+        if request is not None:
+            if getattr(request, "cleanup", None) is not None:
+                run_cleanup(request)      # a request that never finished
+            request.connection = None
 
     def pause_writing(self):
         self.writing_paused = True
@@ -193,6 +199,9 @@ class ClientConnection(asyncio.Protocol):
         request.server_addr = self.server_addr
         request.server_port = self.server_port
         request.connection_id = self.id
+        request.connection = self
+        if self.leftover:
+            request.pipelined = True
         if self.ssl_object is not None:
             request.scheme = "https"
             request.ssl_object = self.ssl_object
@@ -394,6 +403,10 @@ class ClientConnection(asyncio.Protocol):
             self.app.log_request(request)
             if getattr(request, "cleanup", None) is not None:
                 run_cleanup(request)
+            request.connection = None     # no cycle with self.request once logged
+        # The previous request ended with bytes of the next one already read: that one is
+        # pipelined ($pipe, nginx's hc->pipeline).
+        self.leftover = bool(self.buffer)
         if self.state == CLOSED:
             return
         if not self.keep_alive:
@@ -440,6 +453,7 @@ class ClientConnection(asyncio.Protocol):
             self.request.remote_addr = self.remote_addr
             self.request.server = self.app.default_server(self.listen_key)
             self.request.start_time = self.app.clock()
+            self.request.connection = self
         if self.response_started or self.state == CLOSED:
             self.close()
             return

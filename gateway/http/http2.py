@@ -102,6 +102,7 @@ class Http2Connection(asyncio.Protocol):
     def connection_made(self, transport):
         app = self.app
         self.transport = transport
+        self.accepted = app.clock()     # $connection_time
         self.id = app.next_connection_id()
         peer = transport.get_extra_info("peername") or ("", 0)
         self.remote_addr, self.remote_port = peer[0], peer[1]

@@ -125,6 +125,7 @@ class Http2Stream(http1.ClientConnection):
         request.server_port = self.server_port
         request.connection_id = self.id
         request.connection_requests = self.conn.requests_served
+        request.connection = self.conn     # $connection_time, $tcpinfo_* ($pipe stays ".")
         if self.ssl_object is not None:
             request.scheme = "https"
             request.ssl_object = self.ssl_object
@@ -258,6 +259,7 @@ class Http2Stream(http1.ClientConnection):
         if request is not None and not self.logged:
             self.logged = True
             self.app.log_request(request)
+            request.connection = None     # no cycle through the connection's streams
         if self.state == CLOSED:
             self.conn.stream_done(self)
             return
@@ -365,6 +367,7 @@ class Http2Stream(http1.ClientConnection):
             self.request.status = self.request.status or 499
             self.logged = True
             self.app.log_request(self.request)
+            self.request.connection = None
 
     def shutdown(self, graceful: bool):
         self.conn.shutdown(graceful)

@@ -39,8 +39,8 @@ class ProxyExchange:
         "replayable", "request_sent", "tries", "started", "try_started", "deadline",
         "deadline_kind", "response_buffer", "framing", "remaining", "decoder",
         "wrap_chunks", "reusable", "client_paused", "upstream_paused", "connect_future",
-        "header_time", "addresses", "statuses", "times", "buffer_body", "fresh_retry_done",
-        "hidden", "own_server", "own_date", "trailing", "raw_headers",
+        "header_time", "addresses", "statuses", "times", "try_bytes", "buffer_body",
+        "fresh_retry_done", "hidden", "own_server", "own_date", "trailing", "raw_headers",
     )
 
     def __init__(self, conn, request, plan, app):
@@ -83,6 +83,9 @@ class ProxyExchange:
         self.addresses = []
         self.statuses = []
         self.times = []
+        # Each try's [bytes received, bytes sent, bytes of the response head or None before
+        # its body] ($upstream_bytes_received, _sent, $upstream_response_length).
+        self.try_bytes = []
         self.fresh_retry_done = False
         self.hidden = HIDDEN_RESPONSE
         self.own_server = self.own_date = True
@@ -145,6 +148,7 @@ class ProxyExchange:
         self.peer = peer
         self.try_started = self.app.clock()
         self.addresses.append(peer)
+        self.try_bytes.append([0, 0, None])
         upstream = self.proxy.upstream
         cached = upstream.pool.take(peer) if allow_cached and self.proxy.keepalive else None
         if cached is not None:
@@ -182,12 +186,11 @@ class ProxyExchange:
         upstream.requests += 1
         self.state = WAITING
         self.response_buffer = b""
-        transport = upstream.transport
         self.request_sent = True
-        transport.write(self._head_with_length())
+        self._upstream_write(self._head_with_length())
         if self.proxy.pass_body:
             for part in self.body_parts:
-                transport.write(part)
+                self._upstream_write(part)
         if not self.replayable:
             self.body_parts = []
         self._arm(self.proxy.read_timeout, "read")
@@ -203,7 +206,7 @@ class ProxyExchange:
             self.body_size += len(piece)
             if streaming:
                 if self.proxy.pass_body:
-                    self.upstream.transport.write(piece)
+                    self._upstream_write(piece)
                 if self.replayable:
                     if self.body_size <= REPLAY_LIMIT:
                         self.body_parts.append(piece)
@@ -270,7 +273,12 @@ class ProxyExchange:
             self.conn.transport.resume_reading()
         self._arm(self.proxy.read_timeout, "read")
 
+    def _upstream_write(self, data):
+        self.try_bytes[-1][1] += len(data)
+        self.upstream.transport.write(data)
+
     def upstream_data(self, data):
+        self.try_bytes[-1][0] += len(data)
         if self.state == RELAYING:
             self._arm(self.proxy.read_timeout, "read")
             self._relay(data)
@@ -324,6 +332,8 @@ class ProxyExchange:
         if intercept is not None and status in intercept:
             self._intercept(status, headers)
             return
+        counts = self.try_bytes[-1]
+        counts[2] = counts[0] - len(rest)
         edits = self.proxy.response_filter
         if edits is not None and (edits.always or has_redirect_field(headers)):
             self.raw_headers = headers
@@ -568,6 +578,7 @@ class ProxyExchange:
             upstream.close()
             self.upstream = None
             self.addresses.pop()
+            self.try_bytes.pop()
             self._connect(peer, allow_cached=False)
             return
         self.statuses.append(status)
@@ -615,6 +626,8 @@ class ProxyExchange:
         request.upstream_status = ", ".join(map(str, self.statuses))
         request.upstream_response_time = ", ".join(f"{t:.3f}" for t in self.times)
         request.upstream_header_time = f"{self.header_time:.3f}" if self.header_time else "-"
+        request.upstream_bytes = [(received, sent, 0 if head is None else received - head)
+                                  for received, sent, head in self.try_bytes] or None
 
     # Timeouts --------------------------------------------------------------
 

@@ -30,6 +30,13 @@ class Request:
         "cleanup",
         # the connection's PROXY header, on a ``listen ... proxy_protocol`` socket
         "proxy_protocol",
+        # the client connection ($connection_time, $tcpinfo_*): dropped when the request is
+        # logged, so that it and the connection's own reference make no cycle that outlives it
+        "connection",
+        # $pipe: True when read from bytes left after the previous request
+        "pipelined",
+        # each try's (bytes received, bytes sent, response length), set with $upstream_status
+        "upstream_bytes",
     )
 
     def __init__(self, method, request_uri, uri, args, version, headers):

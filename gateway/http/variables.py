@@ -138,6 +138,46 @@ def _request_filename(r):
     return request_filename(r, where) if where is not None else ""
 
 
+def _upstream_counts(index):
+    """$upstream_bytes_received (0), _bytes_sent (1), $upstream_response_length (2): per try,
+    joined like $upstream_status (ngx_http_upstream_response_length_variable)."""
+    def get(r):
+        tries = getattr(r, "upstream_bytes", None)
+        return ", ".join([str(counts[index]) for counts in tries]) if tries else ""
+    return get
+
+
+def _upstream_queue_time(r):
+    """$upstream_queue_time: open-source nginx has no ``queue``, so 0 per try."""
+    tries = getattr(r, "upstream_bytes", None)
+    return ", ".join(["0.000"] * len(tries)) if tries else ""
+
+
+def _connection_time(r):
+    """$connection_time: seconds since the connection was accepted, "%d.%03d" as nginx."""
+    conn = getattr(r, "connection", None)
+    if conn is None:
+        return ""
+    ms = max(int((time.monotonic() - conn.accepted) * 1000), 0)
+    return "%d.%03d" % (ms // 1000, ms % 1000)
+
+
+def _tcpinfo(offset):
+    """$tcpinfo_*: a u32 of the client socket's struct tcp_info (getsockopt TCP_INFO)."""
+    def get(r):
+        conn = getattr(r, "connection", None)
+        transport = conn.transport if conn is not None else None
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None:
+            return ""
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        except OSError:
+            return ""
+        return str(int.from_bytes(info[offset:offset + 4], "little")) if len(info) >= 104 else ""
+    return get
+
+
 def _forwarded_for(r):
     previous = r.header("x-forwarded-for")
     return f"{previous}, {r.remote_addr}" if previous else r.remote_addr
@@ -227,6 +267,10 @@ _SIMPLE = {
     "upstream_response_time": lambda r: r.upstream_response_time,
     "upstream_connect_time": lambda r: r.upstream_connect_time,
     "upstream_header_time": lambda r: r.upstream_header_time,
+    "upstream_bytes_received": _upstream_counts(0),
+    "upstream_bytes_sent": _upstream_counts(1),
+    "upstream_response_length": _upstream_counts(2),
+    "upstream_queue_time": _upstream_queue_time,
     "unikernel_cache_status": lambda r: getattr(r, "cache_status", None) or "",
     # No proxy_cache here: nginx's value without one, not found ("-" in logs).
     "upstream_cache_status": lambda r: "",
@@ -234,6 +278,14 @@ _SIMPLE = {
     "limit_rate": limit_rate.variable,
     "connection": lambda r: str(r.connection_id),
     "connection_requests": lambda r: str(r.connection_requests),
+    "connection_time": _connection_time,
+    # "p" for a request read from bytes left after the previous one; never over HTTP/2.
+    "pipe": lambda r: "p" if getattr(r, "pipelined", False) else ".",
+    # struct tcp_info (linux/tcp.h): tcpi_rtt, tcpi_rttvar, tcpi_snd_cwnd, tcpi_rcv_space.
+    "tcpinfo_rtt": _tcpinfo(68),
+    "tcpinfo_rttvar": _tcpinfo(72),
+    "tcpinfo_snd_cwnd": _tcpinfo(80),
+    "tcpinfo_rcv_space": _tcpinfo(96),
     "pid": lambda r: str(os.getpid()),
     "hostname": lambda r: _hostname,
     "nginx_version": lambda r: __version__,

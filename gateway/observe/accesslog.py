@@ -106,6 +106,9 @@ _PLAIN = frozenset({
     "body_bytes_sent", "request_length", "remote_addr", "remote_port", "server_addr",
     "server_port", "connection", "connection_requests", "pid", "upstream_response_time",
     "upstream_connect_time", "upstream_header_time", "upstream_status", "scheme",
+    "upstream_response_length", "upstream_bytes_received", "upstream_bytes_sent",
+    "upstream_queue_time", "connection_time", "pipe", "tcpinfo_rtt", "tcpinfo_rttvar",
+    "tcpinfo_snd_cwnd", "tcpinfo_rcv_space",
 })
 
 # ngx_http_log_escape: bytes below 0x20, '"', '\\' and 0x7f and above become \xHH.
@@ -183,7 +186,8 @@ class LogFormat:
     def __init__(self, text: str, escape: str = "default"):
         all_names = [m.group(1) or m.group(2) for m in VARIABLE.finditer(text)]
         # The proxy formats these only for formats that show them (LocationPlan.records_upstream).
-        self.uses_upstream_tries = not UPSTREAM_TRIES.isdisjoint(all_names)
+        self.uses_upstream_tries = not (UPSTREAM_TRIES.isdisjoint(all_names)
+                                        and UPSTREAM_COUNTS.isdisjoint(all_names))
         names = iter(all_names)
         escaper = _ESCAPERS[escape]
         pattern, values, namespace, ops = [], [], {"_esc": escaper}, []
@@ -221,6 +225,9 @@ class LogFormat:
 # $upstream_* variables made from the proxy's record of its tries (ProxyExchange._record).
 UPSTREAM_TRIES = frozenset({"upstream_addr", "upstream_status", "upstream_response_time",
                             "upstream_header_time", "upstream_connect_time"})
+# Read by getters from the same record (Request.upstream_bytes, gateway/http/variables.py).
+UPSTREAM_COUNTS = frozenset({"upstream_response_length", "upstream_bytes_received",
+                             "upstream_bytes_sent", "upstream_queue_time"})
 
 
 def _op(name, getter, escape, escaper, header, empty) -> tuple:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import shutil
 import signal
 import socket
@@ -43,7 +44,8 @@ error_log {dir}/error.log info;
 pid {dir}/server.pid;
 events {{ worker_connections 64; }}
 http {{
-    log_format proto '$server_protocol "$request" $status';
+    log_format proto '$server_protocol "$request" $status '
+                     '$upstream_response_length|$upstream_bytes_received|$upstream_bytes_sent|$pipe';
     access_log {dir}/access.log proto;
     default_type text/plain;
     upstream app {{ server {backend}; keepalive 8; }}
@@ -61,6 +63,9 @@ http {{
         }}
         location /files/ {{ alias {files}/; }}
         location /moved {{ return 301 /elsewhere; }}
+        location /connvars {{
+            return 200 "$pipe|$connection_time|$tcpinfo_rtt|$tcpinfo_rttvar|$tcpinfo_snd_cwnd|$tcpinfo_rcv_space";
+        }}
     }}
     server {{
         listen 127.0.0.1:{tls} ssl;
@@ -227,6 +232,33 @@ def test_the_access_log_says_http2(sites):
     _wait_for(lambda: 'HTTP/2.0 "GET /logged HTTP/2.0" 200' in
               (sites["gateway"].dir / "access.log").read_text())
     assert 'HTTP/2.0 "GET /logged HTTP/2.0" 200' in (sites["nginx"].dir / "access.log").read_text()
+
+
+def test_connection_variables_over_h2(sites, certs):
+    """Never pipelined ("."); $connection_time and $tcpinfo_* of the form nginx gives."""
+    def run(site):
+        h2c = curl("--http2-prior-knowledge", f"http://127.0.0.1:{site.h2c}/connvars")
+        tls = curl("--http2", "--cacert", certs.ca_file, "--resolve",
+                   f"a.test:{site.tls}:127.0.0.1", f"https://a.test:{site.tls}/connvars")
+        return h2c.stdout, tls.stdout
+    for answer in both(sites, run):
+        for body in answer:
+            assert re.fullmatch(r"\.\|\d+\.\d{3}\|\d+\|\d+\|\d+\|\d+", body), answer
+
+
+def test_upstream_counts_over_h2_logged_as_nginx(sites):
+    """A proxied response the backend sends the same to both: the same response-side counts."""
+    lines = []
+    for name in ("gateway", "nginx"):
+        site = sites[name]
+        curl("--http2-prior-knowledge", f"http://127.0.0.1:{site.h2c}/proxy/big?n=1234")
+        log = site.dir / "access.log"
+        _wait_for(lambda: "/proxy/big?n=1234 " in log.read_text())
+        line = [x for x in log.read_text().splitlines() if "/proxy/big?n=1234 " in x][-1]
+        lines.append(line.rpartition(" ")[2].split("|"))
+    ours, theirs = lines
+    assert ours[:2] == theirs[:2] and ours[0] == "1234", lines
+    assert int(ours[2]) > 0 and ours[3] == theirs[3] == ".", lines
 
 
 def _wait_for(condition, tries=200):
