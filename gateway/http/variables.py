@@ -147,12 +147,6 @@ def _upstream_counts(index):
     return get
 
 
-def _upstream_queue_time(r):
-    """$upstream_queue_time: open-source nginx has no ``queue``, so 0 per try."""
-    tries = getattr(r, "upstream_bytes", None)
-    return ", ".join(["0.000"] * len(tries)) if tries else ""
-
-
 def _connection_time(r):
     """$connection_time: seconds since the connection was accepted, "%d.%03d" as nginx."""
     conn = getattr(r, "connection", None)
@@ -270,7 +264,6 @@ _SIMPLE = {
     "upstream_bytes_received": _upstream_counts(0),
     "upstream_bytes_sent": _upstream_counts(1),
     "upstream_response_length": _upstream_counts(2),
-    "upstream_queue_time": _upstream_queue_time,
     "unikernel_cache_status": lambda r: getattr(r, "cache_status", None) or "",
     # No proxy_cache here: nginx's value without one, not found ("-" in logs).
     "upstream_cache_status": lambda r: "",

@@ -107,7 +107,7 @@ _PLAIN = frozenset({
     "server_port", "connection", "connection_requests", "pid", "upstream_response_time",
     "upstream_connect_time", "upstream_header_time", "upstream_status", "scheme",
     "upstream_response_length", "upstream_bytes_received", "upstream_bytes_sent",
-    "upstream_queue_time", "connection_time", "pipe", "tcpinfo_rtt", "tcpinfo_rttvar",
+    "connection_time", "pipe", "tcpinfo_rtt", "tcpinfo_rttvar",
     "tcpinfo_snd_cwnd", "tcpinfo_rcv_space",
 })
 
@@ -227,7 +227,7 @@ UPSTREAM_TRIES = frozenset({"upstream_addr", "upstream_status", "upstream_respon
                             "upstream_header_time", "upstream_connect_time"})
 # Read by getters from the same record (Request.upstream_bytes, gateway/http/variables.py).
 UPSTREAM_COUNTS = frozenset({"upstream_response_length", "upstream_bytes_received",
-                             "upstream_bytes_sent", "upstream_queue_time"})
+                             "upstream_bytes_sent"})
 
 
 def _op(name, getter, escape, escaper, header, empty) -> tuple:

@@ -1,6 +1,6 @@
 """$upstream_response_length, $upstream_bytes_received and $upstream_bytes_sent side by side
-with real nginx, per try as $upstream_status. ($upstream_queue_time: nginx 1.22.1 refuses it,
-open-source nginx has no ``queue``; see test_upstream_queue_time_per_try.)
+with real nginx, per try as $upstream_status. ($upstream_queue_time is refused,
+as nginx 1.22.1 refuses it.)
 
 The upstream request each server writes differs (header order, Connection), so
 $upstream_bytes_sent is checked against the request the echo backend saw; responses that do
@@ -171,17 +171,9 @@ def test_without_upstream_empty_as_nginx(pair):
     assert got[:4] == ["-"] * 4
 
 
-def test_upstream_queue_time_per_try():
-    """$upstream_queue_time as nginx documents it without ``queue``: 0 per try, else empty."""
-    from gateway.http.request import Request as RequestPy
-    from gateway.http.variables import compile_template
-    classes = [RequestPy]
-    with contextlib.suppress(ImportError):
-        from _fastpath.request import Request as RequestC
-        classes.append(RequestC)
-    template = compile_template("[$upstream_queue_time] [$upstream_bytes_received]")
-    for cls in classes:
-        request = cls("GET", "/", "/", "", 11, [])
-        assert template.render(request) == "[] []"
-        request.upstream_bytes = [(0, 0, 0), (120, 80, 20)]
-        assert template.render(request) == "[0.000, 0.000] [0, 120]"
+def test_upstream_queue_time_is_refused_like_nginx(tmp_path):
+    """nginx 1.22.1 refuses $upstream_queue_time (its docs list it; open source has no queue)."""
+    from tests.config.test_nginx_wording import refused_like_nginx
+    expected, error = refused_like_nginx(tmp_path, 'log_format f "$upstream_queue_time";')
+    assert error.message == expected == 'unknown "upstream_queue_time" variable'
+    assert error.line == 5

@@ -23,7 +23,7 @@ http {
                       '[$upstream_status] [$upstream_response_time] [$upstream_header_time] '
                       '$connection_requests "$request" $host $pipe '
                       '[$upstream_response_length] [$upstream_bytes_received] '
-                      '[$upstream_bytes_sent] [$upstream_queue_time]';
+                      '[$upstream_bytes_sent]';
     access_log ACCESS parity;
     upstream b {
         server 127.0.0.1:9001;
