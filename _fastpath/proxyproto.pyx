@@ -20,7 +20,8 @@ from cpython.long cimport PyLong_FromVoidPtr
 from cpython.unicode cimport PyUnicode_GET_LENGTH
 from libc.string cimport memcmp, memcpy
 from libc.time cimport time as c_time
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+from _fastpath.clock cimport is_native_clock, monotonic
 
 from gateway.errors import (
     BadRequest, GatewayError, HttpError, PayloadTooLarge, RequestTimeout, UpstreamError)
@@ -118,32 +119,10 @@ cdef int _framing_code(str kind):
     return F_NONE
 
 
+cdef dict _native_clocks = {}      # loop class -> whether clock.is_native_clock
+
+
 # Server and Date lines: the twin's cache asked once per second, not once per response.
-cdef inline double _monotonic() noexcept:
-    """loop.time() without a Python call: uvloop's and asyncio's clocks are both
-    CLOCK_MONOTONIC in seconds (uvloop's rounded to the millisecond it cached when
-    the loop iteration began; this reading is exact, so never earlier than it)."""
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
-
-
-cdef dict _native_clocks = {}
-
-
-cdef bint _is_native_clock(clock):
-    """Whether clock is uvloop's or asyncio's own loop.time (not a test's fake)."""
-    owner = getattr(clock, "__self__", None)
-    cls = type(owner)
-    known = _native_clocks.get(cls)
-    if known is None:
-        import uvloop
-        own = getattr(cls, "time", None)
-        known = _native_clocks[cls] = getattr(clock, "__name__", "") == "time" and (
-            own is uvloop.Loop.time or own is asyncio.BaseEventLoop.time)
-    return known
-
-
 cdef long _date_second = -1
 cdef bytes _date_full = b""
 cdef bytes _date_short = b""
@@ -754,7 +733,7 @@ cdef class ClientConnection(_Sender):
         self.listen_key = listen_key
         self.own_dispatch = _dispatch_mirrored(app)
         self.clock = app.clock
-        self.native_clock = _is_native_clock(self.clock)
+        self.native_clock = is_native_clock(self.clock, _native_clocks)
         self.transport = None
         self.buffer = b""
         self.pending_head = None
@@ -773,7 +752,7 @@ cdef class ClientConnection(_Sender):
         self.server_port = 0
 
     cdef inline double _now(self):
-        return _monotonic() if self.native_clock else self.clock()
+        return monotonic() if self.native_clock else self.clock()
 
     # Protocol interface -------------------------------------------------
 

@@ -15,7 +15,8 @@ import collections
 from cpython.bytes cimport PyBytes_GET_SIZE
 from libc.stdint cimport uint32_t
 from libc.time cimport time as c_time
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+from _fastpath.clock cimport is_native_clock, monotonic
 
 from _fastpath.proxyproto cimport conn_body_pending, conn_send_simple, conn_set_handler
 from _fastpath.ukservices cimport SVC_ECHO, build, part_kind, part_of, read, service_code, uri_prefix
@@ -51,27 +52,7 @@ cdef enum:
     PICK_HASH
 
 
-cdef inline double _monotonic() noexcept:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
-
-
-cdef dict _native_clocks = {}
-
-
-cdef bint _is_native_clock(clock):
-    """Whether clock is uvloop's or asyncio's own loop.time (CLOCK_MONOTONIC), not a test's fake."""
-    owner = getattr(clock, "__self__", None)
-    cls = type(owner)
-    known = _native_clocks.get(cls)
-    if known is None:
-        import asyncio
-        import uvloop
-        own = getattr(cls, "time", None)
-        known = _native_clocks[cls] = getattr(clock, "__name__", "") == "time" and (
-            own is uvloop.Loop.time or own is asyncio.BaseEventLoop.time)
-    return known
+cdef dict _native_clocks = {}      # loop class -> whether clock.is_native_clock
 
 
 cdef class Call:
@@ -162,10 +143,10 @@ cdef class PoolCore:
         self.flush_cb = self._flush
         self.call_soon = loop.call_soon
         self.clock = loop.time
-        self.native_clock = _is_native_clock(self.clock)
+        self.native_clock = is_native_clock(self.clock, _native_clocks)
 
     cdef inline double _now(self):
-        return _monotonic() if self.native_clock else self.clock()
+        return monotonic() if self.native_clock else self.clock()
 
     def next_id(self):
         """The next request id: 32-bit, increasing, never 0, wrapping (one sequence per pool)."""
@@ -259,8 +240,8 @@ cdef class PoolCore:
         self._dispatch_to(inst, call)
 
     cdef _dispatch_to(self, InstanceCore inst, Call call):
-        cdef double monotonic = _monotonic()
-        cdef long long now_ms = <long long>(monotonic * 1000.0)
+        cdef double now = monotonic()
+        cdef long long now_ms = <long long>(now * 1000.0)
         # An idle instance's request leaves at once, at most once a millisecond per pool (pool_core.py).
         cdef bint direct = now_ms != self._direct_ms and not inst.inflight and not inst.outbox \
             and not inst.writing
@@ -268,7 +249,7 @@ cdef class PoolCore:
         self._next_id = rid + 1 if rid < 0xFFFFFFFF else 1
         call.instance = inst
         call.req_id = rid
-        call.sent_at = monotonic if self.native_clock else self.clock()
+        call.sent_at = now if self.native_clock else self.clock()
         inst.inflight[rid] = call
         inst.inflight_frames += call.nframes
         payload = call.payload
@@ -391,7 +372,7 @@ cdef class PoolCore:
             else:
                 owner.unikernel_reply(msg.status, msg.payload)
         if replied:
-            inst.last_pong = _monotonic()      # any reply shows the worker is alive (time.monotonic)
+            inst.last_pong = monotonic()      # any reply shows the worker is alive (time.monotonic)
             self._after(inst)
 
     def _after_reply(self, inst):
@@ -421,7 +402,7 @@ cdef class _Route:
     cdef bint native_clock
 
     cdef double now(self):
-        return _monotonic() if self.native_clock else self.clock()
+        return monotonic() if self.native_clock else self.clock()
 
 
 cdef _Route _new_route(plan, app, pool, str service, key):
@@ -438,7 +419,7 @@ cdef _Route _new_route(plan, app, pool, str service, key):
     route.location = getattr(plan, "location", None)
     route.prefix = uri_prefix(route.location)
     route.clock = app.clock
-    route.native_clock = _is_native_clock(route.clock)
+    route.native_clock = is_native_clock(route.clock, _native_clocks)
     return route
 
 
