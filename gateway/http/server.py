@@ -23,6 +23,7 @@ from gateway.http.upstream_connection import UpstreamRuntime
 from gateway.observe.accesslog import AccessLogs
 from gateway.observe import statedir, stub_status
 from gateway.observe.errorlog import log
+from gateway.process.listeners import ListenOptions, listen_options
 from gateway.routing.router import LocationRouter, ServerRouter
 from gateway.upstream import build_balancer, start_health_checks
 
@@ -158,32 +159,34 @@ class WorkerApp:
             self.http2 = http2
         proxied = {listen.key for server in (self.config.http.servers if self.config.http else ())
                    for listen in server.listens if listen.proxy_protocol}
+        # uvloop listens again with the backlog it is given: the one the master listened with.
+        backlogs = {key: options.backlog for key, options in listen_options(self.config).items()}
         for key, socks in sockets.items():
             context = tls_contexts.get(key)
+            backlog = backlogs.get(key, ListenOptions.backlog)
             for sock in socks:
                 if key in proxied:
                     server = await self.loop.create_server(
                         lambda key=key: ProxyProtocolReader(
                             self, key, lambda: ClientConnection(self, key)),
-                        sock=sock, backlog=_backlog(sock))
+                        sock=sock, backlog=backlog)
                 elif context is None and key in http2_keys:
                     server = await self.loop.create_server(
                         lambda key=key: self.http2.PrefaceSniffer(
                             self, key, lambda: ClientConnection(self, key)),
-                        sock=sock, backlog=_backlog(sock))
+                        sock=sock, backlog=backlog)
                 elif context is None:
                     server = await self.loop.create_server(
-                        lambda key=key: ClientConnection(self, key), sock=sock,
-                        backlog=_backlog(sock))
+                        lambda key=key: ClientConnection(self, key), sock=sock, backlog=backlog)
                 else:
-                    server = await self._serve_tls(key, sock, context)
+                    server = await self._serve_tls(key, sock, context, backlog)
                 self.servers.append(server)
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         balancers = [u.balancer for u in self.upstreams.values() if u.config.health_check]
         if balancers:
             self.health = start_health_checks(balancers, self.loop)
 
-    async def _serve_tls(self, key, sock, context):
+    async def _serve_tls(self, key, sock, context, backlog):
         # nginx cuts a stalled handshake with the default server's client_header_timeout.
         default = self.default_server(key)
         self._handshake_limit = max(self._handshake_limit, default.client_header_timeout)
@@ -191,7 +194,7 @@ class WorkerApp:
         from gateway.http.tls import select_by_sni     # only TLS configs load it
         select_by_sni(context, self.server_router, key, default, h2)
         return await self.loop.create_server(
-            lambda: self._tls_connection(key, h2), sock=sock, backlog=_backlog(sock),
+            lambda: self._tls_connection(key, h2), sock=sock, backlog=backlog,
             ssl=context, ssl_handshake_timeout=default.client_header_timeout,
             ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
 
@@ -803,7 +806,3 @@ def _walk(locations):
     for location in locations:
         yield location
         yield from _walk(location.children)
-
-
-def _backlog(sock) -> int:
-    return getattr(sock, "gateway_backlog", 511)

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import threading
 
@@ -79,6 +80,32 @@ def test_reload_applies_a_changed_config(gateway):
     assert len(new_workers) == 2 and not set(new_workers) & set(old_workers)
     assert "reconfiguring" in gateway.log_text()
     assert alive(master) and gateway.read_pid() == master
+
+
+def listen_backlogs(port: int) -> list[int]:
+    """The accept-queue limit of every socket listening on ``port`` (ss's Send-Q column)."""
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True,
+                         check=True).stdout
+    return [int(line.split()[2]) for line in out.splitlines()]
+
+
+@pytest.mark.parametrize("reuseport", ["", " reuseport"])
+def test_workers_listen_with_the_configured_backlog_also_after_a_reload(gateway, reuseport):
+    # uvloop calls listen() again in each worker: with 511 there, backlog=N would be lost.
+    def serve(backlog):
+        gateway.write_config(http=f"server {{ listen 127.0.0.1:{gateway.port} backlog={backlog}"
+                                  f"{reuseport}; location / {{ return 200 \"{backlog}\"; }} }}")
+    serve(1234)
+    master = gateway.start_foreground()
+    old_workers = gateway.workers(master)
+    assert get(gateway.port) == (200, b"1234")
+    assert listen_backlogs(gateway.port) == [1234] * (2 if reuseport else 1)
+
+    serve(777)
+    assert gateway.command("-s", "reload").returncode == 0
+    wait_for(lambda: not any(alive(pid) for pid in old_workers), "old workers to exit")
+    assert get(gateway.port) == (200, b"777")
+    assert listen_backlogs(gateway.port) == [777] * (2 if reuseport else 1)
 
 
 def test_reload_with_an_invalid_config_keeps_the_old_one(gateway):
