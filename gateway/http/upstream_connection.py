@@ -63,15 +63,22 @@ class UpstreamConnection(asyncio.Protocol):
                 self.transport.close()
 
 
+# How long an idle upstream connection beyond ``keepalive N`` is kept for reuse before it is
+# closed (HAProxy likewise purges idle server connections gradually: pool-purge-delay).
+TRIM_DELAY = 1.0
+
+
 class KeepalivePool:
     """Idle connections of one upstream, at most ``size`` in all (nginx's LRU cache).
 
-    With a ``loop``, the least recently used beyond ``size`` are closed at the end of
-    the event-loop iteration that freed them, not at once: a request read in the same
-    iteration takes one of them instead of opening a new connection while an idle one
-    is being closed. Under 1,000 concurrent clients over ``keepalive 64`` that cut new
-    upstream connections from 0.76 to 0.04 per request. Without a loop the excess is
-    closed at once, as nginx does.
+    With a ``loop``, the least recently used beyond ``size`` are closed once they have been
+    idle for TRIM_DELAY, not at once: a request read soon after takes one of them instead
+    of opening a new connection while an idle one is being closed. Under 1,000 concurrent
+    clients over ``keepalive 64``, closing at the end of the iteration already cut new
+    upstream connections from 0.76 to 0.04 per request; at 5,000 that still churned 0.14
+    per request, and each new connection waited in the backend's accept queue (seconds of
+    p99, bench/RESULTS.md "Tail latency"). Without a loop the excess is closed at once, as
+    nginx does.
     """
 
     def __init__(self, size: int, timeout: float, max_requests: int, loop=None):
@@ -124,10 +131,16 @@ class KeepalivePool:
             self.loop.call_soon(self.trim)
 
     def trim(self):
-        """Close the least recently used idle connections beyond ``size``."""
+        """Close the least recently used idle connections beyond ``size`` idle for TRIM_DELAY."""
         self.trim_pending = False
+        limit = self.loop.time() - TRIM_DELAY if self.loop is not None else float("inf")
         while len(self.idle) > self.size:
-            next(iter(self.idle)).close()     # close() forgets it
+            conn = next(iter(self.idle))      # the least recently used
+            if conn.idle_since > limit:       # the rest are younger: come back for this one
+                self.trim_pending = True
+                self.loop.call_at(conn.idle_since + TRIM_DELAY, self.trim)
+                return
+            conn.close()                      # close() forgets it
 
     def forget(self, conn: UpstreamConnection):
         if self.idle.pop(conn, 0) is None:

@@ -7,6 +7,7 @@ makes the pool forget it.
 
 import asyncio
 
+from gateway.http import upstream_connection
 from gateway.http.upstream_connection import KeepalivePool
 
 
@@ -44,21 +45,28 @@ def test_without_a_loop_the_least_recently_used_beyond_size_is_closed_at_once():
     assert pool.take("p").name == "c"          # most recently used first
 
 
-def test_with_a_loop_the_excess_stays_usable_until_the_iteration_ends():
+def test_with_a_loop_the_excess_stays_usable_until_idle_for_the_trim_delay(monkeypatch):
+    monkeypatch.setattr(upstream_connection, "TRIM_DELAY", 0.2)
+
     async def scenario():
-        pool = KeepalivePool(2, 60.0, 100, asyncio.get_running_loop())
-        conns = [Conn(pool, "p", n) for n in "abcd"]
-        for conn in conns:                     # four responses in one iteration...
-            pool.put(conn, 0.0)
+        loop = asyncio.get_running_loop()
+        pool = KeepalivePool(2, 60.0, 100, loop)
+        conns = [Conn(pool, "p", n) for n in "abcde"]
+        for conn in conns[:4]:                 # four responses in one iteration...
+            pool.put(conn, loop.time())
         assert not any(c.closed for c in conns)
         taken = pool.take("p")                 # ...and a request read in the same one
         assert taken.name == "d" and taken.reused
-        await asyncio.sleep(0)                 # the iteration ends: trimmed to size
-        await asyncio.sleep(0)
+        for _ in range(3):                     # iterations end: all three still kept
+            await asyncio.sleep(0)
+        assert not any(c.closed for c in conns) and len(pool.idle) == 3
+        await asyncio.sleep(0.1)
+        pool.put(conns[4], loop.time())        # released later: younger than a, b, c
+        await asyncio.sleep(0.15)              # a and b idle for the delay: back to size
         return pool, conns
     pool, conns = asyncio.run(scenario())
-    assert [c.closed for c in conns] == [True, False, False, False]
-    assert list(pool.idle) == [conns[1], conns[2]]
+    assert [c.closed for c in conns] == [True, True, False, False, False]
+    assert list(pool.idle) == [conns[2], conns[4]]
     assert not pool.trim_pending
 
 
@@ -68,6 +76,9 @@ def test_one_trim_is_scheduled_however_many_connections_overflow():
     class CountingLoop:
         def call_soon(self, callback):
             calls.append(callback)
+
+        def time(self):
+            return 100.0      # every connection below has been idle since 0.0
 
     pool = KeepalivePool(1, 60.0, 100, CountingLoop())
     conns = [Conn(pool, "p", n) for n in "abcde"]
