@@ -325,6 +325,11 @@ cdef str _seconds_text(double seconds):
     return buf[:n].decode("ascii") if n >= 0 else f"{seconds:.3f}"
 
 
+cdef str _time_or_dash(double seconds):
+    """One try's $upstream_connect_time or _header_time: "-" where the try did not get there."""
+    return _seconds_text(seconds) if seconds >= 0.0 else "-"
+
+
 cdef _run_cleanup(Request request):
     """connection.run_cleanup: a request's cleanup, run once."""
     cleanup = request.cleanup
@@ -1671,6 +1676,10 @@ cdef class ProxyExchange:
     cdef long long received, sent, head_bytes
     cdef bint has_body
     cdef list earlier_bytes
+    # The current try's connect and header times ($upstream_connect_time, _header_time;
+    # -1: not reached), earlier tries' as tuples in a list made only for a retry.
+    cdef double try_connect, try_header
+    cdef list earlier_times
     cdef public bint buffer_body
     cdef public bint fresh_retry_done
     cdef _PlanInfo info
@@ -1703,6 +1712,7 @@ cdef class ProxyExchange:
         self.replayable = True
         self.started = request.start_time    # read in this same callback
         self.try_started = self.started
+        self.try_connect = self.try_header = -1.0
         self.deadline_kind = D_CONNECT
         self.response_buffer = b""
         self.framing = F_NONE
@@ -1872,6 +1882,7 @@ cdef class ProxyExchange:
 
     cdef _attach(self, upstream, double now):
         self.upstream = upstream
+        self.try_connect = now - self.try_started
         if type(upstream) is UpstreamConnection:
             (<UpstreamConnection>upstream).exchange = self
             (<UpstreamConnection>upstream).requests += 1
@@ -2007,7 +2018,7 @@ cdef class ProxyExchange:
         cdef int status = head.status
         cdef long long length
         cdef Py_ssize_t start = head.consumed, size = PyBytes_GET_SIZE(buffer) - head.consumed
-        self.header_time = now - self.try_started
+        self.header_time = self.try_header = now - self.try_started
         if status == 101:
             if header_value(self.request.headers, b"upgrade", False) is not None:
                 self._upgrade(buffer, start)
@@ -2301,8 +2312,10 @@ cdef class ProxyExchange:
         else:
             self.more_peers = _appended(self.more_peers, peer)
             self.earlier_bytes = _appended(self.earlier_bytes, self._try_bytes())
+            self.earlier_times = _appended(self.earlier_times, (self.try_connect, self.try_header))
             self.received = self.sent = self.head_bytes = 0
             self.has_body = False
+        self.try_connect = self.try_header = -1.0
         self.n_peers += 1
 
     cdef _drop_last_peer(self):
@@ -2310,10 +2323,12 @@ cdef class ProxyExchange:
         self.n_peers -= 1
         self.received = self.sent = self.head_bytes = 0
         self.has_body = False
+        self.try_connect = self.try_header = -1.0
         if self.n_peers == 0:
             self.peer0 = None
         else:
             self.more_peers.pop()
+            self.try_connect, self.try_header = self.earlier_times.pop()
             # The try before it is the current one again.
             self.received, self.sent, length = self.earlier_bytes.pop()
             if length:
@@ -2361,18 +2376,24 @@ cdef class ProxyExchange:
     cdef _record(self):
         """Fill the $upstream_* variables (only needed by access logs)."""
         cdef Request request = self.request
+        if self.n_times < self.n_peers:     # cut short: nginx times the try at finalizing
+            self._note_time(self.conn._now() - self.try_started)
         if self.n_peers == 1 and self.n_statuses == 1 and self.n_times == 1:
             # One try, the usual case: the same strings as below, without the joins.
             request.upstream_addr = _peer_text(self.peer0)
             request.upstream_status = _status_text(self.status0)
             request.upstream_response_time = _seconds_text(self.time0)
-            request.upstream_header_time = _seconds_text(self.header_time) if self.header_time else "-"
+            request.upstream_connect_time = _time_or_dash(self.try_connect)
+            request.upstream_header_time = _time_or_dash(self.try_header)
             request.upstream_bytes = self._bytes_per_try()
             return
         request.upstream_addr = ", ".join([f"{p.host}:{p.port}" for p in self.addresses])
         request.upstream_status = ", ".join(map(str, self.statuses))
         request.upstream_response_time = ", ".join([f"{t:.3f}" for t in self.times])
-        request.upstream_header_time = f"{self.header_time:.3f}" if self.header_time else "-"
+        times = (self.earlier_times or []) + [(self.try_connect, self.try_header)] \
+            if self.n_peers else []
+        request.upstream_connect_time = ", ".join([_time_or_dash(c) for c, h in times])
+        request.upstream_header_time = ", ".join([_time_or_dash(h) for c, h in times])
         request.upstream_bytes = self._bytes_per_try()
 
     # Timeouts --------------------------------------------------------------

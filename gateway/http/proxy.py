@@ -39,7 +39,7 @@ class ProxyExchange:
         "replayable", "request_sent", "tries", "started", "try_started", "deadline",
         "deadline_kind", "response_buffer", "framing", "remaining", "decoder",
         "wrap_chunks", "reusable", "client_paused", "upstream_paused", "connect_future",
-        "header_time", "addresses", "statuses", "times", "try_bytes", "buffer_body",
+        "header_time", "addresses", "statuses", "times", "try_bytes", "try_times", "buffer_body",
         "fresh_retry_done", "hidden", "own_server", "own_date", "trailing", "raw_headers",
     )
 
@@ -86,6 +86,9 @@ class ProxyExchange:
         # Each try's [bytes received, bytes sent, bytes of the response head or None before
         # its body] ($upstream_bytes_received, _sent, $upstream_response_length).
         self.try_bytes = []
+        # Each try's [connect time, header time], None until reached ($upstream_connect_time,
+        # $upstream_header_time).
+        self.try_times = []
         self.fresh_retry_done = False
         self.hidden = HIDDEN_RESPONSE
         self.own_server = self.own_date = True
@@ -149,10 +152,11 @@ class ProxyExchange:
         self.try_started = self.app.clock()
         self.addresses.append(peer)
         self.try_bytes.append([0, 0, None])
+        self.try_times.append([None, None])
         upstream = self.proxy.upstream
         cached = upstream.pool.take(peer) if allow_cached and self.proxy.keepalive else None
         if cached is not None:
-            self._attach(cached)
+            self._attach(cached, self.try_started)    # nginx: connect time 0 for a cached one
             return
         self.state = CONNECTING
         self._arm(self.proxy.connect_timeout, "connect")
@@ -180,8 +184,9 @@ class ProxyExchange:
             return
         self._attach(future.result()[1])
 
-    def _attach(self, upstream: UpstreamConnection):
+    def _attach(self, upstream: UpstreamConnection, now: float | None = None):
         self.upstream = upstream
+        self.try_times[-1][0] = (self.app.clock() if now is None else now) - self.try_started
         upstream.exchange = self
         upstream.requests += 1
         self.state = WAITING
@@ -310,7 +315,7 @@ class ProxyExchange:
 
     def _start_response(self, version, status, headers, rest):
         now = self.app.clock()
-        self.header_time = now - self.try_started
+        self.header_time = self.try_times[-1][1] = now - self.try_started
         if status == 101:
             if self.request.header("upgrade") is not None:
                 self._upgrade(headers, rest)
@@ -579,6 +584,7 @@ class ProxyExchange:
             self.upstream = None
             self.addresses.pop()
             self.try_bytes.pop()
+            self.try_times.pop()
             self._connect(peer, allow_cached=False)
             return
         self.statuses.append(status)
@@ -622,10 +628,13 @@ class ProxyExchange:
     def _record(self):
         """Fill the $upstream_* variables (only needed by access logs)."""
         request = self.request
+        if len(self.times) < len(self.addresses):   # cut short: nginx times the try at finalizing
+            self.times.append(self.app.clock() - self.try_started)
         request.upstream_addr = ", ".join(f"{p.host}:{p.port}" for p in self.addresses)
         request.upstream_status = ", ".join(map(str, self.statuses))
         request.upstream_response_time = ", ".join(f"{t:.3f}" for t in self.times)
-        request.upstream_header_time = f"{self.header_time:.3f}" if self.header_time else "-"
+        request.upstream_connect_time = ", ".join(_time_or_dash(c) for c, h in self.try_times)
+        request.upstream_header_time = ", ".join(_time_or_dash(h) for c, h in self.try_times)
         request.upstream_bytes = [(received, sent, 0 if head is None else received - head)
                                   for received, sent, head in self.try_bytes] or None
 
@@ -661,3 +670,8 @@ class ProxyExchange:
         else:
             self._fail("timeout", 504, "upstream timed out (110: Connection timed out) "
                        "while reading response header from upstream")
+
+
+def _time_or_dash(seconds) -> str:
+    """One try's $upstream_connect_time or _header_time: "-" where the try did not get there."""
+    return "-" if seconds is None else f"{seconds:.3f}"
