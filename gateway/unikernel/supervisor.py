@@ -307,7 +307,8 @@ class Supervisor(threading.Thread):
             self._reap(paused)
             self._paused_exited(paused, describe_exit(code) + _last_words(paused.stderr_log, code), now)
             return
-        self._read_monitor(paused, f'unikernel "{self.pool_name}", paused QEMU (pid {paused.pid})')
+        if paused.qmp is not None:
+            self._read_monitor(paused, f'unikernel "{self.pool_name}", paused QEMU (pid {paused.pid})')
         if paused.qmp is None:
             paused.proc.kill()          # no monitor, no resume: noticed as an exit next round
             return
