@@ -151,7 +151,8 @@ class Supervisor(threading.Thread):
             try:
                 self._check_paused(paused, now)
             except Exception as exc:
-                self._log("alert", f'supervising unikernel "{self.pool_name}", a paused QEMU: {type(exc).__name__}: {exc}')
+                self._log("alert", f'supervising unikernel "{self.pool_name}", a paused QEMU: '
+                          f"{type(exc).__name__}: {exc}")
 
     def _wait(self):
         # A pidfd becomes readable the moment its process exits: restarts need no polling; the
@@ -332,8 +333,8 @@ class Supervisor(threading.Thread):
             paused.state = FAILED
             self.paused.remove(paused)
             self._notify(self.events.paused_failed, paused)
-            self._log("error", f'unikernel "{self.pool_name}": paused QEMU (pid {paused.pid}) {how}; it exited {len(exits)} '
-                      f"times in {self.tunables.crash_window:g}s: no more paused QEMUs for this pool")
+            self._log("error", f'unikernel "{self.pool_name}": paused QEMU (pid {paused.pid}) {how}; it exited '
+                      f"{len(exits)} times in {self.tunables.crash_window:g}s: no more paused QEMUs for this pool")
             return
         delay = 0.0 if len(exits) == 1 else \
             min(self.tunables.backoff_max, self.tunables.backoff_min * 2 ** (len(exits) - 2))
