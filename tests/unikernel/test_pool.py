@@ -116,6 +116,10 @@ async def test_a_crash_looping_instance_is_marked_failed(pools, tmp_path):
     assert await ask(pool, Op.ECHO, b"x") == (502, 'no live instance in unikernel "echo"')
     with open(inst.stderr_log) as fh:
         assert fh.read().count("invalid kernel header") == 4     # QEMU's own words, kept per start
+    # The paused QEMU the pool keeps cannot load either: it is given up after the same crash limit.
+    await until(lambda: not pool.paused and not pool._prestarting)
+    with open(os.path.join(p.log_dir, f"echo-paused.{os.getpid()}.stderr")) as fh:
+        assert fh.read().count("invalid kernel header") == 4
 
 
 @pytest.mark.qemu
