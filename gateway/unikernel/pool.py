@@ -91,7 +91,7 @@ class Pool(PoolCore):
 
     def add_spares(self):
         """Boot the spares (`spares N`): once the serving instances are up, so they do not compete
-        with them for the CPU while the gateway starts."""
+        with them for the CPU while the gateway starts; the paused QEMUs (`prestart N`) follow them."""
         for _ in range(self.config.spares):
             self.add_instance(spare=True)
         self._prestarting = True

@@ -184,7 +184,7 @@ class Supervisor(threading.Thread):
                 self._exited(inst, describe_exit(code) + _last_words(inst.stderr_now, code), now)
                 return
             if inst.qmp is not None:
-                self._read_monitor(inst, inst.name)
+                self._read_monitor(inst, f'unikernel "{inst.name}" (pid {inst.pid})')
                 if inst.qmp is not None and not inst.qmp.pending:
                     inst.qmp.close()        # the resume is answered: the monitor has done its part
                     inst.qmp = None
