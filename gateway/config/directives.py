@@ -148,6 +148,7 @@ TABLE: dict[str, list[Spec]] = {
     "image": [_s([UNIKERNEL])],
     "instances": [_s([UNIKERNEL], 1, 2)],
     "spares": [_s([UNIKERNEL])],
+    "prestart": [_s([UNIKERNEL])],
     "memory": [_s([UNIKERNEL])],
     "transport": [_s([UNIKERNEL])],
     "accel": [_s([UNIKERNEL])],

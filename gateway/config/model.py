@@ -396,6 +396,7 @@ class UnikernelPool:
     min_instances: int = 1
     max_instances: int = 1
     spares: int = 0                       # booted instances standing by (gateway/unikernel/pool.py)
+    prestart: int = 1                     # paused QEMUs kept ready (gateway/unikernel/prestart.py)
     memory_mb: int = 16
     transport: str = "auto"               # auto, tap, socketpair
     accel: str = "auto"                   # auto, kvm, tcg

@@ -31,6 +31,10 @@ class UnikernelBuilder:
                 if not a[0].isdigit() or int(a[0]) > 8:
                     raise bad
                 pool.spares = int(a[0])
+            elif n == "prestart":
+                if not a[0].isdigit() or int(a[0]) > 8:
+                    raise bad
+                pool.prestart = int(a[0])
             elif n == "memory":
                 size = values.parse_size(a[0])
                 if not size or size < 1024 * 1024:

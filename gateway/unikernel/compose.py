@@ -37,8 +37,9 @@ _BODY_STATUS = {Status.UNAUTHORIZED: 401, Status.BAD_REQUEST: 400, Status.TOO_LA
 class _View:
     """The location's plan as one cache outcome sees it: its add_headers carry X-Cache."""
 
+    # Every attribute the proxy exchange reads of a plan (the pure-Python connection reads gzip too).
     __slots__ = ("location", "settings", "kind", "proxy", "add_headers", "access_logs", "records_upstream",
-                 "unikernel")
+                 "unikernel", "gzip")
 
     def __init__(self, plan, x_cache):
         for name in self.__slots__:

@@ -38,6 +38,9 @@ class Instance(InstanceCore):
         self.stderr_log = stderr_log
         self.accel = accel
         # Process (supervisor thread).
+        self.qemu_link = link                # the link its QEMU is wired to: `link` once the loop has seen a resume
+        self.stderr_now = stderr_log         # where its QEMU's stderr goes (a resumed paused one: the pool's file)
+        self.qmp = None                      # a resumed paused QEMU's monitor, until the resume is answered
         self.proc = None
         self.pid = 0
         self.pidfd = None

@@ -7,12 +7,14 @@ import os
 import subprocess
 import time
 
+from gateway.errors import LaunchFailed, UnikernelError
 from gateway.observe.errorlog import log
 from gateway.unikernel import qemu, wire
 from gateway.unikernel.instance import (
     DRAINING, FAILED, READY, RESTARTING, RETIRED, SPARE, STARTING, STOPPED, Instance)
 from gateway.unikernel.link import SocketpairLink, TapLink
 from gateway.unikernel.pool_core import Call, PoolCore, fail_call
+from gateway.unikernel.prestart import PausedQemu
 from gateway.unikernel.supervisor import Supervisor
 
 __all__ = ["Call", "Pool"]     # Call: the twin pool_core selected (compiled or not)
@@ -22,8 +24,11 @@ __all__ = ["Call", "Pool"]     # Call: the twin pool_core selected (compiled or 
 BOOT_PING_INTERVAL = 0.002
 # Ready instances are pinged in this many phases of the ping interval.
 PING_PHASES = 8
-# Tap names are "uk<pid hex>p<pool>i<index>": at most 2 + 6 + 1 + 2 + 1 + 2 = 14 bytes (IFNAMSIZ is 16).
+# Tap names are "uk<pid hex>p<pool>l<link>": at most 2 + 6 + 1 + 2 + 1 + 3 = 15 bytes (IFNAMSIZ is 16).
+# Links are numbered apart from instances: a link goes with the QEMU wired to it, and an instance that
+# resumes a paused QEMU (prestart.py) takes that QEMU's link.
 MAX_INDEX = 99
+MAX_LINK = 255
 
 
 class _SecretSent:
@@ -68,6 +73,10 @@ class Pool(PoolCore):
         self._phase = 0
         self._ping_epoch = time.monotonic()
         self._boot_waiters = []
+        self.paused = []            # PausedQemu asked of the supervisor and not yet taken by an instance
+        self._prestarting = False   # paused QEMUs are kept once the pool and its spares are up
+        self._free_links = []       # links left by an instance that took a paused QEMU's: the next paused one's
+        self._link_numbers = set()
 
     # Lifecycle --------------------------------------------------------------
 
@@ -82,9 +91,28 @@ class Pool(PoolCore):
 
     def add_spares(self):
         """Boot the spares (`spares N`): once the serving instances are up, so they do not compete
-        with them for the CPU while the gateway starts."""
+        with them for the CPU while the gateway starts; the paused QEMUs (`prestart N`) follow them."""
         for _ in range(self.config.spares):
             self.add_instance(spare=True)
+        self._prestarting = True
+        self._prestart()
+
+    def _prestart(self):
+        # Paused QEMUs start once nothing boots, so they do not take CPU from an instance on its way up.
+        if self.closed or not self._prestarting or len(self.paused) >= self.config.prestart or \
+                any(i.state == STARTING for i in self.instances):
+            return
+        while len(self.paused) < self.config.prestart:
+            try:
+                link = self._free_links.pop() if self._free_links else self._new_link()
+            except UnikernelError as exc:
+                log.error(f'unikernel "{self.name}": cannot start a paused QEMU: {exc}')
+                self._prestarting = False
+                return
+            paused = PausedQemu(link, os.path.join(self.log_dir, f"{self.name}-paused.{os.getpid()}.stderr"))
+            self.paused.append(paused)
+            self.supervisor.prestart(paused)
+        self._changed()
 
     async def wait_booted(self, timeout):
         """Wait until no instance is starting (or timeout); the number ready."""
@@ -108,6 +136,10 @@ class Pool(PoolCore):
         self.supervisor.shutdown()
         for inst in list(self.instances):
             self._forget(inst)
+        for link in [p.link for p in self.paused] + self._free_links:
+            self._close_link(link)
+        self.paused.clear()
+        self._free_links.clear()
         for call in self.queue:
             call.done = True
         self.queue.clear()
@@ -119,18 +151,10 @@ class Pool(PoolCore):
         index = next((n for n in range(MAX_INDEX + 1) if n not in used), None)
         if index is None:
             return None
-        if self.transport == "tap":
-            link = TapLink(f"uk{os.getpid():x}p{self.number}i{index}", self.host_mac)
-        else:
-            link = SocketpairLink(self.host_mac)
-        guest_mac = f"52:54:00:{self.number:02x}:{index:02x}:01"
+        link = self._free_links.pop() if self._free_links else self._new_link()
         stem = f"{self.name}-{index}.{os.getpid()}"
         console = os.path.join(self.log_dir, stem + ".console")
-        append = " ".join([f"id={index}"] + [f"{k}={v}" for k, v in self.guest_settings.items()])
-        argv = qemu.build_argv(self.image, memory_mb=self.config.memory_mb, accel=self.accel,
-                               netdev_args=link.netdev_args(), serial_log=console, append=append,
-                               mac=guest_mac, qemu=self.qemu_path, keep_log=True)
-        inst = Instance(self.name, index, link, guest_mac, argv, console,
+        inst = Instance(self.name, index, link, link.guest_mac, self.qemu_argv(link, console), console,
                         os.path.join(self.log_dir, stem + ".stderr"), self.accel)
         inst.spare = spare
         self.instances.append(inst)
@@ -139,6 +163,36 @@ class Pool(PoolCore):
         self.supervisor.add(inst)
         self._changed()
         return inst
+
+    def qemu_argv(self, link, console, monitor_fd=None):
+        """QEMU's command line on link (pure: the supervisor thread calls it too). The guest's id= is
+        the link's number; monitor_fd starts it paused (prestart.py), its console then set at resume."""
+        append = " ".join([f"id={link.number}"] + [f"{k}={v}" for k, v in self.guest_settings.items()])
+        return qemu.build_argv(self.image, memory_mb=self.config.memory_mb, accel=self.accel,
+                               netdev_args=link.netdev_args(), serial_log=console, append=append,
+                               mac=link.guest_mac, qemu=self.qemu_path, keep_log=True, monitor_fd=monitor_fd)
+
+    def _new_link(self):
+        number = next((n for n in range(MAX_LINK + 1) if n not in self._link_numbers), None)
+        if number is None:
+            raise LaunchFailed(f'unikernel "{self.name}": no free link number')
+        if self.transport == "tap":
+            link = TapLink(f"uk{os.getpid():x}p{self.number}l{number}", self.host_mac)
+        else:
+            link = SocketpairLink(self.host_mac)
+        # The guest's MAC goes with the link: what is sent on a link is addressed to the QEMU wired to it.
+        link.number = number
+        link.guest_mac = f"52:54:00:{self.number:02x}:{number:02x}:01"
+        self._link_numbers.add(number)
+        return link
+
+    def _close_link(self, link):
+        link.close()
+        self._link_numbers.discard(link.number)
+        tap = getattr(link, "name", None)
+        if tap and os.path.exists(f"/sys/class/net/{tap}"):
+            # Normally gone with its last fd; a QEMU we could not reap may still hold it.
+            subprocess.run(["ip", "link", "delete", tap], capture_output=True, timeout=2)
 
     def retire_instance(self, inst):
         """Take an instance out of rotation; it is stopped once its requests are answered."""
@@ -169,18 +223,24 @@ class Pool(PoolCore):
         """The pool's state for the status file."""
         return {"transport": self.transport, "accelerator": self.accel, "queued": len(self.queue),
                 "min": self.config.min_instances, "max": self.config.max_instances,
-                "spares": self.config.spares, "instances": [i.snapshot() for i in self.instances]}
+                "spares": self.config.spares, "instances": [i.snapshot() for i in self.instances],
+                "prestart": self.config.prestart, "paused": [p.snapshot() for p in self.paused]}
 
     # Events from the supervisor thread (delivered by call_soon_threadsafe) ----
 
-    def spawned(self, inst, generation):
-        """A QEMU process was started for inst."""
-        if self.closed or inst.generation != generation or inst.state in (DRAINING, RETIRED):
+    def spawned(self, inst, generation, paused=None):
+        """A QEMU process was started for inst, or (paused) a paused QEMU was resumed for it."""
+        if self.closed:
+            return      # stop() closed every link, the paused ones too
+        if paused is not None:
+            self._take_link(inst, paused)
+        if inst.generation != generation or inst.state in (DRAINING, RETIRED):
             return
         inst.state = STARTING
         inst.boot_ping_from = self.next_id()
         inst.spawned_at = self.loop.time()
-        log.info(f'unikernel "{inst.name}" started, pid {inst.pid}, accelerator {self.accel}, '
+        how = "resumed a paused QEMU" if paused is not None else "started"
+        log.info(f'unikernel "{inst.name}" {how}, pid {inst.pid}, accelerator {self.accel}, '
                  f"transport {self.transport}")
         self._changed()
         self._reschedule(BOOT_PING_INTERVAL)
@@ -216,6 +276,41 @@ class Pool(PoolCore):
             self._fail_queue(502, f'no live instance in unikernel "{self.name}"')
         self._drain()
         self._wake_boot_waiters()
+        self._prestart()
+
+    def _take_link(self, inst, paused):
+        # The resumed QEMU is wired to the paused one's link: from now on it is inst's. inst's old link
+        # (its QEMU has exited, or none was ever started on it) waits for the next paused QEMU.
+        self.paused.remove(paused)
+        old = inst.link
+        self.loop.remove_reader(inst.fd)
+        if inst.writing:
+            inst.writing = False
+            self.loop.remove_writer(inst.fd)
+        inst.outbox.clear()
+        inst.link = paused.link
+        inst.fd = paused.link.fileno()
+        inst.guest_mac = wire.parse_mac(paused.link.guest_mac)
+        inst.reassembler = wire.Reassembler()
+        self.loop.add_reader(inst.fd, self._readable, inst)
+        while old.recv() is not None:
+            pass            # the old QEMU's last replies: nobody waits for them
+        self._free_links.append(old)
+        self._changed()
+
+    def paused_changed(self, paused):
+        """A paused QEMU started, finished loading, or exited (the supervisor starts another)."""
+        if not self.closed:
+            self._changed()
+
+    def paused_failed(self, paused):
+        """A paused QEMU crash-looped: the pool keeps none from now on (its instances start QEMU)."""
+        if self.closed or paused not in self.paused:
+            return
+        self.paused.remove(paused)
+        self._close_link(paused.link)
+        self._prestarting = False
+        self._changed()
 
     def retired(self, inst):
         """The supervisor stopped a drained instance: close its link for good."""
@@ -277,6 +372,7 @@ class Pool(PoolCore):
             self._changed()
             self._wake_boot_waiters()
             self._drain()
+            self._prestart()
 
     # Health pings -------------------------------------------------------------
 
@@ -329,11 +425,7 @@ class Pool(PoolCore):
         self.loop.remove_writer(fd)
         inst.writing = False
         inst.outbox.clear()
-        inst.link.close()
-        tap = getattr(inst.link, "name", None)
-        if tap and os.path.exists(f"/sys/class/net/{tap}"):
-            # Normally gone with its last fd; a QEMU we could not reap may still hold it.
-            subprocess.run(["ip", "link", "delete", tap], capture_output=True, timeout=2)
+        self._close_link(inst.link)
         if inst in self.instances and not self.closed:
             self.instances.remove(inst)
             self._by_name.pop(inst.name, None)

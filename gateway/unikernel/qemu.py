@@ -64,25 +64,32 @@ def choose_accel(requested="auto", *, cpuinfo="/proc/cpuinfo", sys_module="/sys/
 
 
 def build_argv(image, *, memory_mb=16, accel="tcg", netdev_args, serial_log, append="", mac=None,
-               qemu=QEMU_BINARY, keep_log=False):
+               qemu=QEMU_BINARY, keep_log=False, monitor_fd=None):
     """The QEMU command line for one microvm worker with one virtio-net device on netdev id n0.
 
     keep_log appends to serial_log instead of truncating it, so a restarted worker keeps its history.
+    serial_log None sends the console nowhere (chardev con0, null) until QMP's chardev-change points it
+    at a file. monitor_fd (a connected stream socket, in pass_fds) starts QEMU paused at reset (-S) with
+    a QMP monitor on that socket: see prestart.py.
     """
     if accel == "kvm":
         accel_args = ["-accel", "kvm", "-cpu", "host"]
     else:
         accel_args = ["-accel", f"tcg,tb-size={TCG_TB_SIZE_MB}"]
-    if keep_log:
+    if serial_log is None:
+        serial = ["-chardev", "null,id=con0", "-serial", "chardev:con0"]
+    elif keep_log:
         # QEMU's option syntax escapes a comma in a value by doubling it.
         path = str(serial_log).replace(",", ",,")
         serial = ["-chardev", f"file,id=con0,path={path},append=on", "-serial", "chardev:con0"]
     else:
         serial = ["-serial", f"file:{serial_log}"]
     device = "virtio-net-device,netdev=n0" + (f",mac={mac}" if mac else "")
+    monitor = [] if monitor_fd is None else [
+        "-S", "-chardev", f"socket,id=qmp,fd={monitor_fd}", "-mon", "chardev=qmp,mode=control"]
     # acpi=off puts the 8 virtio-mmio slots at 0xfeb00000 with GSIs 5..12, where the guest probes;
     # the guest uses neither PIT, PIC nor RTC, so QEMU need not emulate them.
     return [qemu, "-M", "microvm,acpi=off,pit=off,pic=off,rtc=off", *accel_args,
             "-m", str(memory_mb), "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             *serial, "-kernel", str(image), "-append", append,
-            "-netdev", netdev_args, "-device", device]
+            "-netdev", netdev_args, "-device", device, *monitor]

@@ -1,7 +1,7 @@
 """The unikernel pools of one gateway worker process: started with the worker, stopped with it.
 
-With `worker_processes N` every worker has its own pools, instances, supervisor threads and taps (named
-uk<worker pid hex>p<pool>i<index>). Each worker writes the state of its instances to
+With `worker_processes N` every worker has its own pools, instances, paused QEMUs, supervisor threads and
+taps (named uk<worker pid hex>p<pool>l<link>). Each worker writes the state of its instances to
 PREFIX/logs/unikernel/status.<worker pid>.json whenever one changes; consoles are kept beside it.
 Each worker boots its instances from its own copy of each image, so a pool never mixes versions.
 """

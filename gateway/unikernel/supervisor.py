@@ -11,6 +11,7 @@ import threading
 import time
 
 from gateway.unikernel.instance import READY, SPARE
+from gateway.unikernel.prestart import FAILED, LOADING, PAUSED, RESTARTING, monitor_pair
 
 # How often hangs are checked (exits wake the thread at once through pidfds).
 POLL_INTERVAL = 0.1
@@ -41,10 +42,14 @@ class Supervisor(threading.Thread):
 
     def __init__(self, pool_name, loop, tunables, events):
         super().__init__(name=f"unikernel-{pool_name}", daemon=True)
+        self.pool_name = pool_name
         self.loop = loop
         self.tunables = tunables
-        self.events = events            # the pool: spawned(inst, gen), exited(inst, gen), retired(inst), log(...)
+        # The pool: spawned(inst, gen, paused), exited(inst, gen), retired(inst), paused_changed(p),
+        # paused_failed(p), log(...), and qemu_argv(link, console, monitor_fd) (pure: called from this thread).
+        self.events = events
         self.instances = []
+        self.paused = []                # PausedQemu ready (or getting ready) for the next instance to start
         self._commands = queue.SimpleQueue()
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -54,6 +59,11 @@ class Supervisor(threading.Thread):
     def add(self, inst):
         """Start a new instance."""
         self._commands.put(("add", inst))
+        self._wake()
+
+    def prestart(self, paused):
+        """Start a paused QEMU (prestart.py) and keep it for the next instance that starts."""
+        self._commands.put(("prestart", paused))
         self._wake()
 
     def retire(self, inst):
@@ -77,7 +87,7 @@ class Supervisor(threading.Thread):
             self._wake()
             self.join(timeout)
         # Whatever the thread did not get to (it should have), killed here by pid.
-        _kill_all([inst.proc for inst in self.instances])
+        _kill_all([inst.proc for inst in self.instances] + [p.proc for p in self.paused])
         if not self.is_alive() and self._wake_r >= 0:
             # Closed here, not by the thread, so that no _wake() can write into a reused descriptor.
             os.close(self._wake_r)
@@ -104,9 +114,11 @@ class Supervisor(threading.Thread):
                     time.sleep(POLL_INTERVAL)
         finally:
             # Every SIGKILL first, then the waits: stopping N instances costs one exit, not N.
-            _kill_all([inst.proc for inst in self.instances])
+            _kill_all([inst.proc for inst in self.instances] + [p.proc for p in self.paused])
             for inst in self.instances:
                 self._reap(inst)
+            for paused in self.paused:
+                self._reap(paused)
 
     def _round(self):
         self._wait()
@@ -122,6 +134,9 @@ class Supervisor(threading.Thread):
                 self._reap(inst, kill=True)
                 self.instances.remove(inst)
                 self._notify(self.events.retired, inst)
+            elif command == "prestart":
+                self.paused.append(inst)
+                self._spawn_paused(inst)
             elif command == "sync":
                 inst.set()      # an Event, not an instance
         if self._stopping:
@@ -132,6 +147,12 @@ class Supervisor(threading.Thread):
                 self._check(inst, now)
             except Exception as exc:    # a bug must not end supervision of the others
                 self._log("alert", f'supervising unikernel "{inst.name}": {type(exc).__name__}: {exc}')
+        for paused in list(self.paused):
+            try:
+                self._check_paused(paused, now)
+            except Exception as exc:
+                self._log("alert", f'supervising unikernel "{self.pool_name}", a paused QEMU: '
+                          f"{type(exc).__name__}: {exc}")
 
     def _wait(self):
         # A pidfd becomes readable the moment its process exits: restarts need no polling; the
@@ -141,9 +162,11 @@ class Supervisor(threading.Thread):
         timeout = POLL_INTERVAL
         poller = select.poll()
         poller.register(self._wake_r, select.POLLIN)
-        for inst in self.instances:
+        for inst in self.instances + self.paused:
             if inst.pidfd is not None:
                 poller.register(inst.pidfd, select.POLLIN)
+            if inst.qmp is not None:
+                poller.register(inst.qmp.fileno(), select.POLLIN)
             if inst.restart_at is not None:
                 timeout = min(timeout, max(0.0, inst.restart_at - now))
         poller.poll(timeout * 1000)
@@ -158,8 +181,13 @@ class Supervisor(threading.Thread):
             code = proc.poll()
             if code is not None:
                 self._reap(inst)
-                self._exited(inst, describe_exit(code) + _last_words(inst.stderr_log, code), now)
+                self._exited(inst, describe_exit(code) + _last_words(inst.stderr_now, code), now)
                 return
+            if inst.qmp is not None:
+                self._read_monitor(inst, f'unikernel "{inst.name}" (pid {inst.pid})')
+                if inst.qmp is not None and not inst.qmp.pending:
+                    inst.qmp.close()        # the resume is answered: the monitor has done its part
+                    inst.qmp = None
             limit = self.tunables.hang_timeout if inst.state in (READY, SPARE) else self.tunables.boot_timeout
             if now - inst.last_pong > limit:
                 inst.kill_reason = f"no answer to health pings for {now - inst.last_pong:.1f}s"
@@ -192,37 +220,150 @@ class Supervisor(threading.Thread):
         self._log("error", f'unikernel "{inst.name}" (pid {inst.pid}) {reason}; restarting in {delay:.2f}s')
 
     def _spawn(self, inst):
-        inst.link.discard_stale()
+        if self._resume(inst):
+            return
+        link = inst.qemu_link
+        link.discard_stale()
         inst.generation += 1
         inst.last_pong = time.monotonic()
+        inst.stderr_now = inst.stderr_log
         try:
-            with open(inst.stderr_log, "ab") as err:
-                if _SETPRIV:
-                    # No preexec_fn: subprocess can vfork instead of copying a big worker's page tables
-                    # (about 3 ms less per QEMU started); setpriv sets the same death signal, then execs.
-                    inst.proc = subprocess.Popen([_SETPRIV, "--pdeathsig", "KILL", *inst.argv],
-                                                 pass_fds=inst.link.pass_fds, stdin=subprocess.DEVNULL,
-                                                 stdout=err, stderr=err)
-                else:
-                    inst.proc = subprocess.Popen(inst.argv, pass_fds=inst.link.pass_fds, stdin=subprocess.DEVNULL,
-                                                 stdout=err, stderr=err, preexec_fn=_die_with_parent)
+            inst.proc = _popen(inst.argv, link.pass_fds, inst.stderr_log)
         except OSError as exc:
             inst.proc = None
             self._exited(inst, f"could not be started ({exc.strerror})", time.monotonic())
             return
         inst.pid = inst.proc.pid
+        inst.pidfd = _pidfd(inst.pid)
+        self._notify(self.events.spawned, inst, inst.generation, None)
+
+    # Paused QEMUs (prestart.py) -----------------------------------------------
+
+    def _resume(self, inst):
+        """Run inst on a paused QEMU if one is up (its link becomes inst's): True if it did."""
+        now = time.monotonic()
+        while True:
+            up = [p for p in self.paused if p.proc is not None]
+            if not up:
+                return False
+            # One that has finished loading, else the oldest: still sooner than a QEMU not started yet.
+            paused = next((p for p in up if p.state == PAUSED), up[0])
+            code = paused.proc.poll()
+            if code is None:
+                try:
+                    if paused.qmp is None:
+                        raise OSError("closed")
+                    paused.qmp.resume(inst.console_log)
+                except OSError as exc:
+                    _kill(paused.proc)
+                    why = f"lost its monitor ({exc.strerror or exc})"
+                else:
+                    break
+            else:
+                why = describe_exit(code) + _last_words(paused.stderr_log, code)
+            self._reap(paused)
+            self._paused_exited(paused, why, now)
+        self.paused.remove(paused)
+        inst.generation += 1
+        inst.last_pong = now
+        inst.proc, inst.pid, inst.pidfd, inst.qmp = paused.proc, paused.pid, paused.pidfd, paused.qmp
+        inst.qemu_link = paused.link
+        inst.stderr_now = paused.stderr_log
+        # Its own restarts start QEMU on the link it took, logging to its own console.
+        inst.argv = self.events.qemu_argv(paused.link, inst.console_log)
+        paused.proc = paused.pidfd = paused.qmp = None
+        self._notify(self.events.spawned, inst, inst.generation, paused)
+        return True
+
+    def _spawn_paused(self, paused):
+        paused.link.discard_stale()
+        now = time.monotonic()
+        monitor, theirs = monitor_pair()
         try:
-            inst.pidfd = os.pidfd_open(inst.pid)
-        except OSError:
-            inst.pidfd = None       # an old kernel: exits are seen by polling
-        self._notify(self.events.spawned, inst, inst.generation)
+            argv = self.events.qemu_argv(paused.link, None, theirs.fileno())
+            paused.proc = _popen(argv, (*paused.link.pass_fds, theirs.fileno()), paused.stderr_log)
+        except OSError as exc:
+            monitor.close()
+            paused.proc = None
+            self._paused_exited(paused, f"could not be started ({exc.strerror})", now)
+            return
+        finally:
+            theirs.close()
+        paused.qmp = monitor
+        paused.pid = paused.proc.pid
+        paused.pidfd = _pidfd(paused.pid)
+        paused.state = LOADING
+        paused.started_at = now
+        self._notify(self.events.paused_changed, paused)
+
+    def _check_paused(self, paused, now):
+        if paused.proc is None:
+            if paused.restart_at is not None and now >= paused.restart_at:
+                paused.restart_at = None
+                paused.restarts += 1
+                self._spawn_paused(paused)
+            return
+        code = paused.proc.poll()
+        if code is not None:
+            self._reap(paused)
+            self._paused_exited(paused, describe_exit(code) + _last_words(paused.stderr_log, code), now)
+            return
+        if paused.qmp is not None:
+            self._read_monitor(paused, f'unikernel "{self.pool_name}", paused QEMU (pid {paused.pid})')
+        if paused.qmp is None:
+            paused.proc.kill()          # no monitor, no resume: noticed as an exit next round
+            return
+        if paused.qmp.greeted:
+            paused.qmp.negotiate()
+        if paused.state == LOADING:
+            if paused.qmp.negotiated:
+                paused.state = PAUSED
+                self._notify(self.events.paused_changed, paused)
+            elif now - paused.started_at > self.tunables.boot_timeout:
+                paused.proc.kill()
+
+    def _paused_exited(self, paused, how, now):
+        paused.proc = None
+        paused.last_exit = how
+        exits = paused.recent_exits
+        exits.append(now)
+        while exits and exits[0] < now - self.tunables.crash_window:
+            exits.popleft()
+        if len(exits) > self.tunables.crash_limit:
+            paused.state = FAILED
+            self.paused.remove(paused)
+            self._notify(self.events.paused_failed, paused)
+            self._log("error", f'unikernel "{self.pool_name}": paused QEMU (pid {paused.pid}) {how}; it exited '
+                      f"{len(exits)} times in {self.tunables.crash_window:g}s: no more paused QEMUs for this pool")
+            return
+        delay = 0.0 if len(exits) == 1 else \
+            min(self.tunables.backoff_max, self.tunables.backoff_min * 2 ** (len(exits) - 2))
+        paused.restart_at = now + delay
+        paused.state = RESTARTING
+        self._notify(self.events.paused_changed, paused)
+        self._log("warn", f'unikernel "{self.pool_name}": paused QEMU (pid {paused.pid}) {how}; '
+                  f"starting another in {delay:.2f}s")
+
+    def _read_monitor(self, owner, what):
+        try:
+            refused = owner.qmp.read()
+        except (EOFError, OSError):
+            owner.qmp.close()
+            owner.qmp = None
+            return
+        for command, why in refused:
+            self._log("error", f"{what}: QEMU refused {command}: {why}")
 
     def _reap(self, inst, kill=False):
+        # inst: an Instance or a PausedQemu.
         if kill:
             _kill(inst.proc)
         if inst.pidfd is not None:
             os.close(inst.pidfd)
             inst.pidfd = None
+        if inst.qmp is not None:
+            inst.qmp.close()
+            inst.qmp = None
 
     def _notify(self, callback, *args):
         try:
@@ -232,6 +373,24 @@ class Supervisor(threading.Thread):
 
     def _log(self, level, message):
         self._notify(self.events.log, level, message)
+
+
+def _popen(argv, pass_fds, stderr_log):
+    with open(stderr_log, "ab") as err:
+        if _SETPRIV:
+            # No preexec_fn: subprocess can vfork instead of copying a big worker's page tables
+            # (about 3 ms less per QEMU started); setpriv sets the same death signal, then execs.
+            return subprocess.Popen([_SETPRIV, "--pdeathsig", "KILL", *argv], pass_fds=pass_fds,
+                                    stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+        return subprocess.Popen(argv, pass_fds=pass_fds, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                preexec_fn=_die_with_parent)
+
+
+def _pidfd(pid):
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None         # an old kernel: exits are seen by polling
 
 
 def _last_words(path, code):

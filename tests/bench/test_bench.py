@@ -270,7 +270,7 @@ def test_idle_workers_bench_checks_every_instance_and_prints_its_goals():
 
 
 @pytest.mark.qemu
-def test_boot_bench_measures_the_spare_and_the_restart_paths():
+def test_boot_bench_measures_the_spare_restart_and_resume_paths():
     done = subprocess.run(
         [sys.executable, "-m", "bench.unikernel_boot", "--repeats", "1", "--idle-seconds", "0.5",
          "--transport", "socketpair"],
@@ -280,7 +280,10 @@ def test_boot_bench_measures_the_spare_and_the_restart_paths():
              if line.startswith("| ")}
     for figure in ("gateway start to first unikernel answer",
                    "kill -9 to the route answering again, a spare standing by",
-                   "kill -9 of both instances to a restarted one answering (the path without a spare)"):
+                   "kill -9 of both instances to a restarted one answering (the path without a spare)",
+                   "paused QEMU resumed to first answer (`prestart`)",
+                   "kill -9, no spare, a paused QEMU ready: the route answering again",
+                   "kill -9, no spare, no paused QEMU (`prestart 0`, same gateway)"):
         assert float(table[figure][0].removesuffix(" ms")) > 0, figure
 
 

@@ -582,6 +582,8 @@ def test_unikernel_pool_and_pass(conf):
     ("unikernel k {\n  image x;\n  spares 9;\n }", 'invalid value "9" in "spares" directive in F:7'),
     ("unikernel k {\n  image x;\n  spares -1;\n }", 'invalid value "-1" in "spares" directive in F:7'),
     ("unikernel k {\n  image x;\n  spares 1 2;\n }", 'invalid number of arguments in "spares" directive in F:7'),
+    ("unikernel k {\n  image x;\n  prestart 9;\n }", 'invalid value "9" in "prestart" directive in F:7'),
+    ("unikernel k {\n  image x;\n  prestart on;\n }", 'invalid value "on" in "prestart" directive in F:7'),
     ("unikernel k {\n  image x;\n  memory 10k;\n }", 'invalid value "10k" in "memory" directive in F:7'),
     ("unikernel k {\n  image x;\n  balance fastest;\n }", 'invalid parameter "fastest" in F:7'),
     ("unikernel k {\n  instances 1;\n }", 'no "image" is defined in unikernel "k" in F:5'),

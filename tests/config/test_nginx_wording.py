@@ -283,7 +283,7 @@ def test_dump_equals_nginx_T(tmp_path):
 
 # Directives that exist only here (unikernel pools), only in commercial nginx, or only in
 # nginx newer than Debian's 1.22 ("http2 on", 1.25.1).
-OURS_ONLY = {"unikernel", "image", "instances", "spares", "memory", "transport", "accel", "balance",
+OURS_ONLY = {"unikernel", "image", "instances", "spares", "prestart", "memory", "transport", "accel", "balance",
              "setting", "unikernel_pass", "health_check", "least_time", "include",
              "proxy_request_timeout", "unikernel_auth", "unikernel_cache", "unikernel_body",
              "metrics", "status_json", "status_page", "http2"}

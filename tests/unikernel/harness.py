@@ -8,6 +8,7 @@ import time
 from gateway.errors import MalformedFrame
 from gateway.unikernel import qemu, wire
 from gateway.unikernel.link import SocketpairLink
+from gateway.unikernel.prestart import monitor_pair
 
 GUEST_MAC = "52:54:00:00:00:07"
 
@@ -15,16 +16,19 @@ GUEST_MAC = "52:54:00:00:00:07"
 class Worker:
     """One QEMU microvm running a service image, reached over a link; stop() kills it by pid."""
 
-    def __init__(self, service, log_dir, *, link=None, append="", instance_id=1, memory_mb=16):
+    def __init__(self, service, log_dir, *, link=None, append="", instance_id=1, memory_mb=16, paused=False):
         self.service = service
         self.link = link if link is not None else SocketpairLink()
         self.guest_mac = wire.parse_mac(GUEST_MAC)
         self.serial_log = os.path.join(log_dir, f"{service}-{instance_id}.console")
         self.stderr_log = os.path.join(log_dir, f"{service}-{instance_id}.stderr")
+        # paused: started at reset with a QMP monitor (prestart.py); wait_paused(), then resume().
+        self.monitor, self._monitor_peer = monitor_pair() if paused else (None, None)
         self.argv = qemu.build_argv(
             qemu.find_image(service), memory_mb=memory_mb, accel=qemu.choose_accel("auto"),
             netdev_args=self.link.netdev_args(), serial_log=self.serial_log,
-            append=f"id={instance_id} {append}".strip(), mac=GUEST_MAC, qemu=qemu.check_qemu())
+            append=f"id={instance_id} {append}".strip(), mac=GUEST_MAC, qemu=qemu.check_qemu(),
+            monitor_fd=self._monitor_peer.fileno() if paused else None)
         self.ids = wire.RequestIds()
         self.reassembler = wire.Reassembler()
         self.malformed_replies = 0
@@ -33,10 +37,30 @@ class Worker:
 
     def start(self):
         """Start QEMU (returns at once)."""
+        fds = self.link.pass_fds + ((self._monitor_peer.fileno(),) if self.monitor else ())
         with open(self.stderr_log, "wb") as err:
-            self.proc = subprocess.Popen(self.argv, pass_fds=self.link.pass_fds, stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(self.argv, pass_fds=fds, stdin=subprocess.DEVNULL,
                                          stdout=err, stderr=err)
+        if self._monitor_peer is not None:
+            self._monitor_peer.close()
+            self._monitor_peer = None
         return self
+
+    def wait_paused(self, timeout=20.0):
+        """Until a paused worker's QEMU has loaded (its monitor greeted and negotiated); seconds taken."""
+        t0 = time.perf_counter()
+        while not self.monitor.negotiated:
+            if time.perf_counter() - t0 > timeout or self.proc.poll() is not None:
+                raise AssertionError(f"{self.service}: no QMP monitor; stderr: {open(self.stderr_log).read()!r}")
+            select.select([self.monitor], [], [], 0.5)
+            self.monitor.read()
+            if self.monitor.greeted:
+                self.monitor.negotiate()
+        return time.perf_counter() - t0
+
+    def resume(self):
+        """Run a paused worker's guest (QMP cont)."""
+        self.monitor.send(("cont", None))
 
     def wait_ready(self, timeout=20.0):
         """Ping until the kernel answers; the time it took, in seconds."""
@@ -135,3 +159,5 @@ class Worker:
                 self.proc.wait(timeout=10)
         finally:
             self.link.close()
+            if self.monitor is not None:
+                self.monitor.close()

@@ -68,22 +68,22 @@ def instances(gateway, pool):
 
 
 def qemu_pids(gateway):
-    """Every QEMU pid any status file of this gateway ever named."""
+    """Every QEMU pid any status file of this gateway ever named (instances and paused QEMUs)."""
     pids = set()
     for path in glob.glob(str(gateway.dir / "logs" / "unikernel" / "status.*.json")):
         with open(path) as fh:
             for pool in json.load(fh)["pools"].values():
-                pids.update(i["pid"] for i in pool["instances"] if i["pid"])
+                pids.update(i["pid"] for i in pool["instances"] + pool["paused"] if i["pid"])
     return pids
 
 
 def taps(gateway):
-    """Tap names named by this gateway's status files."""
+    """Tap names named by this gateway's status files (instances' and paused QEMUs')."""
     names = set()
     for path in glob.glob(str(gateway.dir / "logs" / "unikernel" / "status.*.json")):
         with open(path) as fh:
             for pool in json.load(fh)["pools"].values():
-                names.update(i["tap"] for i in pool["instances"] if i["tap"])
+                names.update(i["tap"] for i in pool["instances"] + pool["paused"] if i["tap"])
     return names
 
 
@@ -132,13 +132,14 @@ def uk_gateway(start_gateway):
         port = free_port()
         gateway = start_gateway(config_for_port(port), port)
         started.append(gateway)
-        # Spares boot after the serving instances: wait for them as well. A pool is listed before
-        # its instances are (and they with pid 0 until their QEMU starts), so count them.
+        # Spares boot after the serving instances, paused QEMUs after both: wait for them as well. A
+        # pool is listed before its instances are (and they with pid 0 until their QEMU starts), so count them.
         wait_for(lambda: (lambda pools: pools and all(
             all(i["state"] in ("ready", "spare") and i["pid"] for i in p["instances"])
             and sum(i["state"] == "ready" for i in p["instances"]) >= p["min"]
             and sum(i["state"] == "spare" for i in p["instances"]) == p["spares"]
-            for p in pools.values()))(status(gateway)), what="every instance and spare ready")
+            and [q["state"] for q in p["paused"]] == ["paused"] * p["prestart"]
+            for p in pools.values()))(status(gateway)), what="every instance, spare and paused QEMU ready")
         return gateway
     try:
         yield start
@@ -248,8 +249,9 @@ def test_shutdown_leaves_no_qemu_and_no_tap(uk_gateway, transport):
     gw = uk_gateway(lambda port: gateway_config(port, transport))
     pids = qemu_pids(gw)
     names = taps(gw)
-    assert len(pids) == 6 and all(qemu_alive(pid) for pid in pids)
-    assert len(names) == (6 if transport == "tap" else 0)
+    # Six instances and a paused QEMU per pool.
+    assert len(pids) == 6 + 4 and all(qemu_alive(pid) for pid in pids)
+    assert len(names) == (6 + 4 if transport == "tap" else 0)
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert all(f" {name}:" in links for name in names)
     gw.stop()

@@ -42,7 +42,7 @@ async def pools(tmp_path):
         yield start
     finally:
         for p in started:
-            pids = [i.pid for pool in p.pools.values() for i in pool.instances if i.pid]
+            pids = [i.pid for pool in p.pools.values() for i in pool.instances + pool.paused if i.pid]
             p.stop()
             for pid in pids:
                 try:
@@ -116,6 +116,10 @@ async def test_a_crash_looping_instance_is_marked_failed(pools, tmp_path):
     assert await ask(pool, Op.ECHO, b"x") == (502, 'no live instance in unikernel "echo"')
     with open(inst.stderr_log) as fh:
         assert fh.read().count("invalid kernel header") == 4     # QEMU's own words, kept per start
+    # The paused QEMU the pool keeps cannot load either: it is given up after the same crash limit.
+    await until(lambda: not pool.paused and not pool._prestarting)
+    with open(os.path.join(p.log_dir, f"echo-paused.{os.getpid()}.stderr")) as fh:
+        assert fh.read().count("invalid kernel header") == 4
 
 
 @pytest.mark.qemu
@@ -181,3 +185,33 @@ async def test_a_spare_stands_by_and_takes_over_before_the_dead_instance_is_back
     await until(lambda: serving.state == "spare")
     assert (serving.state, serving.restarts, spare.state) == ("spare", 1, "ready")
     assert [i.name for i in pool.active()] == [spare.name]
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("transport", ["socketpair", "tap"])
+async def test_a_restart_resumes_the_paused_qemu_on_its_link_and_another_is_started(pools, transport):
+    p = await pools(echo=UnikernelPool("echo", "echo", 1, 1, prestart=1, transport=transport))
+    pool = p.pools["echo"]
+    inst = pool.instances[0]
+    await until(lambda: [q.state for q in pool.paused] == ["paused"])
+    paused = pool.paused[0]
+    old_link, old_pid = inst.link, inst.pid
+    waiting = [asyncio.ensure_future(ask(pool, Op.ECHO, b"in flight %d" % n)) for n in range(4)]
+    await asyncio.sleep(0)
+    os.kill(old_pid, signal.SIGKILL)
+    # Retried once the instance is back: on the paused QEMU, which took its link along.
+    assert [await w for w in waiting] == [(Status.OK, b"in flight %d" % n) for n in range(4)]
+    assert (inst.pid, inst.link, inst.restarts, inst.state) == (paused.pid, paused.link, 1, "ready")
+    assert inst.fd == paused.link.fileno() and inst.guest_mac != old_link.guest_mac.encode()
+    # Another paused QEMU is started, on the link the instance left.
+    await until(lambda: [q.state for q in pool.paused] == ["paused"] and pool.paused[0] is not paused)
+    assert pool.paused[0].link is old_link and pool.paused[0].pid not in (old_pid, paused.pid)
+    # The resumed guest printed into the instance's own console, after the first boot's lines.
+    with open(inst.console_log) as fh:
+        assert fh.read().count(" ready") == 2
+    # The next restart resumes that one, back on the first link.
+    second = pool.paused[0]
+    os.kill(inst.pid, signal.SIGKILL)
+    await until(lambda: inst.state == "ready" and inst.restarts == 2)
+    assert (inst.pid, inst.link) == (second.pid, old_link)
+    assert await ask(pool, Op.ECHO, b"after") == (Status.OK, b"after")

@@ -192,7 +192,8 @@ def test_webhook_over_http(uk_gateway, transport):
     gw = uk_gateway(lambda port: webhook_config(port, transport))
     port = gw.port
     assert {p["transport"] for p in status(gw).values()} == {transport}
-    assert len(qemu_pids(gw)) == 2 and len(taps(gw)) == (2 if transport == "tap" else 0)
+    # Two instances, and a paused QEMU per pool.
+    assert len(qemu_pids(gw)) == 2 + 2 and len(taps(gw)) == (2 + 2 if transport == "tap" else 0)
     body = json.dumps({"action": "push", "ref": "refs/heads/main"}).encode()
     ok = sign(body, GW_KEY).decode()
 
