@@ -90,9 +90,10 @@ def pair(tmp_path_factory):
             yield both
 
 
-def _line(server, target):
-    """The access log line of ``target`` (logged once the response is out), split."""
-    log = server.dir / "counts.log"
+def _line(server, target, name="counts.log"):
+    """The fields after the URI of ``target``'s line in access log ``name`` (logged once the
+    response is out)."""
+    log = server.dir / name
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         for line in (log.read_text() if log.exists() else "").splitlines():

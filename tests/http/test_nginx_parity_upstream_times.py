@@ -7,13 +7,12 @@ nginx's value is exact (a cached connection's 0.000) or bounded (a slow header) 
 as a number."""
 
 import re
-import time
 
 import pytest
 
 from tests.http.test_nginx_parity import fetch
 from tests.http.test_nginx_parity_maps import running_pair
-from tests.http.test_nginx_parity_upstream_counts import short_upstream
+from tests.http.test_nginx_parity_upstream_counts import _line, short_upstream
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.nginx
@@ -60,15 +59,7 @@ def pair(tmp_path_factory):
 
 
 def _fields(server, target):
-    """The fields after the URI of ``target``'s access log line (logged after the response)."""
-    log = server.dir / "times.log"
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        for line in (log.read_text() if log.exists() else "").splitlines():
-            if line.startswith(target + "|"):
-                return line.split("|")[1:]
-        time.sleep(0.02)
-    raise AssertionError(f"no log line for {target}")
+    return _line(server, target, "times.log")
 
 
 def _both(pair, target):
