@@ -392,7 +392,7 @@ class ProxyExchange:
                 trailers.expected(self.plan.settings, request, status):
             # add_trailer: the body goes out in chunks of ours, then the trailers.
             self.trailing = status
-            lines = [trailers.chunked_lines(b"".join(lines))]
+            lines = [trailers.chunked_lines(self.conn, b"".join(lines))]
             self.wrap_chunks = True
         if kind == "length" and 0 < length <= len(rest):
             # The whole body came with the head: answer with a single write.
