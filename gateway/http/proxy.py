@@ -481,6 +481,14 @@ class ProxyExchange:
         self.deadline = 0.0
         start_tunnel(self, headers, rest)
 
+    def tunnelled(self, received: int, sent: int):
+        """The tunnel's bytes from and to the upstream: the try's counts, not its response."""
+        counts = self.try_bytes[-1]
+        counts[0] += received
+        counts[1] += sent
+        if counts[2] is not None:
+            counts[2] += received
+
     def tunnel_closed(self, detail):
         """The tunnel ended (tunnel.py): close the upstream connection, never pool it; log."""
         if self.state == DONE:
