@@ -129,12 +129,17 @@ def test_sent_trailer_in_the_log(pair):
     targets = ["/up/big?n=5", "/ret", "/ret404"]
     logs = []
     for server in pair:
+        log = server.dir / "trailers.log"
+
+        def count():
+            return len((log.read_text() if log.exists() else "").splitlines())
+        # Earlier tests' lines may still be on their way: wait for these requests' own.
+        time.sleep(0.5)
+        before = count()
         for target in targets:
             raw_fetch(server.port, target)
-        log = server.dir / "trailers.log"
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and \
-                len((log.read_text() if log.exists() else "").splitlines()) < len(targets):
+        while time.monotonic() < deadline and count() < before + len(targets):
             time.sleep(0.05)
         logs.append(log.read_text().splitlines()[-len(targets):])
     assert logs[1] == logs[0], logs
