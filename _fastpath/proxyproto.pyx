@@ -2150,6 +2150,12 @@ cdef class ProxyExchange:
         headers = parse_response_head(buffer, MAX_RESPONSE_HEAD)[3]
         start_tunnel(self, headers, buffer[start:])
 
+    def tunnelled(self, long long received, long long sent):
+        """The tunnel's bytes from and to the upstream: the try's counts, not its response."""
+        self.received += received
+        self.head_bytes += received
+        self.sent += sent
+
     def tunnel_closed(self, detail):
         """The tunnel ended (tunnel.py): close the upstream connection, never pool it; log."""
         if self.state == DONE:

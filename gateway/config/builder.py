@@ -271,6 +271,12 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
             elif n in ("proxy_buffering", "proxy_request_buffering", "proxy_pass_request_body",
                        "etag"):
                 own[n] = values.flag(a[0])
+            elif n == "if_modified_since":
+                if a[0] not in ("off", "exact", "before"):
+                    raise ConfigError(f'invalid value "{a[0]}"', f, ln)
+                own[n] = a[0]
+            elif n == "max_ranges":
+                own[n] = values.number(n, a[0], f, ln)
             elif n == "server_tokens":
                 if a[0] not in ("on", "off", "build"):
                     raise ConfigError(f'invalid value "{a[0]}"', f, ln)

@@ -104,6 +104,8 @@ TABLE: dict[str, list[Spec]] = {
     "access_log": [_s([*_HSL, IF], 1, _ANY, unique=False)],
     "server_tokens": [_s(_HSL)],
     "etag": [_flag(_HSL)],
+    "if_modified_since": [_s(_HSL)],
+    "max_ranges": [_s(_HSL)],
     # autoindex and disable_symlinks (gateway/config/static_files.py)
     "msie_padding": [_flag(_HSL)],          # error pages for MSIE and Chrome (responses.py)
     "autoindex": [_flag(_HSL)],
@@ -299,6 +301,17 @@ TABLE: dict[str, list[Spec]] = {
     "send_lowat": [_ignored(_HSL, 1, 1)],
     "msie_refresh": [_ignored(_HSL, flag=True)],
     "log_subrequest": [_ignored(_HSL, flag=True)],
+    # Accepted with a warning, not acted on (issue 11's sweep of nginx's documented examples):
+    # the gateway keeps its one behaviour, nginx's default where it has one (README).
+    "ignore_invalid_headers": [_ignored(_HS, flag=True)],
+    "underscores_in_headers": [_ignored(_HS, flag=True)],
+    "merge_slashes": [_ignored(_HS, flag=True)],
+    "chunked_transfer_encoding": [_ignored(_HSL, flag=True)],
+    "resolver_timeout": [_ignored(_HSL, 1, 1)],
+    "proxy_bind": [_ignored(_HSL, 1, 2)],
+    "proxy_ssl_protocols": [_ignored(_HSL, 1, _ANY)],
+    "proxy_ssl_session_reuse": [_ignored(_HSL, flag=True)],
+    "keepalive_time": [_ignored(_HSL, 1, 1), _ignored([UPSTREAM], 1, 1)],
     "keepalive_disable": [_ignored(_HSL, 1, 2)],
     "http2_chunk_size": [_ignored(_HSL, 1, 1)],
     "http2_body_preread_size": [_ignored(_HS, 1, 1)],

@@ -79,6 +79,7 @@ class AccessLog:
     escape: str = "default"   # log_format escape=: default, json or none
     buffer: int = 0           # buffer=SIZE: write when this much waits (0: the app's sweep writes)
     flush: float = 0.0        # flush=TIME: write lines older than this (with buffer=)
+    condition: str | None = None   # if=CONDITION: a template; "" or "0" skips the line
 
 
 @dataclass
@@ -276,6 +277,8 @@ class LocationSettings:
     types: dict[str, str] = field(default_factory=dict)   # extension -> MIME type
     default_type: str = "text/plain"
     etag: bool = True
+    if_modified_since: str = "exact"      # off, exact or before (ngx_http_not_modified_filter)
+    max_ranges: int | None = None         # None: no limit; 0: no ranges, no Accept-Ranges
     autoindex: bool = False                      # gateway/http/autoindex.py
     autoindex_format: str = "html"               # html, xml, json, jsonp
     autoindex_exact_size: bool = True

@@ -52,7 +52,8 @@ def log_formats(http_block, compile_template) -> tuple[dict[str, str], dict[str,
 
 
 def access_log(d, formats, escapes, path, compile_template, warnings) -> AccessLog:
-    """One `access_log PATH [FORMAT [buffer=SIZE] [flush=TIME] [gzip[=LEVEL]]]` (not "off")."""
+    """One `access_log PATH [FORMAT [buffer=SIZE] [flush=TIME] [gzip[=LEVEL]] [if=COND]]`
+    (not "off")."""
     a = d.args
     if a[0].startswith("syslog:"):
         raise ConfigError(f'access_log "{a[0]}" is not supported by this gateway', d.file, d.line)
@@ -63,7 +64,7 @@ def access_log(d, formats, escapes, path, compile_template, warnings) -> AccessL
         fmt_name, rest = rest[0], rest[1:]
     if fmt_name not in formats:
         raise ConfigError(f'unknown log format "{fmt_name}"', d.file, d.line)
-    buffer, flush = 0, 0.0
+    buffer, flush, condition = 0, 0.0, None
     for param in rest:
         if param.startswith("buffer="):
             buffer = values.parse_size(param[7:]) or 0
@@ -81,14 +82,14 @@ def access_log(d, formats, escapes, path, compile_template, warnings) -> AccessL
             warnings.append(f'access_log parameter "{param}" is accepted but not acted on '
                             f'(the log is written uncompressed) in {d.file}:{d.line}')
         elif param.startswith("if="):
-            raise ConfigError('access_log parameter "if=" is not supported by this gateway',
-                              d.file, d.line)
+            condition = param[3:]
+            compile_template(condition, d.file, d.line)
         else:
             raise ConfigError(f'invalid parameter "{param}"', d.file, d.line)
     if flush and not buffer:
         raise ConfigError("no buffer is defined for access_log "
                           f'"{a[0]}"', d.file, d.line)
-    return AccessLog(path(a[0]), formats[fmt_name], escapes[fmt_name], buffer, flush)
+    return AccessLog(path(a[0]), formats[fmt_name], escapes[fmt_name], buffer, flush, condition)
 
 
 def status_page(d) -> str:

@@ -20,7 +20,7 @@ import time
 import zlib
 
 from gateway.errors import HttpError
-from gateway.http import parser
+from gateway.http import parser, trailers
 from gateway.http.proxy import RELAYING, ProxyExchange
 from gateway.http.variables import GZIP_RATIO
 
@@ -293,9 +293,11 @@ def chunk(data: bytes) -> bytes:
 
 # In-memory answers: return, error pages (the connections' send_simple) ---------------------
 
-def simple(conn, status: int, body: bytes, content_type, extra: bytes, add_headers):
+def simple(conn, status: int, body: bytes, content_type, extra: bytes, add_headers,
+           trailing=None):
     """send_simple under gzip: sends a compressed answer and returns None, or returns the
-    ``extra`` header lines for the plain answer (with Vary when it varies)."""
+    ``extra`` header lines for the plain answer (with Vary when it varies). ``trailing``:
+    add_trailer's (settings, status) when its trailers end the answer."""
     request = conn.request
     plan = plan_of(request)
     ctype = content_type.decode("latin-1") if content_type else ""
@@ -309,7 +311,7 @@ def simple(conn, status: int, body: bytes, content_type, extra: bytes, add_heade
         lines.append(VARY_LINE)
     data = b""
     if request.method != "HEAD":
-        writer = GzipWriter(conn, plan.deflate(len(body)))
+        writer = GzipWriter(conn, plan.deflate(len(body)), trailing)
         if writer.chunked:
             lines.append(CHUNKED_LINE)
         data = writer.last(body)
@@ -359,14 +361,22 @@ def compressed_headers(request, headers, vary: bool):
 
 
 class GzipWriter:
-    """Compresses a body written piece by piece and frames it for the client."""
+    """Compresses a body written piece by piece and frames it for the client.
 
-    __slots__ = ("conn", "deflate", "chunked")
+    ``trailing``: (settings, status) when add_trailer applies: the compressed body ends with
+    the trailers, as nginx's chunked filter ends a gzipped body (trailers.py).
+    """
 
-    def __init__(self, conn, deflate: Deflate):
+    __slots__ = ("conn", "deflate", "chunked", "trailing")
+
+    def __init__(self, conn, deflate: Deflate, trailing=None):
         self.conn = conn
         self.deflate = deflate
+        self.trailing = trailing
         self.chunked = conn.request.version == 11
+        if trailing is not None and getattr(conn, "stream_id", None) is not None:
+            self.chunked = True
+            conn.expect_trailers()      # HTTP/2: our chunks become DATA, then the trailers
         if not self.chunked:
             conn.keep_alive = False      # HTTP/1.0: the close ends the body
 
@@ -383,7 +393,13 @@ class GzipWriter:
         deflate = self.deflate
         out = deflate.compress(data) + deflate.finish() if data else deflate.finish()
         record_ratio(self.conn.request, deflate)
-        return chunk(out) + LAST_CHUNK if self.chunked else out
+        if not self.chunked:
+            return out
+        if self.trailing is not None:
+            settings, status = self.trailing
+            self.conn.request.status = status   # rendered before the head when it is all at hand
+            return chunk(out) + trailers.last_chunk(settings, self.conn.request, status)
+        return chunk(out) + LAST_CHUNK
 
 
 # Proxied responses -------------------------------------------------------------------------
@@ -455,7 +471,11 @@ class GzipProxyExchange(ProxyExchange):
         self.remaining = length
         self.reusable = not upstream_close and self.proxy.keepalive
         self.state = RELAYING
-        self.writer = GzipWriter(self.conn, plan.deflate(length if kind == "length" else -1))
+        trailing = None
+        if self.proxy.trailers and trailers.expected(self.plan.settings, request, status):
+            trailing = (self.plan.settings, status)
+        self.writer = GzipWriter(self.conn, plan.deflate(length if kind == "length" else -1),
+                                 trailing)
         if kind == "length" and len(rest) >= length:
             # The whole body came with the head: head and compressed body in one write.
             rest, _ = self._length_part(rest)

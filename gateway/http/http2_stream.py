@@ -53,7 +53,7 @@ class Http2Stream(http1.ClientConnection):
     """
 
     __slots__ = ("conn", "stream_id", "head", "pending", "pending_size", "ending", "ended",
-                 "paused", "reading_held", "unacked", "logged")
+                 "paused", "reading_held", "unacked", "logged", "dechunking", "trailers")
 
     def __init__(self, conn: Http2Connection, stream_id: int):
         super().__init__(conn.app, conn.listen_key)
@@ -76,6 +76,8 @@ class Http2Stream(http1.ClientConnection):
         self.reading_held = False
         self.unacked = 0
         self.logged = False
+        self.dechunking = False      # add_trailer: the body comes in our chunks (trailers.py)
+        self.trailers = None         # add_trailer's fields, sent as the last HEADERS frame
 
     # The request --------------------------------------------------------
 
@@ -242,6 +244,16 @@ class Http2Stream(http1.ClientConnection):
         request = self.request
         request.body_bytes_sent += len(data)
         request.bytes_sent += len(data)
+        if self.dechunking:
+            data = self._dechunk(data)
+        if self.pacer is None:
+            self.write_now(data)
+        else:
+            self.pacer.write(data)
+
+    def write_now(self, data):
+        """Queue DATA now, past the pacer (gateway/http/limit_rate.py paces each stream,
+        as nginx's write filter does on the stream's own connection)."""
         if self.state == CLOSED or not data:
             return
         self.pending.append(data)
@@ -250,10 +262,42 @@ class Http2Stream(http1.ClientConnection):
         if not self.paused and self.pending_size > PENDING_LIMIT:
             self.pause()
 
+    def expect_trailers(self):
+        """add_trailer applies (trailers.py): the body comes framed in our chunks, the last
+        one with the fields; they go as a HEADERS frame with END_STREAM after the last DATA
+        frame, as ngx_http_v2_create_trailers_frame sends them (none when all are empty)."""
+        self.dechunking = True
+
+    def _dechunk(self, data) -> bytes:
+        # Whole chunks only: trailers.chunk() and last_chunk() make each piece given here.
+        out = []
+        while data:
+            size_end = data.index(b"\r\n")
+            size = int(data[:size_end], 16)
+            if size == 0:
+                block = data[size_end + 2:-2]
+                fields = []
+                _fields(fields, block)
+                self.trailers = fields or None
+                self.dechunking = False
+                break
+            start = size_end + 2
+            out.append(data[start:start + size])
+            data = data[start + size + 2:]
+        return b"".join(out)
+
     def send_raw(self, data):
-        """An HTTP/1.1 interim response or last chunk: nothing to send on HTTP/2."""
+        """An HTTP/1.1 interim response or last chunk: only add_trailer's last chunk counts."""
+        if self.dechunking:
+            data = self._dechunk(data)
+            if self.pacer is None:
+                self.write_now(data)
+            else:
+                self.pacer.write(data)
 
     def finish_response(self):
+        if self.pacer is not None and self.pacer.holds_finish():
+            return      # once the bytes limit_rate holds are queued
         request = self.request
         self.handler = None
         if request is not None and not self.logged:
@@ -290,7 +334,7 @@ class Http2Stream(http1.ClientConnection):
         stream_id = self.stream_id
         try:
             if self.head is not None:
-                done = self.ending and not self.pending
+                done = self.ending and not self.pending and self.trailers is None
                 h2c.send_headers(stream_id, self.head, end_stream=done)
                 self.head = None
                 if done:
@@ -311,22 +355,25 @@ class Http2Stream(http1.ClientConnection):
                 else:
                     pending.popleft()
                 self.pending_size -= len(data)
-                last = self.ending and not pending
+                last = self.ending and not pending and self.trailers is None
                 h2c.send_data(stream_id, data, end_stream=last)
                 if last:
                     self._ended()
                     return
             if not pending:
                 if self.ending:
-                    if self.response_started:
+                    if self.trailers is not None:
+                        h2c.send_headers(stream_id, self.trailers, end_stream=True)
+                    elif self.response_started:
                         h2c.end_stream(stream_id)
                     else:     # finished without an answer: nothing to end but the stream
                         h2c.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
                     self._ended()
                     return
                 if self.paused and not self.conn.writing_paused:
-                    self.paused = False
-                    if self.handler is not None:
+                    self.paused = self.writing_paused = False
+                    if self.handler is not None and \
+                            (self.pacer is None or not self.pacer.delayed):
                         self.handler.client_write_resumed()
         except h2.exceptions.ProtocolError:     # reset meanwhile, or closed
             self.state = CLOSED
@@ -350,8 +397,9 @@ class Http2Stream(http1.ClientConnection):
 
     def pause(self):
         if not self.paused:
-            self.paused = True
-            if self.handler is not None:
+            # writing_paused tells limit_rate's Pacer not to resume the handler meanwhile.
+            self.paused = self.writing_paused = True
+            if self.handler is not None and (self.pacer is None or not self.pacer.delayed):
                 self.handler.client_write_paused()
 
     def reset_by_peer(self):

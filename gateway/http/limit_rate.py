@@ -1,7 +1,7 @@
 """limit_rate, limit_rate_after and X-Accel-Limit-Rate: nginx's write filter pacing.
 
-A ``Pacer`` sits between a client connection and its socket for one response (the
-connection's ``pacer``; None, the usual case, costs one comparison per write). It sends as
+A ``Pacer`` sits between a client connection (or an HTTP/2 stream: nginx paces each on
+its own) and its socket for one response (the connection's ``pacer``; None, the usual case, costs one comparison per write). It sends as
 ngx_http_write_filter does: at most ``rate * (now - start + 1) - (sent - after)`` bytes at
 once (whole seconds, as ngx_time() and r->start_sec count), then waits the time the bytes
 beyond ``limit_rate_after`` take at the rate. While it waits, or holds bytes it may not send
@@ -112,8 +112,8 @@ def start(conn, request, settings, proxied_headers=None) -> None:
     rate = values.get(RATE)
     if rate is None:
         rate = values[RATE] = _size(settings.limit_rate, request)
-    if rate <= 0 or getattr(conn, "stream_id", None) is not None:
-        return              # no limit, or an HTTP/2 stream (not paced)
+    if rate <= 0:
+        return
     conn.pacer = Pacer(conn, request, rate, _size(settings.limit_rate_after, request))
 
 

@@ -397,7 +397,7 @@ class ProxyExchange:
                 trailers.expected(self.plan.settings, request, status):
             # add_trailer: the body goes out in chunks of ours, then the trailers.
             self.trailing = status
-            lines = [trailers.chunked_lines(b"".join(lines))]
+            lines = [trailers.chunked_lines(self.conn, b"".join(lines))]
             self.wrap_chunks = True
         if kind == "length" and 0 < length <= len(rest):
             # The whole body came with the head: answer with a single write.
@@ -485,6 +485,14 @@ class ProxyExchange:
         self.state = RELAYING
         self.deadline = 0.0
         start_tunnel(self, headers, rest)
+
+    def tunnelled(self, received: int, sent: int):
+        """The tunnel's bytes from and to the upstream: the try's counts, not its response."""
+        counts = self.try_bytes[-1]
+        counts[0] += received
+        counts[1] += sent
+        if counts[2] is not None:
+            counts[2] += received
 
     def tunnel_closed(self, detail):
         """The tunnel ended (tunnel.py): close the upstream connection, never pool it; log."""

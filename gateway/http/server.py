@@ -722,7 +722,7 @@ class WorkerApp:
         status, headers = _error_page_status(request, status, headers)
         lines = _header_lines(headers)
         if plan.settings.add_trailers and trailers.expected(plan.settings, request, status):
-            lines = trailers.chunked_lines(lines)
+            lines = trailers.chunked_lines(conn, lines)
             body = trailers.chunk(body) + trailers.last_chunk(plan.settings, request, status)
         conn.send_head(status, lines, static_add_headers(plan, headers))
         if body and request.method != "HEAD":
@@ -740,11 +740,13 @@ class WorkerApp:
                 headers = headers + [("Vary", "Accept-Encoding")]
         lines = _header_lines(headers)
         add_headers = static_add_headers(plan, headers)
-        chunks = None
-        if plan.settings.add_trailers and deflate is None and \
-                trailers.expected(plan.settings, request, status):
-            lines = trailers.chunked_lines(lines)
-            chunks = trailers.ChunkWriter(conn, plan.settings, status)
+        chunks = trailing = None
+        if plan.settings.add_trailers and trailers.expected(plan.settings, request, status):
+            if deflate is None:
+                lines = trailers.chunked_lines(conn, lines)
+                chunks = trailers.ChunkWriter(conn, plan.settings, status)
+            else:       # gzipped: its writer ends the body with the trailers
+                trailing = (plan.settings, status)
         if request.method == "HEAD" or (result.length == 0 and deflate is None):
             conn.send_head(status, lines, add_headers)
             if chunks is not None:
@@ -761,7 +763,7 @@ class WorkerApp:
         conn.send_head(status, lines, add_headers)
         sender = FileSender(conn, handle, result.offset, result.length)
         if deflate is not None:
-            sender.writer = gzip.GzipWriter(conn, deflate)
+            sender.writer = gzip.GzipWriter(conn, deflate, trailing)
         elif chunks is not None:
             sender.writer = chunks
         conn.handler = sender

@@ -12,9 +12,9 @@ Behaviour mirrored from nginx 1.22 defaults:
 - Hidden files are served like any other (nginx has no rule about them).
 - POST to an existing file is 405, to a missing one 404; methods other than
   GET/HEAD/POST are 405 (after try_files, which runs for every method).
-- ``if_modified_since exact``, ``etag on``, ``absolute_redirect on``,
-  ``port_in_redirect on``, ``server_name_in_redirect off``,
-  ``max_ranges`` unlimited, no open_file_cache.
+- ``etag on``, ``absolute_redirect on``, ``port_in_redirect on``,
+  ``server_name_in_redirect off``, no open_file_cache; ``if_modified_since`` (exact by
+  default) and ``max_ranges`` (no limit by default) as configured.
 - A directory without an index file is listed when ``autoindex`` is on
   (gateway/http/autoindex.py), else answered 403.
 An alias in a regex location maps to the alias itself, its captures filled in.
@@ -312,7 +312,7 @@ def _file(request, location, settings, uri: str, ranges: bool = True, suffix: st
     etag = f'"{mtime:x}-{size:x}"' if settings.etag else None
 
     # ngx_http_not_modified_filter
-    status = _precondition(request, mtime, etag)
+    status = _precondition(request, mtime, etag, settings.if_modified_since)
     if status == 412:
         return ErrorStatus(412)
     if status == 304:
@@ -330,7 +330,13 @@ def _file(request, location, settings, uri: str, ranges: bool = True, suffix: st
         headers.append(("Content-Encoding", "gzip"))
 
     # ngx_http_range_filter
+    most = settings.max_ranges
+    if most == 0:       # max_ranges 0: neither ranges nor Accept-Ranges
+        return FileResponse(200, headers, path, 0, size)
     ranges = _ranges_for(request, size, mtime, etag) if ranges else None
+    if ranges is not None and most is not None and ranges != "unsatisfiable" \
+            and len(ranges) > most:
+        ranges = None   # more ranges than max_ranges: the whole file (NGX_DECLINED)
     if ranges is None:
         headers.append(("Accept-Ranges", "bytes"))
         return FileResponse(200, headers, path, 0, size)
@@ -374,7 +380,7 @@ def _escape_uri(uri: str) -> str:
 
 # Conditional requests ---------------------------------------------------------
 
-def _precondition(request, mtime: int, etag: str | None) -> int:
+def _precondition(request, mtime: int, etag: str | None, mode: str = "exact") -> int:
     """412, 304 or 200 for the If-* headers (``ngx_http_not_modified_filter``)."""
     value = request.header("if-unmodified-since")
     if value is not None:
@@ -388,9 +394,13 @@ def _precondition(request, mtime: int, etag: str | None) -> int:
     none_match = request.header("if-none-match")
     if modified_since is None and none_match is None:
         return 200
-    # "exact": only the very same date means not modified.
-    if modified_since is not None and parse_http_date(modified_since) != mtime:
-        return 200
+    # ngx_http_test_if_modified: "exact", only the very same date means not modified;
+    # "before", a date at or after the file's too; "off", never.
+    if modified_since is not None:
+        since = parse_http_date(modified_since)
+        if mode == "off" or (since != mtime and (mode == "exact" or since is None
+                                                  or since < mtime)):
+            return 200
     if none_match is not None and not _etag_matches(none_match, etag, weak=True):
         return 200
     return 304

@@ -3,7 +3,9 @@
 As nginx does: when a trailer applies to the status (200, 201, 204, 206, 301, 302, 303, 304,
 307, 308, or any with ``always``), an HTTP/1.1 response with a body goes out chunked, its
 Content-Length dropped (ngx_http_chunked_header_filter with expect_trailers); the values are
-rendered once the body is done, and the empty ones left out (ngx_http_trailers_filter).
+rendered once the body is done, and the empty ones left out (ngx_http_trailers_filter). On
+HTTP/2 the handlers frame the body the same way and the stream (http2_stream.py) sends the
+chunks as DATA and the fields as a last HEADERS frame, its Content-Length kept.
 Locations without add_trailer never load this module's work: their plans have none.
 """
 
@@ -22,15 +24,22 @@ _templates: dict = {}
 def expected(settings, request, status: int) -> bool:
     """Whether this response goes chunked with trailers (r->expect_trailers and chunked)."""
     entries = settings.add_trailers
-    if not entries or request.version != 11 or request.method == "HEAD" \
+    if not entries or request.version < 11 or request.method == "HEAD" \
             or status < 200 or status in (204, 304):
         return False
     safe = status in SAFE
     return any(safe or entry.always for entry in entries)
 
 
-def chunked_lines(lines: bytes) -> bytes:
-    """Header lines without Content-Length, with Transfer-Encoding: chunked (once)."""
+def chunked_lines(conn, lines: bytes) -> bytes:
+    """Header lines without Content-Length, with Transfer-Encoding: chunked (once).
+
+    An HTTP/2 stream keeps them as they are (nginx's HTTP/2 header filter runs before its
+    chunked filter, so Content-Length stays): it takes our chunks apart itself.
+    """
+    if getattr(conn, "stream_id", None) is not None:
+        conn.expect_trailers()
+        return lines
     kept = [line + b"\r\n" for line in lines.split(b"\r\n")
             if line and line[:15].lower() != b"content-length:"
             and line.lower() != TE_LINE[:-2].lower()]
@@ -70,11 +79,21 @@ def send_simple(conn, settings, status: int, body: bytes = b"",
     if not expected(settings, request, status):
         conn.send_simple(status, body, content_type, extra, add_headers, empty_type)
         return
+    request.status = status         # the trailers are rendered first: $status is this one
+    if body and settings.gzip:
+        from gateway.http import gzip       # gzip imports this module
+        extra = gzip.simple(conn, status, body, content_type, extra, add_headers,
+                            (settings, status))
+        if extra is None:
+            return      # sent compressed, the trailers after the body
     lines = [b"Content-Type: %s\r\n" % content_type] \
         if content_type is not None and (body or empty_type) else []
     lines.append(extra)
-    lines.append(TE_LINE)
-    request.status = status         # the trailers are rendered first: $status is this one
+    if getattr(conn, "stream_id", None) is not None:
+        conn.expect_trailers()      # HTTP/2: Content-Length kept (see chunked_lines)
+        lines.append(b"Content-Length: %d\r\n" % len(body))
+    else:
+        lines.append(TE_LINE)
     conn.send_head(status, b"".join(lines), add_headers,
                    chunk(body) + last_chunk(settings, request, status))
     conn.finish_response()

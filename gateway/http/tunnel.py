@@ -18,7 +18,10 @@ with ``proxy_set_header Upgrade $http_upgrade``). Then:
   read are written. nginx keeps no half-closed tunnel: it finalizes when either side's read hits
   end of file with nothing left to send;
 - the upstream connection is then closed, never put back in the keep-alive pool, and the request
-  is logged with status 101 and the bytes relayed to the client.
+  is logged with status 101 and the bytes relayed to the client; the bytes relayed each way
+  count in the try's $upstream_bytes_received and $upstream_bytes_sent, as nginx counts them
+  (u->state->bytes_received, and the upstream connection's c->sent), not in its
+  $upstream_response_length.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ class Tunnel:
     """The two connections of one upgraded request, relayed until either closes."""
 
     __slots__ = ("exchange", "conn", "request", "client", "upstream", "read_timeout",
-                 "send_timeout", "active", "last_event", "done")
+                 "send_timeout", "active", "last_event", "done", "received", "sent")
 
     def __init__(self, exchange):
         self.exchange = exchange
@@ -57,6 +60,7 @@ class Tunnel:
         self.active = False          # an event since the last sweep: the timers start again
         self.last_event = exchange.app.clock()
         self.done = False
+        self.received = self.sent = 0    # bytes relayed from and to the upstream
         self.client = ClientSide(self)
         self.upstream = UpstreamSide(self)
 
@@ -119,6 +123,7 @@ class Tunnel:
                     transport.abort()
                 else:
                     transport.close()
+        self.exchange.tunnelled(self.received, self.sent)
         self.exchange.tunnel_closed(detail)
 
     # The handler interface of the client connection (its sweep and shutdown) -------
@@ -186,7 +191,9 @@ class ClientSide(_Side):
     __slots__ = ()
 
     def data_received(self, data):
-        self.tunnel.active = True
+        tunnel = self.tunnel
+        tunnel.active = True
+        tunnel.sent += len(data)
         self.other.transport.write(data)
 
     def connection_lost(self, exc):
@@ -203,6 +210,7 @@ class UpstreamSide(_Side):
     def data_received(self, data):
         tunnel = self.tunnel
         tunnel.active = True
+        tunnel.received += len(data)
         request = tunnel.request
         request.bytes_sent += len(data)
         request.body_bytes_sent += len(data)

@@ -257,6 +257,39 @@ def _op(name, getter, escape, escaper, header, empty) -> tuple:
     return (1, getter, None if name in _PLAIN else escaper, header, blank)
 
 
+class ConditionalFormat:
+    """A format behind ``access_log ... if=CONDITION``: no line (b"") when the condition is
+    empty or "0", as ngx_http_log_handler skips it. Logs without if= never get here."""
+
+    __slots__ = ("format", "condition", "uses_upstream_tries")
+
+    def __init__(self, fmt: LogFormat, condition: str):
+        self.format = fmt
+        self.condition = compile_template(condition)
+        names = {m.group(1) or m.group(2) for m in VARIABLE.finditer(condition)}
+        self.uses_upstream_tries = fmt.uses_upstream_tries or not (
+            UPSTREAM_TRIES.isdisjoint(names) and UPSTREAM_COUNTS.isdisjoint(names))
+
+    def render(self, request) -> bytes:
+        value = self.condition.render(request)
+        if not value or value == "0":
+            return b""
+        return self.format.render(request)
+
+
+class NonEmptyLines:
+    """A log file's writer that drops the empty line a ConditionalFormat gives for a skip."""
+
+    __slots__ = ("file",)
+
+    def __init__(self, file):
+        self.file = file
+
+    def write(self, line: bytes):
+        if line:
+            self.file.write(line)
+
+
 class AccessLogs:
     """Every access log file of a worker, opened once per distinct path."""
 
@@ -275,6 +308,9 @@ class AccessLogs:
             fmt = self.formats.get(key)
             if fmt is None:
                 fmt = self.formats[key] = LogFormat(spec.format, spec.escape)
+            condition = getattr(spec, "condition", None)
+            if condition is not None:
+                fmt, file = ConditionalFormat(fmt, condition), NonEmptyLines(file)
             out.append((file, fmt))
         return out
 

@@ -58,6 +58,11 @@ HTTP_LINES = [
     "msie_refresh off;",
     "log_subrequest off;",
     "keepalive_disable msie6;",
+    # Found loading the examples of nginx's own documentation (issue 11's sweep).
+    "ignore_invalid_headers on;",
+    "underscores_in_headers off;",
+    "merge_slashes on;",
+    "resolver_timeout 5s;",
 ]
 SERVER_LINES = [
     "connection_pool_size 512;",
@@ -93,6 +98,11 @@ LOCATION_LINES = [
     "client_body_in_single_buffer off;",
     "subrequest_output_buffer_size 4k;",
     "sendfile_max_chunk 512k;",
+    "chunked_transfer_encoding on;",
+    "proxy_bind 127.0.0.1;",
+    "proxy_ssl_protocols TLSv1.2 TLSv1.3;",
+    "proxy_ssl_session_reuse on;",
+    "keepalive_time 1h;",
 ]
 
 
