@@ -7,6 +7,11 @@ location type (proxy_pass, static, return, rewrite, unikernel_pass) answers over
 without a second pipeline: the HTTP/1.1 head a handler writes becomes a HEADERS frame, its
 body DATA frames, within the client's flow-control windows.  Requests go upstream over the
 same HTTP/1.1 keep-alive pools as HTTP/1.1 clients' requests.
+
+Two sessions under the same protocol: ``NgHttp2Connection`` on libnghttp2
+(_fastpath/h2session.pyx), selected when built, and the class below on the pure-Python ``h2``,
+the specification and the twin used with GATEWAY_NO_EXTENSIONS=1 (``Http2ConnectionPy``;
+``Http2Connection`` names the selected one at the end of the module).
 """
 
 from __future__ import annotations
