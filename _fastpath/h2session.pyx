@@ -13,7 +13,7 @@ the stream adapter serves both sessions unchanged (gateway/http/http2.py selects
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport int32_t, uint8_t, uint32_t
 from libc.stdlib cimport malloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 
 from _fastpath.nghttp2 cimport *
 
@@ -21,7 +21,10 @@ from _fastpath.nghttp2 cimport *
 from h2.exceptions import ProtocolError
 
 # Event kinds, the first item of each tuple receive() returns.
-REQUEST = 1        # (REQUEST, stream_id, [(name, value), ...], ended)
+# (REQUEST, stream_id, [(name, name, value), ...], ended,
+#  (method, path, authority, scheme, request_length, bad_name)): the block split as
+#  Http2Stream.start_split takes it (fields but the pseudo-headers, a Request's triples).
+REQUEST = 1
 DATA = 2           # (DATA, stream_id, data, flow_controlled_length)
 ENDED = 3          # (ENDED, stream_id): END_STREAM after a body
 CLOSED = 4         # (CLOSED, stream_id, error_code): reset by the client or closed by nghttp2
@@ -61,7 +64,10 @@ cdef class _Head:
     """A header block being received: its fields, its size so far, its cookie crumbs."""
     cdef list fields
     cdef list cookies
-    cdef Py_ssize_t size
+    cdef Py_ssize_t size           # as hpack counts a header list (the limit)
+    cdef Py_ssize_t length         # as Http2Stream.start counts $request_length
+    cdef bytes method, path, authority, scheme
+    cdef bint bad_name             # a field name with an uppercase letter (RFC 9113 8.2.1)
 
 
 cdef class H2Session:
@@ -294,7 +300,8 @@ cdef int _on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame,
     cdef H2Session self = <H2Session>user
     cdef _Head head = _Head()
     head.fields = []
-    head.size = 0
+    head.size = head.length = 0
+    head.method = head.path = head.authority = head.scheme = b""
     self.heads[frame.hd.stream_id] = head
     return 0
 
@@ -313,15 +320,33 @@ cdef int _on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_
         self.fail_code = NGHTTP2_ENHANCE_YOUR_CALM
         self.fail_stream = frame.hd.stream_id
         return NGHTTP2_ERR_CALLBACK_FAILURE
-    field_name = PyBytes_FromStringAndSize(<const char *>name, namelen)
+    cdef size_t i
+    for i in range(namelen):
+        if b'A' <= name[i] <= b'Z':
+            head.bad_name = True
+    if head.bad_name:
+        return 0        # the stream is reset once the block is in (HPACK state kept)
     field_value = PyBytes_FromStringAndSize(<const char *>value, valuelen)
-    if field_name == b"cookie":
+    if namelen and name[0] == b':':
+        if namelen == 7 and memcmp(name, b":method", 7) == 0:
+            head.method = field_value
+        elif namelen == 5 and memcmp(name, b":path", 5) == 0:
+            head.path = field_value
+        elif namelen == 10 and memcmp(name, b":authority", 10) == 0:
+            head.authority = field_value
+        elif namelen == 7 and memcmp(name, b":scheme", 7) == 0:
+            head.scheme = field_value
+        head.length += namelen + valuelen + 4
+        return 0
+    if namelen == 6 and memcmp(name, b"cookie", 6) == 0:
         # RFC 9113 8.2.3: crumbs joined with "; " (as h2 normalises and nginx joins them).
         if head.cookies is None:
             head.cookies = []
         head.cookies.append(field_value)
-    else:
-        head.fields.append((field_name, field_value))
+        return 0
+    head.length += namelen + valuelen + 4
+    field_name = PyBytes_FromStringAndSize(<const char *>name, namelen)
+    head.fields.append((field_name, field_name, field_value))
     return 0
 
 
@@ -335,8 +360,12 @@ cdef int _on_frame(nghttp2_session *s, const nghttp2_frame *frame, void *user) n
         head = self.heads.pop(stream_id, None)
         if frame.headers.cat == NGHTTP2_HCAT_REQUEST and head is not None:
             if head.cookies is not None:
-                head.fields.append((b"cookie", b"; ".join(head.cookies)))
-            self.events.append((REQUEST, stream_id, head.fields, ended))
+                cookie = b"; ".join(head.cookies)
+                head.fields.append((b"cookie", b"cookie", cookie))
+                head.length += 10 + len(cookie)
+            self.events.append((REQUEST, stream_id, head.fields, ended, (
+                head.method, head.path, head.authority, head.scheme, head.length,
+                head.bad_name)))
         elif ended:
             self.events.append((ENDED, stream_id))      # after trailers
     elif kind == NGHTTP2_DATA:

@@ -192,7 +192,7 @@ class Http2Connection(asyncio.Protocol):
     def _request_received(self, event):
         self._request(event.stream_id, event.headers, event.stream_ended is not None)
 
-    def _request(self, stream_id, headers, ended):
+    def _request(self, stream_id, headers, ended, split=None):
         if self.goaway_stream >= 0 and stream_id > self.goaway_stream:
             self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
             return
@@ -205,7 +205,11 @@ class Http2Connection(asyncio.Protocol):
         self.requests_served += 1
         stream = Http2Stream(self, stream_id)
         self.streams[stream_id] = stream
-        stream.start(headers, ended)
+        if split is None:
+            stream.start(headers, ended)
+        else:       # (method, path, authority, scheme, size, bad name) from the C session
+            stream.start_split(split[0], split[1], split[2], split[3], headers, split[4], ended,
+                               split[5])
         if self.requests_served >= self.server.settings.keepalive_requests:
             self._goaway()       # nginx's keepalive_requests for HTTP/2 (1.19.7+)
 
@@ -415,7 +419,7 @@ class NgHttp2Connection(Http2Connection):
                 if kind == _DATA:
                     self._data(event[1], event[2], event[3])
                 elif kind == _REQUEST:
-                    self._request(event[1], event[2], event[3])
+                    self._request(event[1], event[2], event[3], event[4])
                 elif kind == _ENDED:
                     self._ended(event[1])
                 elif kind == _CLOSED:
