@@ -264,3 +264,54 @@ def test_a_flow_control_stall_is_waited_out_alike(pair):
         assert len(stream["body"]) == n
     assert ours["streams"][1]["body"] == theirs["streams"][1]["body"]
     assert ours["frames"] == theirs["frames"] == []
+
+
+# The session alone, byte by byte (no socket coalescing the writes) ----------------------
+
+def _session_events(chunks):
+    """Every event H2Session gives for ``chunks`` fed in order (stream bodies joined)."""
+    from _fastpath.h2session import DATA, H2Session
+    session = H2Session(128, 64 * 1024, 32 * 1024, 65536, 2 ** 24 - 1)
+    session.data_to_send()
+    events, bodies = [], {}
+    for chunk in chunks:
+        for event in session.receive(chunk):
+            if event[0] == DATA:
+                bodies[event[1]] = bodies.get(event[1], b"") + event[2]
+            else:
+                events.append(event)
+    return events, bodies, session
+
+
+def test_the_session_gives_the_same_events_for_input_cut_at_every_byte():
+    big = _request(5, "/big", extra=[("x-long", "v" * 20000)])    # over 16384: SETTINGS in force
+    data = PREFACE + SettingsFrame(0).serialize() + VALID + _settings_ack() + big
+    whole = _session_events([data])
+    cut = _session_events([data[i:i + 1] for i in range(len(data))])
+    assert whole[:2] == cut[:2]
+    events, bodies, session = whole
+    kinds = [(e[0], e[1]) for e in events if e[0] in (1, 3)]      # REQUEST, ENDED
+    assert kinds == [(1, 1), (1, 3), (3, 3), (1, 5)]
+    first = next(e for e in events if e[:2] == (1, 1))
+    fields, split = first[2], first[4]
+    assert split[:4] == (b"GET", b"/hello?x=1", b"a.test", b"http") and not split[5]
+    assert fields == [(b"cookie", b"cookie", b"a=1; b=2")]
+    assert bodies == {3: b"part one, part two"}
+    assert not session.done
+
+
+def _settings_ack():
+    ack = SettingsFrame(0)
+    ack.flags.add("ACK")
+    return ack.serialize()
+
+
+def test_the_compiled_session_is_selected_unless_disabled():
+    import os
+    import subprocess
+    import sys
+    code = "import gateway.http.http2 as m; print(m.Http2Connection.__name__)"
+    names = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=dict(os.environ, GATEWAY_NO_EXTENSIONS=flag), check=True
+                            ).stdout.strip() for flag in ("0", "1")]
+    assert names == ["NgHttp2Connection", "Http2Connection"]
