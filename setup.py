@@ -11,14 +11,34 @@ except ImportError:  # the pure-Python twins still work
     cythonize = None
 
 
+# Modules bound to a system library: (the library to link, its header, the Debian package).
+LIBRARIES = {"h2session": ("nghttp2", "nghttp2/nghttp2.h", "libnghttp2-dev")}
+
+
+def _check_header(module, header, package):
+    """Stop with one sentence when a library's headers are missing (not a compiler traceback)."""
+    if not any(os.path.exists(os.path.join(d, header))
+               for d in ("/usr/include", "/usr/local/include")):
+        raise SystemExit(f"_fastpath.{module} needs {header}: install it with "
+                         f"`apt-get install {package}` (scripts/ensure-system-packages does), "
+                         "or build without extensions (GATEWAY_NO_EXTENSIONS=1)")
+
+
+def _extension(path):
+    name = os.path.basename(path)[:-4]
+    libraries = []
+    if name in LIBRARIES:
+        library, header, package = LIBRARIES[name]
+        _check_header(name, header, package)
+        libraries.append(library)
+    return Extension(f"_fastpath.{name}", [path], extra_compile_args=["-O2"],
+                     libraries=libraries)
+
+
 def fastpath_extensions():
     if cythonize is None or os.environ.get("GATEWAY_NO_EXTENSIONS") == "1":
         return []
-    modules = [
-        Extension(f"_fastpath.{os.path.basename(path)[:-4]}", [path],
-                  extra_compile_args=["-O2"])
-        for path in sorted(glob.glob("_fastpath/*.pyx"))
-    ]
+    modules = [_extension(path) for path in sorted(glob.glob("_fastpath/*.pyx"))]
     return cythonize(modules, language_level=3, compiler_directives={
         "boundscheck": False, "wraparound": False, "cdivision": True})
 

@@ -7,6 +7,11 @@ location type (proxy_pass, static, return, rewrite, unikernel_pass) answers over
 without a second pipeline: the HTTP/1.1 head a handler writes becomes a HEADERS frame, its
 body DATA frames, within the client's flow-control windows.  Requests go upstream over the
 same HTTP/1.1 keep-alive pools as HTTP/1.1 clients' requests.
+
+Two sessions under the same protocol: ``NgHttp2Connection`` on libnghttp2
+(_fastpath/h2session.pyx), selected when built, and the class below on the pure-Python ``h2``,
+the specification and the twin used with GATEWAY_NO_EXTENSIONS=1 (``Http2ConnectionPy``;
+``Http2Connection`` names the selected one at the end of the module).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from h2.settings import SettingCodes
 from hpack.exceptions import HPACKError
 from hyperframe.frame import GoAwayFrame
 
+from gateway._select import load_fast
 from gateway.http.http2_stream import Http2Stream
 from gateway.observe.errorlog import log
 
@@ -121,9 +127,17 @@ class Http2Connection(asyncio.Protocol):
         # nginx limits a field's encoded length to one buffer: at best (5-bit Huffman
         # codes) that decodes to 8/5 as many bytes.
         self.field_limit = size * 8 // 5
-        h2c = self.h2 = _ServerH2(_CONFIG)
         # nginx's header_limit: the whole decoded list within large_client_header_buffers.
-        h2c.decoder.max_header_list_size = number * size
+        self.h2 = self._open_session(number * size)
+        self._arm(server.client_header_timeout)
+        self._write()
+        if app.shutting_down:
+            self.shutdown(True)
+
+    def _open_session(self, list_limit):
+        """h2's state machine with nginx's settings; the SETTINGS frame queued."""
+        h2c = _ServerH2(_CONFIG)
+        h2c.decoder.max_header_list_size = list_limit
         h2c.local_settings = h2.settings.Settings(client=False, initial_values={
             SettingCodes.MAX_CONCURRENT_STREAMS: self.max_streams,
             SettingCodes.INITIAL_WINDOW_SIZE: INITIAL_WINDOW,
@@ -132,10 +146,7 @@ class Http2Connection(asyncio.Protocol):
         h2c.initiate_connection()
         h2c.max_inbound_frame_size = MAX_FRAME     # at once, not after the ACK: as nginx
         h2c.increment_flow_control_window(MAX_WINDOW - 65535)
-        self._arm(server.client_header_timeout)
-        self._write()
-        if app.shutting_down:
-            self.shutdown(True)
+        return h2c
 
     def data_received(self, data):
         if self.closed:
@@ -179,7 +190,9 @@ class Http2Connection(asyncio.Protocol):
     # Events -------------------------------------------------------------
 
     def _request_received(self, event):
-        stream_id = event.stream_id
+        self._request(event.stream_id, event.headers, event.stream_ended is not None)
+
+    def _request(self, stream_id, headers, ended, split=None):
         if self.goaway_stream >= 0 and stream_id > self.goaway_stream:
             self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
             return
@@ -192,35 +205,51 @@ class Http2Connection(asyncio.Protocol):
         self.requests_served += 1
         stream = Http2Stream(self, stream_id)
         self.streams[stream_id] = stream
-        stream.start(event.headers, event.stream_ended is not None)
+        if split is None:
+            stream.start(headers, ended)
+        else:       # (method, path, authority, scheme, size, bad name) from the C session
+            stream.start_split(split[0], split[1], split[2], split[3], headers, split[4], ended,
+                               split[5])
         if self.requests_served >= self.server.settings.keepalive_requests:
             self._goaway()       # nginx's keepalive_requests for HTTP/2 (1.19.7+)
 
     def _data_received(self, event):
-        stream = self.streams.get(event.stream_id)
+        self._data(event.stream_id, event.data, event.flow_controlled_length)
+
+    def _data(self, stream_id, data, flow_length):
+        stream = self.streams.get(stream_id)
         if stream is None or stream.body is None:
             # Data after the answer (or for a refused stream): give the window back.
-            self._acknowledge(event.stream_id, event.flow_controlled_length)
+            self._acknowledge(stream_id, flow_length)
             return
-        stream.body_data(event.data, event.flow_controlled_length)
+        stream.body_data(data, flow_length)
 
     def _stream_ended(self, event):
-        stream = self.streams.get(event.stream_id)
+        self._ended(event.stream_id)
+
+    def _ended(self, stream_id):
+        stream = self.streams.get(stream_id)
         if stream is not None:
             stream.body_end()
 
     def _stream_reset(self, event):
-        stream = self.streams.pop(event.stream_id, None)
+        self._reset(event.stream_id)
+
+    def _reset(self, stream_id):
+        stream = self.streams.pop(stream_id, None)
         if stream is not None:
             stream.reset_by_peer()
         self._check_idle()
 
     def _window_updated(self, event):
-        if event.stream_id == 0:
+        self._window(event.stream_id)
+
+    def _window(self, stream_id):
+        if stream_id == 0:
             for stream in list(self.streams.values()):
                 stream.flush()
         else:
-            stream = self.streams.get(event.stream_id)
+            stream = self.streams.get(stream_id)
             if stream is not None:
                 stream.flush()
 
@@ -362,6 +391,66 @@ _EVENTS = {
     h2.events.RemoteSettingsChanged: Http2Connection._settings_changed,
     h2.events.ConnectionTerminated: Http2Connection._terminated,
 }
+
+
+class NgHttp2Connection(Http2Connection):
+    """Http2Connection on libnghttp2 (_fastpath/h2session.pyx): frames, HPACK and windows in C,
+    one Python call per request head, body chunk, reset or window update."""
+
+    def _open_session(self, list_limit):
+        return _h2session.H2Session(self.max_streams, list_limit, self.field_limit,
+                                    INITIAL_WINDOW, MAX_FRAME)
+
+    def data_received(self, data):
+        if self.closed:
+            return
+        session = self.h2
+        try:
+            events = session.receive(data)
+        except _h2session.SessionError as exc:
+            if log.enabled("info"):
+                log.info(f"client sent invalid HTTP/2 input ({exc}), client: {self.remote_addr}")
+            self.fail(exc.error_code, exc.last_stream_id)
+            return
+        self.in_events = True
+        try:
+            for event in events:
+                kind = event[0]
+                if kind == _DATA:
+                    self._data(event[1], event[2], event[3])
+                elif kind == _REQUEST:
+                    self._request(event[1], event[2], event[3], event[4])
+                elif kind == _ENDED:
+                    self._ended(event[1])
+                elif kind == _CLOSED:
+                    self._reset(event[1])
+                elif kind == _WINDOW:
+                    self._window(event[1])
+                elif kind == _SETTINGS:
+                    self._window(0)
+                elif kind == _GOAWAY:
+                    self._terminated(None)
+        finally:
+            self.in_events = False
+        self._flush()
+        if session.done:        # nghttp2 answered a connection error with its GOAWAY
+            self.close()
+
+
+def _select():
+    """The compiled session unless disabled or not built (GATEWAY_NO_EXTENSIONS=1: h2)."""
+    global _h2session, _REQUEST, _DATA, _ENDED, _CLOSED, _WINDOW, _SETTINGS, _GOAWAY
+    fast = load_fast("h2session")
+    if fast is None:
+        return Http2Connection
+    _h2session = fast
+    _REQUEST, _DATA, _ENDED, _CLOSED = fast.REQUEST, fast.DATA, fast.ENDED, fast.CLOSED
+    _WINDOW, _SETTINGS, _GOAWAY = fast.WINDOW, fast.SETTINGS, fast.GOAWAY
+    return NgHttp2Connection
+
+
+Http2ConnectionPy = Http2Connection
+Http2Connection = _select()
 
 
 class PrefaceSniffer(asyncio.Protocol):

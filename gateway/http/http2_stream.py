@@ -83,7 +83,6 @@ class Http2Stream(http1.ClientConnection):
 
     def start(self, fields, ended: bool):
         """Build the Request from the header block and hand it to the app."""
-        app = self.app
         conn = self.conn
         method = path = authority = scheme = b""
         headers = []
@@ -94,10 +93,7 @@ class Http2Stream(http1.ClientConnection):
                 conn.fail(ErrorCodes.ENHANCE_YOUR_CALM)
                 return
             if name.lower() != name:
-                # nginx: "client sent invalid header name", RST_STREAM PROTOCOL_ERROR.
-                conn.h2.reset_stream(self.stream_id, ErrorCodes.PROTOCOL_ERROR)
-                self.state = CLOSED
-                conn.stream_done(self)
+                self.start_split(b"", b"", b"", b"", [], 0, ended, True)
                 return
             if name[:1] == b":":
                 if name == b":method":
@@ -110,6 +106,19 @@ class Http2Stream(http1.ClientConnection):
                     scheme = value
             else:
                 headers.append((name, name, value))
+        self.start_split(method, path, authority, scheme, headers, size, ended, False)
+
+    def start_split(self, method, path, authority, scheme, headers, size, ended, bad_name):
+        """start() once the block is split into pseudo-headers and fields (the compiled
+        session splits it in C, checking the limits and the names as start does)."""
+        app = self.app
+        conn = self.conn
+        if bad_name:
+            # nginx: "client sent invalid header name", RST_STREAM PROTOCOL_ERROR.
+            conn.h2.reset_stream(self.stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self.state = CLOSED
+            conn.stream_done(self)
+            return
         try:
             if not method or not scheme or method == b"CONNECT" or not path:
                 raise BadRequest("client sent no :method, :scheme or :path header")

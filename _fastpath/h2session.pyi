@@ -1,0 +1,29 @@
+"""Type stub for _fastpath/h2session.pyx (the compiled twin of h2 under gateway/http/http2.py)."""
+
+REQUEST: int
+DATA: int
+ENDED: int
+CLOSED: int
+WINDOW: int
+SETTINGS: int
+GOAWAY: int
+
+class SessionError(Exception):
+    error_code: int
+    last_stream_id: int
+
+class H2Session:
+    done: bool
+    highest_inbound_stream_id: int
+    max_outbound_frame_size: int
+    def __init__(self, max_streams: int, list_limit: int, field_limit: int,
+                 initial_window: int, max_frame: int) -> None: ...
+    def receive(self, data: bytes) -> list[tuple]: ...
+    def data_to_send(self) -> bytes: ...
+    def local_flow_control_window(self, stream_id: int) -> int: ...
+    def send_headers(self, stream_id: int, fields: list[tuple[bytes, bytes]],
+                     end_stream: bool = False) -> None: ...
+    def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None: ...
+    def end_stream(self, stream_id: int) -> None: ...
+    def reset_stream(self, stream_id: int, error_code: int = 0) -> None: ...
+    def acknowledge_received_data(self, length: int, stream_id: int) -> None: ...
