@@ -55,6 +55,7 @@ cdef class _Outgoing:
     cdef bytearray buf
     cdef Py_ssize_t pos
     cdef bint eof, deferred
+    cdef list trailers      # fields to end the stream with once the body is framed, or None
 
     def __cinit__(self):
         self.buf = bytearray()
@@ -233,24 +234,19 @@ cdef class H2Session:
         return own if own < conn else conn
 
     def send_headers(self, int32_t stream_id, list fields, end_stream=False):
-        cdef Py_ssize_t n = len(fields), i
-        cdef nghttp2_nv *nva = <nghttp2_nv *>malloc(sizeof(nghttp2_nv) * (n or 1))
-        cdef bytes name, value
-        if nva is NULL:
-            raise MemoryError()
-        try:
-            for i in range(n):
-                name, value = fields[i]
-                nva[i].name = <uint8_t *>PyBytes_AS_STRING(name)
-                nva[i].namelen = PyBytes_GET_SIZE(name)
-                nva[i].value = <uint8_t *>PyBytes_AS_STRING(value)
-                nva[i].valuelen = PyBytes_GET_SIZE(value)
-                nva[i].flags = NGHTTP2_NV_FLAG_NONE
-            rc = nghttp2_submit_headers(self.session,
-                                        NGHTTP2_FLAG_END_STREAM if end_stream else NGHTTP2_FLAG_NONE,
-                                        stream_id, NULL, nva, n, NULL)
-        finally:
-            free(nva)     # nghttp2 copied the fields
+        cdef _Outgoing out = self.outgoing.get(stream_id)
+        if out is not None and end_stream:
+            # Trailers: nghttp2 sends HEADERS ahead of queued DATA, so they wait for the
+            # data read callback to frame the last byte (_read submits them then).
+            if out.eof:
+                raise ProtocolError(f"stream {stream_id} already ended")
+            out.eof = True
+            out.trailers = fields
+            if out.deferred:
+                out.deferred = False
+                nghttp2_session_resume_data(self.session, stream_id)
+            return
+        rc = _submit_headers(self.session, stream_id, fields, end_stream, False)
         if rc != 0:
             raise ProtocolError(nghttp2_strerror(rc).decode())
 
@@ -291,6 +287,34 @@ cdef class H2Session:
         """Give the client back ``length`` bytes of window (WINDOW_UPDATE when worth it)."""
         if nghttp2_session_consume(self.session, stream_id, length) != 0:
             nghttp2_session_consume_connection(self.session, length)
+
+
+cdef int _submit_headers(nghttp2_session *session, int32_t stream_id, list fields,
+                         bint end_stream, bint trailer) except? -1:
+    """HEADERS with ``fields`` (bytes pairs), or the trailer ending a data provider's body."""
+    cdef Py_ssize_t n = len(fields), i
+    cdef nghttp2_nv *nva = <nghttp2_nv *>malloc(sizeof(nghttp2_nv) * (n or 1))
+    cdef bytes name, value
+    cdef int rc
+    if nva is NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            name, value = fields[i]
+            nva[i].name = <uint8_t *>PyBytes_AS_STRING(name)
+            nva[i].namelen = PyBytes_GET_SIZE(name)
+            nva[i].value = <uint8_t *>PyBytes_AS_STRING(value)
+            nva[i].valuelen = PyBytes_GET_SIZE(value)
+            nva[i].flags = NGHTTP2_NV_FLAG_NONE
+        if trailer:
+            rc = nghttp2_submit_trailer(session, stream_id, nva, n)
+        else:
+            rc = nghttp2_submit_headers(session,
+                                        NGHTTP2_FLAG_END_STREAM if end_stream else NGHTTP2_FLAG_NONE,
+                                        stream_id, NULL, nva, n, NULL)
+    finally:
+        free(nva)     # nghttp2 copied the fields
+    return rc
 
 
 # nghttp2 callbacks: called inside mem_recv/mem_send, with the GIL held ---------------------
@@ -420,6 +444,15 @@ cdef ssize_t _read(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t l
     if out.pos == len(out.buf):
         if out.eof:
             data_flags[0] |= NGHTTP2_DATA_FLAG_EOF
+            if out.trailers is not None:
+                # The trailer HEADERS frame carries END_STREAM (nghttp2's documented way).
+                data_flags[0] |= NGHTTP2_DATA_FLAG_NO_END_STREAM
+                try:
+                    if _submit_headers(s, stream_id, out.trailers, True, True) != 0:
+                        return NGHTTP2_ERR_CALLBACK_FAILURE
+                except MemoryError:
+                    return NGHTTP2_ERR_CALLBACK_FAILURE
+                out.trailers = None
         elif not n:
             out.deferred = True
             return NGHTTP2_ERR_DEFERRED

@@ -65,6 +65,7 @@ cdef extern from "nghttp2/nghttp2.h":
         NGHTTP2_FLAG_END_STREAM = 1
         NGHTTP2_FLAG_ACK = 1
         NGHTTP2_DATA_FLAG_EOF = 1
+        NGHTTP2_DATA_FLAG_NO_END_STREAM = 2
         NGHTTP2_NV_FLAG_NONE = 0
         NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS = 3
         NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE = 4
@@ -116,6 +117,8 @@ cdef extern from "nghttp2/nghttp2.h":
                                 const nghttp2_settings_entry *iv, size_t niv)
     int nghttp2_session_set_local_window_size(nghttp2_session *session, uint8_t flags,
                                               int32_t stream_id, int32_t window_size)
+    int nghttp2_submit_trailer(nghttp2_session *session, int32_t stream_id,
+                               const nghttp2_nv *nva, size_t nvlen)
     int nghttp2_submit_headers(nghttp2_session *session, uint8_t flags, int32_t stream_id,
                                const void *pri_spec, const nghttp2_nv *nva, size_t nvlen,
                                void *stream_user_data)

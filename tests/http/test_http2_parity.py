@@ -13,10 +13,12 @@ WINDOW_UPDATEs are sent and how DATA is cut into frames, which RFC 9113 leaves t
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import socket
 import time
 
+import h2.connection
 import hpack
 import pytest
 from hyperframe.frame import (DataFrame, Frame, GoAwayFrame, HeadersFrame, PingFrame,
@@ -315,3 +317,65 @@ def test_the_compiled_session_is_selected_unless_disabled():
                             env=dict(os.environ, GATEWAY_NO_EXTENSIONS=flag), check=True
                             ).stdout.strip() for flag in ("0", "1")]
     assert names == ["NgHttp2Connection", "Http2Connection"]
+
+
+def _frames(data):
+    """(kind, stream id, flags, payload) of each frame in ``data``."""
+    out = []
+    while data:
+        frame, length = Frame.parse_frame_header(data[:9])
+        frame.parse_body(memoryview(data[9:9 + length]))
+        out.append((type(frame).__name__, frame.stream_id, frame.flags,
+                    getattr(frame, "data", b"")))
+        data = data[9 + length:]
+    return out
+
+
+def _feed(session, data):
+    if isinstance(session, h2.connection.H2Connection):
+        session.receive_data(data)
+    else:
+        session.receive(data)
+
+
+@pytest.mark.parametrize("size", [100, 70000], ids=["within-the-window", "beyond-the-window"])
+def test_trailers_follow_the_queued_body_alike(size):
+    """add_trailer over HTTP/2: the body handed to the session, then the trailer fields with
+    END_STREAM. nghttp2 sends HEADERS ahead of queued DATA unless the trailers go through the
+    data provider: both sessions must frame the whole body first, then the trailers."""
+    from _fastpath.h2session import H2Session
+    from gateway.http.http2 import _CONFIG, _ServerH2
+
+    opened = b""
+    for stream_id in (0, 1):
+        update = WindowUpdateFrame(stream_id)
+        update.window_increment = 100000
+        opened += update.serialize()
+    results = []
+    for session in (H2Session(128, 64 * 1024, 32 * 1024, 65536, 2 ** 24 - 1),
+                    _ServerH2(config=_CONFIG)):
+        if isinstance(session, _ServerH2):
+            session.initiate_connection()
+        session.data_to_send()
+        _feed(session, PREFACE + SettingsFrame(0).serialize() + _request(1, "/tr")
+              + _settings_ack())
+        session.data_to_send()
+        session.send_headers(1, [(b":status", b"200")])
+        sent, body = b"", b"x" * size
+        while body:
+            window = session.local_flow_control_window(1)
+            if not window:      # the client's 65,535 bytes are queued: it opens more
+                sent += session.data_to_send()
+                _feed(session, opened)
+                continue
+            frame = min(window, session.max_outbound_frame_size)
+            session.send_data(1, body[:frame])
+            body = body[frame:]
+        session.send_headers(1, [(b"x-sum", b"42")], end_stream=True)
+        frames = [f for f in _frames(sent + session.data_to_send())
+                  if f[0] in ("HeadersFrame", "DataFrame")]
+        results.append((b"".join(f[3] for f in frames if f[0] == "DataFrame"),
+                        [kind for kind, _ in itertools.groupby(f[0] for f in frames)],
+                        [f[0] for f in frames if "END_STREAM" in f[2]]))
+    assert results[0] == results[1] == \
+        (b"x" * size, ["HeadersFrame", "DataFrame", "HeadersFrame"], ["HeadersFrame"])
