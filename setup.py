@@ -51,7 +51,8 @@ setup(
     package_data={"_fastpath": ["*.pyx", "*.pxd", "*.pyi"], "gateway": ["default/*", "observe/status_page.html"]},
     ext_modules=fastpath_extensions(),
     python_requires=">=3.11",
-    install_requires=["uvloop>=0.19", "aiohttp>=3.9", "mmh3>=4", "orjson>=3.9", "h2>=4.1"],
+    install_requires=["uvloop>=0.19", "aiohttp>=3.9", "mmh3>=4", "orjson>=3.9", "h2>=4.1",
+                      "dnspython>=2.4"],
     extras_require={"test": ["pytest>=8", "pytest-asyncio>=0.23", "Cython>=3.0"]},
     entry_points={"console_scripts": ["gateway = gateway.cli:main"]},
 )

@@ -6,7 +6,7 @@ import ipaddress
 import os
 
 from gateway.config import (access, compose, gzip, headers, http2, limit_rate, limits, maps,
-                            observe, proxy_headers, rewrite, static_files, values)
+                            observe, proxy_headers, resolver, rewrite, static_files, values)
 from gateway.config.listen import ListenBuilder
 from gateway.config.proxy import ProxyBuilder, proxy_pass_uri
 from gateway.config.tls import TlsBuilder
@@ -242,6 +242,8 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
                 headers.read(d, own, values.check_template)
             elif n in limit_rate.DIRECTIVES:
                 limit_rate.read(d, own, lists, values.check_template)
+            elif n in resolver.DIRECTIVES:
+                resolver.read(d, own)
             elif n in proxy_headers.DIRECTIVES:
                 proxy_headers.read(d, own, self.warnings, values.check_template)
             elif n == "proxy_set_header":

@@ -115,6 +115,8 @@ TABLE: dict[str, list[Spec]] = {
     "disable_symlinks": [_s(_HSL, 1, 2)],
     # proxy
     "proxy_pass": [_s([LOCATION, IF])],
+    "resolver": [_s(_HSL, 1, _ANY)],
+    "resolver_timeout": [_s(_HSL)],
     "proxy_set_header": [_s(_HSL, 2, 2, unique=False)],
     "proxy_http_version": [_s(_HSL)],
     "proxy_connect_timeout": [_s(_HSL)],
@@ -307,7 +309,6 @@ TABLE: dict[str, list[Spec]] = {
     "underscores_in_headers": [_ignored(_HS, flag=True)],
     "merge_slashes": [_ignored(_HS, flag=True)],
     "chunked_transfer_encoding": [_ignored(_HSL, flag=True)],
-    "resolver_timeout": [_ignored(_HSL, 1, 1)],
     "proxy_bind": [_ignored(_HSL, 1, 2)],
     "proxy_ssl_protocols": [_ignored(_HSL, 1, _ANY)],
     "proxy_ssl_session_reuse": [_ignored(_HSL, flag=True)],
@@ -324,8 +325,7 @@ TABLE: dict[str, list[Spec]] = {
 
 # nginx directives we know but cannot honour: refused with a clear message.
 UNSUPPORTED = {"limit_except", "geo", "ssl", "stream", "mail", "fastcgi_pass", "uwsgi_pass", "scgi_pass",
-               "grpc_pass", "memcached_pass", "proxy_cache", "proxy_cache_path", "sub_filter",
-               "resolver"}
+               "grpc_pass", "memcached_pass", "proxy_cache", "proxy_cache_path", "sub_filter"}
 
 
 def lookup(name: str, context: str, file: str, line: int) -> Spec:

@@ -167,6 +167,9 @@ class LocationSettings:
     # rewrite phase runs before content).
     return_: Return | None = None
     proxy_pass: ProxyPass | None = None
+    # resolver, resolver_timeout (gateway/config/resolver.py): for proxy_pass with variables.
+    resolver: object | None = None
+    resolver_timeout: float = 30.0
     unikernel_pass: UnikernelPass | None = None
     stub_status: bool = False                    # nginx's stub_status counters as text
     metrics: bool = False                        # Prometheus text (gateway/observe/metrics.py)

@@ -105,7 +105,7 @@ def _after_limit_req(app, conn, request, plan, redirects, pieces):
     if pieces is None:
         app._answer_content(conn, request, plan.content, redirects)
     else:
-        _content_after_delay(app, conn, request, plan.content, redirects, pieces)
+        content_after_hold(app, conn, request, plan.content, redirects, pieces)
 
 
 def _after_auth_request(app, conn, request, plan, redirects, pieces, code, challenge, found):
@@ -121,7 +121,7 @@ def _after_auth_request(app, conn, request, plan, redirects, pieces, code, chall
         _refuse(app, conn, plan, *found)
         return
     try:
-        _content_after_delay(app, conn, request, plan.content, redirects, pieces)
+        content_after_hold(app, conn, request, plan.content, redirects, pieces)
     except Exception as exc:   # a bug must cost one request, not the worker
         log.alert(f"unexpected {type(exc).__name__}: {exc} after an auth request")
         if not conn.response_started:
@@ -193,8 +193,9 @@ def _refuse(app, conn, plan, status, challenge=None):
                          plan.add_headers)
 
 
-def _content_after_delay(app, conn, request, content, redirects, pieces):
-    """The content handler of a request that waited: the body read meanwhile goes to it."""
+def content_after_hold(app, conn, request, content, redirects, pieces):
+    """The content handler of a request that waited (a delay, a subrequest, the resolver):
+    the body read meanwhile goes to it."""
     if content.kind == "proxy":
         plan = app.proxy_plan(request, content)
         if conn.body_pending() and request.version == 11 and \

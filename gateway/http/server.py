@@ -114,6 +114,7 @@ class WorkerApp:
         self.listen_keys = frozenset(self.server_router.listen_keys())
         self._default_servers = {}
         self._rewritten_twins = {}    # proxy plan -> its copy for rewritten URIs
+        self.resolvers = {}           # resolver config -> its runtime (gateway/http/resolver.py)
         self.error_pages_in_use = False   # set by _plan: connections ask answer_error_page
         for server in servers:
             self._building = server
@@ -240,6 +241,8 @@ class WorkerApp:
         if self.shutting_down and not self.connections and not self._handshakes_pending():
             for upstream in self.upstreams.values():
                 upstream.pool.close_all()
+            for resolver in self.resolvers.values():
+                resolver.close()
             if self.unikernels is not None:
                 self.unikernels.stop()
                 self.unikernels = None
@@ -548,11 +551,23 @@ class WorkerApp:
         """proxy_pass with variables: the plain proxy plan for the URL this request renders."""
         twin, failure = plan.variable_proxy.plan_for(self, plan, request)
         if twin is None:
+            if not isinstance(failure, tuple):     # a name for the resolver first
+                from gateway.http.proxy_vars import Resolving
+                Resolving(self, conn, request, plan, redirects, failure)
+                return
             message, status = failure
             log.error(f"{message}{rewrite.client_context(request)}")
             conn.send_error(status, plan.add_headers)
             return
         self._answer_content(conn, request, twin, redirects)
+
+    def resolver(self, config):
+        """The runtime of a ``resolver`` line, made on first use."""
+        runtime = self.resolvers.get(config)
+        if runtime is None:
+            from gateway.http.resolver import Resolver      # only configs with a resolver
+            runtime = self.resolvers[config] = Resolver(config, self.loop)
+        return runtime
 
     def proxy_plan(self, request, plan):
         """The proxy plan to answer with: its twin for rewritten URIs once a script changed it."""

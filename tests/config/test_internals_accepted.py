@@ -62,7 +62,6 @@ HTTP_LINES = [
     "ignore_invalid_headers on;",
     "underscores_in_headers off;",
     "merge_slashes on;",
-    "resolver_timeout 5s;",
 ]
 SERVER_LINES = [
     "connection_pool_size 512;",
