@@ -74,8 +74,11 @@ class _Waiter:
         self.timer = resolver.loop.call_later(timeout, self._timed_out)
 
     def _timed_out(self):
+        self.fail(TIMEDOUT)
+
+    def fail(self, code: int):
         self.cancel()
-        self.callback(None, TIMEDOUT)
+        self.callback(None, code)
 
     def cancel(self):
         self.timer.cancel()
@@ -118,11 +121,18 @@ class Resolver:
         name = name.lower()
         lookup = self.lookups.get(name)
         if lookup is None:
-            lookup = self.lookups[name] = _Lookup(name)
+            lookup = _Lookup(name)
+            try:
+                for rdtype in self.types:
+                    self._query(lookup, name, rdtype)
+            except (dns.exception.DNSException, ValueError):    # not a name DNS can carry
+                self._forget(lookup)
+                waiter = _Waiter(self, lookup, callback, timeout)
+                self.loop.call_soon(waiter.fail, dns.rcode.FORMERR)
+                return waiter
+            self.lookups[name] = lookup
             lookup.server = self.next_server
             self.next_server = (self.next_server + 1) % len(self.config.servers)
-            for rdtype in self.types:
-                self._query(lookup, name, rdtype)
             if not self._send_all(lookup):      # as nginx: the next server at once, once
                 lookup.server = (lookup.server + 1) % len(self.config.servers)
                 self._send_all(lookup)

@@ -211,6 +211,13 @@ def test_a_name_that_does_not_resolve_is_a_502_with_nginx_error_line(sides, name
     assert asked == [1, 1]
 
 
+def test_a_name_dns_cannot_carry_is_a_502(sides):
+    name = "a" * 70 + ".test"       # a label longer than 63 bytes
+    for side in sides:
+        assert side.get(f"/p/x?h={name}")[0] == 502
+    assert "could not be resolved" in sides[1].errors()
+
+
 def test_without_a_resolver_a_name_is_a_502(sides):
     line = "no resolver defined to resolve app.test"
     for side in sides:
