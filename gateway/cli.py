@@ -151,10 +151,11 @@ def load(options: Options) -> Config:
     return load_config(conf_path(options), prefix_of(options), options.globals_text)
 
 
-def log_targets(config: Config, options: Options) -> list[tuple[str, str]]:
+def log_targets(config: Config, options: Options) -> list[tuple]:
     """The error log targets: the config's, else ``-e``, else PREFIX/logs/error.log at ``error``."""
     if config.error_logs:
-        return [(target.path, target.level) for target in config.error_logs]
+        return [(target.path, target.level, target.syslog) if target.syslog is not None
+                else (target.path, target.level) for target in config.error_logs]
     path = options.error_log or DEFAULT_ERROR_LOG
     if path != STDERR:
         path = os.path.join(prefix_of(options), path)

@@ -6,7 +6,8 @@ import ipaddress
 import os
 
 from gateway.config import (access, compose, gzip, headers, http2, limit_rate, limits, maps,
-                            observe, proxy_headers, resolver, rewrite, static_files, values)
+                            observe, proxy_headers, resolver, rewrite, static_files, syslog,
+                            values)
 from gateway.config.listen import ListenBuilder
 from gateway.config.proxy import ProxyBuilder, proxy_pass_uri
 from gateway.config.tls import TlsBuilder
@@ -114,9 +115,10 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
 
     def _error_log(self, d: Directive) -> ErrorLog:
         path = d.args[0]
-        if path.startswith("syslog:") or path.startswith("memory:"):
+        if path.startswith("memory:"):
             raise ConfigError(f'error_log "{path}" is not supported by this gateway',
                               d.file, d.line)
+        peer = syslog.parse(path, d.file, d.line) if syslog.is_syslog(path) else None
         level = "error"
         if len(d.args) > 1:
             level = d.args[1]
@@ -125,6 +127,8 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
                 raise ConfigError(f'invalid log level "{word}"', d.file, d.line)
             if i:
                 raise ConfigError(f'duplicate log level "{word}"', d.file, d.line)
+        if peer is not None:
+            return ErrorLog(path, level, peer)
         return ErrorLog("stderr" if path == "stderr" else self._path(path), level)
 
     # http -----------------------------------------------------------------

@@ -72,14 +72,28 @@ class AddHeader:
     always: bool = False
 
 
+@dataclass(frozen=True)
+class Syslog:
+    """A ``syslog:server=...`` target of access_log or error_log (nginx's ngx_syslog_peer_t)."""
+
+    server: str               # as written after server=: "127.0.0.1:514", "unix:/dev/log"
+    family: int               # socket.AF_INET, AF_INET6 or AF_UNIX
+    address: tuple | str      # what connect() takes: (host, port) or a unix socket path
+    facility: int = 23        # local7
+    severity: int = 6         # info (an error log's line takes its own level's severity)
+    tag: str = "nginx"
+    hostname: bool = True     # False with nohostname
+
+
 @dataclass
 class AccessLog:
-    path: str                 # absolute; "off" is represented by an empty list
+    path: str                 # absolute, or the "syslog:..." text; "off" is an empty list
     format: str               # the log_format's template text
     escape: str = "default"   # log_format escape=: default, json or none
     buffer: int = 0           # buffer=SIZE: write when this much waits (0: the app's sweep writes)
     flush: float = 0.0        # flush=TIME: write lines older than this (with buffer=)
     condition: str | None = None   # if=CONDITION: a template; "" or "0" skips the line
+    syslog: Syslog | None = None   # path is "syslog:...": one datagram per line, never buffered
 
 
 @dataclass
@@ -460,8 +474,9 @@ class Http:
 
 @dataclass
 class ErrorLog:
-    path: str                 # absolute, or "stderr"
+    path: str                 # absolute, "stderr", or the "syslog:..." text
     level: str = "error"
+    syslog: Syslog | None = None
 
 
 @dataclass

@@ -7,7 +7,7 @@ nginx's ngx_http_log_module gives the wording of every error here (`nginx -t` ag
 
 from __future__ import annotations
 
-from gateway.config import values
+from gateway.config import syslog, values
 from gateway.config.model import AccessLog
 from gateway.errors import ConfigError
 
@@ -53,11 +53,11 @@ def log_formats(http_block, compile_template) -> tuple[dict[str, str], dict[str,
 
 def access_log(d, formats, escapes, path, compile_template, warnings) -> AccessLog:
     """One `access_log PATH [FORMAT [buffer=SIZE] [flush=TIME] [gzip[=LEVEL]] [if=COND]]`
-    (not "off")."""
+    (not "off"); PATH may be `syslog:...` (gateway/config/syslog.py), never buffered."""
     a = d.args
-    if a[0].startswith("syslog:"):
-        raise ConfigError(f'access_log "{a[0]}" is not supported by this gateway', d.file, d.line)
-    compile_template(a[0], d.file, d.line)
+    peer = syslog.parse(a[0], d.file, d.line) if syslog.is_syslog(a[0]) else None
+    if peer is None:
+        compile_template(a[0], d.file, d.line)
     fmt_name = "combined"
     rest = a[1:]
     if rest:
@@ -89,6 +89,11 @@ def access_log(d, formats, escapes, path, compile_template, warnings) -> AccessL
     if flush and not buffer:
         raise ConfigError("no buffer is defined for access_log "
                           f'"{a[0]}"', d.file, d.line)
+    if peer is not None:
+        if buffer:          # gzip too, as it implies a buffer
+            raise ConfigError("logs to syslog cannot be buffered", d.file, d.line)
+        return AccessLog(a[0], formats[fmt_name], escapes[fmt_name], condition=condition,
+                         syslog=peer)
     return AccessLog(path(a[0]), formats[fmt_name], escapes[fmt_name], buffer, flush, condition)
 
 

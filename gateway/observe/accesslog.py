@@ -1,4 +1,5 @@
-"""Access logs in nginx's log_format language, buffered and flushed by the app's sweep."""
+"""Access logs in nginx's log_format language, buffered and flushed by the app's sweep, or sent
+to syslog a line at a time."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from gateway._select import load_fast
 from gateway.http.variables import _NAME as VARIABLE, compile_template
 from gateway.observe.errorlog import format_os_error, log
+from gateway.observe.syslog import SyslogSender
 
 # Flush early when this much is waiting, so a burst never holds much memory.
 FLUSH_AT = 64 * 1024
@@ -93,6 +95,33 @@ class AccessLogFile(_compiled.LineBuffer if _compiled else LineBuffer):
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+class SyslogAccessLog:
+    """An ``access_log syslog:...``: every line is one datagram at once, without its newline
+    (ngx_http_log_handler; nginx refuses buffer= for syslog, so there is nothing to flush)."""
+
+    def __init__(self, peer):
+        self.sender = SyslogSender(peer)
+
+    def write(self, line: bytes):
+        failed = self.sender.send(self.sender.peer.severity, line[:-1])
+        if failed is not None and self.sender.should_report(time.monotonic()):
+            # nginx writes a line per lost datagram; one a second is enough to say the server
+            # is unreachable (sender.failures counts them all).
+            log.error(self.sender.describe(failed))
+
+    def tick(self, now: float):
+        pass
+
+    def flush(self):
+        pass
+
+    def reopen(self):
+        pass
+
+    def close(self):
+        self.sender.close()
 
 
 # Variables whose values are raw request or response header bytes (kept as latin-1 text); the
@@ -291,7 +320,8 @@ class NonEmptyLines:
 
 
 class AccessLogs:
-    """Every access log file of a worker, opened once per distinct path."""
+    """Every access log file of a worker, opened once per distinct path (a syslog target once
+    per distinct `syslog:...` text: one socket per worker)."""
 
     def __init__(self):
         self.files: dict[str, AccessLogFile] = {}
@@ -303,7 +333,10 @@ class AccessLogs:
         for spec in specs:
             file = self.files.get(spec.path)
             if file is None:
-                file = self.files[spec.path] = AccessLogFile(spec.path, spec.buffer, spec.flush)
+                peer = getattr(spec, "syslog", None)
+                file = self.files[spec.path] = (
+                    SyslogAccessLog(peer) if peer is not None
+                    else AccessLogFile(spec.path, spec.buffer, spec.flush))
             key = (spec.format, spec.escape)
             fmt = self.formats.get(key)
             if fmt is None:

@@ -1,8 +1,10 @@
 """The error log: nginx-format lines, per-target level filtering, reopen on USR1.
 
 A line looks like ``2026/11/26 10:00:00 [warn] 1234#0: message``.  Every
-target is a file descriptor opened with O_APPEND, so lines written by the
-master and the workers to the same file never interleave.  The rest of the
+file target is a file descriptor opened with O_APPEND, so lines written by the
+master and the workers to the same file never interleave; a syslog target gets
+the same line (date included, newline not) as one datagram whose severity is
+the line's level, as nginx's ngx_syslog_writer sends it.  The rest of the
 code logs through the module-level ``log`` (or ``get_logger()``).
 """
 
@@ -13,6 +15,7 @@ import sys
 import time
 
 from gateway.errors import GatewayError
+from gateway.observe.syslog import SyslogSender
 
 LEVELS = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug")
 SEVERITY = {name: rank for rank, name in enumerate(LEVELS)}   # lower is more severe
@@ -28,6 +31,8 @@ def format_os_error(call: str, path: str | None, exc: OSError) -> str:
 class _Target:
     """One destination: a file path (or stderr) and the least severe level it accepts."""
 
+    busy = False
+
     def __init__(self, path: str, level: str):
         self.path = path
         self.level = level
@@ -40,9 +45,37 @@ class _Target:
         os.dup2(fd, self.fd, inheritable=False)   # keep the number: holders of it follow along
         os.close(fd)
 
+    def write(self, line: bytes, rank: int, now: int) -> None:
+        os.write(self.fd, line)
+
     def close(self) -> None:
         if self.path != STDERR:
             os.close(self.fd)
+
+
+class _SyslogTarget:
+    """An ``error_log syslog:...``: each line is a datagram, its level the syslog severity."""
+
+    def __init__(self, path: str, level: str, peer):
+        self.path = path
+        self.level = level
+        self.sender = SyslogSender(peer)
+        self.busy = False      # set while sending: a failure logged meanwhile skips this target
+
+    def write(self, line: bytes, rank: int, now: int) -> None:
+        failed = self.sender.send(rank, line[:-1], now)     # the header's time is the line's
+        if failed is not None and self.sender.should_report(time.monotonic()):
+            raise _SyslogFailed(self.sender.describe(failed))
+
+    def reopen(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.sender.close()
+
+
+class _SyslogFailed(Exception):
+    """A syslog target lost a line; the message goes to the other targets."""
 
 
 def _open_append(path: str) -> int:
@@ -58,15 +91,16 @@ class ErrorLog:
     def __init__(self):
         self._targets = [_Target(STDERR, "notice")]
 
-    def configure(self, targets: list[tuple[str, str]]) -> None:
-        """Replace the targets with ``[(path or "stderr", level), ...]``; raises GatewayError."""
-        for _, level in targets:
+    def configure(self, targets: list[tuple]) -> None:
+        """Replace the targets with ``[(path or "stderr", level), ...]`` or ``(path, level,
+        syslog)`` for a `syslog:` one (config.model.Syslog); raises GatewayError."""
+        for _, level, *_ in targets:
             if level not in SEVERITY:
                 raise GatewayError(f'invalid log level "{level}"')
         new = []
         try:
-            for path, level in targets or [(STDERR, "error")]:
-                new.append(_Target(path, level))
+            for path, level, *peer in targets or [(STDERR, "error")]:
+                new.append(_SyslogTarget(path, level, peer[0]) if peer else _Target(path, level))
         except GatewayError:
             for target in new:
                 target.close()
@@ -78,7 +112,7 @@ class ErrorLog:
     @property
     def paths(self) -> list[str]:
         """The file paths written to (stderr excluded)."""
-        return [t.path for t in self._targets if t.path != STDERR]
+        return [t.path for t in self._targets if isinstance(t, _Target) and t.path != STDERR]
 
     def writes_to_stderr(self) -> bool:
         """Whether some target is the standard error stream."""
@@ -94,15 +128,22 @@ class ErrorLog:
         rank = SEVERITY[level]
         line = None
         for target in self._targets:
-            if rank > SEVERITY[target.level]:
+            if rank > SEVERITY[target.level] or target.busy:
                 continue
             if line is None:
-                stamp = time.strftime("%Y/%m/%d %H:%M:%S")
+                now = int(time.time())
+                stamp = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(now))
                 line = f"{stamp} [{level}] {os.getpid()}#0: {message}\n".encode(errors="replace")
             try:
-                os.write(target.fd, line)
+                target.write(line, rank, now)
             except OSError:
                 pass      # a full disk or a closed stderr must not take the server down
+            except _SyslogFailed as failed:
+                target.busy = True
+                try:
+                    self.log("error", str(failed))
+                finally:
+                    target.busy = False
 
     def reopen(self) -> None:
         """Reopen every file target (after logrotate moved it); errors are logged, old fd kept."""

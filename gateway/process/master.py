@@ -351,7 +351,7 @@ def access_log_paths(config: Config) -> set[str]:
     pending = list(config.http.servers) if config.http is not None else []
     while pending:
         item = pending.pop()
-        paths.update(spec.path for spec in item.settings.access_logs)
+        paths.update(spec.path for spec in item.settings.access_logs if spec.syslog is None)
         pending.extend(getattr(item, "locations", None) or getattr(item, "children", []))
     return paths
 
