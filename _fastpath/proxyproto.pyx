@@ -729,6 +729,7 @@ cdef class ClientConnection(_Sender):
     cdef _ServerInfo last_info
     # The location (or server) whose plan info was looked up last, and that info.
     cdef object where_obj
+    cdef object where_limits    # where_obj's LimitExceptPlan (limit_except.py), else None
     cdef object last_location, last_plan    # the previous request's location and its plan
     cdef _PlanInfo last_plan_info
     cdef _PlanInfo where_info
@@ -1364,8 +1365,12 @@ cdef class ClientConnection(_Sender):
             where = request.server
         if where is not self.where_obj:
             plan = getattr(where, "plan", None) if where is not None else None
+            self.where_limits = plan if plan is not None and plan.kind == "limit_except" else None
             self.where_info = _plan_info(plan) if plan is not None else None
             self.where_obj = where
+        if self.where_limits is not None:
+            # limit_except: the log phase uses the plan of the request's method (access_log).
+            return _plan_info(self.where_limits.select(request.method))
         return self.where_info
 
     cpdef close(self):

@@ -5,17 +5,17 @@ from __future__ import annotations
 import ipaddress
 import os
 
-from gateway.config import (access, compose, gzip, headers, http2, limit_rate, limits, maps,
-                            observe, proxy_headers, resolver, rewrite, static_files, syslog,
-                            values)
+from gateway.config import (access, compose, gzip, headers, http2, limit_except, limit_rate,
+                            limits, maps, observe, proxy_headers, resolver, rewrite, static_files,
+                            syslog, values)
 from gateway.config.listen import ListenBuilder
 from gateway.config.proxy import ProxyBuilder, proxy_pass_uri
 from gateway.config.tls import TlsBuilder
 from gateway.config.unikernel import UnikernelBuilder
 from gateway.config.upstream import UpstreamBuilder
 from gateway.config.model import (
-    AccessLog, AddHeader, Config, ErrorLog, ErrorPage, Http, Listen, Location, LocationSettings,
-    ProxyPass, Return, Server, UnikernelPass)
+    AccessLog, AddHeader, Config, ErrorLog, ErrorPage, Http, LimitExcept, Listen, Location,
+    LocationSettings, ProxyPass, Return, Server, UnikernelPass)
 from gateway.config.parser import Directive, ParsedConfig
 from gateway.errors import ConfigError
 
@@ -468,6 +468,16 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
                             file=d.file, line=d.line)
         return settings, location
 
+    def _limit_except(self, d: Directive, merged: dict, loc: Location) -> LimitExcept:
+        """A ``limit_except`` block: the nameless location nginx uses for the other methods."""
+        own, _ = self._settings(d.block)
+        # Only its own proxy_pass is held to nginx's "cannot have URI part"; an inherited one
+        # passed its location's check.
+        settings = self._location_settings(limit_except.inherit(merged, own), "proxy_pass" in own)
+        nameless = Location(loc.modifier, loc.pattern, settings, regex=loc.regex,
+                            capture_regexes=loc.capture_regexes, file=d.file, line=d.line)
+        return LimitExcept(limit_except.methods(d.args, d.file, d.line), nameless)
+
     # server ---------------------------------------------------------------
 
     def _server(self, d: Directive, http_own: dict, http_server_own: dict) -> Server:
@@ -532,6 +542,9 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
             loc.settings = self._location_settings(merged, regex is not None or modifier == "@")
             loc.settings.rewrite = self._script(d.block, merged, loc)
             loc.children = self._locations(d.block, merged, loc, is_regex)
+            for e in d.block:
+                if e.name == "limit_except":
+                    loc.limit_except = self._limit_except(e, merged, loc)
             out.append(loc)
         return out
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.config import limit_except
 from gateway.errors import ConfigError
 
 MAIN, EVENTS, HTTP, SERVER, LOCATION = "main", "events", "http", "server", "location"
 UPSTREAM, UNIKERNEL, TYPES, IF = "upstream", "unikernel", "types", "if"
 MAP, SPLIT_CLIENTS = "map", "split_clients"
+LIMIT_EXCEPT = "limit_except"
 # Blocks that hold "key value" lines rather than directives.
 FREE_FORM = frozenset({TYPES, MAP, SPLIT_CLIENTS})
 
@@ -56,7 +58,8 @@ TABLE: dict[str, list[Spec]] = {
     "error_log": [_s([MAIN, *_HSL], 1, _ANY, unique=False)],
     "events": [_s([MAIN], 0, 0, block=EVENTS)],
     "http": [_s([MAIN], 0, 0, block=HTTP)],
-    "include": [_s([MAIN, EVENTS, *_HSL, UPSTREAM, UNIKERNEL, TYPES, IF, MAP], unique=False)],
+    "include": [_s([MAIN, EVENTS, *_HSL, UPSTREAM, UNIKERNEL, TYPES, IF, MAP, LIMIT_EXCEPT],
+                   unique=False)],
     # events
     "worker_connections": [_s([EVENTS])],
     # http
@@ -73,6 +76,8 @@ TABLE: dict[str, list[Spec]] = {
     "listen": [_s([SERVER], 1, _ANY, unique=False)],
     "server_name": [_s([SERVER], 1, _ANY, unique=False)],
     "location": [_s([SERVER, LOCATION], 1, 2, block=LOCATION, unique=False)],
+    # nginx's NGX_HTTP_LMT_CONF directives are the ones that list LIMIT_EXCEPT (limit_except.py)
+    "limit_except": [_s([LOCATION], 1, _ANY, block=LIMIT_EXCEPT)],
     "client_header_timeout": [_s(_HS)],
     "client_header_buffer_size": [_s(_HS)],
     "large_client_header_buffers": [_s(_HS, 2, 2)],
@@ -101,7 +106,7 @@ TABLE: dict[str, list[Spec]] = {
     "client_body_timeout": [_s(_HSL)],
     "keepalive_timeout": [_s(_HSL, 1, 2), _s([UPSTREAM])],
     "keepalive_requests": [_s(_HSL), _s([UPSTREAM])],
-    "access_log": [_s([*_HSL, IF], 1, _ANY, unique=False)],
+    "access_log": [_s([*_HSL, IF, LIMIT_EXCEPT], 1, _ANY, unique=False)],
     "server_tokens": [_s(_HSL)],
     "etag": [_flag(_HSL)],
     "if_modified_since": [_s(_HSL)],
@@ -114,7 +119,7 @@ TABLE: dict[str, list[Spec]] = {
     "autoindex_localtime": [_flag(_HSL)],
     "disable_symlinks": [_s(_HSL, 1, 2)],
     # proxy
-    "proxy_pass": [_s([LOCATION, IF])],
+    "proxy_pass": [_s([LOCATION, IF, LIMIT_EXCEPT])],
     "resolver": [_s(_HSL, 1, _ANY)],
     "resolver_timeout": [_s(_HSL)],
     "proxy_set_header": [_s(_HSL, 2, 2, unique=False)],
@@ -180,10 +185,10 @@ TABLE: dict[str, list[Spec]] = {
     "limit_conn_status": [_s(_HSL)],
     "limit_conn_log_level": [_s(_HSL)],
     "limit_conn_dry_run": [_flag(_HSL)],
-    "allow": [_s(_HSL, unique=False)],
-    "deny": [_s(_HSL, unique=False)],
-    "auth_basic": [_s(_HSL)],
-    "auth_basic_user_file": [_s(_HSL)],
+    "allow": [_s([*_HSL, LIMIT_EXCEPT], unique=False)],
+    "deny": [_s([*_HSL, LIMIT_EXCEPT], unique=False)],
+    "auth_basic": [_s([*_HSL, LIMIT_EXCEPT])],
+    "auth_basic_user_file": [_s([*_HSL, LIMIT_EXCEPT])],
     "satisfy": [_s(_HSL)],
     "auth_request": [_s(_HSL)],
     "auth_request_set": [_s(_HSL, 2, 2, unique=False)],
@@ -324,7 +329,7 @@ TABLE: dict[str, list[Spec]] = {
 }
 
 # nginx directives we know but cannot honour: refused with a clear message.
-UNSUPPORTED = {"limit_except", "geo", "ssl", "stream", "mail", "fastcgi_pass", "uwsgi_pass", "scgi_pass",
+UNSUPPORTED = {"geo", "ssl", "stream", "mail", "fastcgi_pass", "uwsgi_pass", "scgi_pass",
                "grpc_pass", "memcached_pass", "proxy_cache", "proxy_cache_path", "sub_filter"}
 
 
@@ -358,4 +363,7 @@ def check(name: str, args: list[str], has_block: bool, context: str,
         if name in seen:
             raise ConfigError(f'"{name}" directive is duplicate', file, line)
         seen.add(name)
+    if spec.block == LIMIT_EXCEPT:
+        # nginx reads the methods before the block, so their error comes before any inside it.
+        limit_except.methods(args, file, line)
     return spec

@@ -330,8 +330,18 @@ class Location:
     # The regexes of this location and of the regex locations around it, outermost first:
     # they set $1..$9 and named captures once this location is chosen.
     capture_regexes: tuple = ()
+    limit_except: LimitExcept | None = None
     file: str | None = None
     line: int | None = None
+
+
+@dataclass
+class LimitExcept:
+    """A location's ``limit_except`` block: the methods it spares and, for the others, the
+    nameless location nginx makes of it (its location's name, the block's settings)."""
+
+    methods: frozenset[str]       # the methods that keep the location's own settings
+    location: Location
 
 
 @dataclass

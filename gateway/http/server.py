@@ -122,6 +122,12 @@ class WorkerApp:
             server.plan = self._plan(None, server.settings)
             for location in _walk(server.locations):
                 location.plan = self._plan(location, location.settings)
+                limits = location.limit_except
+                if limits is not None:
+                    from gateway.http.limit_except import LimitExceptPlan   # only configs using it
+                    location.plan = LimitExceptPlan(
+                        location.plan, self._plan(limits.location, limits.location.settings),
+                        limits.methods)
         # $sent_http_*, $upstream_http_* and the like: heads are kept only when read.
         record_heads = getattr(protocol, "record_heads", None)
         if record_heads is not None:
@@ -319,6 +325,8 @@ class WorkerApp:
             (request.server.plan if request.server is not None else None)
         if plan is None:
             return
+        if plan.kind == "limit_except":     # the log phase too uses the block's location
+            plan = plan.select(request.method)
         for file, fmt in plan.access_logs:
             file.write(fmt.render(request))
         if plan.meter is not None:
@@ -409,8 +417,19 @@ class WorkerApp:
             self._answer_rewrite(conn, request, plan, redirects)
         elif kind == "internal":
             self._answer_internal(conn, request, plan, redirects)
+        elif kind == "limit_except":
+            self._answer_limited(conn, request, plan, redirects)
         else:
             self.start_unikernel(conn, request, plan, self)
+
+    def _answer_limited(self, conn, request, plan, redirects):
+        """nginx's find-config phase for a location with limit_except: the plan for the
+        request's method, from its rewrite phase on (realip's preaccess step included)."""
+        plan = plan.select(request.method)
+        real_ip = getattr(plan, "real_ip", None)
+        if real_ip is not None:
+            real_ip.apply(request)
+        self._answer_content(conn, request, plan, redirects)
 
     # Rewrite module (gateway/http/rewrite.py) -----------------------------
 

@@ -352,6 +352,10 @@ def access_log_paths(config: Config) -> set[str]:
     while pending:
         item = pending.pop()
         paths.update(spec.path for spec in item.settings.access_logs if spec.syslog is None)
+        limits = getattr(item, "limit_except", None)
+        if limits is not None:
+            paths.update(spec.path for spec in limits.location.settings.access_logs
+                         if spec.syslog is None)
         pending.extend(getattr(item, "locations", None) or getattr(item, "children", []))
     return paths
 
