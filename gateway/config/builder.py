@@ -5,9 +5,9 @@ from __future__ import annotations
 import ipaddress
 import os
 
-from gateway.config import (access, compose, gzip, headers, http2, limit_except, limit_rate,
-                            limits, maps, observe, proxy_headers, resolver, rewrite, static_files,
-                            syslog, values)
+from gateway.config import (access, compose, geo, gzip, headers, http2, limit_except,
+                            limit_rate, limits, maps, observe, proxy_headers, resolver, rewrite,
+                            static_files, syslog, values)
 from gateway.config.listen import ListenBuilder
 from gateway.config.proxy import ProxyBuilder, proxy_pass_uri
 from gateway.config.tls import TlsBuilder
@@ -168,7 +168,7 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
             variables.use_user_variables(known)
 
     def _variables(self, d: Directive) -> dict:
-        """The variables the configuration defines (map, split_clients, set, captures)."""
+        """The variables the configuration defines (map, split_clients, geo, set, captures)."""
         from gateway.http import variables
         declared = maps.declared_variables(d.block)
         for name, e in declared.items():
@@ -183,6 +183,9 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
                 definitions[name] = e.name
             elif e.name == "map":
                 definitions[name] = maps.map_block(e, values.check_template)
+            elif e.name == "geo":
+                definitions[name] = geo.geo_block(
+                    e, self.warnings, lambda source: variables.variable_getter(source) is not None)
             else:
                 definitions[name] = maps.split_clients_block(e, values.check_template)
         return definitions

@@ -9,10 +9,10 @@ from gateway.errors import ConfigError
 
 MAIN, EVENTS, HTTP, SERVER, LOCATION = "main", "events", "http", "server", "location"
 UPSTREAM, UNIKERNEL, TYPES, IF = "upstream", "unikernel", "types", "if"
-MAP, SPLIT_CLIENTS = "map", "split_clients"
+MAP, SPLIT_CLIENTS, GEO = "map", "split_clients", "geo"
 LIMIT_EXCEPT = "limit_except"
 # Blocks that hold "key value" lines rather than directives.
-FREE_FORM = frozenset({TYPES, MAP, SPLIT_CLIENTS})
+FREE_FORM = frozenset({TYPES, MAP, SPLIT_CLIENTS, GEO})
 
 _HSL = (HTTP, SERVER, LOCATION)
 _HS = (HTTP, SERVER)
@@ -58,7 +58,7 @@ TABLE: dict[str, list[Spec]] = {
     "error_log": [_s([MAIN, *_HSL], 1, _ANY, unique=False)],
     "events": [_s([MAIN], 0, 0, block=EVENTS)],
     "http": [_s([MAIN], 0, 0, block=HTTP)],
-    "include": [_s([MAIN, EVENTS, *_HSL, UPSTREAM, UNIKERNEL, TYPES, IF, MAP, LIMIT_EXCEPT],
+    "include": [_s([MAIN, EVENTS, *_HSL, UPSTREAM, UNIKERNEL, TYPES, IF, MAP, GEO, LIMIT_EXCEPT],
                    unique=False)],
     # events
     "worker_connections": [_s([EVENTS])],
@@ -70,6 +70,7 @@ TABLE: dict[str, list[Spec]] = {
     "log_format": [_s([HTTP], 2, _ANY, unique=False)],
     "map": [_s([HTTP], 2, 2, block=MAP, unique=False)],
     "split_clients": [_s([HTTP], 2, 2, block=SPLIT_CLIENTS, unique=False)],
+    "geo": [_s([HTTP], 1, 2, block=GEO, unique=False)],
     "types": [_s(_HSL, 0, 0, block=TYPES, unique=False)],
     "default_type": [_s(_HSL)],
     # server
@@ -329,7 +330,7 @@ TABLE: dict[str, list[Spec]] = {
 }
 
 # nginx directives we know but cannot honour: refused with a clear message.
-UNSUPPORTED = {"geo", "ssl", "stream", "mail", "fastcgi_pass", "uwsgi_pass", "scgi_pass",
+UNSUPPORTED = {"ssl", "stream", "mail", "fastcgi_pass", "uwsgi_pass", "scgi_pass",
                "grpc_pass", "memcached_pass", "proxy_cache", "proxy_cache_path", "sub_filter"}
 
 

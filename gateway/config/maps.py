@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from gateway.config import geo
 from gateway.config.model import MapBlock, SplitClients
 from gateway.config.parser import Directive
 from gateway.config.pcre import PcreError, compile_regex, named_groups, refusal
@@ -140,7 +141,7 @@ _CAPTURING = frozenset({"location", "rewrite", "if", "server_name"})
 
 
 def declared_variables(block: list[Directive]) -> dict[str, Directive | None]:
-    """Every variable the http block defines: name -> its map/split_clients/set, or None.
+    """Every variable the http block defines: name -> its map/split_clients/geo/set, or None.
 
     A ``set`` directive stands for a variable that only ``set`` gives a value, None for a
     named regex capture.
@@ -150,6 +151,9 @@ def declared_variables(block: list[Directive]) -> dict[str, Directive | None]:
 
     def walk(directives: list[Directive]) -> None:
         for d in directives:
+            if d.name == "geo":
+                found[geo.variable_name(d)] = d
+                continue
             if d.name in ("map", "split_clients"):
                 found[variable_name(d)] = d
                 if d.name == "map":

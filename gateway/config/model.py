@@ -467,15 +467,36 @@ class SplitClients:
 
 
 @dataclass
+class GeoBlock:
+    """A ``geo [$address] $variable { ... }`` block (ngx_http_geo_module)."""
+
+    source: str | None                    # variable holding the address, None: the client's
+    variable: str                         # without "$"
+    ranges: bool = False
+    # networks: prefix length -> {address >> (width - length): value}; the 0 entry is the
+    # default (nginx's empty one unless given)
+    networks4: dict[int, dict[int, str]] = field(default_factory=dict)
+    networks6: dict[int, dict[int, str]] = field(default_factory=dict)
+    # ranges: sorted, disjoint (first, last, value) IPv4 spans, and the value outside them
+    spans: list[tuple[int, int, str]] = field(default_factory=list)
+    default: str = ""
+    # "proxy" networks as (4 or 6, address, prefix length): X-Forwarded-For is believed
+    # from them (ngx_http_get_forwarded_addr)
+    proxies: list[tuple[int, int, int]] = field(default_factory=list)
+    proxy_recursive: bool = False
+
+
+@dataclass
 class Http:
     servers: list[Server] = field(default_factory=list)
     upstreams: dict[str, Upstream] = field(default_factory=dict)
     unikernels: dict[str, UnikernelPool] = field(default_factory=dict)
     log_formats: dict[str, str] = field(default_factory=dict)
     log_escapes: dict[str, str] = field(default_factory=dict)    # log_format name -> escape=
-    # Variables the configuration defines: name -> MapBlock, SplitClients, "set" for one
+    # Variables the configuration defines: name -> MapBlock, SplitClients, GeoBlock, "set" for one
     # that only "set" gives a value, None for a named regex capture (issue 11).
-    variables: dict[str, MapBlock | SplitClients | str | None] = field(default_factory=dict)
+    variables: dict[str, MapBlock | SplitClients | GeoBlock | str | None] = \
+        field(default_factory=dict)
     # ``listen ... ssl`` sockets -> the SSLContext of their default server (SNI switches).
     tls_listens: dict[tuple[str, int], object] = field(default_factory=dict)
     # Sockets that speak HTTP/2: ALPN h2 over TLS, prior knowledge in cleartext.

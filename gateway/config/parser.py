@@ -105,8 +105,8 @@ class Parser:
             opens = tok.text == "{"
             if context in table.FREE_FORM and not (
                     name == "include" and context != table.SPLIT_CLIENTS
-                    and (context != table.MAP or len(args) == 1)):
-                # types, map and split_clients blocks hold "key value ..." lines.
+                    and (context not in (table.MAP, table.GEO) or len(args) == 1)):
+                # types, map, split_clients and geo blocks hold "key value ..." lines.
                 if opens:
                     raise ConfigError('unexpected "{"', file, tok.line)
                 out.append(Directive(name, args, file, line))
@@ -129,7 +129,8 @@ class Parser:
     def _include(self, pattern: str, context: str, seen: set[str],
                  file: str, line: int) -> list[Directive]:
         path = pattern if os.path.isabs(pattern) else os.path.join(self.conf_dir, pattern)
-        if glob.has_magic(path):
+        # nginx 1.22's geo opens its include as named: no wildcards there (1.29.8 has them).
+        if glob.has_magic(path) and context != table.GEO:
             # As nginx: a glob that matches nothing is not an error.
             paths = sorted(p for p in glob.glob(path) if not os.path.isdir(p))
         else:

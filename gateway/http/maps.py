@@ -1,10 +1,12 @@
-"""Per-request evaluation of ``map`` and ``split_clients`` variables (nginx semantics)."""
+"""Per-request evaluation of ``map`` and ``split_clients`` variables (nginx semantics);
+``geo`` ones are in gateway/http/geo.py."""
 
 from __future__ import annotations
 
 from gateway._select import load_fast
-from gateway.config.model import MapBlock, SplitClients
+from gateway.config.model import GeoBlock, MapBlock, SplitClients
 from gateway.http.captures import set_captures
+from gateway.http.geo import GeoVariable
 from gateway.http.variables import compile_template, use_user_variables
 from gateway.observe.errorlog import log
 
@@ -145,6 +147,8 @@ def evaluators(definitions: dict) -> dict:
             out[name] = _compiled(MapVariable(definition))
         elif isinstance(definition, SplitClients):
             out[name] = SplitClientsVariable(definition)
+        elif isinstance(definition, GeoBlock):
+            out[name] = GeoVariable(definition)
         elif definition == "set":
             out[name] = Uninitialized(name)
         elif definition == "auth_request_set":
