@@ -32,7 +32,7 @@ from gateway.http.pending_head import PendingHead
 from gateway.http.plan import HIDDEN_RESPONSE, NON_IDEMPOTENT, UPSTREAM_STATUS_CONDITIONS
 from gateway.http.responses import (
     ADD_HEADER_CODES, CLOSING_ERRORS, error_page, padded, server_and_date, status_line_cached)
-from gateway.http.rewrite import RewrittenProxyPlan
+from gateway.http.rewrite import RewrittenProxyPlan, referrer_context as _referrer
 from gateway.http.tunnel import start_tunnel
 from gateway.http.variables import variable_getter
 from gateway.observe.errorlog import log
@@ -1039,7 +1039,7 @@ cdef class ClientConnection(_Sender):
         except HttpError:
             raise
         except GatewayError as exc:
-            log.error(f"{exc}, client: {request.remote_addr}, request: "
+            log.error(f"*{request.connection_id} {exc}, client: {request.remote_addr}, request: "
                       f'"{request.method} {request.request_uri}"')
             self.send_error(500)
         except Exception as exc:   # a bug must cost one request, not the worker
@@ -1395,7 +1395,8 @@ cdef class ClientConnection(_Sender):
             self.close()
             return
         if log.enabled("info"):
-            log.info(f"{exc.detail} while reading client request, client: {self.remote_addr}")
+            log.info(f"*{self.id} "
+                     f"{exc.detail} while reading client request, client: {self.remote_addr}")
         self.state = WAIT
         self.keep_alive = False
         handler = self.handler
@@ -1873,7 +1874,8 @@ cdef class ProxyExchange:
             return
         exc = future.exception()
         if exc is not None:
-            self._fail(0, 502, f"connect() failed ({exc}) while connecting to upstream")
+            self._fail(0, 502, f"connect() failed ({proxy_py.os_error_text(exc)}) "
+                               "while connecting to upstream")
             return
         self._attach(future.result()[1], self.conn._now())
 
@@ -2292,7 +2294,8 @@ cdef class ProxyExchange:
     cdef _give_up(self, int status, str detail):
         self.state = DONE
         if not self.n_peers:
-            log.error(f'{detail} while connecting to upstream, client: {self.request.remote_addr}, '
+            log.error(f'*{self.request.connection_id} {detail} while connecting to upstream, '
+                      f'client: {self.request.remote_addr}, '
                       f'request: "{self.request.method} {self.request.request_uri}"')
         self._record()
         self.conn.send_error(status, self.info.add_headers)
@@ -2312,10 +2315,11 @@ cdef class ProxyExchange:
         if not log.enabled(level):
             return
         where = f"{peer.host}:{peer.port}" if peer is not None else "-"
-        getattr(log, level)(f'{detail}, client: {request.remote_addr}, server: {request.server_name}, '
-                  f'request: "{request.method} {request.request_uri} {request.protocol}", '
-                  f'upstream: "http://{where}{self.proxy.upstream_uri(request)}", '
-                  f'host: "{request.host}"')
+        getattr(log, level)(f'*{request.connection_id} {detail}, client: {request.remote_addr}, '
+                            f'server: {request.server_name}, '
+                            f'request: "{request.method} {request.request_uri} {request.protocol}", '
+                            f'upstream: "http://{where}{self.proxy.upstream_uri(request)}", '
+                            f'host: "{request.host}"{_referrer(request)}')
 
     cdef _note_peer(self, peer):
         if self.n_peers == 0:

@@ -618,5 +618,6 @@ cdef class UnikernelExchange:
 
     cdef _log(self, str detail):
         request = self.request
-        log.error(f'{detail}, client: {request.remote_addr}, server: {request.server_name}, '
+        log.error(f'*{request.connection_id} {detail}, client: {request.remote_addr}, '
+                  f'server: {request.server_name}, '
                   f'request: "{request.method} {request.request_uri} {request.protocol}"')

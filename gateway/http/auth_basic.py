@@ -125,23 +125,27 @@ class AuthBasic:
             return None
         user, password = credentials(request)
         if password is None:
-            log.info(f"no user/password was provided for basic authentication{context(request)}")
+            log.info(f"*{request.connection_id} "
+                     f"no user/password was provided for basic authentication{context(request)}")
             return self._challenge(realm)
         path = self.user_file.render(request)
         try:
             stored = find_password(path, user)
         except FileNotFoundError as exc:
-            log.error(f'open() "{path}" failed (2: {exc.strerror}){context(request)}')
+            log.error(f'*{request.connection_id} '
+                      f'open() "{path}" failed (2: {exc.strerror}){context(request)}')
             return 403, None
         except OSError as exc:
-            log.crit(f'open() "{path}" failed ({exc.errno}: {exc.strerror}){context(request)}')
+            log.crit(f'*{request.connection_id} '
+                     f'open() "{path}" failed ({exc.errno}: {exc.strerror}){context(request)}')
             return 500, None
         if stored is None:
-            log.error(f'user "{user}" was not found in "{path}"{context(request)}')
+            log.error(f'*{request.connection_id} '
+                      f'user "{user}" was not found in "{path}"{context(request)}')
             return self._challenge(realm)
         if password_matches(password, stored):
             return 0
-        log.error(f'user "{user}": password mismatch{context(request)}')
+        log.error(f'*{request.connection_id} user "{user}": password mismatch{context(request)}')
         return self._challenge(realm)
 
     @staticmethod

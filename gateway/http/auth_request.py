@@ -170,7 +170,8 @@ def start(app, conn, request, plan, pieces, decide):
             verdict = 401, (fields or {}).get("www-authenticate")
         else:
             from gateway.http.rewrite import client_context
-            log.error(f"auth request unexpected status: {status}{client_context(request)}")
+            log.error(f"*{request.connection_id} auth request unexpected status: {status}"
+                      f"{client_context(request)}")
             verdict = 500, None
         decide(verdict, pieces)
 

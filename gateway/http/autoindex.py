@@ -195,10 +195,12 @@ def _callback(request) -> bytes | None:
             continue
         raw = value.encode("utf-8", "surrogateescape")
         if len(raw) > 128:
-            log.info(f'client sent too long callback name: "{value}"{client_context(request)}')
+            log.info(f'*{request.connection_id} '
+                     f'client sent too long callback name: "{value}"{client_context(request)}')
             return None
         if not all(b in _CALLBACK for b in raw):
-            log.info(f'client sent invalid callback name: "{value}"{client_context(request)}')
+            log.info(f'*{request.connection_id} '
+                     f'client sent invalid callback name: "{value}"{client_context(request)}')
             return None
         return raw
     return b""
@@ -223,7 +225,8 @@ def listing(request, settings, directory: str):
         status = 404 if code in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG) else \
             403 if code == errno.EACCES else 500
         report = log.error if status != 500 else log.crit
-        report(f'opendir() "{path}" failed ({code}: {os.strerror(code)}){client_context(request)}')
+        report(f'*{request.connection_id} '
+               f'opendir() "{path}" failed ({code}: {os.strerror(code)}){client_context(request)}')
         return status
     ctype = CONTENT_TYPES[format_]
     offset = time.localtime().tm_gmtoff // 60 * 60 if settings.autoindex_localtime else 0
@@ -251,7 +254,8 @@ def _entry(path: bytes, name: bytes, request):
         if exc.errno not in (errno.ENOENT, errno.ELOOP):
             if exc.errno == errno.EACCES:
                 from gateway.http.rewrite import client_context
-                log.crit(f'stat() "{os.fsdecode(path)}" failed ({exc.errno}: '
+                log.crit(f'*{request.connection_id} '
+                         f'stat() "{os.fsdecode(path)}" failed ({exc.errno}: '
                          f"{os.strerror(exc.errno)}){client_context(request)}")
             return None
         try:

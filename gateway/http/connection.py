@@ -458,7 +458,8 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         if log.enabled("info"):
-            log.info(f"{exc.detail} while reading client request, client: {self.remote_addr}")
+            log.info(f"*{self.id} "
+                     f"{exc.detail} while reading client request, client: {self.remote_addr}")
         self.state = WAIT
         self.keep_alive = False
         handler, self.handler = self.handler, None

@@ -197,7 +197,7 @@ class Http2Connection(asyncio.Protocol):
             self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
             return
         if len(self.streams) >= self.max_streams:
-            log.info(f"concurrent streams exceeded {len(self.streams)}, "
+            log.info(f"*{self.id} concurrent streams exceeded {len(self.streams)}, "
                      f"client: {self.remote_addr}")
             self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
             return
@@ -340,7 +340,8 @@ class Http2Connection(asyncio.Protocol):
             if not isinstance(exc, h2.exceptions.DenialOfServiceError):
                 code = ErrorCodes.COMPRESSION_ERROR
         if log.enabled("info"):
-            log.info(f"client sent invalid HTTP/2 input ({exc}), client: {self.remote_addr}")
+            log.info(f"*{self.id} "
+                     f"client sent invalid HTTP/2 input ({exc}), client: {self.remote_addr}")
         data = h2c.data_to_send()
         if data[-_H2_GOAWAY_SIZE + 3:-_H2_GOAWAY_SIZE + 4] == b"\x07":
             data = data[:-_H2_GOAWAY_SIZE]
@@ -409,7 +410,8 @@ class NgHttp2Connection(Http2Connection):
             events = session.receive(data)
         except _h2session.SessionError as exc:
             if log.enabled("info"):
-                log.info(f"client sent invalid HTTP/2 input ({exc}), client: {self.remote_addr}")
+                log.info(f"*{self.id} "
+                         f"client sent invalid HTTP/2 input ({exc}), client: {self.remote_addr}")
             self.fail(exc.error_code, exc.last_stream_id)
             return
         self.in_events = True

@@ -41,14 +41,16 @@ class LimitConns:
             if not key:
                 continue
             if len(key) > MAX_KEY:
-                log.error(f'the value of the "{zone.key}" key is more than {MAX_KEY} bytes: '
+                log.error(f'*{request.connection_id} '
+                          f'the value of the "{zone.key}" key is more than {MAX_KEY} bytes: '
                           f'"{key.decode("latin-1")}"{client_context(request)}')
                 continue
             _set_status(request, PASSED)
             offset = zone.take(key, limit, now)
             if offset is None or offset == zones.BUSY:
                 if offset is not None and log.enabled(self.log_level):
-                    log.log(self.log_level, f'limiting connections{", dry run," if self.dry_run else ""}'
+                    log.log(self.log_level, f'*{request.connection_id} limiting connections'
+                            f'{", dry run," if self.dry_run else ""}'
                             f' by zone "{zone.name}"{client_context(request)}')
                 for other, other_offset in taken:
                     other.give_back(other_offset)

@@ -29,7 +29,7 @@ def _size(setting, request) -> int:
     text = compile_template(setting).render(request)
     size = parse_size(text)
     if size is None:
-        log.error(f'invalid size "{text}"{_client(request)}')
+        log.error(f'*{request.connection_id} invalid size "{text}"{_client(request)}')
         return 0
     return size
 
@@ -49,7 +49,7 @@ def set_variable(request, value: str) -> None:
     """``set $limit_rate VALUE`` (ngx_http_variable_set_limit_rate)."""
     size = parse_size(value)
     if size is None:
-        log.error(f'invalid $limit_rate "{value}"{_client(request)}')
+        log.error(f'*{request.connection_id} invalid $limit_rate "{value}"{_client(request)}')
         return
     _vars(request)[RATE] = size
 

@@ -86,7 +86,8 @@ class LimitReqs:
             if not key:
                 continue
             if len(key) > MAX_KEY:
-                log.error(f'the value of the "{limit.zone.key}" key is more than {MAX_KEY} bytes: '
+                log.error(f'*{request.connection_id} '
+                          f'the value of the "{limit.zone.key}" key is more than {MAX_KEY} bytes: '
                           f'"{key.decode("latin-1")}"{client_context(request)}')
                 continue
             rc, excess, offset = limit.zone.lookup(key, limit.burst, index == last, now)
@@ -123,7 +124,7 @@ class LimitReqs:
     def _verdict(self, request, level, message, status, answer):
         """Log a refusal or delay; under dry run only $limit_req_status tells of it."""
         if message is not None and log.enabled(level):
-            log.log(level, message + client_context(request))
+            log.log(level, f"*{request.connection_id} {message}{client_context(request)}")
         if self.dry_run:
             _set_status(request, status + "_DRY_RUN")
             return 0, 0

@@ -124,10 +124,9 @@ class Uninitialized:
     def __call__(self, request) -> str:
         where = request.location if request.location is not None else request.server
         if where is not None and where.settings.uninitialized_variable_warn:
-            host = f', host: "{request.host}"' if request.host else ""
-            log.warn(f'using uninitialized "{self.name}" variable, client: '
-                     f"{request.remote_addr}, server: {request.server_name}, request: "
-                     f'"{request.method} {request.request_uri} {request.protocol}"{host}')
+            from gateway.http.rewrite import client_context
+            log.warn(f'*{request.connection_id} using uninitialized "{self.name}" variable'
+                     f"{client_context(request)}")
         return ""
 
 

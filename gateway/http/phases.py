@@ -153,7 +153,7 @@ def _access(request, plan):
 def _post_access(request, code, challenge):
     """nginx's post-access phase: the code `satisfy any` gathered, if no check passed."""
     if code == 403:
-        log.error(f"access forbidden by rule{client_context(request)}")
+        log.error(f"*{request.connection_id} access forbidden by rule{client_context(request)}")
     return (code, challenge) if code else 0
 
 
@@ -166,7 +166,7 @@ def _access_rules(request, plan):
     if found == access.ALLOW:
         return 0
     if not plan.satisfy_any:
-        log.error(f"access forbidden by rule{client_context(request)}")
+        log.error(f"*{request.connection_id} access forbidden by rule{client_context(request)}")
     return 403, None
 
 

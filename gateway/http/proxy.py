@@ -16,6 +16,7 @@ from gateway.errors import HttpError, UpstreamError
 from gateway.http import limit_rate, parser, request_body, response_heads, trailers
 from gateway.http.headers import NEVER_PASSED, has_redirect_field, keep_challenge
 from gateway.http.plan import HIDDEN_RESPONSE, NON_IDEMPOTENT, UPSTREAM_STATUS_CONDITIONS
+from gateway.http.rewrite import referrer_context as _referrer
 from gateway.http.tunnel import start_tunnel
 from gateway.http.upstream_connection import UpstreamConnection
 
@@ -28,6 +29,13 @@ MAX_RESPONSE_HEAD = 64 * 1024
 
 # Exchange states.
 CONNECTING, WAITING, RELAYING, DONE = range(4)
+
+
+def os_error_text(exc) -> str:
+    """``111: Connection refused`` as nginx prints a failed call's errno, else the text."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{exc.errno}: {exc.strerror}"
+    return str(exc)
 
 
 class ProxyExchange:
@@ -180,7 +188,8 @@ class ProxyExchange:
             return
         exc = future.exception()
         if exc is not None:
-            self._fail("error", 502, f"connect() failed ({exc}) while connecting to upstream")
+            self._fail("error", 502,
+                       f"connect() failed ({os_error_text(exc)}) while connecting to upstream")
             return
         self._attach(future.result()[1])
 
@@ -608,7 +617,8 @@ class ProxyExchange:
     def _give_up(self, status: int, detail: str):
         self.state = DONE
         if not self.addresses:
-            log.error(f'{detail} while connecting to upstream, client: {self.request.remote_addr}, '
+            log.error(f'*{self.request.connection_id} {detail} while connecting to upstream, '
+                      f'client: {self.request.remote_addr}, '
                       f'request: "{self.request.method} {self.request.request_uri}"')
         self._record()
         self.conn.send_error(status, self.plan.add_headers)
@@ -628,10 +638,11 @@ class ProxyExchange:
         if not log.enabled(level):
             return
         where = f"{peer.host}:{peer.port}" if peer is not None else "-"
-        getattr(log, level)(f'{detail}, client: {request.remote_addr}, server: {request.server_name}, '
-                  f'request: "{request.method} {request.request_uri} {request.protocol}", '
-                  f'upstream: "http://{where}{self.proxy.upstream_uri(request)}", '
-                  f'host: "{request.host}"')
+        getattr(log, level)(f'*{request.connection_id} {detail}, client: {request.remote_addr}, '
+                            f'server: {request.server_name}, '
+                            f'request: "{request.method} {request.request_uri} {request.protocol}", '
+                            f'upstream: "http://{where}{self.proxy.upstream_uri(request)}", '
+                            f'host: "{request.host}"{_referrer(request)}')
 
     def _record(self):
         """Fill the $upstream_* variables (only needed by access logs)."""

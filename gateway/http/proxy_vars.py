@@ -139,14 +139,15 @@ class Resolving(BodyHolder):
             if addresses is None:
                 from gateway.http.resolver import strerror
                 name = self.waiter.lookup.name
-                log.error(f"{name} could not be resolved ({code}: {strerror(code)})"
+                log.error(f"*{request.connection_id} "
+                          f"{name} could not be resolved ({code}: {strerror(code)})"
                           f"{rewrite.client_context(request)}")
                 conn.send_error(502, plan.add_headers)
                 return
             twin, failure = plan.variable_proxy.plan_for(self.app, plan, request, addresses)
             if twin is None:     # not expected: the same URL renders the same name
                 message, status = failure if isinstance(failure, tuple) else ("resolver", 502)
-                log.error(f"{message}{rewrite.client_context(request)}")
+                log.error(f"*{request.connection_id} {message}{rewrite.client_context(request)}")
                 conn.send_error(status, plan.add_headers)
                 return
             from gateway.http.phases import content_after_hold

@@ -161,7 +161,8 @@ class Program:
         match = op.regex.search(uri)
         if self.rewrite_log:
             verdict = "matches" if match is not None else "does not match"
-            log.notice(f'"{op.pattern}" {verdict} "{uri}"{client_context(request)}')
+            log.notice(f'*{request.connection_id} '
+                       f'"{op.pattern}" {verdict} "{uri}"{client_context(request)}')
         if match is None:
             script_mismatch(request)
             return None
@@ -171,7 +172,8 @@ class Program:
             if op.keep_args and request.args:
                 value += ("&" if "?" in value else "?") + request.args
             if self.rewrite_log:
-                log.notice(f'rewritten redirect: "{value}"{client_context(request)}')
+                log.notice(f'*{request.connection_id} '
+                           f'rewritten redirect: "{value}"{client_context(request)}')
             return REDIRECT, (op.redirect, value)
         path, question, args = value.partition("?")
         if question:
@@ -180,7 +182,8 @@ class Program:
             request.args = ""
         request.uri = path
         if self.rewrite_log:
-            log.notice(f'rewritten data: "{path}", args: "{request.args}"{client_context(request)}')
+            log.notice(f'*{request.connection_id} '
+                       f'rewritten data: "{path}", args: "{request.args}"{client_context(request)}')
         if op.flag == "break":
             request.rewritten = "break"
             return DONE, None
@@ -307,10 +310,18 @@ def _holds(request, condition) -> bool:
 
 
 def client_context(request) -> str:
-    """The ", client: ..., server: ..., request: ..." tail of nginx's log lines."""
+    """The ", client: ..., server: ..., request: ..., host: ..., referrer: ..." tail of nginx's
+    error lines about a request (ngx_http_log_error_handler); the line begins with "*N ", the
+    connection's number, as nginx's do (log filters such as fail2ban's match both)."""
     host = f', host: "{request.host}"' if request.host else ""
     return (f", client: {request.remote_addr}, server: {request.server_name}, "
-            f'request: "{request.method} {request.request_uri} {request.protocol}"{host}')
+            f'request: "{request.method} {request.request_uri} {request.protocol}"{host}'
+            f"{referrer_context(request)}")
+
+
+def referrer_context(request) -> str:
+    referer = request.header("referer")
+    return f', referrer: "{referer}"' if referer else ""
 
 
 def rewrite_plan(plan, location, settings, make_plan):

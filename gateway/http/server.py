@@ -360,7 +360,7 @@ class WorkerApp:
         except HttpError:
             raise
         except GatewayError as exc:
-            log.error(f"{exc}, client: {request.remote_addr}, request: "
+            log.error(f"*{request.connection_id} {exc}, client: {request.remote_addr}, request: "
                       f'"{request.method} {request.request_uri}"')
             conn.send_error(500)
         except Exception as exc:   # a bug must cost one request, not the worker
@@ -460,7 +460,8 @@ class WorkerApp:
             self._find_location(conn, request, redirects, after_server=True)
         elif end == rewrite.FIND:
             if redirects >= MAX_INTERNAL_REDIRECTS:
-                log.error(f'rewrite or internal redirection cycle while processing '
+                log.error(f'*{request.connection_id} rewrite or internal redirection cycle '
+                          f'while processing '
                           f'"{request.uri}"{rewrite.client_context(request)}')
                 conn.send_error(500)
                 return
@@ -537,7 +538,8 @@ class WorkerApp:
         elif uri.startswith("@"):
             location = server.router.named(uri[1:])
             if location is None:
-                log.error(f'named location "{uri}" not found{rewrite.client_context(request)}')
+                log.error(f'*{request.connection_id} named location "{uri}" not found'
+                          f'{rewrite.client_context(request)}')
                 return False
         else:
             errorpages.clear_status(request)
@@ -575,7 +577,7 @@ class WorkerApp:
                 Resolving(self, conn, request, plan, redirects, failure)
                 return
             message, status = failure
-            log.error(f"{message}{rewrite.client_context(request)}")
+            log.error(f"*{request.connection_id} {message}{rewrite.client_context(request)}")
             conn.send_error(status, plan.add_headers)
             return
         self._answer_content(conn, request, twin, redirects)
@@ -726,8 +728,8 @@ class WorkerApp:
     def _internal_redirect(self, conn, request, redirect, redirects):
         uri = redirect.uri
         if redirects >= MAX_INTERNAL_REDIRECTS:
-            log.error(f'rewrite or internal redirection cycle while internally redirecting to '
-                      f'"{uri}", client: {request.remote_addr}')
+            log.error(f'*{request.connection_id} rewrite or internal redirection cycle while '
+                      f'internally redirecting to "{uri}"{rewrite.client_context(request)}')
             conn.send_error(500)
             return
         server = request.server

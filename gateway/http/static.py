@@ -247,7 +247,8 @@ def _stat(request, settings, path: str):
 def _log_open_failure(request, path: str, exc: OSError) -> None:
     """nginx's ``open() "PATH" failed (2: No such file or directory)`` error line."""
     from gateway.http.rewrite import client_context
-    log.error(f'open() "{path}" failed ({exc.errno}: {os.strerror(exc.errno)})'
+    log.error(f'*{request.connection_id} '
+              f'open() "{path}" failed ({exc.errno}: {os.strerror(exc.errno)})'
               f"{client_context(request)}")
 
 

@@ -334,7 +334,8 @@ class UnikernelExchange:
 
     def _log(self, detail):
         request = self.request
-        log.error(f'{detail}, client: {request.remote_addr}, server: {request.server_name}, '
+        log.error(f'*{request.connection_id} {detail}, client: {request.remote_addr}, '
+                  f'server: {request.server_name}, '
                   f'request: "{request.method} {request.request_uri} {request.protocol}"')
 
 
