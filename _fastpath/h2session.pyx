@@ -22,7 +22,7 @@ from h2.exceptions import ProtocolError
 
 # Event kinds, the first item of each tuple receive() returns.
 # (REQUEST, stream_id, [(name, name, value), ...], ended,
-#  (method, path, authority, scheme, request_length, bad_name)): the block split as
+#  (method, path, authority, scheme, request_length, bad_name, odd_names)): the block split as
 #  Http2Stream.start_split takes it (fields but the pseudo-headers, a Request's triples).
 REQUEST = 1
 DATA = 2           # (DATA, stream_id, data, flow_controlled_length)
@@ -39,6 +39,26 @@ cdef bytes SETTINGS_ACK = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"
 cdef enum:
     SCAN_PREFACE, SCAN_FIRST, SCAN_ACK, SCAN_DONE
 HEADER_ENTRY_OVERHEAD = 32     # RFC 7541 4.1, as hpack counts a header list's size
+
+# Field-name bytes as nginx judges them (ngx_http_v2_validate_header): NAME_ODD for those of
+# a name it calls invalid (underscores_in_headers, ignore_invalid_headers decide), NAME_BAD
+# for those that reset the stream; 0 for lowercase letters, digits and "-".
+cdef enum:
+    NAME_ODD = 1
+    NAME_BAD = 2
+cdef unsigned char NAME_KIND[256]
+
+cdef void _init_name_kinds():
+    cdef int c
+    for c in range(256):
+        if c == 45 or 48 <= c <= 57 or 97 <= c <= 122:
+            NAME_KIND[c] = 0
+        elif c <= 0x20 or c == 0x7f or c == 58 or 65 <= c <= 90:
+            NAME_KIND[c] = NAME_BAD
+        else:
+            NAME_KIND[c] = NAME_ODD
+
+_init_name_kinds()
 
 
 class SessionError(Exception):
@@ -68,7 +88,8 @@ cdef class _Head:
     cdef Py_ssize_t size           # as hpack counts a header list (the limit)
     cdef Py_ssize_t length         # as Http2Stream.start counts $request_length
     cdef bytes method, path, authority, scheme
-    cdef bint bad_name             # a field name with an uppercase letter (RFC 9113 8.2.1)
+    cdef bint bad_name             # a field name nginx resets the stream for (NAME_BAD)
+    cdef bint odd_names            # a field name of other bytes than a-z, 0-9 and "-"
 
 
 cdef class H2Session:
@@ -344,10 +365,13 @@ cdef int _on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_
         self.fail_code = NGHTTP2_ENHANCE_YOUR_CALM
         self.fail_stream = frame.hd.stream_id
         return NGHTTP2_ERR_CALLBACK_FAILURE
-    cdef size_t i
-    for i in range(namelen):
-        if b'A' <= name[i] <= b'Z':
-            head.bad_name = True
+    cdef size_t i = 1 if namelen and name[0] == b':' else 0
+    cdef unsigned char kind = 0
+    while i < namelen:
+        kind |= NAME_KIND[name[i]]
+        i += 1
+    if kind & NAME_BAD:
+        head.bad_name = True
     if head.bad_name:
         return 0        # the stream is reset once the block is in (HPACK state kept)
     field_value = PyBytes_FromStringAndSize(<const char *>value, valuelen)
@@ -369,6 +393,8 @@ cdef int _on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_
         head.cookies.append(field_value)
         return 0
     head.length += namelen + valuelen + 4
+    if kind:
+        head.odd_names = True
     field_name = PyBytes_FromStringAndSize(<const char *>name, namelen)
     head.fields.append((field_name, field_name, field_value))
     return 0
@@ -389,7 +415,7 @@ cdef int _on_frame(nghttp2_session *s, const nghttp2_frame *frame, void *user) n
                 head.length += 10 + len(cookie)
             self.events.append((REQUEST, stream_id, head.fields, ended, (
                 head.method, head.path, head.authority, head.scheme, head.length,
-                head.bad_name)))
+                head.bad_name, head.odd_names)))
         elif ended:
             self.events.append((ENDED, stream_id))      # after trailers
     elif kind == NGHTTP2_DATA:

@@ -32,6 +32,8 @@ cdef enum:
 
 # Character classes, filled once at import.
 cdef unsigned char TCHAR[256]       # RFC 9110 token characters
+cdef unsigned char PLAIN_NAME[256]  # letters, digits, "-": the request field names nginx calls valid
+cdef unsigned char NAME[256]        # request field-name bytes nginx takes: all but CTL, SP, DEL, ":"
 cdef unsigned char TARGET[256]      # request-target bytes: VCHAR and obs-text
 cdef unsigned char FIELD[256]       # field-value bytes: HTAB, SP, VCHAR, obs-text
 cdef unsigned char HOST[256]        # reg-name bytes accepted in absolute-form
@@ -44,6 +46,8 @@ cdef void _init_tables():
     cdef int c
     for c in range(256):
         TCHAR[c] = 0
+        PLAIN_NAME[c] = 1 if (c == 45 or 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122) else 0
+        NAME[c] = 1 if (0x21 <= c <= 0x7e and c != 58) or c >= 0x80 else 0
         TARGET[c] = 1 if (0x21 <= c <= 0x7e or c >= 0x80) else 0
         FIELD[c] = 1 if (c == 9 or 0x20 <= c <= 0x7e or c >= 0x80) else 0
         HOST[c] = 0
@@ -73,6 +77,10 @@ cdef enum:
     MAX_SIZE_LINE = 4096        # a chunk-size line with extensions
     MAX_TRAILER = 8192          # the whole trailer section
     MAX_SIZE_DIGITS = 16
+
+# _request_field_span's answer for a valid line whose name nginx calls invalid.
+cdef enum:
+    ODD_NAME = 2
 
 # Error codes, mapped to exceptions in _error() only.
 cdef enum:
@@ -340,20 +348,10 @@ cdef inline Py_ssize_t _lf_at(const unsigned char* p, Py_ssize_t i) noexcept:
     return i if p[i] == 10 else -1
 
 
-cdef inline int _field_span(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end,
-                            Py_ssize_t n, Py_ssize_t* name_end, Py_ssize_t* v_start,
-                            Py_ssize_t* v_end) noexcept:
-    """Where a field line's name ends and its OWS-stripped value lies; 1 if the line is invalid.
-
-    p[end] must be the CR or LF ending the line: it stops the scans, which
-    may look at the bytes after it up to p[n].
-    """
-    cdef Py_ssize_t i = _name_run(p, pos, n), start, stop
-    while TCHAR[p[i]]:
-        i += 1
-    if i == pos or p[i] != 58:      # ":" right after the name
-        return 1
-    name_end[0] = i
+cdef inline int _value_span(const unsigned char* p, Py_ssize_t i, Py_ssize_t end,
+                            Py_ssize_t n, Py_ssize_t* v_start, Py_ssize_t* v_end) noexcept:
+    """Where the OWS-stripped value after the colon at p[i] lies; 1 if the line is invalid."""
+    cdef Py_ssize_t start, stop
     i += 1
     while OWS[p[i]]:
         i += 1
@@ -366,6 +364,48 @@ cdef inline int _field_span(const unsigned char* p, Py_ssize_t pos, Py_ssize_t e
     v_start[0] = start
     v_end[0] = stop
     return 0
+
+
+cdef inline int _field_span(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end,
+                            Py_ssize_t n, Py_ssize_t* name_end, Py_ssize_t* v_start,
+                            Py_ssize_t* v_end) noexcept:
+    """Where a field line's name ends and its OWS-stripped value lies; 1 if the line is invalid.
+
+    p[end] must be the CR or LF ending the line: it stops the scans, which
+    may look at the bytes after it up to p[n].
+    """
+    cdef Py_ssize_t i = _name_run(p, pos, n)
+    while TCHAR[p[i]]:
+        i += 1
+    if i == pos or p[i] != 58:      # ":" right after the name
+        return 1
+    name_end[0] = i
+    return _value_span(p, i, end, n, v_start, v_end)
+
+
+cdef inline int _request_field_span(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end,
+                                    Py_ssize_t n, Py_ssize_t* name_end, Py_ssize_t* v_start,
+                                    Py_ssize_t* v_end) noexcept:
+    """_field_span for a request's field line, whose name may be any bytes nginx takes.
+
+    0 for a valid line whose name is letters, digits and "-"; ODD_NAME for a valid line
+    with another name (nginx's "invalid header", which underscores_in_headers and
+    ignore_invalid_headers decide about); 1 for an invalid line (a 400 in nginx too).
+    """
+    cdef Py_ssize_t i = _name_run(p, pos, n)
+    cdef int kind = 0
+    while PLAIN_NAME[p[i]]:
+        i += 1
+    if p[i] != 58:
+        while NAME[p[i]]:
+            i += 1
+        kind = ODD_NAME
+    if i == pos or p[i] != 58:      # ":" right after the name
+        return 1
+    name_end[0] = i
+    if _value_span(p, i, end, n, v_start, v_end):
+        return 1
+    return kind
 
 
 cdef inline Py_ssize_t _field_line(const unsigned char* p, Py_ssize_t pos, Py_ssize_t n,
@@ -577,7 +617,8 @@ cdef inline Py_ssize_t _head_line(const unsigned char* p, Py_ssize_t pos, Py_ssi
 
 
 cpdef parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
-    """Parse a request head: None if incomplete, else (method, target, version, headers, consumed)."""
+    """Parse a request head: None if incomplete, else
+    (method, target, version, headers, consumed, odd_names)."""
     if type(buf) is not bytes:
         buf = bytes(buf)
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(buf)
@@ -637,6 +678,8 @@ cpdef parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
     cdef _Span stack_spans[SPANS_ON_STACK]
     cdef _Span* spans = stack_spans
     cdef Py_ssize_t count = 0, capacity = SPANS_ON_STACK, name_end, v_start, v_end
+    cdef int kind
+    cdef bint odd_names = False
     try:
         pos = lf + 1
         while True:
@@ -646,8 +689,11 @@ cpdef parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
                 return None
             if end == pos:
                 break
-            if _field_span(p, pos, end, n, &name_end, &v_start, &v_end):
-                raise _error(E_HEADER_LINE)
+            kind = _request_field_span(p, pos, end, n, &name_end, &v_start, &v_end)
+            if kind:
+                if kind != ODD_NAME:
+                    raise _error(E_HEADER_LINE)
+                odd_names = True
             if count == capacity:
                 spans = _more_spans(spans, stack_spans, &capacity)
             spans[count].name = pos
@@ -663,7 +709,7 @@ cpdef parse_request_head(buf, Py_ssize_t max_line, Py_ssize_t max_head):
             PyMem_Free(spans)
     return (_method(p + m_start, m_end - m_start),
             PyBytes_FromStringAndSize(<const char*>p + t_start, t_end - t_start),
-            version, headers, lf + 1)
+            version, headers, lf + 1, odd_names)
 
 
 cdef inline int _status_line(const unsigned char* p, Py_ssize_t end,

@@ -266,12 +266,19 @@ cdef class CompiledFormat:
         cdef bytes key = op[1]
         cdef object found = None
         cdef tuple item
-        for item in request.headers:
-            if <bytes>item[0] == key:
-                if found is None:
-                    found = item[2]
-                else:
-                    found = found + (b"; " if op[4] else b", ") + item[2]
+        if getattr(request, "underscored_names", False):
+            # A kept "X_Y" field is $http_x_y too (variables._http, as nginx compares names).
+            for item in request.headers:
+                if (<bytes>item[0]).replace(b"_", b"-") == key:
+                    found = item[2] if found is None else \
+                        found + (b"; " if op[4] else b", ") + item[2]
+        else:
+            for item in request.headers:
+                if <bytes>item[0] == key:
+                    if found is None:
+                        found = item[2]
+                    else:
+                        found = found + (b"; " if op[4] else b", ") + item[2]
         if not found:
             raw = op[3]
             _put(b, PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw))

@@ -25,7 +25,7 @@ from _fastpath.clock cimport is_native_clock, monotonic
 
 from gateway.errors import (
     BadRequest, GatewayError, HttpError, PayloadTooLarge, RequestTimeout, UpstreamError)
-from gateway.http import gzip, limit_rate, request_body, response_heads
+from gateway.http import gzip, header_names, limit_rate, request_body, response_heads
 from gateway.http import proxy as proxy_py
 from gateway.http.headers import keep_challenge, own_lines
 from gateway.http.pending_head import PendingHead
@@ -884,7 +884,9 @@ cdef class ClientConnection(_Sender):
         cdef int version
         cdef Py_ssize_t consumed
         cdef _ServerInfo sinfo = None
-        method, target, version, headers, consumed = head
+        cdef bint odd_names
+        method, target, version, headers, consumed, odd_names = head
+        raw = self.buffer[:consumed] if odd_names else None
         self.buffer = b"" if consumed == PyBytes_GET_SIZE(self.buffer) else self.buffer[consumed:]
         uri, args, request_uri = split_target(target)
         cdef Request request = Request.__new__(Request)
@@ -967,6 +969,10 @@ cdef class ClientConnection(_Sender):
         if sinfo is None:
             sinfo = _server_info(server)
         request.server_name = sinfo.server_name
+        if odd_names:
+            headers = header_names.screen_http1(
+                request, raw, not origin_form and b"://" in target[:16],
+                self.default_info.server, server)
         if sinfo.real_ip is not None:
             sinfo.real_ip.apply(request)     # nginx's post-read phase: the server's settings
         self.keep_alive = _wants_keep_alive(headers, version) if has_connection else version == 11

@@ -31,6 +31,9 @@ cdef class Request:
     # logged, so that it and the connection's own reference make no cycle that outlives it.
     cdef public object connection
     cdef public bint pipelined      # $pipe: read from bytes left after the previous request
+    # True once a field name with "_" was kept (gateway/http/header_names.py): $http_*
+    # then matches "-" and "_" alike, as nginx does.
+    cdef public bint underscored_names
     # Each try's (bytes received, bytes sent, response length), set with $upstream_status.
     cdef public object upstream_bytes
     # The request line's method and target as received (None when not kept): what

@@ -85,7 +85,7 @@ def run(kind: str, parser, router):
     results = {}
     results["head"] = measure("parse_request_head (browser, 9 headers)",
                               lambda: parser.parse_request_head(BROWSER, 8192, 65536), 20000)
-    _m, target, version, headers, _n = parser.parse_request_head(BROWSER, 8192, 65536)
+    _m, target, version, headers, _n, _odd = parser.parse_request_head(BROWSER, 8192, 65536)
     measure("request_body_framing", lambda: parser.request_body_framing(headers, version), 50000)
     measure("split_target", lambda: parser.split_target(target), 50000)
     measure("parse_response_head (4 headers)",

@@ -28,7 +28,8 @@ NOT_INHERITED = {"proxy_pass", "unikernel_pass", "stub_status", "metrics", "stat
                  "alias", "try_files", "return_", "rewrite", "internal"}
 DEFAULT_TYPES = {"html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"}
 SERVER_FIELDS = ("client_header_timeout", "client_header_buffer_size",
-                 "large_client_header_buffers")
+                 "large_client_header_buffers", "underscores_in_headers",
+                 "ignore_invalid_headers")
 
 
 def _dump(path: str, text: str) -> str:
@@ -354,6 +355,8 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
                 if not a[0].isdigit() or int(a[0]) == 0 or not size:
                     raise ConfigError(f'"{n}" directive invalid value', f, ln)
                 server_own[n] = (int(a[0]), size)
+            elif n in ("underscores_in_headers", "ignore_invalid_headers"):
+                server_own[n] = a[0] == "on"
         if "proxy_pass" in own and "unikernel_pass" in own:
             d = own["unikernel_pass"]
             raise ConfigError('"unikernel_pass" directive is duplicate', d.file, d.line)

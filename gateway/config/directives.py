@@ -82,6 +82,8 @@ TABLE: dict[str, list[Spec]] = {
     "client_header_timeout": [_s(_HS)],
     "client_header_buffer_size": [_s(_HS)],
     "large_client_header_buffers": [_s(_HS, 2, 2)],
+    "underscores_in_headers": [_flag(_HS)],      # request field names (http/header_names.py)
+    "ignore_invalid_headers": [_flag(_HS)],
     # http, server, location
     "root": [_s([*_HSL, IF])],
     "alias": [_s([LOCATION])],
@@ -311,8 +313,6 @@ TABLE: dict[str, list[Spec]] = {
     "log_subrequest": [_ignored(_HSL, flag=True)],
     # Accepted with a warning, not acted on (issue 11's sweep of nginx's documented examples):
     # the gateway keeps its one behaviour, nginx's default where it has one (README).
-    "ignore_invalid_headers": [_ignored(_HS, flag=True)],
-    "underscores_in_headers": [_ignored(_HS, flag=True)],
     "merge_slashes": [_ignored(_HS, flag=True)],
     "chunked_transfer_encoding": [_ignored(_HSL, flag=True)],
     "proxy_bind": [_ignored(_HSL, 1, 2)],

@@ -355,6 +355,8 @@ class Server:
     client_header_timeout: float = 60.0
     client_header_buffer_size: int = 1024
     large_client_header_buffers: tuple[int, int] = (4, 8192)   # (number, size)
+    underscores_in_headers: bool = False
+    ignore_invalid_headers: bool = True
     tls: Tls = field(default_factory=Tls)
     http2: bool = False                  # ``http2 on`` (nginx 1.25's form of ``listen ... http2``)
     http2_max_concurrent_streams: int = 128

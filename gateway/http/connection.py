@@ -11,7 +11,7 @@ import asyncio
 
 from gateway.observe.errorlog import log
 from gateway.errors import BadRequest, HttpError, PayloadTooLarge, RequestTimeout
-from gateway.http import gzip, parser, response_heads
+from gateway.http import gzip, header_names, parser, response_heads
 from gateway.http.headers import own_lines
 from gateway.http.pending_head import PendingHead
 from gateway.http.proxy import ProxyExchange
@@ -188,7 +188,8 @@ class ClientConnection(asyncio.Protocol):
             self.in_read_loop = False
 
     def _start_request(self, head):
-        method, target, version, headers, consumed = head
+        method, target, version, headers, consumed, odd_names = head
+        raw = self.buffer[:consumed] if odd_names else None
         self.buffer = self.buffer[consumed:]
         uri, args, request_uri = parser.split_target(target)
         request = Request(method.decode("latin-1"), request_uri, uri, args, version, headers)
@@ -216,7 +217,8 @@ class ClientConnection(asyncio.Protocol):
         host = request.header("host")
         if version == 11 and host is None:
             raise BadRequest('client sent HTTP/1.1 request without "Host" header')
-        if target[:1] != b"/" and b"://" in target[:16]:
+        absolute = target[:1] != b"/" and b"://" in target[:16]
+        if absolute:
             # RFC 9112 3.2.2: an absolute-form target's authority replaces Host.
             request.host = _host_name(target.split(b"/", 3)[2].decode("latin-1"))
         elif host is not None:
@@ -226,6 +228,9 @@ class ClientConnection(asyncio.Protocol):
         server = self.app.server_router.select(self.listen_key, request.host or None)
         request.server = server
         request.server_name = server.server_names[0] if server.server_names else ""
+        if odd_names:
+            headers = header_names.screen_http1(request, raw, absolute,
+                                                self.app.default_server(self.listen_key), server)
         real_ip = getattr(server.plan, "post_read_real_ip", None)
         if real_ip is not None:
             real_ip.apply(request)      # nginx's post-read phase: the server's settings

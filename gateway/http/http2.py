@@ -207,9 +207,9 @@ class Http2Connection(asyncio.Protocol):
         self.streams[stream_id] = stream
         if split is None:
             stream.start(headers, ended)
-        else:       # (method, path, authority, scheme, size, bad name) from the C session
+        else:       # (method, path, authority, scheme, size, bad name, odd names): C session
             stream.start_split(split[0], split[1], split[2], split[3], headers, split[4], ended,
-                               split[5])
+                               split[5], split[6])
         if self.requests_served >= self.server.settings.keepalive_requests:
             self._goaway()       # nginx's keepalive_requests for HTTP/2 (1.19.7+)
 

@@ -7,6 +7,7 @@ let the client send more request body.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 
 import h2.exceptions
@@ -14,7 +15,7 @@ from h2.errors import ErrorCodes
 
 from gateway.errors import BadRequest, HttpError, PayloadTooLarge
 from gateway.http import connection as http1
-from gateway.http import parser
+from gateway.http import header_names, parser
 from gateway.http.request import Request
 from gateway.http.responses import server_and_date
 
@@ -24,6 +25,11 @@ CONNECTION_FIELDS = frozenset({b"connection", b"keep-alive", b"proxy-connection"
                                b"transfer-encoding", b"upgrade"})
 # A stream's handler is paused once this much response body waits beyond its window.
 PENDING_LIMIT = 64 * 1024
+# Field names as nginx judges them (ngx_http_v2_validate_header): lowercase letters, digits
+# and "-" are valid; CTL, SP, DEL, ":" and uppercase letters reset the stream; any other byte
+# makes a name nginx calls invalid (gateway/http/header_names.py decides about those).
+_PLAIN_NAME = re.compile(rb"[-0-9a-z]+").fullmatch
+_BAD_NAME = re.compile(rb"[\x00-\x20:A-Z\x7f]").search
 
 
 class _Body:
@@ -87,15 +93,21 @@ class Http2Stream(http1.ClientConnection):
         method = path = authority = scheme = b""
         headers = []
         size = 0
+        odd_names = False
         for name, value in fields:
             size += len(name) + len(value) + 4
             if len(value) > conn.field_limit:
                 conn.fail(ErrorCodes.ENHANCE_YOUR_CALM)
                 return
-            if name.lower() != name:
-                self.start_split(b"", b"", b"", b"", [], 0, ended, True)
-                return
-            if name[:1] == b":":
+            pseudo = name[:1] == b":"
+            first = 1 if pseudo else 0      # nginx checks a pseudo-header's name after the ":"
+            if not _PLAIN_NAME(name, first):
+                if _BAD_NAME(name, first):
+                    self.start_split(b"", b"", b"", b"", [], 0, ended, True, False)
+                    return
+                if not pseudo:
+                    odd_names = True
+            if pseudo:
                 if name == b":method":
                     method = value
                 elif name == b":path":
@@ -106,11 +118,14 @@ class Http2Stream(http1.ClientConnection):
                     scheme = value
             else:
                 headers.append((name, name, value))
-        self.start_split(method, path, authority, scheme, headers, size, ended, False)
+        self.start_split(method, path, authority, scheme, headers, size, ended, False, odd_names)
 
-    def start_split(self, method, path, authority, scheme, headers, size, ended, bad_name):
+    def start_split(self, method, path, authority, scheme, headers, size, ended, bad_name,
+                    odd_names):
         """start() once the block is split into pseudo-headers and fields (the compiled
-        session splits it in C, checking the limits and the names as start does)."""
+        session splits it in C, checking the limits and the names as start does).
+
+        ``odd_names``: a field name has other bytes than a-z, 0-9 and "-"."""
         app = self.app
         conn = self.conn
         if bad_name:
@@ -154,6 +169,8 @@ class Http2Stream(http1.ClientConnection):
         server = app.server_router.select(self.listen_key, request.host or None)
         request.server = server
         request.server_name = server.server_names[0] if server.server_names else ""
+        if odd_names:
+            headers = header_names.screen_http2(request, bool(authority), conn.server, server)
         real_ip = getattr(server.plan, "post_read_real_ip", None)
         if real_ip is not None:
             real_ip.apply(request)

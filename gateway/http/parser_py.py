@@ -12,8 +12,11 @@ module follows the RFC's stricter reading, except where noted:
   no trailing whitespace after the version (nginx allows it).
 * methods are any RFC 9110 token (nginx: upper-case letters, ``_`` and ``-``).
 * field values may not hold control characters other than HTAB (nginx only
-  refuses NUL); obs-fold, whitespace before the colon and invalid names are
-  a 400 (nginx silently drops invalid header names by default).
+  refuses NUL); obs-fold, whitespace before the colon and a line without a
+  colon are a 400.  Request field names are any bytes but CTL, SP, DEL and
+  ":", as in nginx (ngx_http_parse_header_line); a name of other bytes than
+  letters, digits and "-" is reported (``odd_names``) for the caller to apply
+  underscores_in_headers and ignore_invalid_headers (gateway/http/header_names.py).
 * HTTP/0.9 (no version; nginx still answers it) and HTTP/0.x are a 400,
   other versions besides 1.0 and 1.1 a 505 (nginx serves 1.x, x > 1, as 1.1).
 * a header line or head over the limits is RFC 6585's 431 (nginx: 400
@@ -33,6 +36,10 @@ _REQUEST_LINE = re.compile(
     rb"([" + _TCHAR + rb"]+) +([\x21-\x7e\x80-\xff]+) +HTTP/([0-9])\.([0-9])")
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?")
 _FIELD_LINE = re.compile(rb"([" + _TCHAR + rb"]+):([\t\x20-\x7e\x80-\xff]*)")
+# A request's field line: first as most are, a name of letters, digits and "-" (the names nginx
+# calls valid), else with any name nginx takes (_ODD_FIELD_LINE: the head has odd_names).
+_PLAIN_FIELD_LINE = re.compile(rb"([-0-9A-Za-z]+):([\t\x20-\x7e\x80-\xff]*)")
+_ODD_FIELD_LINE = re.compile(rb"([\x21-\x39\x3b-\x7e\x80-\xff]+):([\t\x20-\x7e\x80-\xff]*)")
 
 _INT64_MAX = (1 << 63) - 1
 
@@ -61,7 +68,8 @@ def _check_partial(buf: bytes, start: int, max_line: int, max_head: int, too_lon
 
 
 def parse_request_head(buf: bytes, max_line: int, max_head: int):
-    """Parse a request head: None if incomplete, else (method, target, version, headers, consumed)."""
+    """Parse a request head: None if incomplete, else
+    (method, target, version, headers, consumed, odd_names)."""
     if type(buf) is not bytes:
         buf = bytes(buf)
     n = len(buf)
@@ -102,7 +110,8 @@ def parse_request_head(buf: bytes, max_line: int, max_head: int):
     headers = []
     append = headers.append
     find = buf.find
-    field = _FIELD_LINE.fullmatch
+    field = _PLAIN_FIELD_LINE.fullmatch
+    odd_names = False
     pos = lf + 1
     while True:
         lf = find(b"\n", pos)
@@ -115,10 +124,13 @@ def parse_request_head(buf: bytes, max_line: int, max_head: int):
         if lf >= max_head:
             raise HeadersTooLarge("head too large")
         if end == pos:
-            return method, target, version, headers, lf + 1
+            return method, target, version, headers, lf + 1, odd_names
         m = field(buf, pos, end)
         if m is None:
-            raise BadRequest("invalid header line")
+            m = _ODD_FIELD_LINE.fullmatch(buf, pos, end)
+            if m is None:
+                raise BadRequest("invalid header line")
+            odd_names = True
         name, value = m.groups()
         append((name.lower(), name, value.strip(b" \t")))
         pos = lf + 1
@@ -135,7 +147,7 @@ def check_request_head_lines(chunk: bytes, offset: int, max_line: int, max_head:
     """
     n = len(chunk)
     pos = 0
-    field = _FIELD_LINE.fullmatch
+    field = _ODD_FIELD_LINE.fullmatch
     while True:
         lf = chunk.find(b"\n", pos)
         if lf < 0:

@@ -37,6 +37,9 @@ class Request:
         "pipelined",
         # each try's (bytes received, bytes sent, response length), set with $upstream_status
         "upstream_bytes",
+        # True once a field name with "_" was kept (gateway/http/header_names.py): $http_*
+        # then matches "-" and "_" alike, as nginx does
+        "underscored_names",
     )
 
     def __init__(self, method, request_uri, uri, args, version, headers):

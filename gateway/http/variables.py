@@ -53,7 +53,22 @@ def _http(name):
 
     def get(r):
         return r.header(lower) or ""
-    return get
+    if lower == name:
+        return get
+    key = name.encode("latin-1")
+
+    def get_underscored(r):
+        # nginx compares a field's name with "-" read as "_" (ngx_http_variable_unknown_header):
+        # X-Y and X_Y are both $http_x_y, once underscores_in_headers lets X_Y in.
+        if not getattr(r, "underscored_names", False):
+            return r.header(lower) or ""
+        found = None
+        for field_lower, _name, value in r.headers:
+            if len(field_lower) == len(key) and field_lower.replace(b"-", b"_") == key:
+                text = value.decode("latin-1")
+                found = text if found is None else found + ", " + text
+        return found or ""
+    return get_underscored
 
 
 def _cookie(name):

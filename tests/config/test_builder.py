@@ -193,6 +193,19 @@ def test_server_level_header_settings(conf):
     assert (b.client_header_timeout, b.client_header_buffer_size) == (7.0, 1024)
 
 
+def test_header_name_settings(conf):
+    """underscores_in_headers and ignore_invalid_headers: nginx's defaults, http inherited by servers."""
+    cfg = conf.load("http { underscores_in_headers on;\n"
+                    " server { } server { server_name b; underscores_in_headers off;\n"
+                    " ignore_invalid_headers off; } }\n")
+    a, b = cfg.http.servers
+    assert (a.underscores_in_headers, a.ignore_invalid_headers) == (True, True)
+    assert (b.underscores_in_headers, b.ignore_invalid_headers) == (False, False)
+    assert not cfg.warnings
+    default = conf.load("http { server { } }\n").http.servers[0]
+    assert (default.underscores_in_headers, default.ignore_invalid_headers) == (False, True)
+
+
 # Location settings and inheritance ----------------------------------------------
 
 def test_every_location_directive(conf):

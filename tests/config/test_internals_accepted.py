@@ -59,8 +59,6 @@ HTTP_LINES = [
     "log_subrequest off;",
     "keepalive_disable msie6;",
     # Found loading the examples of nginx's own documentation (issue 11's sweep).
-    "ignore_invalid_headers on;",
-    "underscores_in_headers off;",
     "merge_slashes on;",
 ]
 SERVER_LINES = [

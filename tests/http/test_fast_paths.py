@@ -203,7 +203,7 @@ def test_framing_of_parsed_heads():
                  b"POST /a HTTP/1.1\r\nHost: a\r\nCONTENT-LENGTH: 1\r\ncontent-length: 1\r\n\r\n",
                  b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
                  b"POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"):
-        _method, _target, version, headers, _consumed = parser_py.parse_request_head(
+        _method, _target, version, headers, _consumed, _odd = parser_py.parse_request_head(
             head, 8192, 65536)
         assert httpparse.parse_request_head(head, 8192, 65536)[3] == headers
         same("request_body_framing", headers, version)

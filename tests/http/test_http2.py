@@ -523,6 +523,10 @@ def test_malformed_input_closes_the_connection_with_nginx_code(sites, case):
 
 @pytest.mark.parametrize("case, payload, expected", [
     ("uppercase field name", _headers([("X-Upper", "1")]), ("RST_STREAM", 1, 1)),
+    ("space in a field name", _headers([("x y", "1")]), ("RST_STREAM", 1, 1)),
+    ("colon in a field name", _headers([("x:y", "1")]), ("RST_STREAM", 1, 1)),
+    ("DEL in a field name", _headers([("x\x7fy", "1")]), ("RST_STREAM", 1, 1)),
+    ("underscore in a field name (dropped)", _headers([("x_y", "1")]), ("HEADERS", 1, "200")),
     ("no :path", _headers(pseudo=[(":method", "GET"), (":scheme", "http")]), ("HEADERS", 1, "400")),
     ("within the limits", _headers([(f"x-h{i}", "a" * 2000) for i in range(14)]),
      ("HEADERS", 1, "200")),

@@ -229,8 +229,10 @@ def test_malformed_input_is_refused_alike(pair, case):
 
 @pytest.mark.parametrize("payload, expected", [
     (_headers([("X-Upper", "1")]), ("RST_STREAM", 1, 1)),
+    (_headers([("x y", "1")]), ("RST_STREAM", 1, 1)),
+    (_headers([("x:y", "1")]), ("RST_STREAM", 1, 1)),
     (_headers(pseudo=[(":method", "GET"), (":scheme", "http")]), ("HEADERS", "400")),
-], ids=["uppercase field name", "no :path"])
+], ids=["uppercase field name", "space in a field name", "colon in a field name", "no :path"])
 def test_malformed_requests_are_stream_errors_alike(pair, payload, expected):
     ours, theirs = both(pair, "h2c", payload, streams=(1,))
     assert ours["frames"] == theirs["frames"]

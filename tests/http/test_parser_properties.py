@@ -221,7 +221,7 @@ def check_request(data):
     for max_line, max_head in LIMITS:
         result = same("parse_request_head", data, max_line, max_head)
         if result[0] == "ok" and result[1] is not None:
-            _method, _target, version, headers, _consumed = result[1]
+            _method, _target, version, headers, _consumed, _odd = result[1]
             same("request_body_framing", headers, version, errors=(BadRequest, HttpError))
 
 

@@ -73,6 +73,22 @@ def test_twins_write_the_same_bytes(text, escape):
                 assert lines[0] == lines[1]
 
 
+def test_underscored_names_are_http_variables_alike():
+    """A kept "X_Y" field (underscores_in_headers on) is $http_x_y, as "X-Y" is (nginx)."""
+    from _fastpath.logformat import CompiledFormat
+    fmt = LogFormat("$http_x_y|$http_x_z|$http_cookie", "default")
+    headers = [(b"x_y", b"X_Y", b"one"), (b"x-y", b"X-Y", b"two"), (b"x-z", b"X-Z", b"three"),
+               (b"cookie", b"Cookie", b"a=1"), (b"cookie", b"Cookie", b"b=2")]
+    for cls in filter(None, (PyRequest, CRequest)):
+        request = make(cls, headers, TARGETS[0])
+        request.underscored_names = True
+        assert CompiledFormat(fmt.ops).render(request) == fmt.render_py(request) \
+            == b"one, two|three|a=1; b=2\n"
+        request = make(cls, headers, TARGETS[0])       # not marked: the "-" form alone
+        assert CompiledFormat(fmt.ops).render(request) == fmt.render_py(request) \
+            == b"two|three|a=1; b=2\n"
+
+
 def test_request_time():
     from _fastpath.logformat import CompiledFormat
     fmt = LogFormat("$request_time", "default")
