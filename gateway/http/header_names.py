@@ -101,7 +101,7 @@ def screen_http1(request, head: bytes, absolute: bool, default, server) -> list:
         for i in dropped:
             after = i > host_at
             text = _shown(lines[i], headers[i][2]).decode("latin-1")
-            log.info(f'client sent invalid header line: "{text}"'
+            log.info(f'*{request.connection_id} client sent invalid header line: "{text}"'
                      + _context(request, server if after else default, after, True))
     request.headers = kept
     _underscored(request, kept)
@@ -117,7 +117,7 @@ def screen_http2(request, authority: bool, default, server) -> list:
         for i in dropped:
             after = i > host_at
             name = headers[i][1].decode("latin-1")
-            log.info(f'client sent invalid header: "{name}"'
+            log.info(f'*{request.connection_id} client sent invalid header: "{name}"'
                      + _context(request, server if after else default, after, False))
     request.headers = kept
     _underscored(request, kept)

@@ -140,7 +140,7 @@ def invalid_lines(server, since: int) -> list[str]:
     found: list[str] = []
     while time.monotonic() < deadline:
         text = log.read_bytes()[since:].decode("latin-1")
-        found = [re.sub(r"^.*?\[info\] \d+#\d+: (\*\d+ )?", "", line)
+        found = [re.sub(r"^.*?\[info\] \d+#\d+: \*\d+ ", "", line)
                  for line in text.splitlines() if "client sent invalid header" in line]
         if found:
             break
