@@ -81,6 +81,7 @@ class Request:
     start_time = 1000.25
     vars = None
     remote_addr = "127.0.0.1"
+    connection_id = 1
     method = "GET"
     request_uri = "/"
     status = 0
