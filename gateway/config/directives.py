@@ -16,6 +16,7 @@ FREE_FORM = frozenset({TYPES, MAP, SPLIT_CLIENTS, GEO})
 
 _HSL = (HTTP, SERVER, LOCATION)
 _HS = (HTTP, SERVER)
+_SL = (SERVER, LOCATION)
 _ANY = None                  # no upper bound on the argument count
 
 
@@ -115,6 +116,10 @@ TABLE: dict[str, list[Spec]] = {
     # autoindex and disable_symlinks (gateway/config/static_files.py)
     "msie_padding": [_flag(_HSL)],          # error pages for MSIE and Chrome (responses.py)
     "autoindex": [_flag(_HSL)],
+    # ngx_http_referer_module (gateway/config/referer.py)
+    "valid_referers": [_s(_SL, 1, _ANY, unique=False)],
+    "referer_hash_max_size": [_s(_SL)],
+    "referer_hash_bucket_size": [_s(_SL)],
     "autoindex_format": [_s(_HSL)],
     "autoindex_exact_size": [_flag(_HSL)],
     "autoindex_localtime": [_flag(_HSL)],

@@ -215,6 +215,8 @@ class LocationSettings:
     # auth_request_set (variable name, value template) pairs, a level's own list or its parent's.
     auth_request: str | None = None
     auth_request_set: list = field(default_factory=list)
+    # valid_referers (gateway/config/referer.py): a ValidReferers, None: $invalid_referer is empty.
+    valid_referers: object | None = None
 
     # Request parts worked on by unikernel pools before the content handler (inherited).
     unikernel_auth: AuthPart | None = None
