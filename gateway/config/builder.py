@@ -6,8 +6,8 @@ import ipaddress
 import os
 
 from gateway.config import (access, compose, geo, gzip, headers, http2, limit_except,
-                            limit_rate, limits, maps, observe, proxy_headers, referer, resolver,
-                            rewrite, static_files, syslog, values)
+                            limit_rate, limits, maps, observe, proxy_headers, random_index,
+                            referer, resolver, rewrite, static_files, syslog, values)
 from gateway.config.listen import ListenBuilder
 from gateway.config.proxy import ProxyBuilder, proxy_pass_uri
 from gateway.config.tls import TlsBuilder
@@ -329,6 +329,8 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
                 limits.level_setting(d, own, lists, self.pending_limits)
             elif n in referer.DIRECTIVES:
                 referer.read(d, own)
+            elif n in random_index.DIRECTIVES:
+                random_index.read(d, own)
             elif n in static_files.DIRECTIVES:
                 static_files.level_setting(d, own, values.check_template)
             elif n in access.DIRECTIVES:

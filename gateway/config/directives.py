@@ -116,6 +116,7 @@ TABLE: dict[str, list[Spec]] = {
     # autoindex and disable_symlinks (gateway/config/static_files.py)
     "msie_padding": [_flag(_HSL)],          # error pages for MSIE and Chrome (responses.py)
     "autoindex": [_flag(_HSL)],
+    "random_index": [_flag([LOCATION])],        # (gateway/config/random_index.py)
     # ngx_http_referer_module (gateway/config/referer.py)
     "valid_referers": [_s(_SL, 1, _ANY, unique=False)],
     "referer_hash_max_size": [_s(_SL)],

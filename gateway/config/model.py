@@ -298,6 +298,7 @@ class LocationSettings:
     etag: bool = True
     if_modified_since: str = "exact"      # off, exact or before (ngx_http_not_modified_filter)
     max_ranges: int | None = None         # None: no limit; 0: no ranges, no Accept-Ranges
+    random_index: bool = False                   # gateway/http/random_index.py, before index
     autoindex: bool = False                      # gateway/http/autoindex.py
     autoindex_format: str = "html"               # html, xml, json, jsonp
     autoindex_exact_size: bool = True
