@@ -7,7 +7,8 @@ import os
 
 from gateway.config import (access, compose, geo, gzip, headers, http2, limit_except,
                             limit_rate, limits, maps, observe, proxy_headers, random_index,
-                            referer, resolver, rewrite, static_files, syslog, values)
+                            referer, resolver, rewrite, secure_link, static_files, syslog,
+                            values)
 from gateway.config.listen import ListenBuilder
 from gateway.config.proxy import ProxyBuilder, proxy_pass_uri
 from gateway.config.tls import TlsBuilder
@@ -331,6 +332,8 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
                 referer.read(d, own)
             elif n in random_index.DIRECTIVES:
                 random_index.read(d, own)
+            elif n in secure_link.DIRECTIVES:
+                secure_link.read(d, own, values.check_template)
             elif n in static_files.DIRECTIVES:
                 static_files.level_setting(d, own, values.check_template)
             elif n in access.DIRECTIVES:
@@ -506,6 +509,7 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
                 names.extend(n if n.startswith("~") else n.lower() for n in e.args)
         self.server_names = (names or [""], tuple(capture_regexes))
         referer.resolve(merged, own, http_own, *self.server_names, self.http_end)
+        secure_link.resolve(merged, own, self.http_end)
         if not listens:
             port = 80 if os.geteuid() == 0 else 8000
             listens = [Listen("0.0.0.0", port, file=d.file, line=d.line)]
@@ -544,6 +548,7 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
             keep_return = parent is None
             merged = self._merge(parent_merged, own, keep_return=keep_return)
             referer.resolve(merged, own, parent_merged, *self.server_names, self.http_end)
+            secure_link.resolve(merged, own, self.http_end)
             regex = None
             if modifier in ("~", "~*"):
                 regex = maps.regex(pattern, modifier == "~*", d.file, d.line)

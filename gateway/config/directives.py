@@ -117,6 +117,10 @@ TABLE: dict[str, list[Spec]] = {
     "msie_padding": [_flag(_HSL)],          # error pages for MSIE and Chrome (responses.py)
     "autoindex": [_flag(_HSL)],
     "random_index": [_flag([LOCATION])],        # (gateway/config/random_index.py)
+    # ngx_http_secure_link_module (gateway/config/secure_link.py)
+    "secure_link": [_s(_HSL)],
+    "secure_link_md5": [_s(_HSL)],
+    "secure_link_secret": [_s(_HSL)],
     # ngx_http_referer_module (gateway/config/referer.py)
     "valid_referers": [_s(_SL, 1, _ANY, unique=False)],
     "referer_hash_max_size": [_s(_SL)],

@@ -217,6 +217,11 @@ class LocationSettings:
     auth_request_set: list = field(default_factory=list)
     # valid_referers (gateway/config/referer.py): a ValidReferers, None: $invalid_referer is empty.
     valid_referers: object | None = None
+    # secure_link, secure_link_md5 (templates) or secure_link_secret, merged as nginx does
+    # (gateway/config/secure_link.py); read by $secure_link (gateway/http/secure_link.py).
+    secure_link: str | None = None
+    secure_link_md5: str | None = None
+    secure_link_secret: str | None = None
 
     # Request parts worked on by unikernel pools before the content handler (inherited).
     unikernel_auth: AuthPart | None = None

@@ -296,6 +296,9 @@ _SIMPLE.update({
 
 # ngx_http_referer_module: "1" unless valid_referers accepts the Referer.
 _SIMPLE["invalid_referer"] = _Elsewhere("referer", "invalid_referer")
+# ngx_http_secure_link_module: checked links.
+_SIMPLE["secure_link"] = _Elsewhere("secure_link", "secure_link")
+_SIMPLE["secure_link_expires"] = _Elsewhere("secure_link", "secure_link_expires")
 
 # The HTTP/2 module's $http2: "h2" over TLS, "h2c" in cleartext, empty for HTTP/1.x.
 _SIMPLE["http2"] = lambda r: ("h2" if r.ssl_object is not None else "h2c") if r.version == 20 else ""
