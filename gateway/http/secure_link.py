@@ -116,11 +116,8 @@ def _old(r, secret: bytes) -> str:
     hexed, link = uri[first + 1:second], uri[second + 1:]
     if len(hexed) != 32 or not link:
         return ""
-    try:
-        expected = bytes.fromhex(hexed)
-    except ValueError:
-        return ""
     if not all(c in "0123456789abcdefABCDEF" for c in hexed):
         return ""
+    expected = bytes.fromhex(hexed)
     md5 = hashlib.md5(link.encode("latin-1", "replace") + secret).digest()
     return link if hmac.compare_digest(expected, md5) else ""
