@@ -7,8 +7,8 @@ import os
 
 from gateway.config import (access, compose, geo, gzip, headers, http2, limit_except,
                             limit_rate, limits, maps, observe, proxy_headers, random_index,
-                            referer, resolver, rewrite, secure_link, static_files, syslog,
-                            values)
+                            referer, resolver, rewrite, secure_link, static_files, sub_filter,
+                            syslog, values)
 from gateway.config.listen import ListenBuilder
 from gateway.config.proxy import ProxyBuilder, proxy_pass_uri
 from gateway.config.tls import TlsBuilder
@@ -334,6 +334,8 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
                 random_index.read(d, own)
             elif n in secure_link.DIRECTIVES:
                 secure_link.read(d, own, values.check_template)
+            elif n in sub_filter.DIRECTIVES:
+                sub_filter.read(d, own, lists, self.warnings, values.check_template)
             elif n in static_files.DIRECTIVES:
                 static_files.level_setting(d, own, values.check_template)
             elif n in access.DIRECTIVES:

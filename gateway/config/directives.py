@@ -121,6 +121,11 @@ TABLE: dict[str, list[Spec]] = {
     "secure_link": [_s(_HSL)],
     "secure_link_md5": [_s(_HSL)],
     "secure_link_secret": [_s(_HSL)],
+    # ngx_http_sub_module (gateway/config/sub_filter.py)
+    "sub_filter": [_s(_HSL, 2, 2, unique=False)],
+    "sub_filter_once": [_flag(_HSL)],
+    "sub_filter_types": [_s(_HSL, 1, _ANY, unique=False)],
+    "sub_filter_last_modified": [_flag(_HSL)],
     # ngx_http_referer_module (gateway/config/referer.py)
     "valid_referers": [_s(_SL, 1, _ANY, unique=False)],
     "referer_hash_max_size": [_s(_SL)],
@@ -341,7 +346,7 @@ TABLE: dict[str, list[Spec]] = {
 
 # nginx directives we know but cannot honour: refused with a clear message.
 UNSUPPORTED = {"ssl", "stream", "mail", "fastcgi_pass", "uwsgi_pass", "scgi_pass",
-               "grpc_pass", "memcached_pass", "proxy_cache", "proxy_cache_path", "sub_filter"}
+               "grpc_pass", "memcached_pass", "proxy_cache", "proxy_cache_path"}
 
 
 def lookup(name: str, context: str, file: str, line: int) -> Spec:

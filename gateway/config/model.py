@@ -273,6 +273,13 @@ class LocationSettings:
     gzip_http_version: int = 11
     gzip_static: str = "off"                     # off, on, always
 
+    # sub_filter (gateway/config/sub_filter.py, gateway/http/sub_filter.py): (search,
+    # replacement) template texts, a level's own list or its parent's.  Defaults are nginx's.
+    sub_filters: list = field(default_factory=list)
+    sub_filter_once: bool = True
+    sub_filter_types: tuple[str, ...] | None = ("text/html",)    # lowercase; None: "*"
+    sub_filter_last_modified: bool = False
+
     # Responses.
     add_headers: list[AddHeader] = field(default_factory=list)
     add_trailers: list[AddHeader] = field(default_factory=list)
