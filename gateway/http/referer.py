@@ -25,9 +25,17 @@ def invalid_referer(r) -> str:
     if referers is None:
         value = ""
     else:
-        value = "" if _valid(referers, r.header("referer")) else "1"
+        value = "" if _valid(referers, _first_referer(r)) else "1"
     values["invalid_referer"] = value
     return value
+
+
+def _first_referer(r) -> str | None:
+    """The first Referer field: nginx 1.22 keeps that one (r.header() would join them)."""
+    for lower, _name, value in r.headers:
+        if lower == b"referer":
+            return value.decode("latin-1")
+    return None
 
 
 def _valid(referers, referer: str | None) -> bool:

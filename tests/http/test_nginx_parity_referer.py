@@ -1,6 +1,8 @@
 """valid_referers and $invalid_referer side by side with real nginx: same config, same
 Referer values, same answers."""
 
+import socket
+
 import pytest
 
 from tests.http.test_nginx_parity import fetch
@@ -115,3 +117,18 @@ def test_answers_differ(pair):
     for path in ("/", "/strict/", "/regex-only/", "/names/", "/names/inner/"):
         seen = {same_answer(pair, path, {} if r is None else {"Referer": r}) for r in REFERERS}
         assert len(seen) >= 2, path
+
+
+def test_first_of_repeated_referers(pair):
+    """nginx 1.22 judges the first Referer field of a request."""
+    answers = []
+    for server in pair:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /value/ HTTP/1.1\r\nHost: main.test\r\nConnection: close\r\n"
+                         b"Referer: http://a.b\r\nReferer: http://x.test/\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        answers.append(data.partition(b"\r\n\r\n")[2])
+    # "http://a.b" alone is too short for a scheme: blocked, so valid; joined it would not be.
+    assert answers[0] == answers[1] == b"[]\n"
