@@ -1090,7 +1090,7 @@ cdef class ClientConnection(_Sender):
             self.handler = plain
             return plain
         if getattr(plan, "gzip", None) is not None:
-            gzipped = gzip.GzipProxyExchange(self, request, plan, self.app)
+            gzipped = plan.gzip.exchange_class(self, request, plan, self.app)
             self.handler = gzipped
             return gzipped
         cdef ProxyExchange exchange = ProxyExchange.__new__(ProxyExchange)

@@ -6,8 +6,9 @@ import ipaddress
 import os
 
 from gateway.config import (access, compose, geo, gzip, headers, http2, limit_except,
-                            limit_rate, limits, maps, observe, proxy_headers, resolver, rewrite,
-                            static_files, syslog, values)
+                            limit_rate, limits, maps, observe, proxy_headers, random_index,
+                            referer, resolver, rewrite, secure_link, static_files, sub_filter,
+                            syslog, values)
 from gateway.config.listen import ListenBuilder
 from gateway.config.proxy import ProxyBuilder, proxy_pass_uri
 from gateway.config.tls import TlsBuilder
@@ -53,6 +54,8 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
         self.listens_with_options: set[int] = set()
         self.upstream_tls_contexts: dict = {}     # (verify, trusted file) -> client SSLContext
         self.pending_limits: list = []            # limit_req and limit_conn, given zones at the end
+        self.server_names: tuple = ([""], ())     # the server being built: names, name regexes
+        self.http_end: tuple = (None, None)       # where http's "}" is: nginx merges there
 
     # Helpers --------------------------------------------------------------
 
@@ -137,6 +140,7 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
     def _http(self, d: Directive) -> Http:
         http = Http()
         self.http = http
+        self.http_end = (d.file, d.end_line)
         http.variables = self._variables(d)
         http.log_formats, http.log_escapes = observe.log_formats(d.block, values.check_template)
         limit_zones = limits.zones(d.block, values.check_template)
@@ -325,6 +329,14 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
                 own[n] = values.flag(a[0])
             elif n in limits.LEVEL_DIRECTIVES:
                 limits.level_setting(d, own, lists, self.pending_limits)
+            elif n in referer.DIRECTIVES:
+                referer.read(d, own)
+            elif n in random_index.DIRECTIVES:
+                random_index.read(d, own)
+            elif n in secure_link.DIRECTIVES:
+                secure_link.read(d, own, values.check_template)
+            elif n in sub_filter.DIRECTIVES:
+                sub_filter.read(d, own, lists, self.warnings, values.check_template)
             elif n in static_files.DIRECTIVES:
                 static_files.level_setting(d, own, values.check_template)
             elif n in access.DIRECTIVES:
@@ -500,6 +512,9 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
                     if n.startswith("~"):
                         capture_regexes.append(maps.regex(n[1:], True, e.file, e.line))
                 names.extend(n if n.startswith("~") else n.lower() for n in e.args)
+        self.server_names = (names or [""], tuple(capture_regexes))
+        referer.resolve(merged, own, http_own, *self.server_names, self.http_end)
+        secure_link.resolve(merged, own, self.http_end)
         if not listens:
             port = 80 if os.geteuid() == 0 else 8000
             listens = [Listen("0.0.0.0", port, file=d.file, line=d.line)]
@@ -537,6 +552,8 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
             proxy_headers.resolve_default(own, pattern, proxy_pass_uri)
             keep_return = parent is None
             merged = self._merge(parent_merged, own, keep_return=keep_return)
+            referer.resolve(merged, own, parent_merged, *self.server_names, self.http_end)
+            secure_link.resolve(merged, own, self.http_end)
             regex = None
             if modifier in ("~", "~*"):
                 regex = maps.regex(pattern, modifier == "~*", d.file, d.line)

@@ -16,6 +16,7 @@ FREE_FORM = frozenset({TYPES, MAP, SPLIT_CLIENTS, GEO})
 
 _HSL = (HTTP, SERVER, LOCATION)
 _HS = (HTTP, SERVER)
+_SL = (SERVER, LOCATION)
 _ANY = None                  # no upper bound on the argument count
 
 
@@ -117,6 +118,20 @@ TABLE: dict[str, list[Spec]] = {
     # autoindex and disable_symlinks (gateway/config/static_files.py)
     "msie_padding": [_flag(_HSL)],          # error pages for MSIE and Chrome (responses.py)
     "autoindex": [_flag(_HSL)],
+    "random_index": [_flag([LOCATION])],        # (gateway/config/random_index.py)
+    # ngx_http_secure_link_module (gateway/config/secure_link.py)
+    "secure_link": [_s(_HSL)],
+    "secure_link_md5": [_s(_HSL)],
+    "secure_link_secret": [_s(_HSL)],
+    # ngx_http_sub_module (gateway/config/sub_filter.py)
+    "sub_filter": [_s(_HSL, 2, 2, unique=False)],
+    "sub_filter_once": [_flag(_HSL)],
+    "sub_filter_types": [_s(_HSL, 1, _ANY, unique=False)],
+    "sub_filter_last_modified": [_flag(_HSL)],
+    # ngx_http_referer_module (gateway/config/referer.py)
+    "valid_referers": [_s(_SL, 1, _ANY, unique=False)],
+    "referer_hash_max_size": [_s(_SL)],
+    "referer_hash_bucket_size": [_s(_SL)],
     "autoindex_format": [_s(_HSL)],
     "autoindex_exact_size": [_flag(_HSL)],
     "autoindex_localtime": [_flag(_HSL)],
@@ -331,7 +346,7 @@ TABLE: dict[str, list[Spec]] = {
 
 # nginx directives we know but cannot honour: refused with a clear message.
 UNSUPPORTED = {"ssl", "stream", "mail", "fastcgi_pass", "uwsgi_pass", "scgi_pass",
-               "grpc_pass", "memcached_pass", "proxy_cache", "proxy_cache_path", "sub_filter"}
+               "grpc_pass", "memcached_pass", "proxy_cache", "proxy_cache_path"}
 
 
 def lookup(name: str, context: str, file: str, line: int) -> Spec:

@@ -215,6 +215,13 @@ class LocationSettings:
     # auth_request_set (variable name, value template) pairs, a level's own list or its parent's.
     auth_request: str | None = None
     auth_request_set: list = field(default_factory=list)
+    # valid_referers (gateway/config/referer.py): a ValidReferers, None: $invalid_referer is empty.
+    valid_referers: object | None = None
+    # secure_link, secure_link_md5 (templates) or secure_link_secret, merged as nginx does
+    # (gateway/config/secure_link.py); read by $secure_link (gateway/http/secure_link.py).
+    secure_link: str | None = None
+    secure_link_md5: str | None = None
+    secure_link_secret: str | None = None
 
     # Request parts worked on by unikernel pools before the content handler (inherited).
     unikernel_auth: AuthPart | None = None
@@ -266,6 +273,13 @@ class LocationSettings:
     gzip_http_version: int = 11
     gzip_static: str = "off"                     # off, on, always
 
+    # sub_filter (gateway/config/sub_filter.py, gateway/http/sub_filter.py): (search,
+    # replacement) template texts, a level's own list or its parent's.  Defaults are nginx's.
+    sub_filters: list = field(default_factory=list)
+    sub_filter_once: bool = True
+    sub_filter_types: tuple[str, ...] | None = ("text/html",)    # lowercase; None: "*"
+    sub_filter_last_modified: bool = False
+
     # Responses.
     add_headers: list[AddHeader] = field(default_factory=list)
     add_trailers: list[AddHeader] = field(default_factory=list)
@@ -296,6 +310,7 @@ class LocationSettings:
     etag: bool = True
     if_modified_since: str = "exact"      # off, exact or before (ngx_http_not_modified_filter)
     max_ranges: int | None = None         # None: no limit; 0: no ranges, no Accept-Ranges
+    random_index: bool = False                   # gateway/http/random_index.py, before index
     autoindex: bool = False                      # gateway/http/autoindex.py
     autoindex_format: str = "html"               # html, xml, json, jsonp
     autoindex_exact_size: bool = True

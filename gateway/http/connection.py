@@ -272,7 +272,7 @@ class ClientConnection(asyncio.Protocol):
         if plan.gzip is None:
             exchange = ProxyExchange(self, request, plan, self.app)
         else:
-            exchange = gzip.GzipProxyExchange(self, request, plan, self.app)
+            exchange = plan.gzip.exchange_class(self, request, plan, self.app)
         self.handler = exchange
         return exchange
 

@@ -36,6 +36,7 @@ class GzipPlan:
 
     __slots__ = ("types", "min_length", "level", "wbits", "memlevel", "proxied", "vary",
                  "disable", "msie6", "http_version")
+    sub = None              # sub_filter's settings (gateway/http/sub_filter.py's SubFilterPlan)
 
     def __init__(self, settings):
         self.types = None if settings.gzip_types is None else frozenset(settings.gzip_types)
@@ -523,6 +524,10 @@ class GzipProxyExchange(ProxyExchange):
     def _end(self, data=b""):
         self.conn.send_body(self.writer.last(data))
         self._complete()
+
+
+# The exchange a location with this plan proxies with (SubFilterPlan has its own).
+GzipPlan.exchange_class = GzipProxyExchange
 
 
 # gzip_static -------------------------------------------------------------------------------

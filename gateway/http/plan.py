@@ -196,7 +196,11 @@ class LocationPlan:
         # logged request's CPU, so only for logs whose format shows them.
         self.records_upstream = any(fmt.uses_upstream_tries for _, fmt in access_logs)
         self.gzip = None
-        if settings.gzip:
+        if settings.sub_filters:
+            # sub_filter takes the gzip slot: its exchange filters, then compresses if gzip is on.
+            from gateway.http.sub_filter import SubFilterPlan
+            self.gzip = SubFilterPlan(settings)
+        elif settings.gzip:
             from gateway.http.gzip import plan_for    # only configs with gzip load it
             self.gzip = plan_for(settings)
         self.meter = None       # metrics' LocationMeter (gateway/observe/metrics.py), if counted

@@ -399,8 +399,8 @@ class WorkerApp:
                 conn.send_raw(b"HTTP/1.1 100 Continue\r\n\r\n")
             if plan.gzip is None:
                 exchange = ProxyExchange(conn, request, plan, self)
-            else:
-                exchange = gzip.GzipProxyExchange(conn, request, plan, self)
+            else:       # gzip, or sub_filter (gateway/http/sub_filter.py)
+                exchange = plan.gzip.exchange_class(conn, request, plan, self)
             conn.handler = exchange
             exchange.start()
         elif kind == "proxy_vars":
@@ -692,12 +692,12 @@ class WorkerApp:
         if result is not None:
             pass
         elif plan.gzip is not None and request.header("range") is not None \
-                and plan.gzip.request_ok(request):
+                and (plan.gzip.sub is not None or plan.gzip.request_ok(request)):
             # nginx's gzip filter runs before its range filter: a file it compresses is
             # sent whole, so the ranges count only when it does not compress this one.
             result = static.serve_static(request, location, ranges=False)
             if not isinstance(result, static.FileResponse) or \
-                    gzip.static_decision(plan.gzip, request, result)[0] is None:
+                    not _whole_file(plan.gzip, request, result):
                 result = static.serve_static(request, location)
         else:
             result = static.serve_static(request, location)
@@ -769,6 +769,9 @@ class WorkerApp:
         status, headers = _error_page_status(request, result.status, result.headers)
         deflate = None
         if plan.gzip is not None:
+            if plan.gzip.sub is not None and self._send_filtered_file(conn, request, plan,
+                                                                      result, status, headers):
+                return
             deflate, vary = gzip.static_decision(plan.gzip, request, result)
             if deflate is not None:
                 headers = gzip.compressed_headers(request, headers, vary)
@@ -806,6 +809,38 @@ class WorkerApp:
         sender.send()
 
 
+    def _send_filtered_file(self, conn, request, plan, result, status, headers) -> bool:
+        """A file through sub_filter (gateway/http/sub_filter.py); False if it does not apply."""
+        from gateway.http import sub_filter
+        filtered = sub_filter.file_filter(conn, request, plan, status, headers, result.length)
+        if filtered is None:
+            return False
+        headers, make_writer = filtered
+        trailing = None
+        if plan.settings.add_trailers and trailers.expected(plan.settings, request, status):
+            trailing = (plan.settings, status)
+        writer = make_writer(trailing)
+        lines = _header_lines(headers)
+        add_headers = static_add_headers(plan, headers)
+        if request.method == "HEAD":
+            conn.send_head(status, lines, add_headers)
+            conn.finish_response()
+            return True
+        try:
+            handle = open(result.path, "rb")
+        except OSError:
+            conn.send_error(404 if not os.path.exists(result.path) else 403, plan.add_headers)
+            return True
+        if plan.settings.limit_rate or limit_rate.RATE in (getattr(request, "vars", None) or ()):
+            limit_rate.start(conn, request, plan.settings)
+        conn.send_head(status, lines, add_headers)
+        sender = FileSender(conn, handle, result.offset, result.length)
+        sender.writer = writer
+        conn.handler = sender
+        sender.send()
+        return True
+
+
 class _ServerLocation:
     """Stands in for a location when a request matches none (server-level settings)."""
 
@@ -814,6 +849,17 @@ class _ServerLocation:
 
     def __init__(self, settings):
         self.settings = settings
+
+
+def _whole_file(gzip_plan, request, result) -> bool:
+    """Whether a file is sent whole whatever Range asks: nginx's gzip and sub filters run
+    before its range filter, and a body either of them changes has no ranges."""
+    if gzip_plan.sub is not None:
+        from gateway.http import sub_filter
+        if sub_filter.file_filter(None, request, None, result.status, result.headers,
+                                  result.length, gzip_plan.sub) is not None:
+            return True
+    return gzip.static_decision(gzip_plan, request, result)[0] is not None
 
 
 def _error_page_status(request, status, headers):

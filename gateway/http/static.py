@@ -205,6 +205,11 @@ def _try_files(request, location, settings, uri: str):
 def _index(request, location, settings, uri: str):
     """A directory URI: redirect to its first existing index file, else 403/404."""
     base = _map(request, location, settings, uri)
+    if settings.random_index:
+        from gateway.http import random_index
+        found = random_index.pick(request, base, uri)
+        if found is not None:
+            return found
     dir_tested = False
     for index in settings.index:
         name = _render(index, request)

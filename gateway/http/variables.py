@@ -309,6 +309,12 @@ _SIMPLE.update({
     "ssl_session_reused": _Elsewhere("tls", "ssl_session_reused"),
 })
 
+# ngx_http_referer_module: "1" unless valid_referers accepts the Referer.
+_SIMPLE["invalid_referer"] = _Elsewhere("referer", "invalid_referer")
+# ngx_http_secure_link_module: checked links.
+_SIMPLE["secure_link"] = _Elsewhere("secure_link", "secure_link")
+_SIMPLE["secure_link_expires"] = _Elsewhere("secure_link", "secure_link_expires")
+
 # The HTTP/2 module's $http2: "h2" over TLS, "h2c" in cleartext, empty for HTTP/1.x.
 _SIMPLE["http2"] = lambda r: ("h2" if r.ssl_object is not None else "h2c") if r.version == 20 else ""
 
@@ -485,4 +491,4 @@ def is_builtin(name: str) -> bool:
 
 
 # nginx's built-in variables that "set" may assign (NGX_HTTP_VAR_CHANGEABLE).
-_CHANGEABLE = frozenset({"args", "query_string", "limit_rate"})
+_CHANGEABLE = frozenset({"args", "query_string", "limit_rate", "invalid_referer"})

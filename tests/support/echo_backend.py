@@ -4,7 +4,10 @@ Special path segments, anywhere in the path (so a proxy may add a prefix):
 status/N answers N; slow?ms=N waits first; big?n=N sends N bytes;
 chunked?n=N&parts=K streams a chunked body; headers?name=value sets response headers;
 text?n=N&type=T[&chunked=K][&name=value...] sends N bytes of text (K chunks of it) as type T
-with the other parameters as response headers (status?code=N sets its status).  --log FILE appends "METHOD TARGET" for every request received.  Run: echo_backend.py --port P --name NAME
+with the other parameters as response headers (status?code=N sets its status);
+pieces?body=TEXT&cuts=I,J,...[&type=T][&gap=MS][&length=1][&gzip=1][&name=value...] sends TEXT
+cut at those offsets, one write per piece MS apart (default 20), chunked (ended by the close for
+HTTP/1.0) or with Content-Length (length=1), gzipped first with gzip=1 (cuts then apply to the gzipped bytes).  --log FILE appends "METHOD TARGET" for every request received.  Run: echo_backend.py --port P --name NAME
 """
 
 import argparse
@@ -30,6 +33,8 @@ def make_app(name: str, log_path: str | None = None) -> web.Application:
             return web.Response(body=b"x" * size, content_type="application/octet-stream")
         if "text" in segments:
             return await _text(request)
+        if "pieces" in segments:
+            return await _pieces(request)
         if "chunked" in segments:
             size = int(request.query.get("n", "100000"))
             parts = int(request.query.get("parts", "10"))
@@ -95,6 +100,32 @@ async def _text(request: web.Request) -> web.StreamResponse:
     step = max(size // parts, 1)
     for start in range(0, size, step):
         await response.write(body[start:start + step])
+    await response.write_eof()
+    return response
+
+
+async def _pieces(request: web.Request) -> web.StreamResponse:
+    query = dict(request.query)
+    body = query.pop("body", "").encode("utf-8")
+    cuts = [int(c) for c in query.pop("cuts", "").split(",") if c]
+    ctype = query.pop("type", "text/html")
+    gap = int(query.pop("gap", "20")) / 1000
+    with_length = query.pop("length", "") == "1"
+    if query.pop("gzip", "") == "1":
+        import gzip
+        body = gzip.compress(body, mtime=0)
+        query["Content-Encoding"] = "gzip"
+    response = web.StreamResponse(headers=dict(query, **{"Content-Type": ctype}))
+    if with_length:
+        response.content_length = len(body)
+    elif request.version >= (1, 1):
+        response.enable_chunked_encoding()
+    # else HTTP/1.0: the close ends the body
+    await response.prepare(request)
+    bounds = [0, *[c for c in cuts if 0 < c < len(body)], len(body)]
+    for start, end in zip(bounds, bounds[1:]):
+        await response.write(body[start:end])
+        await asyncio.sleep(gap)
     await response.write_eof()
     return response
 
