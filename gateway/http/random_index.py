@@ -29,7 +29,8 @@ def pick(request, base: str, uri: str):
     except OSError as exc:
         status = 404 if exc.errno in _NOT_FOUND else 403 if exc.errno == errno.EACCES else 500
         level = "crit" if status == 500 else "error"
-        log.log(level, format_os_error("opendir", path, exc) + client_context(request))
+        log.log(level, f"*{request.connection_id} {format_os_error('opendir', path, exc)}"
+                f"{client_context(request)}")
         return ErrorStatus(status)
     names = []
     with entries:
@@ -38,7 +39,8 @@ def pick(request, base: str, uri: str):
                 if entry.name[0] != "." and entry.is_file():
                     names.append(entry.name)
         except OSError as exc:
-            log.crit(format_os_error("readdir", path, exc) + client_context(request))
+            log.crit(f"*{request.connection_id} {format_os_error('readdir', path, exc)}"
+                     f"{client_context(request)}")
             return ErrorStatus(500)
     if not names:
         return None
