@@ -1080,7 +1080,11 @@ cdef class ClientConnection(_Sender):
         """A ProxyExchange for `plan`'s upstream, not started yet (the caller may hand it body
         pieces first): how a composed location proxies once its parts have passed."""
         if plan.proxy.python_only and getattr(plan, "gzip", None) is None:
-            plain = proxy_py.ProxyExchange(self, request, plan, self.app)
+            if plan.proxy.cache is not None:
+                from gateway.http.proxy_cache import CacheExchange
+                plain = CacheExchange(self, request, plan, self.app)
+            else:
+                plain = proxy_py.ProxyExchange(self, request, plan, self.app)
             self.handler = plain
             return plain
         if getattr(plan, "gzip", None) is not None:
