@@ -264,13 +264,13 @@ class ClientConnection(asyncio.Protocol):
     def proxy_exchange(self, request, plan):
         """A ProxyExchange for `plan`'s upstream, not started yet (the caller may hand it body
         pieces first): how a composed location proxies once its parts have passed."""
-        if plan.gzip is not None:
-            exchange = gzip.GzipProxyExchange(self, request, plan, self.app)
-        elif plan.proxy.cache is None:
+        if plan.proxy.cache is not None:
+            from gateway.http.proxy_cache import cache_exchange
+            exchange = cache_exchange(self, request, plan, self.app)
+        elif plan.gzip is None:
             exchange = ProxyExchange(self, request, plan, self.app)
         else:
-            from gateway.http.proxy_cache import CacheExchange
-            exchange = CacheExchange(self, request, plan, self.app)
+            exchange = gzip.GzipProxyExchange(self, request, plan, self.app)
         self.handler = exchange
         return exchange
 

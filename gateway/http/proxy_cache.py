@@ -22,6 +22,7 @@ import time
 
 from gateway.errors import HttpError, UpstreamError
 from gateway.http import parser
+from gateway.http.gzip import GzipProxyExchange
 from gateway.http.headers import NEVER_PASSED
 from gateway.http.proxy import DONE, RELAYING, WAITING, ProxyExchange
 from gateway.http.variables import UPSTREAM_CACHE_STATUS, compile_template
@@ -326,20 +327,30 @@ def rebuilt_head(status: int, headers) -> bytes:
     return b"".join(lines)
 
 
-class CacheExchange(ProxyExchange):
-    """A ProxyExchange for a location with proxy_cache: answered from the cache when it can,
-    else from the upstream while the response is stored."""
+CACHE_SLOTS = ("cache", "cache_status", "main", "key", "hexkey", "entry", "store", "scarce",
+               "head_only", "paused", "stale_condition", "secondary", "updating", "file_entry")
 
-    __slots__ = ("cache", "cache_status", "main", "key", "hexkey", "entry", "writer",
-                 "scarce", "head_only", "paused", "stale_condition", "secondary", "updating",
-                 "file_entry")
+
+def cache_exchange(conn, request, plan, app):
+    """The exchange for a location with proxy_cache (through gzip when it is on)."""
+    if plan.gzip is None:
+        return CacheExchange(conn, request, plan, app)
+    return GzipCacheExchange(conn, request, plan, app)
+
+
+class CachingMixin:
+    """What a location with proxy_cache adds to an exchange: answered from the cache when it
+    can, else from the upstream while the response is stored (for CacheExchange and
+    GzipCacheExchange, which hold the state in their slots)."""
+
+    __slots__ = ()
 
     def __init__(self, conn, request, plan, app):
         self.cache = cache = plan.proxy.cache
         self.cache_status = ""
         # nginx's proxy_cache_convert_head: a HEAD is fetched as a GET so that it can be stored.
         self.head_only = request.method == "HEAD" and cache.convert_head
-        self.entry = self.writer = self.file_entry = None
+        self.entry = self.store = self.file_entry = None
         self.scarce = self.paused = self.secondary = False
         self.stale_condition = ""
         self.updating = None
@@ -490,8 +501,8 @@ class CacheExchange(ProxyExchange):
         if self.key and self.file_entry is None:
             self._maybe_store(status, self.raw_headers if self.raw_headers is not None
                               else headers)
-            if self.writer is not None and rest and not self.writer.write(rest):
-                self.writer = None
+            if self.store is not None and rest and not self.store.write(rest):
+                self.store = None
         if not self.head_only:
             super()._respond(version, status, headers, rest)
             return
@@ -532,14 +543,14 @@ class CacheExchange(ProxyExchange):
             hexkey = self.main.hex()    # ngx_http_file_cache_update_variant: the main key
         header = entry_header(self.key, valid, now, vary, var, rebuilt_head(status, headers))
         try:
-            self.writer = EntryWriter(cache.zone, cache.zone.file_name(hexkey), header)
+            self.store = EntryWriter(cache.zone, cache.zone.file_name(hexkey), header)
         except OSError as exc:
             log.crit(f'cache temp file in "{cache.zone.temp}" failed ({exc})')
 
     def upstream_data(self, data):
-        writer = self.writer
-        if writer is not None and self.state == RELAYING and not writer.write(data):
-            self.writer = None
+        store = self.store
+        if store is not None and self.state == RELAYING and not store.write(data):
+            self.store = None
         super().upstream_data(data)
 
     def _relay(self, data):
@@ -562,9 +573,9 @@ class CacheExchange(ProxyExchange):
     # Outcomes -------------------------------------------------------------------
 
     def _complete(self):
-        writer, self.writer = self.writer, None
-        if writer is not None:
-            writer.commit()
+        store, self.store = self.store, None
+        if store is not None:
+            store.commit()
         self._done_updating()
         super()._complete()
         entry = self.file_entry
@@ -580,9 +591,9 @@ class CacheExchange(ProxyExchange):
         super().cancel()
 
     def _drop(self):
-        writer, self.writer = self.writer, None
-        if writer is not None:
-            writer.discard()
+        store, self.store = self.store, None
+        if store is not None:
+            store.discard()
         self._done_updating()
         for entry in (self.entry, self.file_entry):
             if entry is not None:
@@ -632,3 +643,16 @@ class CacheExchange(ProxyExchange):
 def _has_redirect(headers) -> bool:
     from gateway.http.headers import has_redirect_field
     return has_redirect_field(headers)
+
+
+class CacheExchange(CachingMixin, ProxyExchange):
+    """A ProxyExchange with proxy_cache."""
+
+    __slots__ = CACHE_SLOTS
+
+
+class GzipCacheExchange(CachingMixin, GzipProxyExchange):
+    """A GzipProxyExchange with proxy_cache: the upstream's bytes are stored, each answer
+    (a hit too) is compressed on its way out, as nginx's gzip filter runs after the cache."""
+
+    __slots__ = CACHE_SLOTS

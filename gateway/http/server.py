@@ -403,13 +403,13 @@ class WorkerApp:
             if conn.body_pending() and request.version == 11 and \
                     (request.header("expect") or "").lower() == "100-continue":
                 conn.send_raw(b"HTTP/1.1 100 Continue\r\n\r\n")
-            if plan.gzip is not None:
-                exchange = gzip.GzipProxyExchange(conn, request, plan, self)
-            elif plan.proxy.cache is None:
+            if plan.proxy.cache is not None:
+                from gateway.http.proxy_cache import cache_exchange
+                exchange = cache_exchange(conn, request, plan, self)
+            elif plan.gzip is None:
                 exchange = ProxyExchange(conn, request, plan, self)
             else:
-                from gateway.http.proxy_cache import CacheExchange
-                exchange = CacheExchange(conn, request, plan, self)
+                exchange = gzip.GzipProxyExchange(conn, request, plan, self)
             conn.handler = exchange
             exchange.start()
         elif kind == "proxy_vars":

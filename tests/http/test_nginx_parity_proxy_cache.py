@@ -3,7 +3,9 @@ its own echo backend that logs every request it gets; the same $upstream_cache_s
 sequence (``add_header X-Cache``), the same statuses, the same number of upstream requests,
 and a hit answers with the body the miss stored."""
 
+import gzip
 import hashlib
+import threading
 import time
 
 import pytest
@@ -45,6 +47,11 @@ http {{
             proxy_pass http://{backend}; proxy_cache_valid 10m; proxy_cache_min_uses 2;
         }}
         location /off/ {{ proxy_pass http://{backend}; proxy_cache off; }}
+        location /gz/ {{ proxy_pass http://{backend}; proxy_cache_valid 10m; gzip on; }}
+        location /upd/ {{
+            proxy_pass http://{backend}/; proxy_cache_key $arg_k; proxy_cache_valid 200 1s;
+            proxy_cache_use_stale updating;
+        }}
         location /live/ {{
             proxy_pass http://{backend}/; proxy_cache_key $arg_k; proxy_cache_valid 200 1s;
             proxy_cache_use_stale error timeout http_502;
@@ -249,3 +256,38 @@ def test_entries_are_files_in_nginx_layout(pair):
     gateway = pair[1]
     assert not [p for p in (gateway.server.dir / "cache" / ".temp").iterdir()
                 if p.name != "sweep.lock"]
+
+
+def test_gzip_compresses_each_answer_of_one_stored_response(pair):
+    target = "/gz/text?n=4000&type=text/html"
+    zipped = {"Accept-Encoding": "gzip"}
+    steps = [("GET", target, zipped), ("GET", target, zipped), ("GET", target),
+             ("HEAD", target, zipped)]
+    nginx, gateway = pair
+    want = [run(nginx, [step])[0] for step in steps]
+    got = [run(gateway, [step])[0] for step in steps]
+    assert [(s, c) for s, c, _ in got] == [(s, c) for s, c, _ in want] == [
+        (200, "MISS"), (200, "HIT"), (200, "HIT"), (200, "HIT")]
+    plain = want[2][2]
+    for answers in (want, got):
+        assert gzip.decompress(answers[0][2]) == gzip.decompress(answers[1][2]) == plain
+        assert answers[2][2] == plain and answers[3][2] == b""
+    assert len(gateway.upstream_requests("/gz/")) == len(nginx.upstream_requests("/gz/")) == 1
+
+
+def test_use_stale_updating_while_one_request_refreshes(pair):
+    for number, side in enumerate(pair):
+        key = f"u{number}"
+        first = run(side, [("GET", f"/upd/first?k={key}")])
+        time.sleep(2.1)
+        slow = []
+        refresh = threading.Thread(target=lambda: slow.extend(
+            run(side, [("GET", f"/upd/slow?ms=1500&k={key}")])))
+        refresh.start()
+        time.sleep(0.5)
+        during = run(side, [("GET", f"/upd/other?k={key}")])
+        refresh.join()
+        after = run(side, [("GET", f"/upd/again?k={key}")])
+        assert [(s, c) for s, c, _ in first + slow + during + after] == [
+            (200, "MISS"), (200, "EXPIRED"), (200, "UPDATING"), (200, "HIT")], side.server
+        assert during[0][2] == first[0][2] and after[0][2] == slow[0][2]
