@@ -18,6 +18,7 @@ import hashlib
 import itertools
 import os
 import re
+import threading
 import time
 
 from gateway.errors import HttpError, UpstreamError
@@ -65,6 +66,7 @@ class CacheZone:
         self.uses: dict[str, int] = {}
         self.updating: set[str] = set()
         self.next_sweep = 0.0
+        self.sweeping = False
         try:
             os.makedirs(self.temp, exist_ok=True)
         except OSError as exc:
@@ -82,24 +84,36 @@ class CacheZone:
         return os.path.join(self.temp, f"{os.getpid()}.{next(_temp_names)}")
 
     def tick(self, now: float) -> None:
-        """The periodic sweep (inactive, max_size): one worker at a time, every SWEEP_EVERY."""
-        if now < self.next_sweep:
+        """Start the periodic sweep (inactive, max_size) when due, in a thread of its own so
+        that walking a large cache never stalls the event loop."""
+        if now < self.next_sweep or self.sweeping:
             return
         self.next_sweep = now + SWEEP_EVERY
+        self.sweeping = True
+        threading.Thread(target=self.sweep_once, name="proxy_cache sweep", daemon=True).start()
+
+    def sweep_once(self) -> None:
+        """One sweep, unless another worker holds the lock or swept a moment ago."""
         try:
             with open(os.path.join(self.temp, "sweep.lock"), "a+") as lock:
                 try:
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
                     return      # another worker sweeps now
-                stamp = os.fstat(lock.fileno()).st_mtime
+                lock.seek(0)
+                last = lock.read().strip()
                 wall = time.time()
-                if wall - stamp < SWEEP_EVERY / 2:
+                if last.replace(".", "", 1).isdigit() and wall - float(last) < SWEEP_EVERY / 2:
                     return      # another worker swept a moment ago
-                os.utime(lock.fileno())
+                lock.seek(0)
+                lock.truncate()
+                lock.write(f"{wall:.3f}\n")
+                lock.flush()
                 self._sweep(wall)
         except OSError as exc:
             log.error(f'cache sweep of "{self.path}" failed ({exc})')
+        finally:
+            self.sweeping = False
 
     def _sweep(self, wall: float) -> None:
         entries = []

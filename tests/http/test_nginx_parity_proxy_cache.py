@@ -47,6 +47,9 @@ http {{
             proxy_pass http://{backend}; proxy_cache_valid 10m; proxy_cache_min_uses 2;
         }}
         location /off/ {{ proxy_pass http://{backend}; proxy_cache off; }}
+        location /chunks/ {{
+            proxy_pass http://{backend}; proxy_cache_valid 10m; proxy_http_version 1.1;
+        }}
         location /gz/ {{ proxy_pass http://{backend}; proxy_cache_valid 10m; gzip on; }}
         location /upd/ {{
             proxy_pass http://{backend}/; proxy_cache_key $arg_k; proxy_cache_valid 200 1s;
@@ -291,3 +294,23 @@ def test_use_stale_updating_while_one_request_refreshes(pair):
         assert [(s, c) for s, c, _ in first + slow + during + after] == [
             (200, "MISS"), (200, "EXPIRED"), (200, "UPDATING"), (200, "HIT")], side.server
         assert during[0][2] == first[0][2] and after[0][2] == slow[0][2]
+
+
+@pytest.mark.parametrize("target", ["/chunks/many/chunked?n=50000&parts=7", "/codes/big?n=3000000"])
+def test_chunked_and_large_bodies_are_stored_whole(pair, target):
+    got, seq, upstream = same_sequence(pair, [("GET", target)] * 3, target.split("?")[0])
+    assert seq == [(200, "MISS"), (200, "HIT"), (200, "HIT")] and len(upstream) == 1
+    assert got[0][2] == got[1][2] == got[2][2] and len(got[0][2]) in (50000, 3000000)
+
+
+def test_an_http10_client_gets_a_stored_chunked_response_whole(pair):
+    import socket
+    for side in pair:
+        fetch(side.server.port, "GET", "/chunks/ten/chunked?n=20000&parts=4", {}, None)
+        with socket.create_connection(("127.0.0.1", side.server.port), timeout=10) as sock:
+            sock.sendall(b"GET /chunks/ten/chunked?n=20000&parts=4 HTTP/1.0\r\nHost: main.test\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert b"X-Cache: HIT" in head and body == b"y" * 20000, side.server
