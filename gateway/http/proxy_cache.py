@@ -35,6 +35,8 @@ VARY_LIMIT = 128
 # How much of an entry is read to find its head; heads are bounded by proxy.MAX_RESPONSE_HEAD.
 HEAD_READ = 80 * 1024
 CHUNK = 64 * 1024
+# proxy_cache_min_uses counts kept per worker and cache before they start again.
+USES_LIMIT = 100_000
 # How often one worker walks a cache for inactive entries and max_size.
 SWEEP_EVERY = 10.0
 # Statuses proxy_cache_use_stale names, as nginx's next_upstream masks.
@@ -71,6 +73,14 @@ class CacheZone:
             os.makedirs(self.temp, exist_ok=True)
         except OSError as exc:
             log.error(f'mkdir() "{self.temp}" failed ({exc})')
+
+    def count_use(self, hexkey: str) -> int:
+        """One more request for a key not stored yet; how many so far."""
+        uses = self.uses
+        if len(uses) >= USES_LIMIT:
+            uses.clear()        # bounded, as nginx's keys zone is: the counts start again
+        count = uses[hexkey] = uses.get(hexkey, 0) + 1
+        return count
 
     def file_name(self, hexkey: str) -> str:
         """nginx's layout: each level is taken from the end of the name."""
@@ -392,8 +402,6 @@ class CachingMixin:
         cache = self.cache
         request = self.request
         if request.method not in cache.methods:
-            self.head_only = False
-            self.head = self._build_head()
             super().start()
             return
         if cache.key is not None:
@@ -409,10 +417,10 @@ class CachingMixin:
             return
         self._set_status("MISS")
         zone = cache.zone
-        uses = zone.uses[self.hexkey] = zone.uses.get(self.hexkey, 0) + 1
         entry = self._open(self.hexkey)
         if entry is None:
-            self.scarce = uses < cache.min_uses     # nginx's NGX_HTTP_CACHE_SCARCE
+            # nginx's NGX_HTTP_CACHE_SCARCE: not stored before proxy_cache_min_uses requests.
+            self.scarce = cache.min_uses > 1 and zone.count_use(self.hexkey) < cache.min_uses
             super().start()
             return
         if entry.valid_sec >= int(time.time()):
@@ -590,6 +598,7 @@ class CachingMixin:
         store, self.store = self.store, None
         if store is not None:
             store.commit()
+            self.cache.zone.uses.pop(self.hexkey, None)
         self._done_updating()
         super()._complete()
         entry = self.file_entry
@@ -626,7 +635,8 @@ class CachingMixin:
         super()._fail(condition, status, detail)
 
     def _give_up(self, status, detail):
-        condition = self.stale_condition or "error"     # "no live upstreams" counts as error
+        # proxy_request_timeout's 504 is a timeout; "no live upstreams" counts as an error.
+        condition = self.stale_condition or ("timeout" if status == 504 else "error")
         if self.entry is not None and condition in self.cache.use_stale:
             self._serve_stale()
             return
