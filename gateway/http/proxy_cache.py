@@ -352,7 +352,8 @@ def rebuilt_head(status: int, headers) -> bytes:
 
 
 CACHE_SLOTS = ("cache", "cache_status", "main", "key", "hexkey", "entry", "store", "scarce",
-               "head_only", "paused", "stale_condition", "secondary", "updating", "file_entry")
+               "head_only", "paused", "stale_condition", "secondary", "updating", "file_entry",
+               "sinking")
 
 
 def cache_exchange(conn, request, plan, app):
@@ -375,7 +376,7 @@ class CachingMixin:
         # nginx's proxy_cache_convert_head: a HEAD is fetched as a GET so that it can be stored.
         self.head_only = request.method == "HEAD" and cache.convert_head
         self.entry = self.store = self.file_entry = None
-        self.scarce = self.paused = self.secondary = False
+        self.scarce = self.paused = self.secondary = self.sinking = False
         self.stale_condition = ""
         self.updating = None
         self.main = self.key = b""
@@ -528,17 +529,18 @@ class CachingMixin:
         if not self.head_only:
             super()._respond(version, status, headers, rest)
             return
-        # A HEAD fetched as a GET: the client gets the head, the body goes to the cache only.
+        # A HEAD fetched as a GET: the client gets the head any HEAD gets (gzip's too), the
+        # body goes to the cache only; the exchange completes once it is read.
         kind, length = parser.response_body_framing(status, headers, "GET")
-        lines = [b"%s: %s\r\n" % (name, value) for lower, name, value in headers
-                 if lower not in self.hidden]
+        self.sinking = True
+        super()._respond(version, status, headers, b"")
+        self.sinking = False
         self.framing = kind
         self.remaining = length
         self.reusable = kind != "close" and self.proxy.keepalive and version != 10
         self.state = RELAYING
         if kind == "chunked":
             self.decoder = parser.ChunkedDecoder()
-        self._send_head(status, b"".join(lines))
         if kind == "none" or (kind == "length" and length == 0):
             self._complete()
         elif rest:
@@ -595,6 +597,8 @@ class CachingMixin:
     # Outcomes -------------------------------------------------------------------
 
     def _complete(self):
+        if self.sinking:
+            return      # the head of a HEAD went out; the GET's body is still to be stored
         store, self.store = self.store, None
         if store is not None:
             store.commit()

@@ -276,6 +276,17 @@ def test_gzip_compresses_each_answer_of_one_stored_response(pair):
         assert gzip.decompress(answers[0][2]) == gzip.decompress(answers[1][2]) == plain
         assert answers[2][2] == plain and answers[3][2] == b""
     assert len(gateway.upstream_requests("/gz/")) == len(nginx.upstream_requests("/gz/")) == 1
+    # A HEAD that misses gets the head a compressed GET would get, and stores the body.
+    target = "/gz/head-first/text?n=4000&type=text/html"
+    heads = []
+    for side in pair:
+        status, fields, body = fetch(side.server.port, "HEAD", target, zipped, None)
+        again = fetch(side.server.port, "GET", target, zipped, None)
+        heads.append((status, fields.get("x-cache"), fields.get("content-encoding"),
+                      fields.get("content-length"), body, again[1].get("x-cache"),
+                      gzip.decompress(again[2])))
+    assert heads[1] == heads[0]
+    assert heads[0][:5] == (200, "MISS", "gzip", None, b"") and heads[0][5] == "HIT"
 
 
 def test_use_stale_updating_while_one_request_refreshes(pair):
