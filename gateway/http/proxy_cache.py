@@ -32,7 +32,7 @@ from gateway.observe.errorlog import log
 MAGIC = b"GWCACHE1"
 # nginx refuses a Vary longer than this (NGX_HTTP_CACHE_VARY_LEN).
 VARY_LIMIT = 128
-# How much of an entry is read to find its head; heads are bounded by proxy.MAX_RESPONSE_HEAD.
+# The longest stored head read back (heads are bounded by proxy.MAX_RESPONSE_HEAD).
 HEAD_READ = 80 * 1024
 CHUNK = 64 * 1024
 # proxy_cache_min_uses counts kept per worker and cache before they start again.
@@ -269,7 +269,7 @@ def variant(main: bytes, vary: bytes, request) -> str:
 
 
 class Entry:
-    """A cache file's header, read; ``file`` is left at the start of the stored head."""
+    """A cache file's header and stored head, read; ``file`` is left at the body."""
 
     __slots__ = ("valid_sec", "date", "body_start", "variant", "vary", "head", "file", "path")
 
@@ -277,17 +277,20 @@ class Entry:
         self.path = path
         self.file = open(path, "rb")
         try:
-            data = self.file.read(HEAD_READ)
-            first, key_line, vary_line, rest = data.split(b"\n", 3)
+            f = self.file
+            first = f.readline(200).rstrip(b"\n")
+            key_line = f.readline().rstrip(b"\n")
+            vary_line = f.readline(VARY_LIMIT + 8).rstrip(b"\n")
             magic, valid, date, body_start, var = first.split(b" ")
             if magic != MAGIC or key_line != b"KEY: " + key or not vary_line.startswith(b"VARY: "):
                 raise ValueError("not an entry for this key")
             self.valid_sec, self.date, self.body_start = int(valid), int(date), int(body_start)
             self.variant = var.decode()
             self.vary = vary_line[6:]
-            head_start = len(first) + len(key_line) + len(vary_line) + 3
-            self.head = data[head_start:self.body_start]
-            self.file.seek(self.body_start)
+            size = self.body_start - f.tell()
+            if not 0 < size <= HEAD_READ:
+                raise ValueError("bad head length")
+            self.head = f.read(size)     # the stored head; the body follows
         except (ValueError, OSError):
             self.file.close()
             raise

@@ -135,3 +135,17 @@ def test_proxy_cache_with_variables_is_refused(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(_conf(tmp_path, "", zone="$host"), str(tmp_path))
     assert "not supported by this gateway" in str(info.value)
+
+
+def test_an_entry_with_a_long_key_reads_whole(tmp_path):
+    from gateway.http.proxy_cache import Entry, entry_header
+    key = b"k" * (proxy_cache.HEAD_READ + 10)
+    head = b"HTTP/1.1 200 X\r\nContent-Length: 2\r\n\r\n"
+    path = tmp_path / "entry"
+    path.write_bytes(entry_header(key, NOW + 5, NOW, b"", "-", head) + b"ok")
+    entry = Entry(str(path), key)
+    assert (entry.valid_sec, entry.date, entry.head, entry.file.read()) == (
+        NOW + 5, NOW, head, b"ok")
+    entry.close()
+    with pytest.raises(ValueError):
+        Entry(str(path), b"another key")
