@@ -107,8 +107,9 @@ class ProxyPlan:
         # proxy_cache (gateway/http/proxy_cache.py): only its locations leave the compiled path.
         self.cache = None
         if settings.proxy_cache is not None:
-            from gateway.http.proxy_cache import CachePlan
+            from gateway.http.proxy_cache import CACHE_DROPPED, CachePlan
             self.cache = CachePlan(settings, target.ssl)
+            self.dropped = self.dropped | CACHE_DROPPED
         self.python_only = self.method is not None or self.set_body is not None \
             or not self.pass_headers or self.paced or self.trailers or self.waits_body \
             or self.cache is not None

@@ -35,6 +35,11 @@ VARY_LIMIT = 128
 # The longest stored head read back (heads are bounded by proxy.MAX_RESPONSE_HEAD).
 HEAD_READ = 80 * 1024
 CHUNK = 64 * 1024
+# The client's conditions and ranges are not sent upstream from a cached location, so that a
+# whole response comes back to be stored (nginx's ngx_http_proxy_cache_headers; a
+# proxy_set_header of one of them still applies).
+CACHE_DROPPED = frozenset({b"if-modified-since", b"if-unmodified-since", b"if-none-match",
+                           b"if-match", b"range", b"if-range"})
 # proxy_cache_min_uses counts kept per worker and cache before they start again.
 USES_LIMIT = 100_000
 # How often one worker walks a cache for inactive entries and max_size.

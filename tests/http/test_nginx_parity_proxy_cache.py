@@ -8,6 +8,7 @@ import hashlib
 import threading
 import time
 
+import orjson
 import pytest
 
 from tests.http.test_nginx_parity import fetch
@@ -325,3 +326,14 @@ def test_an_http10_client_gets_a_stored_chunked_response_whole(pair):
                 answer += chunk
         head, _, body = answer.partition(b"\r\n\r\n")
         assert b"X-Cache: HIT" in head and body == b"y" * 20000, side.server
+
+
+def test_conditions_and_ranges_stay_with_the_cache(pair):
+    asked = {"Range": "bytes=0-9", "If-Modified-Since": "Thu, 01 Jan 1970 00:00:00 GMT",
+             "If-None-Match": '"x"', "If-Range": '"x"', "X-Other": "1"}
+    got, seq, _ = same_sequence(pair, [("GET", "/codes/conditional", asked)] * 2,
+                                "/codes/conditional")
+    assert seq == [(200, "MISS"), (200, "HIT")]
+    sent = {name for name, _ in orjson.loads(got[0][2])["headers"]}
+    assert "x-other" in sent and not sent & {"range", "if-modified-since", "if-none-match",
+                                             "if-range"}
