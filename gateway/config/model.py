@@ -261,6 +261,7 @@ class LocationSettings:
     proxy_cache_min_uses: int = 1
     proxy_cache_use_stale: frozenset[str] = frozenset({"off"})
     proxy_cache_convert_head: bool = True
+    proxy_cache_revalidate: bool = False
 
     # gzip and gzip_static (gateway/config/gzip.py, gateway/http/gzip.py).  Defaults are nginx's.
     gzip: bool = False

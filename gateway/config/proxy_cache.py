@@ -23,7 +23,7 @@ DIRECTIVES = frozenset({
     "proxy_cache_revalidate", "proxy_cache_convert_head", "proxy_cache_background_update",
     "proxy_cache_max_range_offset"})
 # Accepted, with a warning when turned on: the gateway does not do these (README).
-NOT_DONE = ("proxy_cache_lock", "proxy_cache_revalidate", "proxy_cache_background_update")
+NOT_DONE = ("proxy_cache_lock", "proxy_cache_background_update")
 # nginx's ngx_http_proxy_next_upstream_masks, as proxy_cache_use_stale reads them.
 USE_STALE = frozenset({"error", "timeout", "invalid_header", "updating", "http_500", "http_502",
                        "http_503", "http_504", "http_403", "http_404", "http_429", "off"})
@@ -164,13 +164,13 @@ def read(d: Directive, own: dict, lists: dict, warnings: list, compile_template)
         values.time(n, a[0], f, ln)
     elif n == "proxy_cache_max_range_offset":
         values.size(n, a[0], f, ln)
-    elif n in NOT_DONE or n == "proxy_cache_convert_head":
+    elif n in NOT_DONE or n in ("proxy_cache_convert_head", "proxy_cache_revalidate"):
         if a[0] not in ("on", "off"):
             raise ConfigError(f'invalid value "{a[0]}" in "{n}" directive, it must be "on" or '
                               '"off"', f, ln)
         if n in NOT_DONE and a[0] == "on":
             warnings.append(f'"{n}" directive is accepted but not acted on in {f}:{ln}')
-        if n == "proxy_cache_convert_head":
+        if n not in NOT_DONE:
             own[n] = a[0] == "on"
 
 

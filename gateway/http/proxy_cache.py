@@ -173,7 +173,7 @@ class CachePlan:
     """A location's cache settings, compiled."""
 
     __slots__ = ("zone", "key", "valid", "methods", "bypass", "no_cache", "min_uses",
-                 "use_stale", "convert_head", "scheme")
+                 "use_stale", "convert_head", "scheme", "revalidate", "own_conditions")
 
     def __init__(self, settings, tls: bool):
         self.zone = zone_for(settings.proxy_cache)
@@ -188,6 +188,10 @@ class CachePlan:
         use_stale = settings.proxy_cache_use_stale
         self.use_stale = frozenset() if "off" in use_stale else use_stale
         self.convert_head = settings.proxy_cache_convert_head
+        self.revalidate = settings.proxy_cache_revalidate
+        # proxy_set_header If-Modified-Since / If-None-Match replace the revalidation's.
+        self.own_conditions = {name.lower() for name, _ in settings.proxy_set_headers} & {
+            "if-modified-since", "if-none-match"}
 
     def valid_for(self, status: int) -> int:
         """proxy_cache_valid's time for a status (ngx_http_file_cache_valid), 0 for none."""
@@ -300,8 +304,36 @@ class Entry:
             self.file.close()
             raise
 
+    def renew(self, valid_sec: int, date: int) -> None:
+        """Write a new expiry and date into the entry's header, in place (nginx's
+        ngx_http_file_cache_update_header)."""
+        try:
+            with open(self.path, "r+b") as f:
+                f.seek(len(MAGIC) + 1)
+                f.write(b"%020d %020d" % (valid_sec, date))
+        except OSError as exc:
+            log.crit(f'cache file "{self.path}" could not be updated ({exc})')
+
     def close(self):
         self.file.close()
+
+
+def revalidation(head: bytes, own: set) -> bytes:
+    """If-Modified-Since and If-None-Match for an expired 200 or 206 entry, from its
+    Last-Modified and ETag ($upstream_cache_last_modified, $upstream_cache_etag)."""
+    parsed = parser.parse_response_head(head, len(head) + 1)
+    if parsed is None or parsed[1] not in (200, 206):
+        return b""
+    lines = []
+    for lower, _, value in parsed[3]:
+        if lower == b"last-modified" and "if-modified-since" not in own:
+            from gateway.http.static import http_date, parse_http_date
+            when = parse_http_date(value.decode("latin-1"))
+            if when is not None:
+                lines.append(b"If-Modified-Since: %s\r\n" % http_date(when).encode())
+        elif lower == b"etag" and "if-none-match" not in own:
+            lines.append(b"If-None-Match: %s\r\n" % value)
+    return b"".join(lines)
 
 
 class EntryWriter:
@@ -361,7 +393,7 @@ def rebuilt_head(status: int, headers) -> bytes:
 
 CACHE_SLOTS = ("cache", "cache_status", "main", "key", "hexkey", "entry", "store", "scarce",
                "head_only", "paused", "stale_condition", "secondary", "updating", "file_entry",
-               "sinking")
+               "sinking", "conditions")
 
 
 def cache_exchange(conn, request, plan, app):
@@ -385,6 +417,7 @@ class CachingMixin:
         self.head_only = request.method == "HEAD" and cache.convert_head
         self.entry = self.store = self.file_entry = None
         self.scarce = self.paused = self.secondary = self.sinking = False
+        self.conditions = b""       # proxy_cache_revalidate's fields for an expired entry
         self.stale_condition = ""
         self.updating = None
         self.main = self.key = b""
@@ -395,7 +428,7 @@ class CachingMixin:
         head = super()._build_head()
         if self.head_only and head.startswith(b"HEAD "):
             head = b"GET " + head[5:]
-        return head
+        return head + self.conditions
 
     def _set_status(self, status: str) -> None:
         self.cache_status = status
@@ -441,9 +474,13 @@ class CachingMixin:
             self._serve(entry)
             return
         self._set_status("EXPIRED")
-        self.entry = entry          # kept for proxy_cache_use_stale
+        self.entry = entry          # kept for proxy_cache_use_stale and revalidation
         self.updating = self.hexkey
         zone.updating.add(self.hexkey)
+        if cache.revalidate:
+            self.conditions = revalidation(entry.head, cache.own_conditions)
+            if self.conditions:
+                self.head = self._build_head()
         super().start()
 
     def _open(self, hexkey: str):
@@ -656,6 +693,9 @@ class CachingMixin:
         super()._give_up(status, detail)
 
     def _start_response(self, version, status, headers, rest):
+        if status == 304 and self.entry is not None and self.cache.revalidate:
+            self._revalidated(headers)
+            return
         condition = STALE_STATUS.get(status)
         if self.entry is not None and condition in self.cache.use_stale and not (
                 condition in self.proxy.next_upstream and self._may_retry(condition)):
@@ -668,6 +708,26 @@ class CachingMixin:
             self.entry.close()
             self.entry = None
         super()._start_response(version, status, headers, rest)
+
+    def _revalidated(self, headers):
+        """The upstream's 304 to our conditions: the stored response answers, and lives on for
+        what the 304 says, else proxy_cache_valid's time for 304 (nginx's
+        ngx_http_upstream_test_next; without either the entry stays expired)."""
+        self.statuses.append(304)
+        self.times.append(self.app.clock() - self.try_started)
+        self._finish_upstream(failed=False, reuse=False)
+        entry, self.entry = self.entry, None
+        self._done_updating()
+        now = int(time.time())
+        ignore = self.plan.settings.proxy_ignore_headers | {"set-cookie", "vary"}
+        cacheable, valid, _ = freshness(headers, ignore, now)
+        if not cacheable or not valid:
+            seconds = self.cache.valid_for(304)
+            valid = now + seconds if seconds else 0
+        if valid:
+            entry.renew(valid, now)
+        self._set_status("REVALIDATED")
+        self._serve(entry)
 
     def _serve_stale(self):
         entry, self.entry = self.entry, None

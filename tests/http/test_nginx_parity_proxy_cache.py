@@ -64,6 +64,10 @@ http {{
             proxy_pass http://127.0.0.1:DEAD/; proxy_cache_key $arg_k; proxy_cache_valid 200 1s;
             proxy_cache_use_stale error timeout http_502;
         }}
+        location /reval/ {{
+            proxy_pass http://{backend}/; proxy_cache_key $arg_k; proxy_cache_valid 200 304 1s;
+            proxy_cache_revalidate on;
+        }}
         location /fresh-only/ {{
             proxy_pass http://{backend}/; proxy_cache_key $arg_k; proxy_cache_valid 200 1s;
         }}
@@ -337,3 +341,19 @@ def test_conditions_and_ranges_stay_with_the_cache(pair):
     sent = {name for name, _ in orjson.loads(got[0][2])["headers"]}
     assert "x-other" in sent and not sent & {"range", "if-modified-since", "if-none-match",
                                              "if-range"}
+
+
+def test_revalidate_asks_with_the_stored_fields_and_a_304_renews(pair):
+    stored = ("/reval/headers?ETag=%22v1%22&Last-Modified=Thu,%2001%20Jan%202015%2000:00:00"
+              "%20GMT&k=r1")
+    steps = [("GET", stored), ("GET", "/reval/headers?ETag=%22v2%22&k=r2"),
+             ("GET", "/reval/refetch?k=r1", {}, 2.1),        # expired, upstream 200
+             ("GET", "/reval/status/304/x?k=r2"),             # expired, upstream 304
+             ("GET", "/reval/again?k=r2")]                    # renewed by the 304
+    got, seq, _ = same_sequence(pair, steps, "k=r")
+    assert seq == [(200, "MISS"), (200, "MISS"), (200, "EXPIRED"), (200, "REVALIDATED"),
+                   (200, "HIT")]
+    sent = dict(orjson.loads(got[2][2])["headers"])
+    assert sent["if-none-match"] == '"v1"'
+    assert sent["if-modified-since"] == "Thu, 01 Jan 2015 00:00:00 GMT"
+    assert got[3][2] == got[4][2] == got[1][2]
