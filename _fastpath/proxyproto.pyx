@@ -1085,6 +1085,11 @@ cdef class ClientConnection(_Sender):
     def proxy_exchange(self, Request request, plan):
         """A ProxyExchange for `plan`'s upstream, not started yet (the caller may hand it body
         pieces first): how a composed location proxies once its parts have passed."""
+        if plan.proxy.cache is not None:
+            from gateway.http.proxy_cache import cache_exchange
+            cached = cache_exchange(self, request, plan, self.app)
+            self.handler = cached
+            return cached
         if plan.proxy.python_only and getattr(plan, "gzip", None) is None:
             plain = proxy_py.ProxyExchange(self, request, plan, self.app)
             self.handler = plain

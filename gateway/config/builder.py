@@ -6,9 +6,9 @@ import ipaddress
 import os
 
 from gateway.config import (access, compose, geo, gzip, headers, http2, limit_except,
-                            limit_rate, limits, maps, observe, proxy_headers, random_index,
-                            referer, resolver, rewrite, secure_link, static_files, sub_filter,
-                            syslog, values)
+                            limit_rate, limits, maps, observe, proxy_cache, proxy_headers,
+                            random_index, referer, resolver, rewrite, secure_link, static_files,
+                            sub_filter, syslog, values)
 from gateway.config.listen import ListenBuilder
 from gateway.config.proxy import ProxyBuilder, proxy_pass_uri
 from gateway.config.tls import TlsBuilder
@@ -56,6 +56,7 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
         self.pending_limits: list = []            # limit_req and limit_conn, given zones at the end
         self.server_names: tuple = ([""], ())     # the server being built: names, name regexes
         self.http_end: tuple = (None, None)       # where http's "}" is: nginx merges there
+        self.cache_paths: dict = {}               # proxy_cache_path zones of the http block
 
     # Helpers --------------------------------------------------------------
 
@@ -144,6 +145,8 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
         http.variables = self._variables(d)
         http.log_formats, http.log_escapes = observe.log_formats(d.block, values.check_template)
         limit_zones = limits.zones(d.block, values.check_template)
+        self.cache_paths = http.cache_paths = proxy_cache.paths(
+            d.block, proxy_cache.base_path(self.prefix))
         own, server_own = self._settings(d.block)
         self.http_tls = self._tls_own(d.block)
         self.http2_own = http2.level(d.block, self.warnings)
@@ -256,6 +259,8 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
                 limit_rate.read(d, own, lists, values.check_template)
             elif n in resolver.DIRECTIVES:
                 resolver.read(d, own)
+            elif n in proxy_cache.DIRECTIVES:
+                proxy_cache.read(d, own, lists, self.warnings, values.check_template)
             elif n in proxy_headers.DIRECTIVES:
                 proxy_headers.read(d, own, self.warnings, values.check_template)
             elif n == "proxy_set_header":
@@ -450,6 +455,8 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
         up = kw.pop("unikernel_pass", None)
         headers = kw.pop("proxy_set_headers", [])
         settings = LocationSettings(**kw)
+        if settings.proxy_cache is not None:
+            proxy_cache.resolve((settings,), self.cache_paths)
         # nginx sends the user's headers plus its defaults (Host, Connection) unless overridden.
         user_names = {name.lower() for name, _ in headers}
         settings.proxy_set_headers = list(headers) + [

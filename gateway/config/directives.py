@@ -163,6 +163,23 @@ TABLE: dict[str, list[Spec]] = {
     "proxy_pass_request_headers": [_flag(_HSL)],
     "proxy_set_body": [_s(_HSL)],
     "proxy_intercept_errors": [_flag(_HSL)],
+    # proxy cache (gateway/config/proxy_cache.py)
+    "proxy_cache_path": [_s([HTTP], 2, _ANY, unique=False)],
+    "proxy_cache": [_s(_HSL)],
+    "proxy_cache_key": [_s(_HSL)],
+    "proxy_cache_valid": [_s(_HSL, 1, _ANY, unique=False)],
+    "proxy_cache_methods": [_s(_HSL, 1, _ANY, unique=False)],
+    "proxy_cache_use_stale": [_s(_HSL, 1, _ANY, unique=False)],
+    "proxy_cache_bypass": [_s(_HSL, 1, _ANY, unique=False)],
+    "proxy_no_cache": [_s(_HSL, 1, _ANY, unique=False)],
+    "proxy_cache_min_uses": [_s(_HSL)],
+    "proxy_cache_lock": [_flag(_HSL)],
+    "proxy_cache_lock_timeout": [_s(_HSL)],
+    "proxy_cache_lock_age": [_s(_HSL)],
+    "proxy_cache_revalidate": [_flag(_HSL)],
+    "proxy_cache_convert_head": [_flag(_HSL)],
+    "proxy_cache_background_update": [_flag(_HSL)],
+    "proxy_cache_max_range_offset": [_s(_HSL)],
     # upstream
     "keepalive": [_s([UPSTREAM])],
     "least_conn": [_s([UPSTREAM], 0, 0, unique=False)],
@@ -346,7 +363,7 @@ TABLE: dict[str, list[Spec]] = {
 
 # nginx directives we know but cannot honour: refused with a clear message.
 UNSUPPORTED = {"ssl", "stream", "mail", "fastcgi_pass", "uwsgi_pass", "scgi_pass",
-               "grpc_pass", "memcached_pass", "proxy_cache", "proxy_cache_path"}
+               "grpc_pass", "memcached_pass"}
 
 
 def lookup(name: str, context: str, file: str, line: int) -> Spec:

@@ -258,6 +258,17 @@ class LocationSettings:
     proxy_pass_request_headers: bool = True
     proxy_set_body: str | None = None            # template
     proxy_intercept_errors: bool = False
+    # The proxy cache (gateway/config/proxy_cache.py, gateway/http/proxy_cache.py).
+    proxy_cache: object = None                   # a proxy_cache.CachePath; None: off
+    proxy_cache_key: str | None = None           # template; None: the proxied URL
+    proxy_cache_valid: list = field(default_factory=list)    # (status or 0 for any, seconds)
+    proxy_cache_methods: frozenset[str] = frozenset({"GET", "HEAD"})
+    proxy_cache_bypass: list = field(default_factory=list)   # templates
+    proxy_no_cache: list = field(default_factory=list)       # templates
+    proxy_cache_min_uses: int = 1
+    proxy_cache_use_stale: frozenset[str] = frozenset({"off"})
+    proxy_cache_convert_head: bool = True
+    proxy_cache_revalidate: bool = False
 
     # gzip and gzip_static (gateway/config/gzip.py, gateway/http/gzip.py).  Defaults are nginx's.
     gzip: bool = False
@@ -518,6 +529,8 @@ class Http:
     tls_listens: dict[tuple[str, int], object] = field(default_factory=dict)
     # Sockets that speak HTTP/2: ALPN h2 over TLS, prior knowledge in cleartext.
     http2_listens: frozenset = frozenset()
+    # proxy_cache_path zones: name -> gateway.config.proxy_cache.CachePath.
+    cache_paths: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -269,7 +269,10 @@ class ClientConnection(asyncio.Protocol):
     def proxy_exchange(self, request, plan):
         """A ProxyExchange for `plan`'s upstream, not started yet (the caller may hand it body
         pieces first): how a composed location proxies once its parts have passed."""
-        if plan.gzip is None:
+        if plan.proxy.cache is not None:
+            from gateway.http.proxy_cache import cache_exchange
+            exchange = cache_exchange(self, request, plan, self.app)
+        elif plan.gzip is None:
             exchange = ProxyExchange(self, request, plan, self.app)
         else:
             exchange = plan.gzip.exchange_class(self, request, plan, self.app)

@@ -39,7 +39,7 @@ class ProxyPlan:
         "next_upstream", "tries", "next_upstream_timeout", "keepalive", "pass_body",
         "key_template", "has_variables", "request_timeout", "tls",
         "response_filter", "intercept", "method", "set_body", "pass_headers", "python_only",
-        "paced", "trailers", "waits_body",
+        "paced", "trailers", "waits_body", "cache",
     )
 
     def __init__(self, location: model.Location | None, settings: model.LocationSettings,
@@ -104,8 +104,15 @@ class ProxyPlan:
         self.trailers = bool(settings.add_trailers)
         # $request_body in a proxy_set_header: the body is read whole first (request_body.py).
         self.waits_body = any(reads_body(template) for _, template in set_headers)
+        # proxy_cache (gateway/http/proxy_cache.py): only its locations leave the compiled path.
+        self.cache = None
+        if settings.proxy_cache is not None:
+            from gateway.http.proxy_cache import CACHE_DROPPED, CachePlan
+            self.cache = CachePlan(settings, target.ssl)
+            self.dropped = self.dropped | CACHE_DROPPED
         self.python_only = self.method is not None or self.set_body is not None \
-            or not self.pass_headers or self.paced or self.trailers or self.waits_body
+            or not self.pass_headers or self.paced or self.trailers or self.waits_body \
+            or self.cache is not None
 
     def upstream_uri(self, request) -> str:
         """The request target sent upstream, per nginx's proxy_pass URI rules."""

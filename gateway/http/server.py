@@ -116,6 +116,10 @@ class WorkerApp:
         self._rewritten_twins = {}    # proxy plan -> its copy for rewritten URIs
         self.resolvers = {}           # resolver config -> its runtime (gateway/http/resolver.py)
         self.error_pages_in_use = False   # set by _plan: connections ask answer_error_page
+        self.cache_zones = []         # proxy_cache_path runtimes, swept by _sweep
+        if http and http.cache_paths:
+            from gateway.http.proxy_cache import zone_for
+            self.cache_zones = [zone_for(path) for path in http.cache_paths.values()]
         for server in servers:
             self._building = server
             server.router = LocationRouter(server.locations)
@@ -275,6 +279,8 @@ class WorkerApp:
         if self.handshakes:
             self._forget_failed_handshakes(now)
         self.access_logs.tick(now)
+        for zone in self.cache_zones:
+            zone.tick(now)
         if self.shutting_down:
             self._check_closed()
         if not self._closed.is_set():
@@ -397,7 +403,10 @@ class WorkerApp:
             if conn.body_pending() and request.version == 11 and \
                     (request.header("expect") or "").lower() == "100-continue":
                 conn.send_raw(b"HTTP/1.1 100 Continue\r\n\r\n")
-            if plan.gzip is None:
+            if plan.proxy.cache is not None:
+                from gateway.http.proxy_cache import cache_exchange
+                exchange = cache_exchange(conn, request, plan, self)
+            elif plan.gzip is None:
                 exchange = ProxyExchange(conn, request, plan, self)
             else:       # gzip, or sub_filter (gateway/http/sub_filter.py)
                 exchange = plan.gzip.exchange_class(conn, request, plan, self)

@@ -223,6 +223,8 @@ def _iso_zone(tm):
 
 # Where gateway/http/gzip.py leaves $gzip_ratio in request.vars: no configuration variable has it.
 GZIP_RATIO = ("gzip", "ratio")
+# Where gateway/http/proxy_cache.py leaves $upstream_cache_status in request.vars.
+UPSTREAM_CACHE_STATUS = ("upstream", "cache_status")
 
 _clock = _Clock()
 _hostname = socket.gethostname()
@@ -280,8 +282,9 @@ _SIMPLE = {
     "upstream_bytes_sent": _upstream_counts(1),
     "upstream_response_length": _upstream_counts(2),
     "unikernel_cache_status": lambda r: getattr(r, "cache_status", None) or "",
-    # No proxy_cache here: nginx's value without one, not found ("-" in logs).
-    "upstream_cache_status": lambda r: "",
+    # Set by gateway/http/proxy_cache.py; without proxy_cache nginx's value is not found.
+    "upstream_cache_status": lambda r: (getattr(r, "vars", None) or {}).get(
+        UPSTREAM_CACHE_STATUS, ""),
     "gzip_ratio": lambda r: (getattr(r, "vars", None) or {}).get(GZIP_RATIO, ""),
     "limit_rate": limit_rate.variable,
     "connection": lambda r: str(r.connection_id),

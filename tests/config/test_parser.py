@@ -78,8 +78,8 @@ def test_unbalanced_brace_in_included_file(conf):
      '"root" directive is duplicate in F:5'),
     ("events {}\ndaemon yes;\n",
      'invalid value "yes" in "daemon" directive, it must be "on" or "off" in F:2'),
-    ("events {}\nhttp {\n proxy_cache_path /tmp/c keys_zone=c:1m;\n}\n",
-     '"proxy_cache_path" directive is not supported by this gateway in F:3'),
+    ("events {}\nhttp {\n server {\n  location / {\n   fastcgi_pass 127.0.0.1:9000;\n  }\n }\n}\n",
+     '"fastcgi_pass" directive is not supported by this gateway in F:5'),
     ("events {}\nhttp {\n server {\n  limit_except GET { }\n }\n}\n",
      '"limit_except" directive is not allowed here in F:4'),
 ])
