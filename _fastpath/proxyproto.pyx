@@ -24,14 +24,16 @@ from libc.time cimport time as c_time
 from _fastpath.clock cimport is_native_clock, monotonic
 
 from gateway.errors import (
-    BadRequest, GatewayError, HttpError, PayloadTooLarge, RequestTimeout, UpstreamError)
+    BadRequest, GatewayError, HttpError, PayloadTooLarge, RequestTimeout, SslCertificateError,
+    SslCertificateMissing, UpstreamError)
 from gateway.http import gzip, header_names, limit_rate, request_body, response_heads
 from gateway.http import proxy as proxy_py
 from gateway.http.headers import keep_challenge, own_lines
 from gateway.http.pending_head import PendingHead
 from gateway.http.plan import HIDDEN_RESPONSE, NON_IDEMPOTENT, UPSTREAM_STATUS_CONDITIONS
 from gateway.http.responses import (
-    ADD_HEADER_CODES, CLOSING_ERRORS, error_page, padded, server_and_date, status_line_cached)
+    ADD_HEADER_CODES, CLOSING_ERRORS, SENT_AS_400, error_page, padded, server_and_date,
+    status_line_cached)
 from gateway.http.rewrite import RewrittenProxyPlan, referrer_context as _referrer
 from gateway.http.tunnel import start_tunnel
 from gateway.http.variables import variable_getter
@@ -505,6 +507,7 @@ cdef class _ServerInfo:
 
     cdef object server, plan, router, server_name
     cdef object real_ip     # the server's realip settings (gateway/http/realip.py), or None
+    cdef bint verify_client     # ssl_verify_client is not off
     cdef _PlanInfo plan_info
     cdef Py_ssize_t header_line, header_total   # large_client_header_buffers
     cdef double client_header_timeout
@@ -517,6 +520,7 @@ cdef class _ServerInfo:
         self.client_header_timeout = server.client_header_timeout
         self.plan = server.plan
         self.real_ip = getattr(server.plan, "post_read_real_ip", None)
+        self.verify_client = bool(server.tls.verify)
         self.router = server.router
         self.plan_info = _plan_info(server.plan) if server.plan is not None else None
         names = server.server_names
@@ -973,6 +977,8 @@ cdef class ClientConnection(_Sender):
             headers = header_names.screen_http1(
                 request, raw, not origin_form and b"://" in target[:16],
                 self.default_info.server, server)
+        if sinfo.verify_client and self.ssl_object is not None and self.certificate_refused():
+            return
         if sinfo.real_ip is not None:
             sinfo.real_ip.apply(request)     # nginx's post-read phase: the server's settings
         self.keep_alive = _wants_keep_alive(headers, version) if has_connection else version == 11
@@ -1293,7 +1299,8 @@ cdef class ClientConnection(_Sender):
         if getattr(app, "error_pages_in_use", False) and app.answer_error_page(self, status):
             return      # error_page (gateway/http/errorpages.py) answered instead
         tokens = self._server_tokens(self.request)
-        self.send_simple(status, padded(self.request, status, error_page(status, tokens)),
+        cdef int sent = 400 if status in SENT_AS_400 else status
+        self.send_simple(sent, padded(self.request, sent, error_page(status, tokens)),
                          b"text/html", b"", add_headers)
 
     cdef bint _body_discardable(self):
@@ -1415,6 +1422,17 @@ cdef class ClientConnection(_Sender):
         if handler is not None:
             handler.cancel()
         self.send_error(exc.status)
+
+    def certificate_refused(self):
+        """nginx's check of the client certificate against the server Host chose; True
+        once the request is answered with 495 or 496 (the twin's, in connection.py)."""
+        from gateway.http import client_cert
+        refused = client_cert.refusal(self.ssl_object, self.request.server.tls.verify)
+        if refused is None:
+            return False
+        status, text = refused
+        self._reject((SslCertificateError if status == 495 else SslCertificateMissing)(text))
+        return True
 
     cdef _arm(self, double timeout, int status):
         cdef double now = self.event_now if self.event_now > 0.0 else self._now()

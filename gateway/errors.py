@@ -70,6 +70,16 @@ class HeadersTooLarge(HttpError):
     status, reason = 431, "Request Header Fields Too Large"
 
 
+class SslCertificateError(HttpError):
+    # nginx's own code 495 (NGX_HTTPS_CERT_ERROR): answered as 400 with its text.
+    status, reason = 495, "The SSL certificate error"
+
+
+class SslCertificateMissing(HttpError):
+    # nginx's own code 496 (NGX_HTTPS_NO_CERT): answered as 400 with its text.
+    status, reason = 496, "No required SSL certificate was sent"
+
+
 class NotImplementedMethod(HttpError):
     status, reason = 501, "Not Implemented"
 

@@ -60,6 +60,11 @@ class Tls:
     session_tickets: bool = True
     dhparam: str | None = None
     ecdh_curve: str = "auto"
+    verify: int = 0                       # ssl_verify_client: VERIFY_CLIENT's index
+    verify_depth: int = 1
+    client_certificate: str | None = None   # absolute paths
+    trusted_certificate: str | None = None
+    crl: str | None = None
     lines: dict[str, tuple[str, int]] = field(default_factory=dict)   # directive -> file, line
     context: object = None                # the ssl.SSLContext, built when certificates exist
     h2_context: object = None             # the same offering h2 by ALPN, for HTTP/2 sockets

@@ -11,6 +11,8 @@ from gateway.config.parser import Directive
 from gateway.errors import ConfigError
 
 TLS_PROTOCOLS = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+# ssl_verify_client's values, by nginx's numbers (3 lets an unverifiable chain through).
+VERIFY_CLIENT = ("off", "on", "optional", "optional_no_ca")
 _SESSION_CACHE = re.compile(r"^(off|none|builtin|builtin:\d+|shared:[^:]+:\d+[kKmM]?)$")
 
 
@@ -58,6 +60,14 @@ class TlsBuilder:
                     if not _SESSION_CACHE.match(v):
                         raise ConfigError(f'invalid session cache "{v}"', f, ln)
                 own["session_cache"] = " ".join(a)
+            elif n == "ssl_verify_client":
+                if a[0] not in VERIFY_CLIENT:
+                    raise ConfigError(f'invalid value "{a[0]}"', f, ln)
+                own["verify"] = VERIFY_CLIENT.index(a[0])
+            elif n == "ssl_verify_depth":
+                own["verify_depth"] = values.number(n, a[0], f, ln)
+            elif n in ("ssl_client_certificate", "ssl_trusted_certificate", "ssl_crl"):
+                own[n[4:]] = self._path(a[0], self._conf_dir())
             elif n == "ssl_ecdh_curve":
                 if ":" in a[0]:
                     self.warnings.append(f'"ssl_ecdh_curve" with several curves is accepted '
@@ -81,6 +91,9 @@ class TlsBuilder:
             raise ConfigError(f'no "ssl_certificate_key" is defined for certificate '
                               f'"{certs[-1][0]}"', certs[-1][1], certs[-1][2])
         tls = Tls(**merged, lines=lines)
+        if tls.verify and certs and tls.client_certificate is None and tls.verify != 3:
+            # nginx checks this only for servers that have certificates (a context).
+            raise ConfigError("no ssl_client_certificate for ssl_verify_client")
         tls.certificates = [Certificate(c, k, cf, cl, kf, kl)
                             for (c, cf, cl), (k, kf, kl) in zip(certs, keys)]
         return tls

@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 
 from gateway.observe.errorlog import log
-from gateway.errors import BadRequest, HttpError, PayloadTooLarge, RequestTimeout
+from gateway.errors import (BadRequest, HttpError, PayloadTooLarge, RequestTimeout,
+                            SslCertificateError, SslCertificateMissing)
 from gateway.http import gzip, header_names, parser, response_heads
 from gateway.http.headers import own_lines
 from gateway.http.pending_head import PendingHead
 from gateway.http.proxy import ProxyExchange
 from gateway.http.request import Request
 from gateway.http.responses import (
-    ADD_HEADER_CODES, CLOSING_ERRORS, error_page, padded, server_and_date, status_line_cached)
+    ADD_HEADER_CODES, CLOSING_ERRORS, SENT_AS_400, error_page, padded, server_and_date,
+    status_line_cached)
 
 # Stop reading when this much pipelined input waits behind a response in progress.
 PIPELINE_LIMIT = 64 * 1024
@@ -231,6 +233,8 @@ class ClientConnection(asyncio.Protocol):
         if odd_names:
             headers = header_names.screen_http1(request, raw, absolute,
                                                 self.app.default_server(self.listen_key), server)
+        if server.tls.verify and self.ssl_object is not None and self.certificate_refused():
+            return
         real_ip = getattr(server.plan, "post_read_real_ip", None)
         if real_ip is not None:
             real_ip.apply(request)      # nginx's post-read phase: the server's settings
@@ -394,7 +398,8 @@ class ClientConnection(asyncio.Protocol):
         request = self.request
         where = request.location if request.location is not None else request.server
         tokens = where.settings.server_tokens if where is not None else True
-        self.send_simple(status, padded(request, status, error_page(status, tokens)),
+        sent = 400 if status in SENT_AS_400 else status
+        self.send_simple(sent, padded(request, sent, error_page(status, tokens)),
                          b"text/html", b"", add_headers)
 
     def _body_discardable(self) -> bool:
@@ -474,6 +479,17 @@ class ClientConnection(asyncio.Protocol):
         if handler is not None:
             handler.cancel()
         self.send_error(exc.status)
+
+    def certificate_refused(self) -> bool:
+        """nginx's check of the client certificate against the server Host chose; True
+        once the request is answered with 495 or 496."""
+        from gateway.http import client_cert
+        refused = client_cert.refusal(self.ssl_object, self.request.server.tls.verify)
+        if refused is None:
+            return False
+        status, text = refused
+        self._reject((SslCertificateError if status == 495 else SslCertificateMissing)(text))
+        return True
 
     def _arm(self, timeout: float, status: int):
         self.deadline = self.app.clock() + timeout if timeout > 0 else 0.0

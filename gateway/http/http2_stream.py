@@ -171,6 +171,8 @@ class Http2Stream(http1.ClientConnection):
         request.server_name = server.server_names[0] if server.server_names else ""
         if odd_names:
             headers = header_names.screen_http2(request, bool(authority), conn.server, server)
+        if server.tls.verify and self.ssl_object is not None and self.certificate_refused():
+            return
         real_ip = getattr(server.plan, "post_read_real_ip", None)
         if real_ip is not None:
             real_ip.apply(request)

@@ -31,11 +31,14 @@ ERROR_PAGE_CODES = frozenset({301, 302, 303, 307, 308, *range(400, 417), 421, 42
 # nginx's page titles that differ from its status-line reason.
 _PAGE_TITLES = {302: "302 Found", 401: "401 Authorization Required"}
 
+# nginx's codes for a client certificate it refuses: sent as 400, each page with its text.
+SENT_AS_400 = {495: "The SSL certificate error", 496: "No required SSL certificate was sent"}
+
 # Codes for which nginx applies add_header without "always".
 ADD_HEADER_CODES = frozenset({200, 201, 204, 206, 301, 302, 303, 304, 307, 308})
 
 # Codes whose answer nginx sends with "Connection: close" (the request may be unread).
-CLOSING_ERRORS = frozenset({400, 408, 413, 414, 431, 500, 501, 505})
+CLOSING_ERRORS = frozenset({400, 408, 413, 414, 431, 495, 496, 500, 501, 505})
 
 SERVER_FULL = f"gateway/{__version__}"
 SERVER_SHORT = "gateway"
@@ -55,8 +58,13 @@ def status_line_cached(status: int) -> bytes:
 
 def error_page(status: int, server_tokens: bool = True) -> bytes:
     """The small HTML body nginx sends with an error or redirect status."""
-    title = _PAGE_TITLES.get(status) or f"{status} {REASONS.get(status, '')}".rstrip()
     signature = SERVER_FULL if server_tokens else SERVER_SHORT
+    text = SENT_AS_400.get(status)
+    if text is not None:
+        return (f"<html>\r\n<head><title>400 {text}</title></head>\r\n<body>\r\n"
+                f"<center><h1>400 Bad Request</h1></center>\r\n<center>{text}</center>\r\n"
+                f"<hr><center>{signature}</center>\r\n</body>\r\n</html>\r\n").encode()
+    title = _PAGE_TITLES.get(status) or f"{status} {REASONS.get(status, '')}".rstrip()
     return (f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
             f"<center><h1>{title}</h1></center>\r\n"
             f"<hr><center>{signature}</center>\r\n</body>\r\n</html>\r\n").encode()

@@ -144,6 +144,9 @@ def server_context(tls) -> ssl.SSLContext:
             raise ConfigError(f'SSL_CTX_set1_curves_list("{tls.ecdh_curve}") failed '
                               "(SSL: passed invalid argument)",
                               *_where(tls, "ssl_ecdh_curve")) from None
+    if tls.verify or tls.trusted_certificate or tls.crl:
+        from gateway.http import client_cert
+        client_cert.configure(ctx, tls)
     ctx.set_alpn_protocols(ALPN)
     return ctx
 
@@ -151,7 +154,9 @@ def server_context(tls) -> ssl.SSLContext:
 def settings_key(tls) -> tuple:
     """Servers whose settings have equal keys can share one context."""
     return (tuple((c.cert, c.key) for c in tls.certificates), tuple(tls.protocols), tls.ciphers,
-            tls.prefer_server_ciphers, tls.session_tickets, tls.dhparam, tls.ecdh_curve)
+            tls.prefer_server_ciphers, tls.session_tickets, tls.dhparam, tls.ecdh_curve,
+            tls.verify, tls.verify_depth, tls.client_certificate, tls.trusted_certificate,
+            tls.crl)
 
 
 def select_by_sni(ctx: ssl.SSLContext, router, listen_key, default, http2=False) -> None:
@@ -169,6 +174,9 @@ def select_by_sni(ctx: ssl.SSLContext, router, listen_key, default, http2=False)
         chosen = server.tls.h2_context if http2 else server.tls.context
         if server is not default and chosen is not None:
             ssl_object.context = chosen
+            if server.tls.verify or default.tls.verify:
+                from gateway.http import client_cert
+                client_cert.follow(ssl_object, chosen)
         return None
 
     ctx.sni_callback = choose

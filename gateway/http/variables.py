@@ -310,6 +310,10 @@ _SIMPLE.update({
     "ssl_cipher": _Elsewhere("tls", "ssl_cipher"),
     "ssl_server_name": _Elsewhere("tls", "ssl_server_name"),
     "ssl_session_reused": _Elsewhere("tls", "ssl_session_reused"),
+    **{name: _Elsewhere("client_cert", name) for name in (
+        "ssl_client_verify", "ssl_client_s_dn", "ssl_client_i_dn", "ssl_client_serial",
+        "ssl_client_fingerprint", "ssl_client_cert", "ssl_client_raw_cert",
+        "ssl_client_v_start", "ssl_client_v_end", "ssl_client_v_remain")},
 })
 
 # ngx_http_referer_module: "1" unless valid_referers accepts the Referer.

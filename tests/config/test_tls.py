@@ -151,13 +151,21 @@ def _bad_cases(certs, tmp):
         "bad_cache": (f"{pair}\n  ssl_session_cache shared:X;", 8, False),
         "bad_ciphers": (f"{pair}\n  ssl_ciphers BOGUS;", 8, True),
         "missing_dhparam": (f"{pair}\n  ssl_dhparam {missing};", 8, True),
+        "verify_without_ca": (f"{pair}\n  ssl_verify_client on;", None, False),
+        "bad_verify_client": (f"{pair}\n  ssl_verify_client maybe;", 8, False),
+        "bad_verify_depth": (f"{pair}\n  ssl_verify_depth x;", 8, False),
+        "missing_client_ca": (f"{pair}\n  ssl_verify_client on;\n  ssl_client_certificate "
+                              f"{missing};", None, True),
+        "missing_trusted": (f"{pair}\n  ssl_trusted_certificate {missing};", None, True),
     }
 
 
 @pytest.mark.nginx
 @pytest.mark.parametrize("name", ["missing_cert", "missing_key", "mismatch", "key_as_cert",
                                   "cert_as_key", "no_key", "no_certificate", "bad_protocol",
-                                  "bad_cache", "bad_ciphers", "missing_dhparam"])
+                                  "bad_cache", "bad_ciphers", "missing_dhparam",
+                                  "verify_without_ca", "bad_verify_client", "bad_verify_depth",
+                                  "missing_client_ca", "missing_trusted"])
 def test_same_message_as_nginx(tmp_path, certs, name):
     body, line, prefix_only = _bad_cases(certs, tmp_path)[name]
     conf = tmp_path / "main.conf"
