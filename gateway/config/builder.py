@@ -6,7 +6,7 @@ import ipaddress
 import os
 
 from gateway.config import (access, compose, geo, gzip, headers, http2, limit_except,
-                            limit_rate, limits, maps, observe, proxy_cache, proxy_headers,
+                            limit_rate, limits, maps, mirror, observe, proxy_cache, proxy_headers,
                             random_index, referer, resolver, rewrite, secure_link, static_files,
                             sub_filter, syslog, values)
 from gateway.config.listen import ListenBuilder
@@ -338,6 +338,8 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
                 referer.read(d, own)
             elif n in random_index.DIRECTIVES:
                 random_index.read(d, own)
+            elif n in mirror.DIRECTIVES:
+                mirror.read(d, own)
             elif n in secure_link.DIRECTIVES:
                 secure_link.read(d, own, values.check_template)
             elif n in sub_filter.DIRECTIVES:

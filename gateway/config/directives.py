@@ -227,6 +227,9 @@ TABLE: dict[str, list[Spec]] = {
     "satisfy": [_s(_HSL)],
     "auth_request": [_s(_HSL)],
     "auth_request_set": [_s(_HSL, 2, 2, unique=False)],
+    # ngx_http_mirror_module (gateway/config/mirror.py)
+    "mirror": [_s(_HSL, unique=False)],
+    "mirror_request_body": [_flag(_HSL)],
     # TLS termination (gateway/http/tls.py)
     "ssl_certificate": [_s(_HS, unique=False)],
     "ssl_certificate_key": [_s(_HS, unique=False)],

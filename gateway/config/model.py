@@ -220,6 +220,10 @@ class LocationSettings:
     # auth_request_set (variable name, value template) pairs, a level's own list or its parent's.
     auth_request: str | None = None
     auth_request_set: list = field(default_factory=list)
+    # mirror (gateway/config/mirror.py, gateway/http/mirror.py): the URIs of the background
+    # subrequests started in the precontent phase (empty: none), and whether they get the body.
+    mirrors: tuple = ()
+    mirror_request_body: bool = True
     # valid_referers (gateway/config/referer.py): a ValidReferers, None: $invalid_referer is empty.
     valid_referers: object | None = None
     # secure_link, secure_link_md5 (templates) or secure_link_secret, merged as nginx does

@@ -32,9 +32,10 @@ class AuthRequest:
         self.sets = [(name, compile_template(value)) for name, value in settings.auth_request_set]
 
 
-def subrequest(request, uri: str):
-    """nginx's ngx_http_subrequest: a GET of ``uri`` sharing the request's headers."""
-    sub = type(request)("GET", request.request_uri, uri, "", request.version, request.headers)
+def subrequest(request, uri: str, method: str = "GET", args: str = ""):
+    """nginx's ngx_http_subrequest: a GET of ``uri`` sharing the request's headers (a
+    mirror's keeps the request's method and arguments)."""
+    sub = type(request)(method, request.request_uri, uri, args, request.version, request.headers)
     for name in ("host", "scheme", "ssl_object", "remote_addr", "remote_port", "server_addr",
                  "server_port", "server", "server_name", "start_time", "connection_id",
                  "connection_requests"):

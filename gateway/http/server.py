@@ -80,6 +80,7 @@ class WorkerApp:
         self.http2 = None                # gateway.http.http2 when a socket speaks HTTP/2
         self.access_logs = AccessLogs()
         self.health = None
+        self.mirrors = None              # gateway/http/mirror.py's subrequests, on first use
         http = config.http
         # The configuration's own variables before any template is compiled (issue 11).
         install_variables(http.variables if http else {})
@@ -148,9 +149,9 @@ class WorkerApp:
             self.stub_status_used = True
         if settings.rewrite is not None:
             plan = rewrite.rewrite_plan(plan, location, settings, self._plan)
-            plan.content = phases.wrap(plan.content, settings)   # checks run after the script
+            plan.content = _checked(plan.content, settings)   # checks run after the script
         else:
-            plan = phases.wrap(plan, settings)
+            plan = _checked(plan, settings)
         if settings.internal:
             plan = errorpages.InternalPlan(plan)
         if settings.error_pages:
@@ -239,6 +240,8 @@ class WorkerApp:
             self.health = None
         for conn in list(self.connections):
             conn.shutdown(graceful)
+        if self.mirrors is not None and not graceful:
+            self.mirrors.stop()
         self._check_closed()
 
     async def wait_closed(self):
@@ -428,6 +431,9 @@ class WorkerApp:
             self._answer_internal(conn, request, plan, redirects)
         elif kind == "limit_except":
             self._answer_limited(conn, request, plan, redirects)
+        elif kind == "mirror":
+            from gateway.http import mirror
+            mirror.run(self, conn, request, plan, redirects)
         else:
             self.start_unikernel(conn, request, plan, self)
 
@@ -858,6 +864,14 @@ class _ServerLocation:
 
     def __init__(self, settings):
         self.settings = settings
+
+
+def _checked(plan, settings):
+    """``plan`` behind its mirrors (nginx's precontent phase), both behind its checks."""
+    if settings.mirrors:
+        from gateway.http import mirror     # only configs with mirrors load it
+        plan = mirror.wrap(plan, settings)
+    return phases.wrap(plan, settings)
 
 
 def _whole_file(gzip_plan, request, result) -> bool:

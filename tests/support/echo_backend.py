@@ -7,7 +7,7 @@ text?n=N&type=T[&chunked=K][&name=value...] sends N bytes of text (K chunks of i
 with the other parameters as response headers (status?code=N sets its status);
 pieces?body=TEXT&cuts=I,J,...[&type=T][&gap=MS][&length=1][&gzip=1][&name=value...] sends TEXT
 cut at those offsets, one write per piece MS apart (default 20), chunked (ended by the close for
-HTTP/1.0) or with Content-Length (length=1), gzipped first with gzip=1 (cuts then apply to the gzipped bytes).  --log FILE appends "METHOD TARGET" for every request received.  Run: echo_backend.py --port P --name NAME
+HTTP/1.0) or with Content-Length (length=1), gzipped first with gzip=1 (cuts then apply to the gzipped bytes).  --log FILE appends "METHOD TARGET" for every request received (and "LENGTH SHA256-PREFIX" of its body with --log-bodies).  Run: echo_backend.py --port P --name NAME
 """
 
 import argparse
@@ -18,13 +18,14 @@ import orjson
 from aiohttp import web
 
 
-def make_app(name: str, log_path: str | None = None) -> web.Application:
+def make_app(name: str, log_path: str | None = None, log_bodies: bool = False) -> web.Application:
     log = open(log_path, "a", buffering=1) if log_path else None
 
     async def echo(request: web.Request) -> web.StreamResponse:
         body = await request.read()
         if log is not None:
-            log.write(f"{request.method} {request.raw_path}\n")
+            seen = f" {len(body)} {hashlib.sha256(body).hexdigest()[:16]}" if log_bodies else ""
+            log.write(f"{request.method} {request.raw_path}{seen}\n")
         segments = request.path.split("/")
         if "slow" in segments:
             await asyncio.sleep(int(request.query.get("ms", "100")) / 1000)
@@ -135,9 +136,11 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--name", default="backend")
     parser.add_argument("--log", help="append one line per request received")
+    parser.add_argument("--log-bodies", action="store_true",
+                        help="add the body's length and SHA-256 prefix to each log line")
     args = parser.parse_args()
-    web.run_app(make_app(args.name, args.log), host="127.0.0.1", port=args.port, print=None,
-                access_log=None)
+    web.run_app(make_app(args.name, args.log, args.log_bodies), host="127.0.0.1", port=args.port,
+                print=None, access_log=None)
 
 
 if __name__ == "__main__":

@@ -143,10 +143,13 @@ class Nginx:
 class EchoBackend:
     """tests/support/echo_backend.py in its own process: answers with what it received."""
 
-    def __init__(self, name: str = "backend", port: int | None = None, log: Path | None = None):
+    def __init__(self, name: str = "backend", port: int | None = None, log: Path | None = None,
+                 log_bodies: bool = False):
         self.name = name
         self.port = port or free_port()
         extra = ["--log", str(log)] if log else []
+        if log_bodies:
+            extra.append("--log-bodies")
         self.proc = subprocess.Popen(
             [PYTHON, str(ROOT / "tests" / "support" / "echo_backend.py"),
              "--port", str(self.port), "--name", name, *extra],
