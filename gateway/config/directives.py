@@ -159,6 +159,7 @@ TABLE: dict[str, list[Spec]] = {
     "proxy_redirect": [_s(_HSL, 1, 2, unique=False)],
     "proxy_cookie_domain": [_s(_HSL, 1, 2, unique=False)],
     "proxy_cookie_path": [_s(_HSL, 1, 2, unique=False)],
+    "proxy_cookie_flags": [_s(_HSL, 1, 4, unique=False)],
     "proxy_method": [_s(_HSL)],
     "proxy_pass_request_headers": [_flag(_HSL)],
     "proxy_set_body": [_s(_HSL)],
