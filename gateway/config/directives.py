@@ -159,6 +159,7 @@ TABLE: dict[str, list[Spec]] = {
     "proxy_redirect": [_s(_HSL, 1, 2, unique=False)],
     "proxy_cookie_domain": [_s(_HSL, 1, 2, unique=False)],
     "proxy_cookie_path": [_s(_HSL, 1, 2, unique=False)],
+    "proxy_cookie_flags": [_s(_HSL, 1, 4, unique=False)],
     "proxy_method": [_s(_HSL)],
     "proxy_pass_request_headers": [_flag(_HSL)],
     "proxy_set_body": [_s(_HSL)],
@@ -355,6 +356,12 @@ TABLE: dict[str, list[Spec]] = {
     "merge_slashes": [_ignored(_HS, flag=True)],
     "chunked_transfer_encoding": [_ignored(_HSL, flag=True)],
     "proxy_bind": [_ignored(_HSL, 1, 2)],
+    # Side effects the gateway does not have: responses are proxied whole and unchanged, but
+    # proxy_store writes no copy to disk and proxy_force_ranges slices nothing (the upstream
+    # sees the client's Range and answers it, as without the directive).
+    "proxy_store": [_ignored(_HSL, 1, 1)],
+    "proxy_store_access": [_ignored(_HSL, 1, 3)],
+    "proxy_force_ranges": [_ignored(_HSL, flag=True)],
     "proxy_ssl_protocols": [_ignored(_HSL, 1, _ANY)],
     "proxy_ssl_session_reuse": [_ignored(_HSL, flag=True)],
     "keepalive_time": [_ignored(_HSL, 1, 1), _ignored([UPSTREAM], 1, 1)],

@@ -263,6 +263,7 @@ class LocationSettings:
                                                  # else a tuple of proxy_headers.Rewrite
     proxy_cookie_domains: tuple | None = None    # Rewrite rules; None: off
     proxy_cookie_paths: tuple | None = None
+    proxy_cookie_flags: tuple | None = None      # CookieFlags rules; None: off
     proxy_method: str | None = None              # template
     proxy_pass_request_headers: bool = True
     proxy_set_body: str | None = None            # template

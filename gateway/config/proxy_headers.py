@@ -12,7 +12,8 @@ from gateway.errors import ConfigError
 
 DIRECTIVES = frozenset({
     "proxy_hide_header", "proxy_pass_header", "proxy_ignore_headers", "proxy_redirect",
-    "proxy_cookie_domain", "proxy_cookie_path", "proxy_method", "proxy_pass_request_headers",
+    "proxy_cookie_domain", "proxy_cookie_path", "proxy_cookie_flags", "proxy_method",
+    "proxy_pass_request_headers",
     "proxy_set_body", "proxy_intercept_errors"})
 
 # proxy_ignore_headers' words (nginx's ngx_http_upstream_ignore_headers_masks), lowercase.
@@ -21,7 +22,7 @@ IGNORABLE = ("x-accel-redirect", "x-accel-expires", "x-accel-limit-rate", "x-acc
 
 # Settings that make a location's proxied responses go through headers.ResponseFilter.
 FILTER_SETTINGS = ("expires", "proxy_hide_headers", "proxy_pass_headers",
-                   "proxy_cookie_domains", "proxy_cookie_paths")
+                   "proxy_cookie_domains", "proxy_cookie_paths", "proxy_cookie_flags")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ def read(d: Directive, own: dict, warnings: list, compile_template) -> None:
         _redirect(d, own, compile_template)
     elif n in ("proxy_cookie_domain", "proxy_cookie_path"):
         _cookie(d, own, compile_template)
+    elif n == "proxy_cookie_flags":
+        _cookie_flags(d, own, compile_template)
     elif n in ("proxy_method", "proxy_set_body"):
         compile_template(a[0], f, ln)
         own[n] = a[0]
@@ -121,6 +124,41 @@ def _cookie(d: Directive, own: dict, compile_template) -> None:
         own[key] = None
         return
     own[key] = rules + (_rule(d, compile_template, n == "proxy_cookie_domain"),)
+
+
+@dataclass(frozen=True)
+class CookieFlags:
+    """One proxy_cookie_flags rule: the cookie (a template compared caseless with its name, or
+    a caseless ``regex`` searched in it) and its flag templates (secure, nosecure, httponly,
+    nohttponly, samesite=strict|lax|none, nosamesite), read per response."""
+
+    cookie: str
+    flags: tuple
+    regex: object = None
+
+
+def _cookie_flags(d: Directive, own: dict, compile_template) -> None:
+    """ngx_http_proxy_cookie_flags: "off" or a cookie and up to three flags."""
+    a, f, ln = d.args, d.file, d.line
+    rules = own.get("proxy_cookie_flags", ())
+    if rules is None:
+        raise ConfigError('"proxy_cookie_flags" directive is duplicate', f, ln)
+    if len(a) == 1:
+        if a[0] != "off":
+            raise ConfigError(f'invalid parameter "{a[0]}"', f, ln)
+        if rules:
+            raise ConfigError('"proxy_cookie_flags" directive is duplicate', f, ln)
+        own["proxy_cookie_flags"] = None
+        return
+    cookie, regex = a[0], None
+    if cookie.startswith("~"):
+        cookie = cookie[1:]
+        regex = maps.regex(cookie, True, f, ln)
+    else:
+        compile_template(cookie, f, ln)
+    for flag in a[1:]:
+        compile_template(flag, f, ln)
+    own["proxy_cookie_flags"] = rules + (CookieFlags(cookie, tuple(a[1:]), regex),)
 
 
 def default_rule(url: str, location_name: str, uri: str | None) -> Rewrite:

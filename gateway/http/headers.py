@@ -169,6 +169,75 @@ def _parse_cookie(value: str) -> list:
 
 _REFRESH_URL = re.compile(r"url=", re.IGNORECASE)
 
+# proxy_cookie_flags' words (ngx_http_proxy_cookie_flags_masks) and their bits.
+_SECURE, _NOSECURE, _HTTPONLY, _NOHTTPONLY = 1, 2, 4, 8
+_STRICT, _LAX, _NONE, _NOSAMESITE = 16, 32, 64, 128
+_FLAG_BITS = {"secure": _SECURE, "nosecure": _NOSECURE, "httponly": _HTTPONLY,
+              "nohttponly": _NOHTTPONLY, "samesite=strict": _STRICT, "samesite=lax": _LAX,
+              "samesite=none": _NONE, "nosamesite": _NOSAMESITE}
+_SAMESITE = ((_STRICT, "strict", "Strict"), (_LAX, "lax", "Lax"), (_NONE, "none", "None"))
+
+
+class CookieFlagsRule:
+    """One proxy_cookie_flags rule, its templates compiled."""
+
+    __slots__ = ("cookie", "regex", "flags")
+
+    def __init__(self, rule):
+        self.regex = rule.regex
+        self.cookie = compile_template(rule.cookie) if rule.regex is None else None
+        self.flags = tuple(compile_template(flag) for flag in rule.flags)
+
+    def matches(self, request, name: str) -> bool:
+        if self.regex is not None:
+            found = self.regex.search(name)
+            if found is not None:
+                set_captures(request, found)
+            return found is not None
+        return self.cookie.render(request).lower() == name.lower()
+
+    def bits(self, request) -> int:
+        """The flags' bits; a word nginx does not know is passed over (it logs it at debug)."""
+        bits = 0
+        for flag in self.flags:
+            bits |= _FLAG_BITS.get(flag.render(request).lower(), 0)
+        return bits
+
+
+def _edit_cookie_flags(attrs: list, bits: int) -> None:
+    """ngx_http_proxy_edit_cookie_flags on [name, value] pairs: a flag already there is kept
+    (SameSite set to the wanted value), a "no..." one is taken out, the others added."""
+    for attr in attrs[1:]:
+        key = attr[0].lower()
+        if key == "secure":
+            if bits & _SECURE:
+                bits &= ~_SECURE
+            elif bits & _NOSECURE:
+                attr[0] = None
+        elif key == "httponly":
+            if bits & _HTTPONLY:
+                bits &= ~_HTTPONLY
+            elif bits & _NOHTTPONLY:
+                attr[0] = None
+        elif key == "samesite":
+            for bit, word, shown in _SAMESITE:
+                if bits & bit:
+                    bits &= ~bit
+                    if (attr[1] or "").lower() != word:
+                        attr[0], attr[1] = "SameSite", shown
+                    break
+            else:
+                if bits & _NOSAMESITE:
+                    attr[0] = None
+    if bits & _SECURE:
+        attrs.append(["Secure", None])
+    if bits & _HTTPONLY:
+        attrs.append(["HttpOnly", None])
+    for bit, _word, shown in _SAMESITE:
+        if bits & bit:
+            attrs.append(["SameSite", shown])
+            break
+
 
 class ResponseFilter:
     """How one proxy location edits its upstream's response fields.
@@ -178,7 +247,7 @@ class ResponseFilter:
     """
 
     __slots__ = ("hidden", "passes_server", "passes_date", "expires", "redirects",
-                 "cookie_domains", "cookie_paths", "always")
+                 "cookie_domains", "cookie_paths", "cookie_flags", "always")
 
     def __init__(self, settings, expires: ExpiresPlan | None, location_name: str | None):
         hides = {n.encode("latin-1") for n in settings.proxy_hide_headers}
@@ -197,8 +266,9 @@ class ResponseFilter:
         self.redirects = tuple(Rule(r) for r in redirect or ())
         self.cookie_domains = tuple(Rule(r) for r in settings.proxy_cookie_domains or ())
         self.cookie_paths = tuple(Rule(r) for r in settings.proxy_cookie_paths or ())
+        self.cookie_flags = tuple(CookieFlagsRule(r) for r in settings.proxy_cookie_flags or ())
         self.always = bool(expires is not None or self.hidden != HIDDEN_RESPONSE
-                           or self.cookie_domains or self.cookie_paths)
+                           or self.cookie_domains or self.cookie_paths or self.cookie_flags)
 
     @property
     def needed(self) -> bool:
@@ -229,7 +299,8 @@ class ResponseFilter:
                     rewritten = _first(self.redirects, request, text, found.end())
                     if rewritten is not None:
                         item = (lower, name, rewritten.encode("latin-1", "replace"))
-            elif lower == b"set-cookie" and (self.cookie_domains or self.cookie_paths):
+            elif lower == b"set-cookie" and (self.cookie_domains or self.cookie_paths
+                                             or self.cookie_flags):
                 rewritten = self._cookie(request, value.decode("latin-1"))
                 if rewritten is not None:
                     item = (lower, name, rewritten.encode("latin-1", "replace"))
@@ -285,9 +356,18 @@ class ResponseFilter:
                 new = _first(self.cookie_paths, request, attr[1])
                 if new is not None:
                     attr[1], changed = new, True
+        if self.cookie_flags:
+            name = attrs[0][0]
+            for rule in self.cookie_flags:
+                if rule.matches(request, name):
+                    bits = rule.bits(request)
+                    if bits:
+                        _edit_cookie_flags(attrs, bits)
+                        changed = True
+                    break
         if not changed:
             return None
-        return "; ".join(k if v is None else f"{k}={v}" for k, v in attrs)
+        return "; ".join(k if v is None else f"{k}={v}" for k, v in attrs if k is not None)
 
 
 def has_redirect_field(headers) -> bool:

@@ -100,6 +100,9 @@ LOCATION_LINES = [
     "proxy_ssl_protocols TLSv1.2 TLSv1.3;",
     "proxy_ssl_session_reuse on;",
     "keepalive_time 1h;",
+    "proxy_store on;",
+    "proxy_store_access user:rw group:rw all:r;",
+    "proxy_force_ranges on;",
 ]
 
 

@@ -16,6 +16,7 @@ import hashlib
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 
 def make_app(name: str, log_path: str | None = None, log_bodies: bool = False) -> web.Application:
@@ -62,9 +63,9 @@ def make_app(name: str, log_path: str | None = None, log_bodies: bool = False) -
             "body_length": len(body),
             "body_sha256": hashlib.sha256(body).hexdigest(),
         })
-        headers = {"X-Backend": name}
+        headers = CIMultiDict({"X-Backend": name})
         if "headers" in segments:
-            headers.update(request.query)
+            headers.extend(request.query)      # a name given twice: two fields
         return web.Response(status=status, body=echo_body, headers=headers,
                             content_type="application/json")
 
