@@ -252,7 +252,7 @@ class LocationSettings:
     proxy_ssl_certificate_key: str | None = None
     proxy_ssl_passwords: tuple[bytes, ...] | None = None   # proxy_ssl_password_file's lines
     proxy_ssl_ciphers: str = "DEFAULT"
-    proxy_ssl_protocols: tuple[str, ...] = ("TLSv1", "TLSv1.1", "TLSv1.2")
+    proxy_ssl_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
     proxy_ssl_crl: str | None = None
     # Header directives of the proxy module (gateway/config/proxy_headers.py).
     proxy_hide_headers: tuple[str, ...] = ()     # lowercase

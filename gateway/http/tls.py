@@ -218,7 +218,7 @@ def ssl_session_reused(r) -> str:
 
 # Upstream TLS: proxy_pass https://... ----------------------------------------------------
 
-UPSTREAM_PROTOCOLS = ("TLSv1", "TLSv1.1", "TLSv1.2")   # nginx 1.22's proxy_ssl_protocols
+UPSTREAM_PROTOCOLS = ("TLSv1.2", "TLSv1.3")   # nginx 1.27.3's proxy_ssl_protocols
 
 
 def client_context(verify: bool, trusted: str | None, file=None, line=None, *,

@@ -52,10 +52,11 @@ def test_client_certificate_protocols_and_ciphers(tmp_path, certs):
     assert all("NULL" not in c["name"] for c in ctx.get_ciphers())
 
 
-def test_defaults_are_nginx_122s(tmp_path):
+def test_defaults(tmp_path):
     (ctx,) = contexts(load_config(write(tmp_path, ""), str(tmp_path)))
-    # ngx_http_proxy_merge_loc_conf: TLSv1 TLSv1.1 TLSv1.2, "DEFAULT" ciphers, no CRL.
-    assert ctx.maximum_version == ssl.TLSVersion.TLSv1_2
+    # TLSv1.2 TLSv1.3 (nginx 1.27.3's default, as for ssl_protocols), "DEFAULT" ciphers, no CRL.
+    assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert ctx.maximum_version == ssl.TLSVersion.TLSv1_3
     assert ctx.cert_store_stats()["crl"] == 0
     assert not ctx.verify_flags & ssl.VERIFY_CRL_CHECK_LEAF
 
