@@ -1903,8 +1903,7 @@ cdef class ProxyExchange:
             return
         exc = future.exception()
         if exc is not None:
-            self._fail(0, 502, f"connect() failed ({proxy_py.os_error_text(exc)}) "
-                               "while connecting to upstream")
+            self._fail(0, 502, proxy_py.connect_error_text(exc, self.proxy.tls))
             return
         self._attach(future.result()[1], self.conn._now())
 
@@ -2347,7 +2346,8 @@ cdef class ProxyExchange:
         getattr(log, level)(f'*{request.connection_id} {detail}, client: {request.remote_addr}, '
                             f'server: {request.server_name}, '
                             f'request: "{request.method} {request.request_uri} {request.protocol}", '
-                            f'upstream: "http://{where}{self.proxy.upstream_uri(request)}", '
+                            f'upstream: "{"https" if self.proxy.tls else "http"}://{where}'
+                            f'{self.proxy.upstream_uri(request)}", '
                             f'host: "{request.host}"{_referrer(request)}')
 
     cdef _note_peer(self, peer):

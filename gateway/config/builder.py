@@ -7,8 +7,8 @@ import os
 
 from gateway.config import (access, compose, geo, gzip, headers, http2, limit_except,
                             limit_rate, limits, maps, mirror, observe, proxy_cache, proxy_headers,
-                            random_index, referer, resolver, rewrite, secure_link, static_files,
-                            sub_filter, syslog, values)
+                            proxy_ssl, random_index, referer, resolver, rewrite, secure_link,
+                            static_files, sub_filter, syslog, values)
 from gateway.config.listen import ListenBuilder
 from gateway.config.proxy import ProxyBuilder, proxy_pass_uri
 from gateway.config.tls import TlsBuilder
@@ -52,7 +52,7 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
         self.pending_unikernel: list[tuple[UnikernelPass, str, int]] = []
         self.pending_parts: list[tuple[str, object]] = []
         self.listens_with_options: set[int] = set()
-        self.upstream_tls_contexts: dict = {}     # (verify, trusted file) -> client SSLContext
+        self.upstream_tls_contexts: dict = {}     # proxy_ssl_* settings -> client SSLContext
         self.pending_limits: list = []            # limit_req and limit_conn, given zones at the end
         self.server_names: tuple = ([""], ())     # the server being built: names, name regexes
         self.http_end: tuple = (None, None)       # where http's "}" is: nginx merges there
@@ -313,6 +313,9 @@ class Builder(ListenBuilder, TlsBuilder, ProxyBuilder, UpstreamBuilder, Unikerne
                 own[n] = values.flag(a[0])
             elif n == "proxy_ssl_trusted_certificate":
                 own[n] = self._path(a[0], self._conf_dir())
+            elif n in proxy_ssl.DIRECTIVES:
+                proxy_ssl.read(d, own, lambda path: self._path(path, self._conf_dir()),
+                               self.warnings)
             elif n == "proxy_ssl_name":
                 values.check_template(a[0], f, ln)
                 own[n] = a[0]

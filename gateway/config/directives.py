@@ -251,6 +251,13 @@ TABLE: dict[str, list[Spec]] = {
     "proxy_ssl_trusted_certificate": [_s(_HSL)],
     "proxy_ssl_server_name": [_flag(_HSL)],
     "proxy_ssl_name": [_s(_HSL)],
+    "proxy_ssl_certificate": [_s(_HSL)],
+    "proxy_ssl_certificate_key": [_s(_HSL)],
+    "proxy_ssl_password_file": [_s(_HSL)],
+    "proxy_ssl_ciphers": [_s(_HSL)],
+    "proxy_ssl_protocols": [_s(_HSL, 1, _ANY, unique=False)],   # repeated: the versions add up
+    "proxy_ssl_crl": [_s(_HSL)],
+    "proxy_ssl_verify_depth": [_s(_HSL)],       # checked, then a warning (proxy_ssl.py)
     # HTTP/2 (gateway/config/http2.py): the obsolete ones get nginx's own warning there
     "http2": [_flag(_HS)],
     "http2_max_concurrent_streams": [_s(_HS)],
@@ -362,7 +369,7 @@ TABLE: dict[str, list[Spec]] = {
     "proxy_store": [_ignored(_HSL, 1, 1)],
     "proxy_store_access": [_ignored(_HSL, 1, 3)],
     "proxy_force_ranges": [_ignored(_HSL, flag=True)],
-    "proxy_ssl_protocols": [_ignored(_HSL, 1, _ANY)],
+    "proxy_ssl_conf_command": [_ignored(_HSL, 2, 2)],
     "proxy_ssl_session_reuse": [_ignored(_HSL, flag=True)],
     "keepalive_time": [_ignored(_HSL, 1, 1), _ignored([UPSTREAM], 1, 1)],
     "keepalive_disable": [_ignored(_HSL, 1, 2)],

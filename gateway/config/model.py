@@ -255,6 +255,14 @@ class LocationSettings:
     proxy_ssl_trusted_certificate: str | None = None   # absolute
     proxy_ssl_server_name: bool = False
     proxy_ssl_name: str | None = None           # template; None: the proxy_pass host
+    # The client certificate and the context's shape (gateway/config/proxy_ssl.py); paths
+    # absolute.  nginx 1.22's default protocols for upstreams stop at TLS 1.2.
+    proxy_ssl_certificate: str | None = None
+    proxy_ssl_certificate_key: str | None = None
+    proxy_ssl_passwords: tuple[bytes, ...] | None = None   # proxy_ssl_password_file's lines
+    proxy_ssl_ciphers: str = "DEFAULT"
+    proxy_ssl_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    proxy_ssl_crl: str | None = None
     # Header directives of the proxy module (gateway/config/proxy_headers.py).
     proxy_hide_headers: tuple[str, ...] = ()     # lowercase
     proxy_pass_headers: tuple[str, ...] = ()     # lowercase

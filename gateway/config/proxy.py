@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.config import addresses, values
-from gateway.config.model import LocationSettings, ProxyPass, Upstream, UpstreamServer
+from gateway.config.model import Certificate, LocationSettings, ProxyPass, Upstream, UpstreamServer
 from gateway.config.parser import Directive
 from gateway.errors import ConfigError
 
@@ -56,16 +56,31 @@ class ProxyBuilder:
     def _upstream_tls(self, settings: LocationSettings, d: Directive):
         """proxy_ssl_*: the client context (shared by equal settings) and how names are used."""
         from gateway.http import tls as tls_module
-        trusted = settings.proxy_ssl_trusted_certificate
-        if settings.proxy_ssl_verify and trusted is None:
+        s = settings
+        trusted = s.proxy_ssl_trusted_certificate
+        if s.proxy_ssl_certificate is not None and s.proxy_ssl_certificate_key is None:
+            raise ConfigError('no "proxy_ssl_certificate_key" is defined for certificate '
+                              f'"{s.proxy_ssl_certificate}"', d.file, d.line)
+        if s.proxy_ssl_verify and trusted is None:
             raise ConfigError("no proxy_ssl_trusted_certificate for proxy_ssl_verify",
                               d.file, d.line)
-        key = (settings.proxy_ssl_verify, trusted)
+        certificate = None
+        if s.proxy_ssl_certificate is not None:
+            # nginx names no place for a file it cannot load here: ours is the proxy_pass.
+            certificate = Certificate(s.proxy_ssl_certificate, s.proxy_ssl_certificate_key,
+                                      d.file, d.line, d.file, d.line)
+        # The CRL is only read with proxy_ssl_verify on, as nginx reads it.
+        key = (s.proxy_ssl_verify, trusted, s.proxy_ssl_protocols, s.proxy_ssl_ciphers,
+               certificate and (certificate.cert, certificate.key), s.proxy_ssl_passwords,
+               s.proxy_ssl_crl if s.proxy_ssl_verify else None)
         contexts = self.upstream_tls_contexts
         if key not in contexts:
-            contexts[key] = tls_module.client_context(*key, d.file, d.line)
-        return tls_module.UpstreamTls(contexts[key], settings.proxy_ssl_name or "$proxy_host",
-                                      settings.proxy_ssl_server_name, settings.proxy_ssl_verify)
+            contexts[key] = tls_module.client_context(
+                s.proxy_ssl_verify, trusted, d.file, d.line, protocols=s.proxy_ssl_protocols,
+                ciphers=s.proxy_ssl_ciphers, certificate=certificate,
+                passwords=s.proxy_ssl_passwords, crl=key[-1])
+        return tls_module.UpstreamTls(contexts[key], s.proxy_ssl_name or "$proxy_host",
+                                      s.proxy_ssl_server_name, s.proxy_ssl_verify)
 
     def _resolve_proxy_passes(self) -> None:
         upstreams = self.http.upstreams

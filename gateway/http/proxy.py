@@ -14,6 +14,7 @@ import asyncio
 from gateway.observe.errorlog import log
 from gateway.errors import HttpError, UpstreamError
 from gateway.http import limit_rate, parser, request_body, response_heads, trailers
+from gateway.http import tls as tls_module
 from gateway.http.headers import NEVER_PASSED, has_redirect_field, keep_challenge
 from gateway.http.plan import HIDDEN_RESPONSE, NON_IDEMPOTENT, UPSTREAM_STATUS_CONDITIONS
 from gateway.http.rewrite import referrer_context as _referrer
@@ -36,6 +37,12 @@ def os_error_text(exc) -> str:
     if isinstance(exc, OSError) and exc.errno is not None:
         return f"{exc.errno}: {exc.strerror}"
     return str(exc)
+
+
+def connect_error_text(exc, tls) -> str:
+    """nginx's words for a failed connect to a peer, or a failed TLS handshake with it."""
+    detail = tls_module.upstream_handshake_error(exc) if tls is not None else None
+    return detail or f"connect() failed ({os_error_text(exc)}) while connecting to upstream"
 
 
 class ProxyExchange:
@@ -188,8 +195,7 @@ class ProxyExchange:
             return
         exc = future.exception()
         if exc is not None:
-            self._fail("error", 502,
-                       f"connect() failed ({os_error_text(exc)}) while connecting to upstream")
+            self._fail("error", 502, connect_error_text(exc, self.proxy.tls))
             return
         self._attach(future.result()[1])
 
@@ -641,7 +647,8 @@ class ProxyExchange:
         getattr(log, level)(f'*{request.connection_id} {detail}, client: {request.remote_addr}, '
                             f'server: {request.server_name}, '
                             f'request: "{request.method} {request.request_uri} {request.protocol}", '
-                            f'upstream: "http://{where}{self.proxy.upstream_uri(request)}", '
+                            f'upstream: "{"https" if self.proxy.tls else "http"}://{where}'
+                            f'{self.proxy.upstream_uri(request)}", '
                             f'host: "{request.host}"{_referrer(request)}')
 
     def _record(self):

@@ -63,8 +63,9 @@ def _NO_PASSWORD() -> bytes:
     return b""
 
 
-def _load_pair(ctx: ssl.SSLContext, cert) -> None:
-    """One certificate (chain) and its key, with nginx's messages for each failure."""
+def _load_pair(ctx: ssl.SSLContext, cert, passwords=None) -> None:
+    """One certificate (chain) and its key, with nginx's messages for each failure;
+    ``passwords`` (a password file's lines) are tried in order on an encrypted key."""
     pem = _readable(cert.cert, "certificate", cert.file, cert.line)
     if b"-----BEGIN CERTIFICATE-----" not in pem and \
             b"-----BEGIN TRUSTED CERTIFICATE-----" not in pem:
@@ -76,9 +77,12 @@ def _load_pair(ctx: ssl.SSLContext, cert) -> None:
                           "PEM_read_bio_PrivateKey() failed (SSL: unsupported)",
                           cert.key_file, cert.key_line)
     try:
-        # No ssl_password_file: an encrypted key fails here instead of OpenSSL prompting
-        # on a terminal that a daemon (or a reload) does not have.
-        ctx.load_cert_chain(cert.cert, cert.key, password=_NO_PASSWORD)
+        if passwords:
+            _load_with_passwords(ctx, cert, passwords)
+        else:
+            # No password file: an encrypted key fails here instead of OpenSSL prompting
+            # on a terminal that a daemon (or a reload) does not have.
+            ctx.load_cert_chain(cert.cert, cert.key, password=_NO_PASSWORD)
     except ssl.SSLError as exc:
         if "MISMATCH" in (exc.reason or ""):
             raise ConfigError(f'SSL_CTX_use_PrivateKey("{cert.key}") failed '
@@ -89,6 +93,17 @@ def _load_pair(ctx: ssl.SSLContext, cert) -> None:
     except OSError as exc:   # the file went away between the two reads
         raise ConfigError(f'cannot load certificate "{cert.cert}": BIO_new_file() failed '
                           f"({_reason(exc)})", cert.file, cert.line) from None
+
+
+def _load_with_passwords(ctx: ssl.SSLContext, cert, passwords) -> None:
+    # nginx's ngx_ssl_load_certificate_key: the next pass phrase after a failed one.
+    for password in passwords[:-1]:
+        try:
+            ctx.load_cert_chain(cert.cert, cert.key, password=password)
+            return
+        except ssl.SSLError:
+            continue
+    ctx.load_cert_chain(cert.cert, cert.key, password=passwords[-1])
 
 
 def _where(tls, name: str) -> tuple:
@@ -211,17 +226,44 @@ def ssl_session_reused(r) -> str:
 
 # Upstream TLS: proxy_pass https://... ----------------------------------------------------
 
-def client_context(verify: bool, trusted: str | None, file=None, line=None) -> ssl.SSLContext:
-    """The context of connections to https upstreams; names are checked by UpstreamTls."""
+UPSTREAM_PROTOCOLS = ("TLSv1.2", "TLSv1.3")   # nginx 1.27.3's proxy_ssl_protocols
+
+
+def client_context(verify: bool, trusted: str | None, file=None, line=None, *,
+                   protocols=UPSTREAM_PROTOCOLS, ciphers: str = "DEFAULT", certificate=None,
+                   passwords=None, crl: str | None = None) -> ssl.SSLContext:
+    """The context of connections to https upstreams; names are checked by UpstreamTls.
+
+    Built in nginx's order (ngx_http_proxy_set_ssl), so the first bad setting is the one
+    reported: protocols, ciphers, the client certificate, the trusted CAs, the CRL.
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False     # nginx checks proxy_ssl_name even without SNI: done below
     ctx.verify_mode = ssl.CERT_REQUIRED if verify else ssl.CERT_NONE
+    _set_protocols(ctx, protocols)
+    try:
+        ctx.set_ciphers(ciphers)
+    except ssl.SSLError:
+        raise ConfigError(f'SSL_CTX_set_cipher_list("{ciphers}") failed '
+                          "(SSL: no cipher match)", file, line) from None
+    if certificate is not None:
+        _load_pair(ctx, certificate, passwords)
     if verify:
         try:
             ctx.load_verify_locations(cafile=trusted)
         except (ssl.SSLError, OSError) as exc:
             raise ConfigError(f'SSL_CTX_load_verify_locations("{trusted}") failed '
                               f"({_reason(exc)})", file, line) from None
+        if crl is not None:
+            try:
+                # The same X509_LOOKUP_load_file as nginx's ngx_ssl_crl: CRLs (and any
+                # certificates) of a PEM file go into the store.
+                ctx.load_verify_locations(cafile=crl)
+            except (ssl.SSLError, OSError) as exc:
+                raise ConfigError(f'X509_LOOKUP_load_file("{crl}") failed '
+                                  f"({_reason(exc)})", file, line) from None
+            # X509_V_FLAG_CRL_CHECK|X509_V_FLAG_CRL_CHECK_ALL: every certificate of the chain.
+            ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF | ssl.VERIFY_CRL_CHECK_CHAIN
     ctx.set_alpn_protocols(ALPN)
     return ctx
 
@@ -253,6 +295,19 @@ class UpstreamTls:
             raise ssl.SSLCertVerificationError(
                 f'upstream SSL certificate does not match "{name}"')
         return transport, protocol
+
+
+def upstream_handshake_error(exc: BaseException) -> str | None:
+    """nginx's words for a failed TLS handshake with an upstream; None for other failures."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code = getattr(exc, "verify_code", None)
+        if code:    # nginx checks SSL_get_verify_result once the handshake is done
+            return (f"upstream SSL certificate verify error: ({code}:{exc.verify_message}) "
+                    "while SSL handshaking to upstream")
+        return f"{exc.args[0]} while SSL handshaking to upstream"     # UpstreamTls's name check
+    if isinstance(exc, ssl.SSLError):
+        return f"SSL_do_handshake() failed ({_reason(exc)}) while SSL handshaking to upstream"
+    return None
 
 
 def _without_port(name: str) -> str:

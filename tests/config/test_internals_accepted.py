@@ -97,7 +97,7 @@ LOCATION_LINES = [
     "sendfile_max_chunk 512k;",
     "chunked_transfer_encoding on;",
     "proxy_bind 127.0.0.1;",
-    "proxy_ssl_protocols TLSv1.2 TLSv1.3;",
+    "proxy_ssl_conf_command Options -SessionTicket;",
     "proxy_ssl_session_reuse on;",
     "keepalive_time 1h;",
     "proxy_store on;",

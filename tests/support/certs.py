@@ -47,3 +47,34 @@ class Certificates:
         """A client context that trusts the root only (so a chain must be sent)."""
         ctx = ssl.create_default_context(cafile=self.ca_file)
         return ctx
+
+    def crl(self, path: str, *revoked: Pair) -> str:
+        """A PEM CRL from the root revoking ``revoked`` (leaves the root issued)."""
+        import datetime
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        key = serialization.load_pem_private_key(self.root.private_key_pem.bytes(), None)
+        issuer = x509.load_pem_x509_certificate(self.root.cert_pem.bytes())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(issuer.subject)
+                   .last_update(now - datetime.timedelta(hours=1))
+                   .next_update(now + datetime.timedelta(days=1)))
+        for pair in revoked:
+            serial = x509.load_der_x509_certificate(pair.der).serial_number
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial)
+                .revocation_date(now - datetime.timedelta(minutes=5)).build())
+        crl = builder.sign(key, hashes.SHA256())
+        Path(path).write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+        return path
+
+
+def encrypted_key(pair: Pair, path: str, password: bytes) -> str:
+    """``pair``'s key written to ``path`` encrypted with ``password`` (PKCS#8 PEM)."""
+    from cryptography.hazmat.primitives import serialization
+    key = serialization.load_pem_private_key(Path(pair.key).read_bytes(), None)
+    Path(path).write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password)))
+    return path
