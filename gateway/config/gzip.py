@@ -53,7 +53,7 @@ def read(d: Directive, own: dict, warnings: list[str]) -> None:
             seen.add(word)
         own[n] = frozenset(seen)
     elif n == "gzip_types":
-        _types(d, own, warnings)
+        values.mime_types(d, own, "gzip_types", warnings)
     elif n == "gzip_disable":
         patterns = list(own.get(n, ()))
         for word in a:
@@ -72,22 +72,6 @@ def read(d: Directive, own: dict, warnings: list[str]) -> None:
             values.size(n, a[0], f, ln)
         _internal(d, warnings)
 
-
-def _types(d: Directive, own: dict, warnings: list[str]) -> None:
-    """nginx's ngx_http_types_slot: text/html always, "*" for every type (None here)."""
-    if "gzip_types" in own and own["gzip_types"] is None:
-        return
-    types = list(own.get("gzip_types", ("text/html",)))
-    for word in d.args:
-        if word == "*":
-            own["gzip_types"] = None
-            return
-        lower = word.lower()
-        if lower in types:
-            warnings.append(f'duplicate MIME type "{lower}" in {d.file}:{d.line}')
-            continue
-        types.append(lower)
-    own["gzip_types"] = tuple(types)
 
 
 def _power(name: str, text: str, table: dict, allowed: str, file: str, line: int) -> int:

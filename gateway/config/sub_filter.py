@@ -18,7 +18,7 @@ def read(d: Directive, own: dict, lists: dict, warnings: list[str], check_templa
     if n in ("sub_filter_once", "sub_filter_last_modified"):
         own[n] = values.flag(a[0])
     elif n == "sub_filter_types":
-        _types(d, own, warnings)
+        values.mime_types(d, own, "sub_filter_types", warnings)
     else:
         if not a[0]:
             raise ConfigError("empty search pattern", f, ln)
@@ -29,19 +29,3 @@ def read(d: Directive, own: dict, lists: dict, warnings: list[str], check_templa
         check_template(a[1], f, ln)
         pairs.append((a[0], a[1]))
 
-
-def _types(d: Directive, own: dict, warnings: list[str]) -> None:
-    """nginx's ngx_http_types_slot: text/html always, "*" for every type (None here)."""
-    if "sub_filter_types" in own and own["sub_filter_types"] is None:
-        return
-    types = list(own.get("sub_filter_types", ("text/html",)))
-    for word in d.args:
-        if word == "*":
-            own["sub_filter_types"] = None
-            return
-        lower = word.lower()
-        if lower in types:
-            warnings.append(f'duplicate MIME type "{lower}" in {d.file}:{d.line}')
-            continue
-        types.append(lower)
-    own["sub_filter_types"] = tuple(types)

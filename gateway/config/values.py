@@ -81,3 +81,21 @@ def check_template(text: str, file: str, line: int) -> None:
     """Compile a template with variables now, so that a typo fails at load."""
     from gateway.http.variables import compile_template   # the runtime's own compiler
     compile_template(text, file, line)
+
+
+def mime_types(d, own: dict, key: str, warnings: list[str]) -> None:
+    """nginx's ngx_http_types_slot (gzip_types, sub_filter_types...): text/html always, more
+    added line by line, "*" for every type (None)."""
+    if key in own and own[key] is None:
+        return
+    types = list(own.get(key, ("text/html",)))
+    for word in d.args:
+        if word == "*":
+            own[key] = None
+            return
+        lower = word.lower()
+        if lower in types:
+            warnings.append(f'duplicate MIME type "{lower}" in {d.file}:{d.line}')
+            continue
+        types.append(lower)
+    own[key] = tuple(types)
