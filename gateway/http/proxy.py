@@ -14,7 +14,6 @@ import asyncio
 from gateway.observe.errorlog import log
 from gateway.errors import HttpError, UpstreamError
 from gateway.http import limit_rate, parser, request_body, response_heads, trailers
-from gateway.http import tls as tls_module
 from gateway.http.headers import NEVER_PASSED, has_redirect_field, keep_challenge
 from gateway.http.plan import HIDDEN_RESPONSE, NON_IDEMPOTENT, UPSTREAM_STATUS_CONDITIONS
 from gateway.http.rewrite import referrer_context as _referrer
@@ -41,7 +40,10 @@ def os_error_text(exc) -> str:
 
 def connect_error_text(exc, tls) -> str:
     """nginx's words for a failed connect to a peer, or a failed TLS handshake with it."""
-    detail = tls_module.upstream_handshake_error(exc) if tls is not None else None
+    detail = None
+    if tls is not None:
+        from gateway.http.tls import upstream_handshake_error   # only https:// upstreams
+        detail = upstream_handshake_error(exc)
     return detail or f"connect() failed ({os_error_text(exc)}) while connecting to upstream"
 
 

@@ -16,6 +16,7 @@ import pytest
 def test_direct_sends_never_on_a_tls_connection():
     """The compiled twin: writes on TlsClientConnection always go through the transport."""
     proxyproto = pytest.importorskip("_fastpath.proxyproto")
+    from gateway.config.model import Tls
 
     class Transport:
         """Holds what write() gives it; offers its socket to direct sends."""
@@ -44,6 +45,7 @@ def test_direct_sends_never_on_a_tls_connection():
         client_header_timeout = 60.0
         plan = router = None
         server_names = [""]
+        tls = Tls()         # no client certificates asked for
 
     class App:
         connections = set()
