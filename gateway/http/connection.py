@@ -107,6 +107,8 @@ class ClientConnection(asyncio.Protocol):
         self.app.connections.add(self)
         server = self.app.default_server(self.listen_key)
         self._arm(server.client_header_timeout, 408)
+        if self.app.shutting_down:      # accepted as the app began to stop: one request, a grace
+            self.shutdown(True)
 
     def data_received(self, data):
         if self.state == CLOSED:

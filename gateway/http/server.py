@@ -242,7 +242,9 @@ class WorkerApp:
             conn.shutdown(graceful)
         if self.mirrors is not None and not graceful:
             self.mirrors.stop()
-        self._check_closed()
+        # Not at once: a connection accepted in this loop iteration gets its connection_made
+        # in the next one (uvloop schedules it); checked now, the worker would exit under it.
+        self.loop.call_soon(self._check_closed)
 
     async def wait_closed(self):
         await self._closed.wait()

@@ -176,7 +176,7 @@ class FakeTransport:
 
 
 class FakeLoop:
-    """The two things WorkerApp and the proxy use a loop for: the clock and connecting."""
+    """What WorkerApp and the proxy use a loop for: the clock, connecting, a callback soon."""
 
     def __init__(self, events):
         self.now = 1000.0
@@ -187,6 +187,9 @@ class FakeLoop:
 
     def time(self):
         return self.now
+
+    def call_soon(self, callback, *args):
+        return asyncio.get_running_loop().call_soon(callback, *args)
 
     async def create_connection(self, factory, host, port):
         if port in self.held:
