@@ -32,6 +32,18 @@ class AuthRequest:
         self.sets = [(name, compile_template(value)) for name, value in settings.auth_request_set]
 
 
+def subrequest_plan(server, sub):
+    """The plan a subrequest of ``server`` runs: its location's, found as for a request."""
+    from gateway.http.server import BEFORE_LOCATIONS
+    if server.plan.kind in BEFORE_LOCATIONS:
+        return server.plan
+    captures.before_search(sub)
+    location = server.router.match(sub.uri)
+    sub.location = location
+    captures.location_found(sub)
+    return location.plan if location is not None else server.plan
+
+
 def subrequest(request, uri: str, method: str = "GET", args: str = ""):
     """nginx's ngx_http_subrequest: a GET of ``uri`` sharing the request's headers (a
     mirror's keeps the request's method and arguments)."""
@@ -178,18 +190,8 @@ def start(app, conn, request, plan, pieces, decide):
 
     fake = SubrequestConnection(app, sub, report)
     wait.sub = fake
-    server = request.server
-    from gateway.http.server import BEFORE_LOCATIONS
-    if server.plan.kind in BEFORE_LOCATIONS:
-        sub_plan = server.plan
-    else:
-        captures.before_search(sub)
-        location = server.router.match(sub.uri)
-        sub.location = location
-        captures.location_found(sub)
-        sub_plan = location.plan if location is not None else server.plan
     try:
-        app._answer_reached(fake, sub, sub_plan, 0)
+        app._answer_reached(fake, sub, subrequest_plan(request.server, sub), 0)
     except Exception as exc:   # a bug must cost one request, not the worker
         log.alert(f"unexpected {type(exc).__name__}: {exc} in auth request \"{auth.uri}\"")
         fake._answered(500)

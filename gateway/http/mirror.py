@@ -19,7 +19,7 @@ timeouts, checked every SWEEP_INTERVAL while any runs.
 
 from __future__ import annotations
 
-from gateway.http.auth_request import SubrequestConnection, subrequest
+from gateway.http.auth_request import SubrequestConnection, subrequest, subrequest_plan
 from gateway.http.held_body import BodyHolder
 from gateway.observe.errorlog import log
 
@@ -109,19 +109,8 @@ class Mirrors:
         self.running.add(fake)
         if self._timer is None:
             self._timer = app.loop.call_later(SWEEP_INTERVAL, self._sweep)
-        server = request.server
-        from gateway.http import captures
-        from gateway.http.server import BEFORE_LOCATIONS
-        if server.plan.kind in BEFORE_LOCATIONS:
-            plan = server.plan
-        else:
-            captures.before_search(sub)
-            location = server.router.match(sub.uri)
-            sub.location = location
-            captures.location_found(sub)
-            plan = location.plan if location is not None else server.plan
         try:
-            app._answer_reached(fake, sub, plan, 0)
+            app._answer_reached(fake, sub, subrequest_plan(request.server, sub), 0)
         except Exception as exc:   # a bug must cost one mirror, not the worker
             log.alert(f'unexpected {type(exc).__name__}: {exc} in mirror "{uri}"')
             fake.stop()
