@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 
-from bench import backends, procs, wrk
+from bench import backends, h2load, procs, runner, wrk
 from bench.scenarios import SCENARIOS
 from bench.systems import SYSTEMS, placement
 
@@ -80,13 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     gateway = None
     try:
         port = procs.free_port()
+        # Started as the runner starts it, so TLS, HTTP/2 and WebSocket scenarios profile too.
+        tls = runner.certificate(workdir) if scenario.tls else None
         gateway, _ = SYSTEMS["gateway"].start(os.path.join(workdir, "gateway"), port, ports, where,
-                                              gzip=scenario.gzip)
+                                              None, tls, scenario.limit_req, scenario.gzip,
+                                              upgrade=scenario.load.scheme == "ws",
+                                              http2=scenario.http2, rewrite=scenario.rewrite)
         pid = worker_pid(gateway.pid)
         script = wrk.write_script(scenario.load, workdir)
-        load = subprocess.Popen(wrk.command(scenario.load, port, args.duration + 2, script,
-                                            where.client),
-                                stdout=subprocess.PIPE, text=True, preexec_fn=procs.raise_nofile)
+        client = runner.client_command(scenario, port, args.duration + 2, script, where.client)
+        load = subprocess.Popen(client, stdout=subprocess.PIPE, text=True,
+                                preexec_fn=procs.raise_nofile)
         raw_path = os.path.join(workdir, "profile.raw")
         spy_argv = [spy, "record", "-p", str(pid), "-d", str(args.duration), "-r", str(args.rate),
                     "-f", "raw", "-o", raw_path]
@@ -105,11 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         if gateway is not None:
             procs.stop(gateway)
         procs.stop(backend)
-    result = wrk.parse(stdout)
+    result = (h2load.parse if scenario.load.client == "h2load" else wrk.parse)(stdout)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d-%H%M")
     text = (f"# Gateway profile {stamp} ({scenario.name})\n\n"
             f"- `{' '.join(spy_argv[:1] + ['record', '-p', 'WORKER'] + spy_argv[4:])}` during "
-            f"`{' '.join(wrk.command(scenario.load, 0, args.duration + 2, 'SCRIPT', where.client))}`\n"
+            f"`{' '.join(runner.client_command(scenario, 0, args.duration + 2, 'SCRIPT', where.client))}`\n"
             f"- under the profiler: {result.rps:.0f} req/s\n\n" + summarize(raw))
     os.makedirs(args.out, exist_ok=True)
     kind = "-native" if args.native else ""
