@@ -69,4 +69,5 @@ cdef class Request:
 
     @property
     def protocol(self):
-        return "HTTP/1.1" if self.version == 11 else "HTTP/1.0"
+        cdef int version = self.version
+        return "HTTP/1.1" if version == 11 else ("HTTP/1.0" if version == 10 else "HTTP/2.0")

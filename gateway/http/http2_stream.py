@@ -8,6 +8,7 @@ let the client send more request body.
 from __future__ import annotations
 
 import re
+import weakref
 from collections import deque
 
 import h2.exceptions
@@ -15,8 +16,7 @@ from h2.errors import ErrorCodes
 
 from gateway.errors import BadRequest, HttpError, PayloadTooLarge
 from gateway.http import connection as http1
-from gateway.http import header_names, parser
-from gateway.http.request import Request
+from gateway.http import header_names, parser, protocol
 from gateway.http.responses import server_and_date
 
 BODY, WAIT, CLOSED = http1.BODY, http1.WAIT, http1.CLOSED
@@ -32,23 +32,41 @@ _PLAIN_NAME = re.compile(rb"[-0-9a-z]+").fullmatch
 _BAD_NAME = re.compile(rb"[\x00-\x20:A-Z\x7f]").search
 
 
-class _Body:
-    """A stream's request body as ClientConnection's BodyReader shows it to handlers."""
+class StreamConnectionPy(http1.ClientConnection):
+    """The pure-Python twin of _fastpath/proxyproto.pyx's StreamConnection: what a stream
+    asks of the connection class under it, by names both twins give."""
 
-    __slots__ = ("kind", "remaining", "received", "done", "limit", "timeout")
+    __slots__ = ()
 
-    def __init__(self, length):
-        # Without content-length the length is known at END_STREAM: "chunked" makes the
-        # proxy read it whole and send a Content-Length, as nginx does.
-        self.kind = "chunked" if length is None else "length"
-        self.remaining = length or 0
-        self.received = 0
-        self.done = False
-        self.limit = 0
-        self.timeout = 60.0
+    def dispatch_request(self, request):
+        """Route the stream's request and start answering it."""
+        self.app.dispatch(self, request)
+
+    def reject(self, exc):
+        """Answer a request that cannot be taken with exc's status."""
+        self._reject(exc)
+
+    def arm(self, timeout: float, status: int):
+        """Set the stream's deadline: ``status`` answers it, 0 closes."""
+        self._arm(timeout, status)
+
+    def render_add_headers(self, status: int, add_headers):
+        """The add_header lines that apply to ``status``."""
+        return self.render_add_headers(status, add_headers)
 
 
-class Http2Stream(http1.ClientConnection):
+# The compiled connection class when the compiled path is in use, so that a stream's
+# request is routed and proxied by the compiled _dispatch and ProxyExchange.
+if protocol.IMPLEMENTATION == "cython":
+    from _fastpath.proxyproto import BodyReader, StreamConnection
+    from _fastpath.request import Request
+else:
+    from gateway.http.connection import BodyReader
+    from gateway.http.request import Request
+    StreamConnection = StreamConnectionPy
+
+
+class Http2Stream(StreamConnection):
     """One request stream, seen by handlers as a client connection with one request.
 
     The head a handler writes becomes HEADERS, its body DATA frames queued in ``pending``
@@ -59,13 +77,16 @@ class Http2Stream(http1.ClientConnection):
     """
 
     __slots__ = ("conn", "stream_id", "head", "pending", "pending_size", "ending", "ended",
-                 "paused", "reading_held", "unacked", "logged", "dechunking", "trailers")
+                 "paused", "reading_held", "unacked", "logged", "dechunking", "trailers",
+                 "__weakref__")
 
     def __init__(self, conn: Http2Connection, stream_id: int):
         super().__init__(conn.app, conn.listen_key)
         self.conn = conn
         self.stream_id = stream_id
-        self.transport = self
+        # A proxy, not the stream itself: a stream referring to itself is a cycle that only
+        # the cyclic collector frees, and with it every request's objects.
+        self.transport = weakref.proxy(self)
         self.state = WAIT            # a stream carries one request: no head to wait for
         self.keep_alive = True
         self.requests_served = 1
@@ -140,7 +161,7 @@ class Http2Stream(http1.ClientConnection):
             uri, args, request_uri = parser.split_target(path)
         except HttpError as exc:
             self.request = self._bare_request()
-            self._reject(exc)
+            self.reject(exc)
             return
         request = Request(method.decode("latin-1"), request_uri, uri, args, 20, headers)
         request.start_time = app.clock()
@@ -164,7 +185,7 @@ class Http2Stream(http1.ClientConnection):
             if host is not None:
                 request.host = http1._host_name(host)
         except HttpError as exc:
-            self._reject(exc)
+            self.reject(exc)
             return
         server = app.server_router.select(self.listen_key, request.host or None)
         request.server = server
@@ -178,16 +199,20 @@ class Http2Stream(http1.ClientConnection):
             real_ip.apply(request)
         if not ended:
             length = request.header("content-length")
+            # Without content-length the length is known at END_STREAM: "chunked" makes the
+            # proxy read it whole and send a Content-Length, as nginx does.
             try:
-                self.body = _Body(int(length) if length is not None else None)
-            except ValueError:
-                self._reject(BadRequest("client sent invalid \"Content-Length\" header"))
+                self.body = BodyReader("chunked", 0) if length is None \
+                    else BodyReader("length", int(length))
+            except (ValueError, OverflowError):
+                self.reject(BadRequest("client sent invalid \"Content-Length\" header"))
                 return
+            self.body.done = False      # END_STREAM ends it (body_end), whatever the length
             self.state = BODY
         try:
-            app.dispatch(self, request)
+            self.dispatch_request(request)
         except HttpError as exc:
-            self._reject(exc)
+            self.reject(exc)
 
     def _bare_request(self):
         request = Request("", "", "", "", 20, [])
@@ -202,7 +227,7 @@ class Http2Stream(http1.ClientConnection):
         if body.kind == "length":
             body.remaining = max(body.remaining - len(data), 0)
         if body.limit and body.received > body.limit and not self.response_started:
-            self._reject(PayloadTooLarge(
+            self.reject(PayloadTooLarge(
                 f"client intended to send too large body: {body.received}+ bytes"))
             return
         if self.reading_held:
@@ -213,7 +238,7 @@ class Http2Stream(http1.ClientConnection):
         if handler is not None and data:
             handler.client_body([data])
         if self.state == BODY:
-            self._arm(body.timeout, 408)
+            self.arm(body.timeout, 408)
 
     def body_end(self):
         body = self.body
@@ -260,7 +285,7 @@ class Http2Stream(http1.ClientConnection):
                                 if (k == b"server" and own[0]) or (k == b"date" and own[1])]
         _fields(head, header_lines)
         if add_headers:
-            _fields(head, self._render_add_headers(status, add_headers))
+            _fields(head, self.render_add_headers(status, add_headers))
         self.head = head
         request.bytes_sent += sum(len(k) + len(v) + 4 for k, v in head)
         if body:
