@@ -354,9 +354,7 @@ class Http2Stream(StreamConnection):
         request = self.request
         self.handler = None
         if request is not None and not self.logged:
-            self.logged = True
-            self.app.log_request(request)
-            request.connection = None     # no cycle through the connection's streams
+            self._log(request)
         if self.state == CLOSED:
             self.conn.stream_done(self)
             return
@@ -466,9 +464,15 @@ class Http2Stream(StreamConnection):
             handler.client_aborted()
         elif self.request is not None and not self.logged:
             self.request.status = self.request.status or 499
-            self.logged = True
-            self.app.log_request(self.request)
-            self.request.connection = None
+            self._log(self.request)
+
+    def _log(self, request):
+        """The request is over: logged, its cleanup run (limit_conn's count given back)."""
+        self.logged = True
+        self.app.log_request(request)
+        if getattr(request, "cleanup", None) is not None:
+            http1.run_cleanup(request)
+        request.connection = None     # no cycle through the connection's streams
 
     def shutdown(self, graceful: bool):
         self.conn.shutdown(graceful)
