@@ -739,6 +739,9 @@ cdef class ClientConnection(_Sender):
     cdef _PlanInfo where_info
 
     def __init__(self, app, listen_key):
+        self._init(app, listen_key)
+
+    cdef _init(self, app, listen_key):
         self.app = app
         self.listen_key = listen_key
         self.own_dispatch = _dispatch_mirrored(app)
@@ -1570,6 +1573,9 @@ cdef class StreamConnection(ClientConnection):
     def render_add_headers(self, int status, add_headers):
         """The add_header lines that apply to ``status``."""
         return self._render_add_headers(status, add_headers)
+
+
+include "h2stream.pxi"
 
 
 # The keep-alive pool --------------------------------------------------------

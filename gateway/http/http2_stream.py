@@ -56,7 +56,8 @@ class StreamConnectionPy(http1.ClientConnection):
 
 
 # The compiled connection class when the compiled path is in use, so that a stream's
-# request is routed and proxied by the compiled _dispatch and ProxyExchange.
+# request is routed and proxied by the compiled _dispatch and ProxyExchange (and the class
+# below is the specification of _fastpath/h2stream.pxi's, selected at the end).
 if protocol.IMPLEMENTATION == "cython":
     from _fastpath.proxyproto import BodyReader, StreamConnection
     from _fastpath.request import Request
@@ -110,36 +111,10 @@ class Http2Stream(StreamConnection):
 
     def start(self, fields, ended: bool):
         """Build the Request from the header block and hand it to the app."""
-        conn = self.conn
-        method = path = authority = scheme = b""
-        headers = []
-        size = 0
-        odd_names = False
-        for name, value in fields:
-            size += len(name) + len(value) + 4
-            if len(value) > conn.field_limit:
-                conn.fail(ErrorCodes.ENHANCE_YOUR_CALM)
-                return
-            pseudo = name[:1] == b":"
-            first = 1 if pseudo else 0      # nginx checks a pseudo-header's name after the ":"
-            if not _PLAIN_NAME(name, first):
-                if _BAD_NAME(name, first):
-                    self.start_split(b"", b"", b"", b"", [], 0, ended, True, False)
-                    return
-                if not pseudo:
-                    odd_names = True
-            if pseudo:
-                if name == b":method":
-                    method = value
-                elif name == b":path":
-                    path = value
-                elif name == b":authority":
-                    authority = value
-                elif name == b":scheme":
-                    scheme = value
-            else:
-                headers.append((name, name, value))
-        self.start_split(method, path, authority, scheme, headers, size, ended, False, odd_names)
+        split = split_block(self.conn, fields)
+        if split is not None:
+            self.start_split(split[0], split[1], split[2], split[3], split[4], split[5], ended,
+                             split[6], split[7])
 
     def start_split(self, method, path, authority, scheme, headers, size, ended, bad_name,
                     odd_names):
@@ -478,6 +453,40 @@ class Http2Stream(StreamConnection):
         self.conn.shutdown(graceful)
 
 
+def split_block(conn, fields):
+    """An h2 header block split as Http2Stream.start_split takes it: (method, path,
+    authority, scheme, fields, size, bad name, odd names); None once the connection failed
+    (a field over the limit). The compiled session splits in C the same way."""
+    method = path = authority = scheme = b""
+    headers = []
+    size = 0
+    odd_names = False
+    for name, value in fields:
+        size += len(name) + len(value) + 4
+        if len(value) > conn.field_limit:
+            conn.fail(ErrorCodes.ENHANCE_YOUR_CALM)
+            return None
+        pseudo = name[:1] == b":"
+        first = 1 if pseudo else 0      # nginx checks a pseudo-header's name after the ":"
+        if not _PLAIN_NAME(name, first):
+            if _BAD_NAME(name, first):
+                return b"", b"", b"", b"", [], 0, True, False
+            if not pseudo:
+                odd_names = True
+        if pseudo:
+            if name == b":method":
+                method = value
+            elif name == b":path":
+                path = value
+            elif name == b":authority":
+                authority = value
+            elif name == b":scheme":
+                scheme = value
+        else:
+            headers.append((name, name, value))
+    return method, path, authority, scheme, headers, size, False, odd_names
+
+
 _DATE_FIELDS: dict = {}
 
 
@@ -502,3 +511,8 @@ def _fields(out: list, lines: bytes) -> None:
         name = name.strip().lower()
         if name not in CONNECTION_FIELDS:
             out.append((name, value.strip()))
+
+
+Http2StreamPy = Http2Stream
+if protocol.IMPLEMENTATION == "cython":
+    from _fastpath.proxyproto import Http2Stream  # noqa: E402,F811
