@@ -81,7 +81,7 @@ class Http2Stream(StreamConnection):
                  "paused", "reading_held", "unacked", "logged", "dechunking", "trailers",
                  "__weakref__")
 
-    def __init__(self, conn: Http2Connection, stream_id: int):
+    def __init__(self, conn, stream_id: int):      # conn: its http2.Http2Connection
         super().__init__(conn.app, conn.listen_key)
         self.conn = conn
         self.stream_id = stream_id

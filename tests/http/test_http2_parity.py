@@ -1,7 +1,7 @@
 """The two HTTP/2 sessions side by side: libnghttp2 (_fastpath/h2session.pyx) and h2 (the twin).
 
-Two gateways from one config, one with the compiled session and one with
-GATEWAY_NO_EXTENSIONS=1, are fed the same client frames (valid, cut at every byte, malformed,
+Two gateways from one config, one with the compiled session (and the compiled stream,
+_fastpath/h2stream.pxi) and one with GATEWAY_NO_EXTENSIONS=1 (h2 and http2_stream.py), are fed the same client frames (valid, cut at every byte, malformed,
 an HPACK bomb, too many streams, a flow-control stall); what the upstream received (the echo
 backend answers with it: what the handler saw) and what the client got must be the same.
 Compared: frame kinds, stream ids, error codes, END_STREAM, status, fields but Date, bodies,
