@@ -304,7 +304,7 @@ cdef class Http2Stream(StreamConnection):
             size = int(data[:size_end], 16)
             if size == 0:
                 fields = []
-                _h2_fields(fields, bytes(data[size_end + 2:-2]))
+                _h2_fields(fields, bytes(data[size_end + 2:len(data) - 2]))
                 self.trailers = fields or None
                 self.dechunking = False
                 break
