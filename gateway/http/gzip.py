@@ -405,6 +405,22 @@ class GzipWriter:
 
 # Proxied responses -------------------------------------------------------------------------
 
+def body_facts(headers, kind: str):
+    """What a filter decides on in an upstream's head: (its type without parameters, whether
+    it has a Content-Encoding, its Content-Length or -1); ``kind``, its body framing."""
+    ctype, encoded, known = "", False, -1
+    for lower, _name, value in headers:
+        if lower == b"content-type":
+            ctype = upstream_type(value)
+        elif lower == b"content-encoding" and value.strip():
+            encoded = True
+        elif lower == b"content-length" and value.strip().isdigit():
+            known = int(value)      # a HEAD's length too (its framing is "none")
+    if kind != "length" and kind != "none":
+        known = -1
+    return ctype, encoded, known
+
+
 class GzipProxyExchange(ProxyExchange):
     """A ProxyExchange for locations with gzip on: the response body through a GzipWriter.
 
@@ -421,16 +437,7 @@ class GzipProxyExchange(ProxyExchange):
         request = self.request
         plan = self.plan.gzip
         kind, length = parser.response_body_framing(status, headers, request.method)
-        ctype, encoded, known = "", False, -1
-        for lower, _name, value in headers:
-            if lower == b"content-type":
-                ctype = upstream_type(value)
-            elif lower == b"content-encoding" and value.strip():
-                encoded = True
-            elif lower == b"content-length" and value.strip().isdigit():
-                known = int(value)      # a HEAD's length too (its framing is "none")
-        if kind != "length" and kind != "none":
-            known = -1
+        ctype, encoded, known = body_facts(headers, kind)
         if not plan.eligible(request, status, ctype, known, encoded):
             return super()._respond(version, status, headers, rest)
         if not plan.request_ok(request, headers):
@@ -454,15 +461,28 @@ class GzipProxyExchange(ProxyExchange):
         lines.append(ENCODING_LINE)
         if plan.vary:
             lines.append(VARY_LINE)
+        trailing = None
+        if self.proxy.trailers and trailers.expected(self.plan.settings, request, status):
+            trailing = (self.plan.settings, status)
+        self.send_filtered(status, headers, lines, kind, length, rest, upstream_close,
+                           lambda: GzipWriter(self.conn,
+                                              plan.deflate(length if kind == "length" else -1),
+                                              trailing))
+
+    def send_filtered(self, status, headers, lines, kind, length, rest, upstream_close,
+                      make_writer):
+        """Answer with ``lines`` (the head's fields) and the body through the writer
+        ``make_writer()`` makes (gzip's, sub_filter's): the framing ours, chunked to
+        HTTP/1.1 clients; a HEAD's head alone; a body that came with the head in one write."""
         self.pace(headers, self.proxy.paced
                   or any(lower == b"x-accel-limit-rate" for lower, _, _ in headers))
-        if kind == "none":          # HEAD: the head says gzip, there is no body
+        if kind == "none":          # HEAD: the head says how it would be sent, no body
             self.state = RELAYING
             self.reusable = not upstream_close and self.proxy.keepalive
             self.conn.send_head(status, b"".join(lines), self.plan.add_headers)
             self._complete()
             return
-        if request.version == 11:
+        if self.request.version == 11:
             lines.append(CHUNKED_LINE)
         if kind == "chunked":
             self.decoder = parser.ChunkedDecoder()
@@ -472,13 +492,9 @@ class GzipProxyExchange(ProxyExchange):
         self.remaining = length
         self.reusable = not upstream_close and self.proxy.keepalive
         self.state = RELAYING
-        trailing = None
-        if self.proxy.trailers and trailers.expected(self.plan.settings, request, status):
-            trailing = (self.plan.settings, status)
-        self.writer = GzipWriter(self.conn, plan.deflate(length if kind == "length" else -1),
-                                 trailing)
+        self.writer = make_writer()
         if kind == "length" and len(rest) >= length:
-            # The whole body came with the head: head and compressed body in one write.
+            # The whole body came with the head: head and filtered body in one write.
             rest, _ = self._length_part(rest)
             self.conn.send_head(status, b"".join(lines), self.plan.add_headers,
                                 self.writer.last(rest))

@@ -17,9 +17,8 @@ Locations without sub_filter never get here; gzip, when on too, compresses what 
 from __future__ import annotations
 
 from gateway.http import parser, trailers
-from gateway.http.gzip import (CHUNKED_LINE, ENCODING_LINE, LAST_CHUNK, VARY_LINE, GzipPlan,
-                               GzipProxyExchange, GzipWriter, chunk, upstream_type, weak_etag)
-from gateway.http.proxy import RELAYING
+from gateway.http.gzip import (ENCODING_LINE, LAST_CHUNK, VARY_LINE, GzipPlan, GzipProxyExchange,
+                               GzipWriter, body_facts, chunk, weak_etag)
 from gateway.http.variables import compile_template
 
 
@@ -266,16 +265,7 @@ class SubFilterProxyExchange(GzipProxyExchange):
         request = self.request
         sub = self.plan.gzip.sub
         kind, length = parser.response_body_framing(status, headers, request.method)
-        ctype, encoded, known = "", False, -1
-        for lower, _name, value in headers:
-            if lower == b"content-type":
-                ctype = upstream_type(value)
-            elif lower == b"content-encoding" and value.strip():
-                encoded = True
-            elif lower == b"content-length" and value.strip().isdigit():
-                known = int(value)
-        if kind != "length" and kind != "none":
-            known = -1
+        ctype, encoded, known = body_facts(headers, kind)
         stream = sub.stream(request) if sub.applies(ctype, known, encoded) else None
         if stream is None:
             return super()._respond(version, status, headers, rest)
@@ -293,34 +283,8 @@ class SubFilterProxyExchange(GzipProxyExchange):
         inner, gzip_lines = _writer(self.conn, request, self.plan, status, ctype, trailing)
         lines = [b"%s: %s\r\n" % (name, value) for name, value in sub.fields(kept)]
         lines += gzip_lines
-        self.pace(headers, self.proxy.paced
-                  or any(lower == b"x-accel-limit-rate" for lower, _, _ in headers))
-        if kind == "none":          # HEAD: no length, no body
-            self.state = RELAYING
-            self.reusable = not upstream_close and self.proxy.keepalive
-            self.conn.send_head(status, b"".join(lines), self.plan.add_headers)
-            self._complete()
-            return
-        if request.version == 11:
-            lines.append(CHUNKED_LINE)
-        if kind == "chunked":
-            self.decoder = parser.ChunkedDecoder()
-        elif kind == "close":
-            upstream_close = True
-        self.framing = kind
-        self.remaining = length
-        self.reusable = not upstream_close and self.proxy.keepalive
-        self.state = RELAYING
-        self.writer = SubWriter(self.conn, stream, inner)
-        if kind == "length" and len(rest) >= length:
-            rest, _ = self._length_part(rest)
-            self.conn.send_head(status, b"".join(lines), self.plan.add_headers,
-                                self.writer.last(rest))
-            self._complete()
-            return
-        self.conn.send_head(status, b"".join(lines), self.plan.add_headers)
-        if rest:
-            self._relay(rest)
+        self.send_filtered(status, headers, lines, kind, length, rest, upstream_close,
+                           lambda: SubWriter(self.conn, stream, inner))
 
 
 SubFilterPlan.exchange_class = SubFilterProxyExchange
