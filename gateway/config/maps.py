@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from gateway.config import geo
+from gateway.config import geo, hostname_keys
 from gateway.config.model import MapBlock, SplitClients
 from gateway.config.parser import Directive
 from gateway.config.pcre import PcreError, compile_regex, named_groups, refusal
@@ -72,29 +72,15 @@ def map_block(d: Directive, check_template) -> MapBlock:
 
 def _add_key(block: MapBlock, key: str, value: str, e: Directive) -> None:
     """nginx's ngx_hash_add_key: exact keys, and with ``hostnames`` the wildcard forms."""
-    lower = key.lower()
-    # nginx lowercases the key in place before it reports a conflict.
-    conflict = ConfigError(f'conflicting parameter "{lower}"', e.file, e.line)
-    if not block.hostnames or "*" not in key and not key.startswith("."):
-        if lower in block.exact:
-            raise conflict
-        block.exact[lower] = value
+    if block.hostnames:
+        hostname_keys.add_key(block.exact, block.wildcard_head, block.wildcard_tail, key, value,
+                              e.file, e.line)
         return
-    if lower.startswith("*.") and "*" not in lower[2:] and len(lower) > 2:
-        table, name = block.wildcard_head, lower[2:]
-    elif lower.startswith(".") and "*" not in lower and len(lower) > 1:
-        # ".example.com" is both "example.com" and "*.example.com".
-        table, name = block.wildcard_head, lower[1:]
-        if name in block.exact:
-            raise conflict
-        block.exact[name] = value
-    elif lower.endswith(".*") and "*" not in lower[:-2] and len(lower) > 2:
-        table, name = block.wildcard_tail, lower[:-2]
-    else:
-        raise ConfigError(f'invalid hostname or wildcard "{key}"', e.file, e.line)
-    if name in table:
-        raise conflict
-    table[name] = value
+    lower = key.lower()
+    if lower in block.exact:
+        # nginx lowercases the key in place before it reports a conflict.
+        raise ConfigError(f'conflicting parameter "{lower}"', e.file, e.line)
+    block.exact[lower] = value
 
 
 def split_clients_block(d: Directive, check_template) -> SplitClients:

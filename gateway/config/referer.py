@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway.config import maps, values
+from gateway.config import hostname_keys, maps, values
 from gateway.config.parser import Directive
 from gateway.errors import ConfigError
 
@@ -98,28 +98,4 @@ def resolve(merged: dict, own: dict, parent: dict, server_names: list[str],
 
 def _add(result: ValidReferers, key: str, uri: str | None, file: str, line: int) -> None:
     """nginx's ngx_hash_add_key with NGX_HASH_WILDCARD_KEY, as ngx_http_add_referer calls it."""
-    lower = key.lower()
-    # nginx lowercases the key in place before it reports a conflict.
-    conflict = ConfigError(f'conflicting parameter "{lower}"', file, line)
-    if ".." in key or "\0" in key:
-        raise ConfigError(f'invalid hostname or wildcard "{key}"', file, line)
-    if "*" not in key and not key.startswith("."):
-        if lower in result.exact:
-            raise conflict
-        result.exact[lower] = uri
-        return
-    if lower.startswith("*.") and "*" not in lower[2:] and len(lower) > 2:
-        table, name = result.head, lower[2:]
-    elif lower.startswith(".") and "*" not in lower and len(lower) > 1:
-        # ".example.com" is both "example.com" and "*.example.com".
-        table, name = result.head, lower[1:]
-        if name in result.exact:
-            raise conflict
-        result.exact[name] = uri
-    elif lower.endswith(".*") and "*" not in lower[:-2] and len(lower) > 2:
-        table, name = result.tail, lower[:-2]
-    else:
-        raise ConfigError(f'invalid hostname or wildcard "{key}"', file, line)
-    if name in table:
-        raise conflict
-    table[name] = uri
+    hostname_keys.add_key(result.exact, result.head, result.tail, key, uri, file, line)

@@ -22,6 +22,8 @@ REFUSED = [
     ("map_wildcard_dup",
      "http {\n map $uri $x {\n  hostnames;\n  *.a.com 1;\n  *.a.com 2;\n }\n}\n"),
     ("map_dot_dup", "http {\n map $uri $x {\n  hostnames;\n  a.com 1;\n  .a.com 2;\n }\n}\n"),
+    # With hostnames, nginx refuses ".." in any key, exact ones too (ngx_hash_add_key).
+    ("map_double_dot", "http {\n map $host $x {\n  hostnames;\n  a..b.com 1;\n }\n}\n"),
     ("map_builtin", "http {\n map $uri $host {\n  a 1;\n }\n}\n"),
     ("map_in_server", "http {\n server {\n  map $uri $x {\n  }\n }\n}\n"),
     ("map_args", "http {\n map $uri {\n }\n}\n"),
