@@ -36,6 +36,7 @@ from gateway.http.responses import (
     status_line_cached)
 from gateway.http.rewrite import RewrittenProxyPlan, referrer_context as _referrer
 from gateway.http.tunnel import start_tunnel
+from gateway.http.upstream_connection import CONNECT_LIMIT
 from gateway.http.variables import variable_getter
 from gateway.observe.errorlog import log
 
@@ -374,7 +375,7 @@ cdef class _PlanInfo:
     cdef object response_filter
     cdef bint filter_always
     cdef object intercept
-    cdef dict idle, by_peer
+    cdef dict idle, by_peer, connecting, waiting
     cdef frozenset dropped
     # The dropped names (lowercase) by length: dropped_by_length[n] holds those of n
     # bytes (64: longer), so a field is compared with a name of its own length only.
@@ -438,6 +439,8 @@ cdef class _PlanInfo:
             for name, template in proxy.set_headers]
         self.idle = proxy.upstream.pool.idle
         self.by_peer = proxy.upstream.pool.by_peer
+        self.connecting = proxy.upstream.pool.connecting
+        self.waiting = proxy.upstream.pool.waiting
         self.pool_size = proxy.upstream.pool.size
         self.pool_max_requests = proxy.upstream.pool.max_requests
         self.dropped = proxy.dropped
@@ -1615,6 +1618,12 @@ cdef _pool_put(_PlanInfo info, conn, double now):
     if size <= 0 or up.closed or up.requests >= info.pool_max_requests:
         up.close()
         return
+    if info.waiting:        # a request waits for a connection (KeepalivePool.put)
+        waiter = info.pool.next_waiter(up.peer)
+        if waiter is not None:
+            up.reused = True
+            waiter.take_connection(up, now)
+            return
     up.idle_since = now
     cdef dict idle = info.idle
     idle[up] = None
@@ -1768,6 +1777,7 @@ cdef class ProxyExchange:
     cdef _PlanInfo info
     cdef bint head_request
     cdef bint bodiless      # no request body goes upstream: head ends with its blank line
+    cdef public bint waiting    # for a connection from the pool (KeepalivePool.wait)
 
     def __init__(self, ClientConnection conn, Request request, plan, app):
         self.setup(conn, request, plan, _plan_info(plan), app)
@@ -1921,6 +1931,11 @@ cdef class ProxyExchange:
         self.peer = peer
         self.try_started = now
         self._note_peer(peer)
+        self._get_connection(peer, allow_cached, False, now)
+
+    cdef _get_connection(self, peer, bint allow_cached, bint waited, double now):
+        """Take an idle connection to ``peer``, else open one, else wait for one (``waited``:
+        the pool's turn after a wait, within the connect timeout armed when it began)."""
         cdef _PlanInfo info = self.info
         pool = info.pool
         cached = _pool_take(info, peer) if allow_cached and info.keepalive else None
@@ -1928,7 +1943,13 @@ cdef class ProxyExchange:
             self._attach(cached, now)
             return
         self.state = CONNECTING
-        self._arm_at(info.connect_timeout, D_CONNECT, now)
+        if not waited:
+            self._arm_at(info.connect_timeout, D_CONNECT, now)
+        if info.keepalive and info.connecting.get(peer, 0) >= CONNECT_LIMIT:
+            self.waiting = True
+            pool.wait(peer, self)
+            return
+        pool.connect_started(peer)
         if self.loop is None:
             self.loop = self.app.loop
         if info.tls is None:
@@ -1939,7 +1960,16 @@ cdef class ProxyExchange:
                                           peer.host, peer.port, self.request)
         future = asyncio.ensure_future(connecting)
         self.connect_future = future
+        future.add_done_callback(partial(pool.connect_done, peer))
         future.add_done_callback(self._connected)
+
+    def connect_waited(self, peer):
+        """The pool lets this waiting exchange open its connection now (or take one)."""
+        self._get_connection(peer, True, True, self.conn._now())
+
+    def take_connection(self, upstream, double now):
+        """The pool hands this waiting exchange a connection another request gave back."""
+        self._attach(upstream, now)
 
     def _connected(self, future):
         if future is not self.connect_future:
@@ -2291,6 +2321,7 @@ cdef class ProxyExchange:
     cdef _finish_upstream_at(self, bint failed, bint reuse, double now):
         """Report the try to the balancer and put the connection back or close it."""
         self.deadline = 0.0
+        self.waiting = False
         if self.connect_future is not None:
             self.connect_future.cancel()
             self.connect_future = None

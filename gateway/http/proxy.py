@@ -10,6 +10,7 @@ any response byte is retried once on a fresh connection without spending a try.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from gateway.observe.errorlog import log
 from gateway.errors import HttpError, UpstreamError
@@ -58,6 +59,7 @@ class ProxyExchange:
         "wrap_chunks", "reusable", "client_paused", "upstream_paused", "connect_future",
         "header_time", "addresses", "statuses", "times", "try_bytes", "try_times", "buffer_body",
         "fresh_retry_done", "hidden", "own_server", "own_date", "trailing", "raw_headers",
+        "waiting",
     )
 
     def __init__(self, conn, request, plan, app):
@@ -73,6 +75,7 @@ class ProxyExchange:
         self.next_peer = None
         self.peer = None
         self.upstream = None
+        self.waiting = False     # for a connection from the pool (KeepalivePool.wait)
         self.state = CONNECTING
         self.body_parts = []
         self.body_size = 0
@@ -170,14 +173,28 @@ class ProxyExchange:
         self.addresses.append(peer)
         self.try_bytes.append([0, 0, None])
         self.try_times.append([None, None])
+        self._get_connection(peer, allow_cached, False)
+
+    def _get_connection(self, peer, allow_cached: bool, waited: bool):
+        """Take an idle connection to ``peer``, else open one, else wait for one (``waited``:
+        the pool's turn after a wait, within the connect timeout armed when it began)."""
         upstream = self.proxy.upstream
-        cached = upstream.pool.take(peer) if allow_cached and self.proxy.keepalive else None
+        pool = upstream.pool
+        keepalive = self.proxy.keepalive
+        cached = pool.take(peer) if allow_cached and keepalive else None
         if cached is not None:
-            self._attach(cached, self.try_started)    # nginx: connect time 0 for a cached one
+            # nginx: connect time 0 for a cached one (the wait, after a wait)
+            self._attach(cached, self.app.clock() if waited else self.try_started)
             return
         self.state = CONNECTING
-        self._arm(self.proxy.connect_timeout, "connect")
-        factory = lambda: UpstreamConnection(upstream.pool, peer)  # noqa: E731
+        if not waited:
+            self._arm(self.proxy.connect_timeout, "connect")
+        if keepalive and not pool.may_connect(peer):
+            self.waiting = True
+            pool.wait(peer, self)
+            return
+        pool.connect_started(peer)
+        factory = lambda: UpstreamConnection(pool, peer)  # noqa: E731
         tls = self.proxy.tls
         if tls is None:
             connecting = self.loop.create_connection(factory, peer.host, peer.port)
@@ -185,7 +202,16 @@ class ProxyExchange:
             connecting = tls.connect(self.loop, factory, peer.host, peer.port, self.request)
         future = asyncio.ensure_future(connecting)
         self.connect_future = future
+        future.add_done_callback(partial(pool.connect_done, peer))
         future.add_done_callback(self._connected)
+
+    def connect_waited(self, peer):
+        """The pool lets this waiting exchange open its connection now (or take one)."""
+        self._get_connection(peer, True, True)
+
+    def take_connection(self, upstream, now: float):
+        """The pool hands this waiting exchange a connection another request gave back."""
+        self._attach(upstream, now)
 
     def _connected(self, future):
         if future is not self.connect_future:
@@ -555,6 +581,7 @@ class ProxyExchange:
     def _finish_upstream(self, failed: bool, reuse: bool):
         """Report the try to the balancer and put the connection back or close it."""
         self.deadline = 0.0
+        self.waiting = False
         if self.connect_future is not None:
             self.connect_future.cancel()
             self.connect_future = None

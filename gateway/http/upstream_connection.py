@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -66,6 +67,12 @@ class UpstreamConnection(asyncio.Protocol):
 # How long an idle upstream connection beyond ``keepalive N`` is kept for reuse before it is
 # closed (HAProxy likewise purges idle server connections gradually: pool-purge-delay).
 TRIM_DELAY = 1.0
+# At most this many connections being opened to one server at once while it has a keep-alive
+# pool: a request beyond them waits for the first connection that comes back to the pool or
+# finishes opening (HAProxy queues requests for a server likewise). Thousands of connects at
+# once (5,000 clients arriving together) took seconds each to complete; 64 at a time do not
+# (bench/RESULTS.md "c5000"). 64 connects per round trip still ramp a far server quickly.
+CONNECT_LIMIT = 64
 
 
 class KeepalivePool:
@@ -92,6 +99,9 @@ class KeepalivePool:
         # insert and delete, which happen on every proxied request.
         self.idle: dict[UpstreamConnection, None] = {}
         self.by_peer: dict[object, list[UpstreamConnection]] = {}
+        # Per peer: connections being opened, and the exchanges waiting for one (CONNECT_LIMIT).
+        self.connecting: dict[object, int] = {}
+        self.waiting: dict[object, deque] = {}
 
     def take(self, peer) -> UpstreamConnection | None:
         """The most recently used idle connection to ``peer``, if any."""
@@ -112,6 +122,11 @@ class KeepalivePool:
         # connection_lost() takes it out of the pool.
         if self.size <= 0 or conn.closed or conn.requests >= self.max_requests:
             conn.close()
+            return
+        waiter = self.next_waiter(conn.peer) if self.waiting else None
+        if waiter is not None:
+            conn.reused = True
+            waiter.take_connection(conn, now)
             return
         conn.idle_since = now
         self.idle[conn] = None
@@ -141,6 +156,44 @@ class KeepalivePool:
                 self.loop.call_at(conn.idle_since + TRIM_DELAY, self.trim)
                 return
             conn.close()                      # close() forgets it
+
+    def may_connect(self, peer) -> bool:
+        """Whether a new connection to ``peer`` may start now (CONNECT_LIMIT)."""
+        return self.connecting.get(peer, 0) < CONNECT_LIMIT
+
+    def connect_started(self, peer):
+        self.connecting[peer] = self.connecting.get(peer, 0) + 1
+
+    def connect_done(self, peer, _future=None):
+        """A connection to ``peer`` opened or failed: the first exchange waiting may start one."""
+        left = self.connecting.get(peer, 1) - 1
+        if left > 0:
+            self.connecting[peer] = left
+        else:
+            self.connecting.pop(peer, None)
+        waiter = self.next_waiter(peer) if self.waiting else None
+        if waiter is not None:
+            waiter.connect_waited(peer)
+
+    def wait(self, peer, exchange):
+        """``exchange`` waits for a connection to ``peer`` (its ``waiting`` set meanwhile)."""
+        queue = self.waiting.get(peer)
+        if queue is None:
+            queue = self.waiting[peer] = deque()
+        queue.append(exchange)
+
+    def next_waiter(self, peer):
+        """The first exchange still waiting for ``peer``, no longer waiting once returned."""
+        queue = self.waiting.get(peer)
+        while queue:
+            exchange = queue.popleft()
+            if exchange.waiting:        # not timed out or abandoned meanwhile
+                exchange.waiting = False
+                if not queue:
+                    del self.waiting[peer]
+                return exchange
+        self.waiting.pop(peer, None)
+        return None
 
     def forget(self, conn: UpstreamConnection):
         if self.idle.pop(conn, 0) is None:

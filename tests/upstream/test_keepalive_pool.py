@@ -87,3 +87,50 @@ def test_one_trim_is_scheduled_however_many_connections_overflow():
     assert len(calls) == 1 and len(pool.idle) == 5
     calls[0]()
     assert [c.closed for c in conns] == [True, True, True, True, False]
+
+
+class Waiter:
+    """An exchange as the pool sees it while it waits for a connection."""
+
+    def __init__(self, pool, peer):
+        self.waiting = True
+        self.got = None
+        self.turns = 0
+        pool.wait(peer, self)
+
+    def take_connection(self, conn, now):
+        self.got = conn
+
+    def connect_waited(self, peer):
+        self.turns += 1
+
+
+def test_connections_being_opened_are_capped_per_peer():
+    pool = KeepalivePool(2, 60.0, 100)
+    for _ in range(upstream_connection.CONNECT_LIMIT):
+        assert pool.may_connect("p")
+        pool.connect_started("p")
+    assert not pool.may_connect("p") and pool.may_connect("q")
+    pool.connect_done("p")
+    assert pool.may_connect("p")
+
+
+def test_a_connection_given_back_goes_to_the_first_request_still_waiting():
+    pool = KeepalivePool(2, 60.0, 100)
+    gone, first, second = Waiter(pool, "p"), Waiter(pool, "p"), Waiter(pool, "p")
+    gone.waiting = False                    # timed out or abandoned meanwhile
+    conn = Conn(pool, "p", "a")
+    pool.put(conn, 1.0)
+    assert (gone.got, first.got, second.got) == (None, conn, None)
+    assert conn.reused and not first.waiting and second.waiting
+    assert pool.take("p") is None           # handed over, not idle
+
+
+def test_a_finished_connect_gives_the_next_waiter_its_turn():
+    pool = KeepalivePool(2, 60.0, 100)
+    pool.connect_started("p")
+    first, second = Waiter(pool, "p"), Waiter(pool, "p")
+    pool.connect_done("p")
+    assert (first.turns, second.turns) == (1, 0) and second.waiting
+    pool.connect_done("p")                  # one more than started: the count stays at 0
+    assert second.turns == 1 and pool.may_connect("p") and not pool.waiting
