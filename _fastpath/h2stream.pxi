@@ -1,6 +1,6 @@
-# One HTTP/2 request stream as a client connection: the compiled twin of
-# gateway/http/http2_stream.py's Http2Stream (its specification), included by proxyproto.pyx
-# because it stands on ClientConnection's C fields and methods.
+# Request streams of a multiplexed connection as client connections: StreamConnection, and
+# Http2Stream, the compiled twin of gateway/http/http2_stream.py's (its specification).
+# Included by proxyproto.pyx because both stand on ClientConnection's C fields and methods.
 #
 # The head a handler writes becomes the fields of a HEADERS frame, its body DATA frames queued
 # in ``pending`` and handed to the session (H2Session or h2) as the windows allow; the stream
@@ -58,6 +58,48 @@ cdef bytes _status_value(int status):
         if 0 <= status < 1000:
             _status_values[status] = value
     return value
+
+
+cdef class StreamConnection(ClientConnection):
+    """One request stream of a multiplexed client connection (HTTP/2), as a ClientConnection.
+
+    The subclass that speaks the protocol (gateway/http/http2_stream.py's Http2Stream) gives
+    send_head, send_body, send_raw, write_now, finish_response and close in Python; what the
+    compiled path writes as HTTP/1.1 bytes is handed to those instead, so a stream's request
+    is routed and proxied here, by _dispatch and ProxyExchange, as a connection's is.
+    connection.py's twin is http2_stream.StreamConnectionPy.
+    """
+
+    cdef _write(self, data):
+        self.write_now(data)
+
+    cdef _send_parts(self, int status, list parts, add_headers, body, own=None):
+        self.send_head(status, b"".join([part for part in parts[2:] if part]), add_headers,
+                       body, own)
+
+    cdef _send_relayed_head(self, int status, bytes fields, bytes extra, add_headers,
+                            const char* tail, Py_ssize_t tail_size, object own):
+        body = PyBytes_FromStringAndSize(tail, tail_size) if tail_size else b""
+        self.send_head(status, fields + extra if extra else fields, add_headers, body, own)
+
+    def dispatch_request(self, Request request):
+        """Route the stream's request and start answering it (WorkerApp.dispatch's work)."""
+        if self.own_dispatch:
+            self._dispatch(request, _server_info(request.server))
+        else:
+            self.app.dispatch(self, request)
+
+    def reject(self, exc):
+        """Answer a request that cannot be taken with exc's status (_reject)."""
+        self._reject(exc)
+
+    def arm(self, double timeout, int status):
+        """Set the stream's deadline: ``status`` answers it, 0 closes (_arm)."""
+        self._arm(timeout, status)
+
+    def render_add_headers(self, int status, add_headers):
+        """The add_header lines that apply to ``status``."""
+        return self._render_add_headers(status, add_headers)
 
 
 cdef class Http2Stream(StreamConnection):
