@@ -22,7 +22,7 @@ from h2.exceptions import ProtocolError
 
 # Event kinds, the first item of each tuple receive() returns.
 # (REQUEST, stream_id, [(name, name, value), ...], ended,
-#  (method, path, authority, scheme, request_length, bad_name, odd_names)): the block split as
+#  (method, path, authority, scheme, block_length, bad_name, odd_names)): the block split as
 #  Http2Stream.start_split takes it (fields but the pseudo-headers, a Request's triples).
 REQUEST = 1
 DATA = 2           # (DATA, stream_id, data, flow_controlled_length)
@@ -86,7 +86,6 @@ cdef class _Head:
     cdef list fields
     cdef list cookies
     cdef Py_ssize_t size           # as hpack counts a header list (the limit)
-    cdef Py_ssize_t length         # as Http2Stream.start counts $request_length
     cdef bytes method, path, authority, scheme
     cdef bint bad_name             # a field name nginx resets the stream for (NAME_BAD)
     cdef bint odd_names            # a field name of other bytes than a-z, 0-9 and "-"
@@ -345,7 +344,7 @@ cdef int _on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame,
     cdef H2Session self = <H2Session>user
     cdef _Head head = _Head()
     head.fields = []
-    head.size = head.length = 0
+    head.size = 0
     head.method = head.path = head.authority = head.scheme = b""
     self.heads[frame.hd.stream_id] = head
     return 0
@@ -384,7 +383,6 @@ cdef int _on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_
             head.authority = field_value
         elif namelen == 7 and memcmp(name, b":scheme", 7) == 0:
             head.scheme = field_value
-        head.length += namelen + valuelen + 4
         return 0
     if namelen == 6 and memcmp(name, b"cookie", 6) == 0:
         # RFC 9113 8.2.3: crumbs joined with "; " (as h2 normalises and nginx joins them).
@@ -392,7 +390,6 @@ cdef int _on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_
             head.cookies = []
         head.cookies.append(field_value)
         return 0
-    head.length += namelen + valuelen + 4
     if kind:
         head.odd_names = True
     field_name = PyBytes_FromStringAndSize(<const char *>name, namelen)
@@ -412,9 +409,14 @@ cdef int _on_frame(nghttp2_session *s, const nghttp2_frame *frame, void *user) n
             if head.cookies is not None:
                 cookie = b"; ".join(head.cookies)
                 head.fields.append((b"cookie", b"cookie", cookie))
-                head.length += 10 + len(cookie)
+            # $request_length as nginx counts it: the header block as it came (no padding,
+            # no priority fields; nghttp2's length has the CONTINUATION frames' in it); the
+            # DATA bytes are added by the stream as they come.
+            block = <Py_ssize_t>frame.hd.length - <Py_ssize_t>frame.headers.padlen
+            if frame.hd.flags & NGHTTP2_FLAG_PRIORITY:
+                block -= 5
             self.events.append((REQUEST, stream_id, head.fields, ended, (
-                head.method, head.path, head.authority, head.scheme, head.length,
+                head.method, head.path, head.authority, head.scheme, block,
                 head.bad_name, head.odd_names)))
         elif ended:
             self.events.append((ENDED, stream_id))      # after trailers

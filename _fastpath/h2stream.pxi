@@ -134,13 +134,14 @@ cdef class Http2Stream(StreamConnection):
 
     # The request --------------------------------------------------------
 
-    def start(self, fields, bint ended):
-        """Build the Request from the header block and hand it to the app."""
+    def start(self, fields, bint ended, long long block_length):
+        """Build the Request from the header block (``block_length`` bytes as it came) and
+        hand it to the app."""
         from gateway.http.http2_stream import split_block
         split = split_block(self.conn, fields)
         if split is not None:
-            self.start_split(split[0], split[1], split[2], split[3], split[4], split[5], ended,
-                             split[6], split[7])
+            self.start_split(split[0], split[1], split[2], split[3], split[4], block_length,
+                             ended, split[5], split[6])
 
     def start_split(self, bytes method, bytes path, bytes authority, bytes scheme, list headers,
                     long long size, bint ended, bint bad_name, bint odd_names):
@@ -232,6 +233,7 @@ cdef class Http2Stream(StreamConnection):
     def body_data(self, bytes data, long long flow_length):
         cdef BodyReader body = self.body
         body.received += len(data)
+        self.request.request_length += len(data)     # nginx counts the body as it is read
         if body.framing == F_LENGTH:
             body.remaining = max(body.remaining - len(data), 0)
         if body.limit and body.received > body.limit and not self.response_started:

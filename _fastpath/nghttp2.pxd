@@ -25,6 +25,7 @@ cdef extern from "nghttp2/nghttp2.h":
 
     ctypedef struct nghttp2_headers:
         nghttp2_frame_hd hd
+        size_t padlen           # the padding with its Pad Length field
         nghttp2_headers_category cat
 
     ctypedef union nghttp2_frame:
@@ -61,6 +62,7 @@ cdef extern from "nghttp2/nghttp2.h":
         NGHTTP2_SETTINGS = 4
         NGHTTP2_GOAWAY = 7
         NGHTTP2_WINDOW_UPDATE = 8
+        NGHTTP2_FLAG_PRIORITY = 0x20
         NGHTTP2_FLAG_NONE = 0
         NGHTTP2_FLAG_END_STREAM = 1
         NGHTTP2_FLAG_ACK = 1

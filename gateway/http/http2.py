@@ -64,6 +64,12 @@ class _ServerH2(h2.connection.H2Connection):
     headers_stream = 0           # the stream of the last HEADERS frame, decoded or not
     opened = 0
 
+    def __init__(self, config):
+        super().__init__(config)
+        # A request's header block length as it came ($request_length), by stream, until
+        # its RequestReceived is handled.
+        self.block_lengths: dict[int, int] = {}
+
     @property
     def open_inbound_streams(self) -> int:
         # h2 forgets closed streams while counting open ones, a walk over every stream per
@@ -75,6 +81,10 @@ class _ServerH2(h2.connection.H2Connection):
 
     def _receive_headers_frame(self, frame):
         self.headers_stream = frame.stream_id
+        if frame.stream_id not in self.streams:     # a request's block, not trailers
+            # The block without padding or priority fields, CONTINUATIONs joined (h2 joins
+            # their data into this frame): what nginx counts in $request_length.
+            self.block_lengths[frame.stream_id] = len(frame.data)
         return super()._receive_headers_frame(frame)
 
 
@@ -190,9 +200,11 @@ class Http2Connection(asyncio.Protocol):
     # Events -------------------------------------------------------------
 
     def _request_received(self, event):
-        self._request(event.stream_id, event.headers, event.stream_ended is not None)
+        length = self.h2.block_lengths.pop(event.stream_id, 0)
+        self._request(event.stream_id, event.headers, event.stream_ended is not None, None,
+                      length)
 
-    def _request(self, stream_id, headers, ended, split=None):
+    def _request(self, stream_id, headers, ended, split=None, length=0):
         if self.goaway_stream >= 0 and stream_id > self.goaway_stream:
             self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
             return
@@ -206,8 +218,8 @@ class Http2Connection(asyncio.Protocol):
         stream = Http2Stream(self, stream_id)
         self.streams[stream_id] = stream
         if split is None:
-            stream.start(headers, ended)
-        else:       # (method, path, authority, scheme, size, bad name, odd names): C session
+            stream.start(headers, ended, length)
+        else:   # (method, path, authority, scheme, block length, bad name, odd names): C session
             stream.start_split(split[0], split[1], split[2], split[3], headers, split[4], ended,
                                split[5], split[6])
         if self.requests_served >= self.server.settings.keepalive_requests:

@@ -52,7 +52,7 @@ class StreamConnectionPy(http1.ClientConnection):
 
     def render_add_headers(self, status: int, add_headers):
         """The add_header lines that apply to ``status``."""
-        return self.render_add_headers(status, add_headers)
+        return self._render_add_headers(status, add_headers)
 
 
 # The compiled connection class when the compiled path is in use, so that a stream's
@@ -109,18 +109,20 @@ class Http2Stream(StreamConnection):
 
     # The request --------------------------------------------------------
 
-    def start(self, fields, ended: bool):
-        """Build the Request from the header block and hand it to the app."""
+    def start(self, fields, ended: bool, block_length: int):
+        """Build the Request from the header block (``block_length`` bytes as it came) and
+        hand it to the app."""
         split = split_block(self.conn, fields)
         if split is not None:
-            self.start_split(split[0], split[1], split[2], split[3], split[4], split[5], ended,
-                             split[6], split[7])
+            self.start_split(split[0], split[1], split[2], split[3], split[4], block_length,
+                             ended, split[5], split[6])
 
     def start_split(self, method, path, authority, scheme, headers, size, ended, bad_name,
                     odd_names):
         """start() once the block is split into pseudo-headers and fields (the compiled
         session splits it in C, checking the limits and the names as start does).
 
+        ``size``: the block's length as it came, the start of $request_length (nginx's);
         ``odd_names``: a field name has other bytes than a-z, 0-9 and "-"."""
         app = self.app
         conn = self.conn
@@ -199,6 +201,7 @@ class Http2Stream(StreamConnection):
     def body_data(self, data: bytes, flow_length: int):
         body = self.body
         body.received += len(data)
+        self.request.request_length += len(data)     # nginx counts the body as it is read
         if body.kind == "length":
             body.remaining = max(body.remaining - len(data), 0)
         if body.limit and body.received > body.limit and not self.response_started:
@@ -455,14 +458,12 @@ class Http2Stream(StreamConnection):
 
 def split_block(conn, fields):
     """An h2 header block split as Http2Stream.start_split takes it: (method, path,
-    authority, scheme, fields, size, bad name, odd names); None once the connection failed
-    (a field over the limit). The compiled session splits in C the same way."""
+    authority, scheme, fields, bad name, odd names); None once the connection failed (a
+    field over the limit). The compiled session splits in C the same way."""
     method = path = authority = scheme = b""
     headers = []
-    size = 0
     odd_names = False
     for name, value in fields:
-        size += len(name) + len(value) + 4
         if len(value) > conn.field_limit:
             conn.fail(ErrorCodes.ENHANCE_YOUR_CALM)
             return None
@@ -470,7 +471,7 @@ def split_block(conn, fields):
         first = 1 if pseudo else 0      # nginx checks a pseudo-header's name after the ":"
         if not _PLAIN_NAME(name, first):
             if _BAD_NAME(name, first):
-                return b"", b"", b"", b"", [], 0, True, False
+                return b"", b"", b"", b"", [], True, False
             if not pseudo:
                 odd_names = True
         if pseudo:
@@ -484,7 +485,7 @@ def split_block(conn, fields):
                 scheme = value
         else:
             headers.append((name, name, value))
-    return method, path, authority, scheme, headers, size, False, odd_names
+    return method, path, authority, scheme, headers, False, odd_names
 
 
 _DATE_FIELDS: dict = {}

@@ -67,6 +67,11 @@ http {{
             limit_conn perhost 1;
             proxy_pass http://app/;
         }}
+        location /len {{ return 200 "$request_length\n"; }}
+        location /lenproxy/ {{
+            proxy_pass http://app/;
+            add_header X-Request-Length $request_length;
+        }}
         location /moved {{ return 301 /elsewhere; }}
         location /connvars {{
             return 200 "$pipe|$connection_time|$tcpinfo_rtt|$tcpinfo_rttvar|$tcpinfo_snd_cwnd|$tcpinfo_rcv_space";
@@ -249,6 +254,21 @@ def test_limit_conn_counts_a_stream_until_it_ends(sites):
                     for i in range(4)]
     ours, theirs = both(sites, statuses)
     assert ours == theirs == [200, 200, 200, 200]
+
+
+def test_request_length_counts_the_header_block_as_it_came_and_the_body(sites):
+    # nginx counts the HPACK-coded block (not the decoded fields) and the DATA bytes read.
+    # One curl request per new connection: the same block for both (Host, not the port).
+    def lengths(site):
+        head = curl("--http2-prior-knowledge", "-H", "Host: a.test", "-H", "X-Long: " + "v" * 300,
+                    f"http://127.0.0.1:{site.h2c}/len").stdout
+        body = curl("--http2-prior-knowledge", "-H", "Host: a.test", "-d", "b" * 1000,
+                    "-o", "/dev/null", "-D", "-", f"http://127.0.0.1:{site.h2c}/lenproxy/x").stdout
+        proxied = re.search(r"(?im)^x-request-length: (\d+)", body)
+        return head.strip(), proxied and proxied.group(1)
+    ours, theirs = both(sites, lengths)
+    assert ours == theirs
+    assert int(theirs[0]) < 340 and int(theirs[1]) > 1000     # coded (decoded: ~400), and the body
 
 
 def test_connection_variables_over_h2(sites, certs):

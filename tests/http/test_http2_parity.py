@@ -21,8 +21,8 @@ import time
 import h2.connection
 import hpack
 import pytest
-from hyperframe.frame import (DataFrame, Frame, GoAwayFrame, HeadersFrame, PingFrame,
-                              RstStreamFrame, SettingsFrame, WindowUpdateFrame)
+from hyperframe.frame import (ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame,
+                              PingFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame)
 
 from tests.http.test_http2 import MALFORMED, PREFACE, _headers
 from tests.support.processes import EchoBackend, Gateway, free_port
@@ -39,6 +39,7 @@ http {{
     server {{
         listen 127.0.0.1:{h2c} http2;
         location / {{ return 200 "$server_protocol|$request|$host|$http2|$http_cookie\\n"; }}
+        location /len {{ return 200 "$request_length"; }}
         location /proxy/ {{
             proxy_pass http://app/;
             proxy_http_version 1.1;
@@ -215,6 +216,41 @@ def test_the_same_frames_give_the_same_answers(pair, cut):
     for answer in (ours, theirs):
         assert answer["streams"][3]["heads"][0][0] == (":status", "200")
         assert answer["streams"][3]["ended"]
+
+
+def _length_requests():
+    """Stream 1: a HEADERS frame with padding and priority fields; stream 3: a block split
+    over HEADERS and two CONTINUATION frames. Each block's length as it came."""
+    fields = [(":method", "GET"), (":scheme", "http"), (":authority", "a.test"),
+              (":path", "/len"), ("x-filler", "f" * 200)]
+    padded_block = hpack.Encoder().encode(fields)
+    padded = HeadersFrame(1)
+    padded.data = padded_block
+    padded.pad_length = 17
+    for flag in ("END_HEADERS", "END_STREAM", "PADDED", "PRIORITY"):
+        padded.flags.add(flag)
+    padded.depends_on, padded.stream_weight = 0, 15
+    split_block = hpack.Encoder().encode(fields)
+    first = HeadersFrame(3)
+    first.data = split_block[:50]
+    first.flags.add("END_STREAM")
+    middle = ContinuationFrame(3)
+    middle.data = split_block[50:100]
+    last = ContinuationFrame(3)
+    last.data = split_block[100:]
+    last.flags.add("END_HEADERS")
+    payload = padded.serialize() + first.serialize() + middle.serialize() + last.serialize()
+    return payload, len(padded_block), len(split_block)
+
+
+def test_request_length_is_the_block_as_it_came_alike(pair):
+    # nginx's $request_length: the header block without padding or priority fields, its
+    # CONTINUATION frames included (and the DATA bytes, test_http2.py compares with nginx).
+    payload, padded_length, split_length = _length_requests()
+    ours, theirs = both(pair, "h2c", payload, streams=(1, 3))
+    bodies = [(answer["streams"][1]["body"], answer["streams"][3]["body"])
+              for answer in (ours, theirs)]
+    assert bodies[0] == bodies[1] == (b"%d" % padded_length, b"%d" % split_length)
 
 
 # Malformed input, limits, too many streams ------------------------------------------------
