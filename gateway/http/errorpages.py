@@ -6,6 +6,7 @@ a space), so that requests that never meet an error page carry nothing extra.
 
 from __future__ import annotations
 
+from gateway.http.plan import WrappingPlan
 from gateway.http.variables import compile_template
 
 _INTERNAL = " internal"          # reached by an internal redirect, rewrite or error page
@@ -20,22 +21,13 @@ MAX_ERROR_REDIRECTS = 10
 _templates: dict = {}
 
 
-class InternalPlan:
+class InternalPlan(WrappingPlan):
     """A location marked ``internal``: a request that arrives from outside gets 404."""
 
-    __slots__ = ("location", "settings", "kind", "content", "add_headers", "access_logs", "meter",
-                 "proxy", "unikernel", "return_code", "return_text")
+    __slots__ = ()
 
     def __init__(self, content):
-        self.location = content.location
-        self.settings = content.settings
-        self.kind = "internal"
-        self.content = content
-        self.add_headers = content.add_headers
-        self.access_logs = content.access_logs
-        self.meter = content.meter
-        self.proxy = self.unikernel = self.return_text = None
-        self.return_code = 0
+        super().__init__("internal", content, content.settings)
 
 
 def _values(request) -> dict:

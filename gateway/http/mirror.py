@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from gateway.http.auth_request import SubrequestConnection, subrequest, subrequest_plan
 from gateway.http.held_body import BodyHolder
+from gateway.http.plan import WrappingPlan
 from gateway.observe.errorlog import log
 
 # Mirror subrequests one worker runs at once; more are dropped (logged once a second at most).
@@ -28,25 +29,15 @@ IN_FLIGHT = 256
 SWEEP_INTERVAL = 0.25
 
 
-class MirrorPlan:
+class MirrorPlan(WrappingPlan):
     """A plan whose content handler starts after the location's mirrors (``content``)."""
 
-    __slots__ = ("location", "settings", "kind", "content", "add_headers", "access_logs", "meter",
-                 "proxy", "unikernel", "return_code", "return_text", "real_ip",
-                 "post_read_real_ip", "uris", "with_body")
+    __slots__ = ("real_ip", "post_read_real_ip", "uris", "with_body")
 
     def __init__(self, content, settings):
-        self.location = content.location
-        self.settings = settings
-        self.kind = "mirror"
-        self.content = content
-        self.add_headers = content.add_headers
-        self.access_logs = content.access_logs
-        self.meter = content.meter
+        super().__init__("mirror", content, settings)
         self.real_ip = getattr(content, "real_ip", None)
         self.post_read_real_ip = getattr(content, "post_read_real_ip", None)
-        self.proxy = self.unikernel = self.return_text = None
-        self.return_code = 0
         self.uris = settings.mirrors
         self.with_body = settings.mirror_request_body
 

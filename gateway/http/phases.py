@@ -13,31 +13,22 @@ from gateway.http import access, errorpages
 from gateway.http.access import AccessRules
 from gateway.http.auth_basic import AuthBasic
 from gateway.http.held_body import BodyHolder
+from gateway.http.plan import WrappingPlan
 from gateway.http.responses import error_page, padded
 from gateway.http.rewrite import client_context
 from gateway.observe.errorlog import log
 
 
-class AccessPhasePlan:
+class AccessPhasePlan(WrappingPlan):
     """A plan whose preaccess and access checks run before its content (``content``)."""
 
-    __slots__ = ("location", "settings", "kind", "content", "add_headers", "access_logs", "meter",
-                 "proxy", "unikernel", "return_code", "return_text", "real_ip", "post_read_real_ip",
-                 "limit_req", "limit_conn", "access", "auth_basic", "satisfy_any",
-                 "checks_access", "auth_request")
+    __slots__ = ("real_ip", "post_read_real_ip", "limit_req", "limit_conn", "access",
+                 "auth_basic", "satisfy_any", "checks_access", "auth_request")
 
     def __init__(self, content, settings):
-        self.location = content.location
-        self.settings = settings
-        self.kind = "phases"
-        self.content = content
-        self.add_headers = content.add_headers
-        self.access_logs = content.access_logs
-        self.meter = content.meter
+        super().__init__("phases", content, settings)
         self.real_ip = content.real_ip
         self.post_read_real_ip = content.post_read_real_ip
-        self.proxy = self.unikernel = self.return_text = None
-        self.return_code = 0
         # The limits' modules are imported by the configs that use them (their zones map shared memory).
         self.limit_req = self.limit_conn = None
         if settings.limit_reqs:

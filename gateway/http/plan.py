@@ -141,6 +141,26 @@ def escape_uri(uri: str) -> str:
     return "".join(out)
 
 
+class WrappingPlan:
+    """A plan that does something before another plan's content (``content``): a location's
+    rewrite script, its access phases, its mirrors, ``internal``. What the dispatcher, the
+    access logs and the metrics read of a plan is the content's."""
+
+    __slots__ = ("location", "settings", "kind", "content", "add_headers", "access_logs", "meter",
+                 "proxy", "unikernel", "return_code", "return_text")
+
+    def __init__(self, kind: str, content, settings):
+        self.location = content.location
+        self.settings = settings
+        self.kind = kind
+        self.content = content
+        self.add_headers = content.add_headers
+        self.access_logs = content.access_logs
+        self.meter = content.meter
+        self.proxy = self.unikernel = self.return_text = None
+        self.return_code = 0
+
+
 class LocationPlan:
     """What to do for requests that end in one location (or a server's fallback)."""
 

@@ -16,7 +16,7 @@ from gateway._select import load_fast
 from gateway.config import rewrite as conf
 from gateway.http import limit_rate
 from gateway.http.captures import script_mismatch, set_captures
-from gateway.http.plan import ProxyPlan, escape_uri
+from gateway.http.plan import ProxyPlan, WrappingPlan, escape_uri
 from gateway.http.variables import compile_template
 from gateway.observe.errorlog import log
 
@@ -28,23 +28,14 @@ ANSWER = 3          # "return": answer with the plan given
 REDIRECT = 4        # "rewrite ... redirect|permanent" or a URL replacement
 
 
-class RewritePlan:
+class RewritePlan(WrappingPlan):
     """A location (or server) plan whose script runs before its content is chosen."""
 
-    __slots__ = ("location", "settings", "kind", "content", "program", "add_headers",
-                 "access_logs", "meter", "proxy", "unikernel", "return_code", "return_text")
+    __slots__ = ("program",)
 
     def __init__(self, content, program: Program):
-        self.location = content.location
-        self.settings = content.settings
-        self.kind = "rewrite"
-        self.content = content
+        super().__init__("rewrite", content, content.settings)
         self.program = program
-        self.add_headers = content.add_headers
-        self.access_logs = content.access_logs
-        self.meter = content.meter
-        self.proxy = self.unikernel = self.return_text = None
-        self.return_code = 0
 
 
 class RewrittenProxyPlan(ProxyPlan):
