@@ -91,6 +91,10 @@ SCENARIOS = {s.name: s for s in [
              Load("/small", 64, script="pipeline.lua"), expect_length=13, latency=False),
     Scenario("https-small", "small response over HTTPS keep-alive (TLS 1.3, wrk -c64)",
              Load("/small", 64, scheme="https"), expect_length=13, tls=True),
+    Scenario("https-close", "new TLS connection per request (a TLS 1.3 handshake each, "
+             "Connection: close, wrk -c64)",
+             Load("/small", 64, scheme="https", headers=("Connection: close",)),
+             expect_length=13, tls=True),
     Scenario("limit-req", "small response through limit_req (a zone admitting all, wrk -c64)",
              Load("/small", 64), expect_length=13, limit_req=True),
     Scenario("rewrite", "small response through a map, an if and two rewrites, one matching "
